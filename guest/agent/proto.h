@@ -1,0 +1,63 @@
+/* hyperbox agent protocol, version 1. See ../PROTOCOL.md.
+ * A frame is a 12-byte header followed by at most HB_MAX_PAYLOAD bytes:
+ *   u32 payload length (big endian) | u8 type | u8 version | u16 reserved | u32 process id
+ * Control payloads are TLV lists: u8 tag | u32 length (big endian) | bytes. */
+#ifndef HB_PROTO_H
+#define HB_PROTO_H
+#include <stddef.h>
+#include <stdint.h>
+
+#define HB_PROTO_VERSION 1
+#define HB_HEADER_SIZE 12
+#define HB_MAX_PAYLOAD 65536
+
+enum hb_type {
+  /* guest -> host */
+  HB_HELLO = 0x01,        /* TLV: T_VERSION, T_MESSAGE (agent build id) */
+  HB_RESULT = 0x02,       /* TLV: T_ERRNO (0 = ok), T_MESSAGE; answers a request on proc 0 */
+  HB_STARTED = 0x30,      /* TLV: T_PID */
+  HB_START_FAILED = 0x31, /* TLV: T_ERRNO, T_MESSAGE */
+  HB_STDOUT = 0x32,       /* raw bytes */
+  HB_STDERR = 0x33,       /* raw bytes */
+  HB_EXIT = 0x34,         /* TLV: T_STATUS, T_SIGNAL */
+  HB_STDIN_WINDOW = 0x35, /* TLV: T_COUNT bytes the process consumed */
+  HB_PONG = 0x36,
+  /* host -> guest */
+  HB_CONFIGURE = 0x20,    /* TLV: T_HOSTNAME, T_TIME, T_SEED */
+  HB_MOUNT_ROOT = 0x21,   /* TLV: T_TAG (9p mount tag), T_NAME (container root name) */
+  HB_PING = 0x22,
+  HB_POWEROFF = 0x23,
+  HB_START = 0x10,        /* TLV: T_NAME, T_ARG*, T_ENV*, T_CWD, T_USER, T_TTY, T_ROWS, T_COLS, T_STDIN */
+  HB_STDIN = 0x11,        /* raw bytes */
+  HB_STDIN_EOF = 0x12,
+  HB_SIGNAL = 0x13,       /* TLV: T_SIGNAL */
+  HB_RESIZE = 0x14,       /* TLV: T_ROWS, T_COLS */
+};
+
+enum hb_tag {
+  T_VERSION = 1, T_MESSAGE = 2, T_ERRNO = 3, T_PID = 4, T_STATUS = 5, T_SIGNAL = 6,
+  T_COUNT = 7, T_HOSTNAME = 8, T_TIME = 9, T_SEED = 10, T_TAG = 11, T_NAME = 12,
+  T_ARG = 13, T_ENV = 14, T_CWD = 15, T_USER = 16, T_TTY = 17, T_ROWS = 18,
+  T_COLS = 19, T_STDIN = 20,
+};
+
+/* Builder for an outgoing TLV payload. Silently refuses to grow past the limit;
+ * callers only put bounded data in it. */
+struct tlv_out { uint8_t buf[HB_MAX_PAYLOAD]; size_t len; };
+void tlv_reset(struct tlv_out *t);
+void tlv_put(struct tlv_out *t, uint8_t tag, const void *data, uint32_t len);
+void tlv_put_u32(struct tlv_out *t, uint8_t tag, uint32_t v);
+void tlv_put_str(struct tlv_out *t, uint8_t tag, const char *s);
+
+/* Iterator over a received TLV payload. Returns 1 and fills tag/data/len for the
+ * next field, 0 at the end, -1 if the payload is malformed. */
+struct tlv_in { const uint8_t *p; size_t left; };
+int tlv_next(struct tlv_in *it, uint8_t *tag, const uint8_t **data, uint32_t *len);
+uint32_t be32(const uint8_t *p);
+uint64_t be64(const uint8_t *p);
+
+/* Frame I/O on the control channel (blocking writes, whole frames). */
+void hb_set_channel(int fd);
+int hb_send(uint8_t type, uint32_t proc, const void *payload, size_t len);
+int hb_send_tlv(uint8_t type, uint32_t proc, const struct tlv_out *t);
+#endif

@@ -1,0 +1,107 @@
+/** Engine objects rendered in the shapes the Docker API returns. */
+import type { Container } from '../../engine/container.js';
+
+export function humanDuration(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 1) return 'Less than a second';
+  if (s === 1) return '1 second';
+  if (s < 60) return `${s} seconds`;
+  const m = Math.round(s / 60);
+  if (m === 1) return 'About a minute';
+  if (m < 60) return `${m} minutes`;
+  const h = Math.round(s / 3600);
+  if (h === 1) return 'About an hour';
+  if (h < 48) return `${h} hours`;
+  return `${Math.round(h / 24)} days`;
+}
+
+export function statusText(c: Container): string {
+  const st = c.record.State;
+  if (st.Running) return `Up ${humanDuration(Date.now() - Date.parse(st.StartedAt))}`;
+  if (st.Status === 'created') return 'Created';
+  return `Exited (${st.ExitCode}) ${humanDuration(Date.now() - Date.parse(st.FinishedAt))} ago`;
+}
+
+export function containerSummary(c: Container) {
+  const r = c.record;
+  return {
+    Id: r.Id,
+    Names: [r.Name],
+    Image: r.ImageRef,
+    ImageID: r.ImageId,
+    Command: [...r.Config.Entrypoint, ...r.Config.Cmd].map((a) => (/\s/.test(a) ? `'${a}'` : a)).join(' '),
+    Created: Math.floor(Date.parse(r.Created) / 1000),
+    Ports: [],
+    Labels: r.Config.Labels,
+    State: r.State.Status,
+    Status: statusText(c),
+    HostConfig: { NetworkMode: 'default' },
+    NetworkSettings: { Networks: {} },
+    Mounts: [],
+  };
+}
+
+export function containerInspect(c: Container) {
+  const r = c.record;
+  const args = [...r.Config.Entrypoint, ...r.Config.Cmd];
+  return {
+    Id: r.Id,
+    Created: r.Created,
+    Path: args[0] ?? '',
+    Args: args.slice(1),
+    State: {
+      ...r.State,
+      Restarting: false,
+      Dead: r.State.Status === 'dead',
+    },
+    Image: r.ImageId,
+    ResolvConfPath: '',
+    HostnamePath: '',
+    HostsPath: '',
+    LogPath: c.logFile,
+    Name: r.Name,
+    RestartCount: 0,
+    Driver: 'overlay',
+    Platform: 'linux',
+    MountLabel: '',
+    ProcessLabel: '',
+    AppArmorProfile: '',
+    HostConfig: {
+      AutoRemove: r.HostConfig.AutoRemove,
+      Memory: r.HostConfig.Memory,
+      NanoCpus: r.HostConfig.NanoCpus,
+      NetworkMode: 'default',
+      RestartPolicy: { Name: 'no', MaximumRetryCount: 0 },
+      Runtime: 'hyperbox',
+      Binds: null,
+      PortBindings: {},
+      ConsoleSize: r.HostConfig.ConsoleSize ?? [0, 0],
+      LogConfig: { Type: 'json-file', Config: {} },
+    },
+    GraphDriver: { Name: 'overlay', Data: { UpperDir: `${c.dir}/upper`, MergedDir: `${c.dir}/rootfs` } },
+    Mounts: [],
+    Config: {
+      Hostname: r.Config.Hostname,
+      Domainname: '',
+      User: r.Config.User,
+      AttachStdin: r.Config.AttachStdin,
+      AttachStdout: r.Config.AttachStdout,
+      AttachStderr: r.Config.AttachStderr,
+      Tty: r.Config.Tty,
+      OpenStdin: r.Config.OpenStdin,
+      StdinOnce: r.Config.StdinOnce,
+      Env: r.Config.Env,
+      Cmd: r.Config.Cmd,
+      Image: r.ImageRef,
+      Volumes: null,
+      WorkingDir: r.Config.WorkingDir,
+      Entrypoint: r.Config.Entrypoint.length ? r.Config.Entrypoint : null,
+      OnBuild: null,
+      Labels: r.Config.Labels,
+      StopSignal: r.Config.StopSignal,
+    },
+    NetworkSettings: { Ports: {}, Networks: {}, IPAddress: '', MacAddress: '' },
+    /** hyperbox's own: how this container's VM was started, phase by phase. */
+    HyperBox: { Start: r.StartInfo ?? null, VmPid: r.VmPid ?? 0 },
+  };
+}

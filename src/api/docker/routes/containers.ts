@@ -1,0 +1,227 @@
+/** /containers/... routes of the Docker Engine API. */
+import { z } from 'zod';
+import { invalid } from '../../../common/errors.js';
+import type { Attachment } from '../../../engine/container.js';
+import type { Engine } from '../../../engine/engine.js';
+import { readLogs, type LogRecord } from '../../../engine/logs.js';
+import { muxFrame, type Ctx } from '../http.js';
+import { containerInspect, containerSummary } from '../present.js';
+import type { RouteTable } from '../server.js';
+
+const stringList = z.union([z.array(z.string()), z.string().transform((s) => [s])]).nullish();
+
+export const createBodySchema = z
+  .object({
+    Image: z.string().min(1, 'Image is required'),
+    Cmd: stringList,
+    Entrypoint: stringList,
+    Env: z.array(z.string()).nullish(),
+    WorkingDir: z.string().nullish(),
+    User: z.string().nullish(),
+    Hostname: z.string().nullish(),
+    Tty: z.boolean().nullish(),
+    OpenStdin: z.boolean().nullish(),
+    StdinOnce: z.boolean().nullish(),
+    AttachStdin: z.boolean().nullish(),
+    AttachStdout: z.boolean().nullish(),
+    AttachStderr: z.boolean().nullish(),
+    Labels: z.record(z.string(), z.string()).nullish(),
+    StopSignal: z.string().nullish(),
+    StopTimeout: z.number().int().nullish(),
+    HostConfig: z
+      .object({
+        AutoRemove: z.boolean().nullish(),
+        Memory: z.number().int().nullish(),
+        NanoCpus: z.number().int().nullish(),
+        ConsoleSize: z.tuple([z.number(), z.number()]).nullish(),
+      })
+      .passthrough()
+      .nullish(),
+  })
+  .passthrough();
+
+export function parseFilters(ctx: Ctx): Record<string, string[]> {
+  const raw = ctx.query.get('filters');
+  if (!raw) return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw invalid(`invalid filter '${raw}'`);
+  }
+  const out: Record<string, string[]> = {};
+  for (const [k, v] of Object.entries(parsed as Record<string, unknown>)) {
+    out[k] = Array.isArray(v) ? v.map(String) : Object.keys(v as object);
+  }
+  return out;
+}
+
+function logFrame(tty: boolean, timestamps: boolean, rec: LogRecord): Buffer {
+  const data = timestamps ? Buffer.concat([Buffer.from(`${rec.time} `), rec.data]) : rec.data;
+  return tty ? data : muxFrame(rec.stream === 'stdout' ? 1 : 2, data);
+}
+
+export function containerRoutes(r: RouteTable, engine: Engine): void {
+  r.add('POST', '/containers/create', async (ctx) => {
+    const body = await ctx.json(createBodySchema);
+    const hc = body.HostConfig ?? {};
+    const c = await engine.create({
+      name: ctx.query.get('name') ?? undefined,
+      config: {
+        Image: body.Image,
+        Cmd: body.Cmd ?? undefined,
+        Entrypoint: body.Entrypoint ?? undefined,
+        Env: body.Env ?? undefined,
+        WorkingDir: body.WorkingDir ?? undefined,
+        User: body.User ?? undefined,
+        Hostname: body.Hostname ?? undefined,
+        Tty: body.Tty ?? false,
+        OpenStdin: body.OpenStdin ?? false,
+        StdinOnce: body.StdinOnce ?? false,
+        AttachStdin: body.AttachStdin ?? false,
+        AttachStdout: body.AttachStdout ?? true,
+        AttachStderr: body.AttachStderr ?? true,
+        Labels: body.Labels ?? undefined,
+        StopSignal: body.StopSignal ?? undefined,
+        StopTimeout: body.StopTimeout ?? undefined,
+      },
+      host: {
+        AutoRemove: hc.AutoRemove ?? false,
+        Memory: hc.Memory ?? 0,
+        NanoCpus: hc.NanoCpus ?? 0,
+        ConsoleSize: hc.ConsoleSize && hc.ConsoleSize[0] > 0 ? (hc.ConsoleSize as [number, number]) : undefined,
+      },
+    });
+    ctx.send(201, { Id: c.id, Warnings: [] });
+  });
+
+  r.add('GET', '/containers/json', (ctx) => {
+    const all = ctx.bool('all');
+    const filters = parseFilters(ctx);
+    let list = engine.list().filter((c) => all || c.running);
+    if (filters.status) list = engine.list().filter((c) => filters.status!.includes(c.record.State.Status));
+    if (filters.name) list = list.filter((c) => filters.name!.some((n) => c.name.includes(n.replace(/^\//, ''))));
+    if (filters.id) list = list.filter((c) => filters.id!.some((i) => c.id.startsWith(i)));
+    if (filters.label) {
+      list = list.filter((c) =>
+        filters.label!.every((l) => {
+          const [k, v] = l.split('=');
+          return v === undefined ? k! in c.record.Config.Labels : c.record.Config.Labels[k!] === v;
+        }),
+      );
+    }
+    const limit = ctx.int('limit');
+    if (limit && limit > 0) list = list.slice(0, limit);
+    ctx.send(200, list.map(containerSummary));
+  });
+
+  r.add('GET', '/containers/:id/json', (ctx) => ctx.send(200, containerInspect(engine.get(ctx.params.id!))));
+
+  r.add('POST', '/containers/:id/start', async (ctx) => {
+    await engine.start(ctx.params.id!);
+    ctx.send(204);
+  });
+
+  r.add('POST', '/containers/:id/stop', async (ctx) => {
+    await engine.stop(ctx.params.id!, { timeout: ctx.int('t'), signal: ctx.query.get('signal') ?? undefined });
+    ctx.send(204);
+  });
+
+  r.add('POST', '/containers/:id/restart', async (ctx) => {
+    const c = engine.get(ctx.params.id!);
+    if (c.running) await engine.stop(c.id, { timeout: ctx.int('t'), signal: ctx.query.get('signal') ?? undefined });
+    await engine.start(c.id);
+    ctx.send(204);
+  });
+
+  r.add('POST', '/containers/:id/kill', (ctx) => {
+    const signal = ctx.query.get('signal') || undefined;
+    const c = engine.get(ctx.params.id!);
+    // The CLI's signal proxy forwards SIGWINCH etc.; a container that has just
+    // exited must not turn that into an error for `run`.
+    if (!c.running && signal && signal !== 'KILL' && signal !== 'SIGKILL' && signal !== '9') return ctx.send(204);
+    engine.kill(c.id, signal);
+    ctx.send(204);
+  });
+
+  r.add('POST', '/containers/:id/wait', async (ctx) => {
+    const cond = ctx.query.get('condition') || 'not-running';
+    if (!['not-running', 'next-exit', 'removed'].includes(cond)) throw invalid(`invalid condition: "${cond}"`);
+    const c = engine.get(ctx.params.id!);
+    const code = engine.wait(c.id, cond as 'not-running');
+    const res = ctx.beginStream('application/json');
+    const status = await code;
+    const err = c.record.State.Error;
+    res.end(JSON.stringify(err ? { StatusCode: status, Error: { Message: err } } : { StatusCode: status }) + '\n');
+  });
+
+  r.add('POST', '/containers/:id/resize', (ctx) => {
+    engine.resize(ctx.params.id!, ctx.int('h') ?? 0, ctx.int('w') ?? 0);
+    ctx.send(200);
+  });
+
+  r.add('POST', '/containers/:id/attach', async (ctx) => {
+    const c = engine.get(ctx.params.id!);
+    const tty = c.record.Config.Tty;
+    const wantStdin = ctx.bool('stdin') && c.record.Config.OpenStdin;
+    const wantOut = ctx.bool('stdout');
+    const wantErr = ctx.bool('stderr');
+    const stream = ctx.hijack(tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream');
+    if (ctx.bool('logs')) {
+      for (const rec of readLogs(c.logFile)) {
+        if ((rec.stream === 'stdout' && wantOut) || (rec.stream === 'stderr' && wantErr)) stream.write(logFrame(tty, false, rec));
+      }
+    }
+    const a: Attachment = {
+      stdout: wantOut ? (d) => stream.write(tty ? d : muxFrame(1, d)) : undefined,
+      stderr: wantErr ? (d) => stream.write(tty ? d : muxFrame(2, d)) : undefined,
+      stdin: wantStdin ? stream.input : undefined,
+      end: () => stream.end(),
+    };
+    if (!wantStdin) stream.input.resume();
+    engine.attach(c.id, a);
+    stream.onClose(() => engine.detach(c, a));
+  });
+
+  r.add('GET', '/containers/:id/logs', (ctx) => {
+    const c = engine.get(ctx.params.id!);
+    const wantOut = ctx.bool('stdout');
+    const wantErr = ctx.bool('stderr');
+    if (!wantOut && !wantErr) throw invalid('You must choose at least one stream');
+    const tty = c.record.Config.Tty;
+    const timestamps = ctx.bool('timestamps');
+    const follow = ctx.bool('follow');
+    const tail = ctx.query.get('tail');
+    const since = Number(ctx.query.get('since') ?? 0);
+    const want = (rec: LogRecord) =>
+      ((rec.stream === 'stdout' && wantOut) || (rec.stream === 'stderr' && wantErr)) && (!since || Date.parse(rec.time) / 1000 >= since);
+    let history = readLogs(c.logFile).filter(want);
+    if (tail && tail !== 'all') {
+      const n = Number(tail);
+      if (!Number.isInteger(n) || n < 0) throw invalid(`invalid tail value: ${tail}`);
+      history = n === 0 ? [] : history.slice(-n);
+    }
+    const res = ctx.beginStream(tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream');
+    for (const rec of history) res.write(logFrame(tty, timestamps, rec));
+    if (!follow || !c.running) return void res.end();
+    const onOutput = (rec: LogRecord) => {
+      if (want(rec)) res.write(logFrame(tty, timestamps, rec));
+    };
+    const onExit = () => {
+      cleanup();
+      res.end();
+    };
+    const cleanup = () => {
+      c.off('output', onOutput);
+      c.off('exit', onExit);
+    };
+    c.on('output', onOutput);
+    c.on('exit', onExit);
+    res.once('close', cleanup);
+  });
+
+  r.add('DELETE', '/containers/:id', async (ctx) => {
+    await engine.remove(ctx.params.id!, { force: ctx.bool('force') });
+    ctx.send(204);
+  });
+}

@@ -1,0 +1,120 @@
+/** /_ping, /version, /info, /events, and the network/volume endpoints that
+ * answer truthfully until networking and volumes exist. */
+import os from 'node:os';
+import { notImplemented } from '../../../common/errors.js';
+import type { Engine, EngineEvent } from '../../../engine/engine.js';
+import { API_VERSION, MIN_API_VERSION } from '../http.js';
+import type { RouteTable, ServerInfo } from '../server.js';
+import { parseFilters } from './containers.js';
+
+export function systemRoutes(r: RouteTable, engine: Engine, info: ServerInfo): void {
+  const ping = (ctx: Parameters<Parameters<RouteTable['add']>[2]>[0]) => {
+    const headers = { 'Cache-Control': 'no-cache, no-store, must-revalidate', Pragma: 'no-cache', Swarm: 'inactive' };
+    Object.assign(ctx.commonHeaders, headers);
+    ctx.send(200, ctx.req.method === 'HEAD' ? undefined : 'OK', 'text/plain; charset=utf-8');
+  };
+  r.add('GET', '/_ping', ping);
+  r.add('HEAD', '/_ping', ping);
+
+  r.add('GET', '/version', (ctx) => {
+    const details = { ApiVersion: API_VERSION, MinAPIVersion: MIN_API_VERSION, Os: 'linux', Arch: 'amd64', KernelVersion: os.release(), Accelerator: info.accel, Hypervisor: `QEMU ${info.qemuVersion}` };
+    ctx.send(200, {
+      Platform: { Name: `hyperbox ${info.version} (QEMU ${info.qemuVersion}, ${info.accel})` },
+      Components: [
+        { Name: 'Engine', Version: info.version, Details: details },
+        { Name: 'hypervisor', Version: info.qemuVersion, Details: { Accelerator: info.accel, Reason: info.accelReason } },
+      ],
+      Version: info.version,
+      ApiVersion: API_VERSION,
+      MinAPIVersion: MIN_API_VERSION,
+      GitCommit: 'hyperbox',
+      GoVersion: `node ${process.version}`,
+      Os: 'linux',
+      Arch: 'amd64',
+      KernelVersion: os.release(),
+      BuildTime: '',
+    });
+  });
+
+  r.add('GET', '/info', (ctx) => {
+    const containers = engine.list();
+    const running = containers.filter((c) => c.running).length;
+    ctx.send(200, {
+      ID: 'hyperbox',
+      Containers: containers.length,
+      ContainersRunning: running,
+      ContainersPaused: 0,
+      ContainersStopped: containers.length - running,
+      Images: engine.store.list().length,
+      Driver: 'overlay',
+      DriverStatus: [['Backing Filesystem', 'overlayfs shared to the VM over virtio-9p']],
+      Plugins: { Volume: [], Network: [], Authorization: null, Log: ['json-file'] },
+      MemoryLimit: true,
+      SwapLimit: false,
+      CpuCfsPeriod: false,
+      CpuCfsQuota: false,
+      IPv4Forwarding: false,
+      Debug: false,
+      NFd: 0,
+      NGoroutines: 0,
+      SystemTime: new Date().toISOString(),
+      LoggingDriver: 'json-file',
+      CgroupDriver: 'none',
+      CgroupVersion: '2',
+      NEventsListener: engine.listenerCount('event'),
+      KernelVersion: os.release(),
+      OperatingSystem: `hyperbox (QEMU ${info.qemuVersion} microvm, accelerator: ${info.accel})`,
+      OSVersion: '',
+      OSType: 'linux',
+      Architecture: os.arch() === 'x64' ? 'x86_64' : os.arch(),
+      IndexServerAddress: 'https://index.docker.io/v1/',
+      RegistryConfig: { InsecureRegistryCIDRs: ['127.0.0.0/8'], IndexConfigs: {}, Mirrors: [] },
+      NCPU: os.cpus().length,
+      MemTotal: os.totalmem(),
+      DockerRootDir: info.dataRoot,
+      Name: os.hostname(),
+      Labels: [`hyperbox.accelerator=${info.accel}`, `hyperbox.accelerator.reason=${info.accelReason}`],
+      ExperimentalBuild: false,
+      ServerVersion: info.version,
+      Runtimes: { hyperbox: { path: 'qemu-system-x86_64' } },
+      DefaultRuntime: 'hyperbox',
+      Swarm: { NodeID: '', NodeAddr: '', LocalNodeState: 'inactive', ControlAvailable: false, Error: '', RemoteManagers: null },
+      LiveRestoreEnabled: false,
+      Isolation: '',
+      InitBinary: '',
+      SecurityOptions: ['name=hypervisor'],
+      Warnings: info.accel === 'tcg' ? [`WARNING: no usable KVM: ${info.accelReason}`] : [],
+      HyperBox: { Accelerator: info.accel, AcceleratorReason: info.accelReason, QemuVersion: info.qemuVersion },
+    });
+  });
+
+  r.add('GET', '/events', (ctx) => {
+    const filters = parseFilters(ctx);
+    const since = Number(ctx.query.get('since') ?? NaN);
+    const until = Number(ctx.query.get('until') ?? NaN);
+    const match = (ev: EngineEvent) =>
+      (!filters.type || filters.type.includes(ev.Type)) &&
+      (!filters.event || filters.event.some((e) => ev.Action === e || ev.Action.startsWith(`${e}:`))) &&
+      (!filters.container || filters.container.some((c) => ev.Actor.ID.startsWith(c) || ev.Actor.Attributes.name === c)) &&
+      (!filters.image || filters.image.includes(ev.Actor.Attributes.image ?? ''));
+    const res = ctx.beginStream('application/json');
+    const write = (ev: EngineEvent) => {
+      if (!match(ev)) return;
+      res.write(JSON.stringify({ ...ev, status: ev.Action, id: ev.Actor.ID, from: ev.Actor.Attributes.image, scope: 'local' }) + '\n');
+    };
+    if (Number.isFinite(since)) for (const ev of engine.recentEvents) if (ev.time >= since && (!Number.isFinite(until) || ev.time <= until)) write(ev);
+    if (Number.isFinite(until) && until * 1000 <= Date.now()) return void res.end();
+    engine.on('event', write);
+    const stop = () => engine.off('event', write);
+    res.once('close', stop);
+    if (Number.isFinite(until)) setTimeout(() => (stop(), res.end()), until * 1000 - Date.now()).unref();
+  });
+
+  r.add('GET', '/networks', (ctx) => ctx.send(200, []));
+  r.add('GET', '/volumes', (ctx) => ctx.send(200, { Volumes: [], Warnings: ['hyperbox has no volume support yet'] }));
+  for (const p of ['/networks/create', '/volumes/create']) {
+    r.add('POST', p, () => {
+      throw notImplemented(`${p.split('/')[1]} are not implemented yet in hyperbox`);
+    });
+  }
+}

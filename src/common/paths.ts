@@ -1,0 +1,35 @@
+/**
+ * Default locations, following dockerd and the XDG base directories:
+ * as root, state in /var/lib/hyperbox and the socket in /run/hyperbox;
+ * otherwise under $XDG_DATA_HOME and $XDG_RUNTIME_DIR.
+ */
+import os from 'node:os';
+import path from 'node:path';
+
+const isRoot = process.getuid?.() === 0;
+
+export function defaultDataRoot(): string {
+  if (isRoot) return '/var/lib/hyperbox';
+  return path.join(process.env.XDG_DATA_HOME ?? path.join(os.homedir(), '.local/share'), 'hyperbox');
+}
+
+export function defaultSocketPath(): string {
+  if (isRoot) return '/run/hyperbox/hyperbox.sock';
+  return path.join(process.env.XDG_RUNTIME_DIR ?? path.join(os.homedir(), '.local/run'), 'hyperbox.sock');
+}
+
+export function defaultHost(): string {
+  return `unix://${defaultSocketPath()}`;
+}
+
+export function defaultConfigFile(): string {
+  if (isRoot) return '/etc/hyperbox/daemon.json';
+  return path.join(process.env.XDG_CONFIG_HOME ?? path.join(os.homedir(), '.config'), 'hyperbox/daemon.json');
+}
+
+/** "unix:///run/x.sock" -> "/run/x.sock". Only unix sockets for now. */
+export function socketPathFromHost(host: string): string {
+  if (host.startsWith('unix://')) return host.slice('unix://'.length);
+  if (host.startsWith('/')) return host;
+  throw new Error(`unsupported host "${host}": only unix:///path sockets are supported`);
+}

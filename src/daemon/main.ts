@@ -1,0 +1,130 @@
+/**
+ * `hyperboxd`: owns the VMs and state and serves the Docker Engine API on a
+ * unix socket. Flags follow dockerd where they apply.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Command, CommanderError } from 'commander';
+import { z } from 'zod';
+import { createDockerApiServer, listenUnix } from '../api/docker/server.js';
+import { createLogger, parseLogLevel, type LogLevel } from '../common/logger.js';
+import { defaultConfigFile, defaultDataRoot, defaultHost, socketPathFromHost } from '../common/paths.js';
+import { Engine } from '../engine/engine.js';
+import { chooseAccelerator, parseAccel } from '../vm/accel.js';
+import { locateGuestAssets } from '../vm/assets.js';
+import { QEMU_BINARY } from '../vm/qemu.js';
+
+const VERSION = '0.1.0';
+
+const configSchema = z
+  .object({
+    hosts: z.array(z.string()).optional(),
+    'data-root': z.string().optional(),
+    'log-level': z.string().optional(),
+    accel: z.enum(['auto', 'kvm', 'tcg']).optional(),
+    kernel: z.string().optional(),
+    initrd: z.string().optional(),
+    'default-memory-mib': z.number().int().min(64).optional(),
+  })
+  .strict();
+type DaemonConfig = z.infer<typeof configSchema>;
+
+function loadConfig(file: string, explicit: boolean): DaemonConfig {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    if (!explicit && (err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw new Error(`cannot read config file ${file}: ${(err as Error).message}`);
+  }
+  const r = configSchema.safeParse(JSON.parse(text));
+  if (!r.success) throw new Error(`invalid config file ${file}: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  return r.data;
+}
+
+/** Proves the state dir is usable before anything else touches it. */
+function checkDataRoot(dir: string): void {
+  try {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o711 });
+    const probe = path.join(dir, `.write-test-${process.pid}`);
+    fs.writeFileSync(probe, '');
+    fs.rmSync(probe);
+  } catch (err) {
+    throw new Error(`data root ${dir} is not writable: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+function qemuVersion(): string {
+  try {
+    const out = execFileSync(QEMU_BINARY, ['--version'], { encoding: 'utf8' });
+    return /version (\S+)/.exec(out)?.[1] ?? 'unknown';
+  } catch {
+    throw new Error(`${QEMU_BINARY} not found: run 'npm run setup' (installs qemu-system-x86)`);
+  }
+}
+
+function cacheDir(): string {
+  if (process.getuid?.() === 0) return '/var/cache/hyperbox';
+  return path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'hyperbox');
+}
+
+async function run(argv: string[]): Promise<void> {
+  const program = new Command('hyperboxd')
+    .description('hyperbox daemon: containers in lightweight VMs, behind the Docker Engine API')
+    .option('-H, --host <host>', 'daemon socket to listen on', (v, prev: string[] = []) => [...prev, v])
+    .option('--data-root <dir>', 'root directory of persistent state')
+    .option('-l, --log-level <level>', 'log level (debug, info, warn, error, fatal)')
+    .option('--accel <accel>', 'accelerator: auto (probe KVM by booting), kvm or tcg (env HYPERBOX_ACCEL)')
+    .option('--config-file <file>', 'daemon configuration file')
+    .version(VERSION, '-v, --version')
+    .exitOverride();
+  program.parse(argv);
+  const o = program.opts<{ host?: string[]; dataRoot?: string; logLevel?: string; accel?: string; configFile?: string }>();
+  const config = loadConfig(o.configFile ?? defaultConfigFile(), !!o.configFile);
+  const level: LogLevel = parseLogLevel(o.logLevel ?? config['log-level'] ?? 'info');
+  const logger = createLogger(level);
+  const host = o.host?.[0] ?? config.hosts?.[0] ?? defaultHost();
+  const socketPath = socketPathFromHost(host);
+  const dataRoot = path.resolve(o.dataRoot ?? config['data-root'] ?? defaultDataRoot());
+  checkDataRoot(dataRoot);
+  const requested = parseAccel(o.accel ?? process.env.HYPERBOX_ACCEL ?? config.accel);
+  const qemu = qemuVersion();
+  const assets = locateGuestAssets({ kernel: config.kernel, initrd: config.initrd });
+  const accel = await chooseAccelerator({ requested, assets, cacheDir: cacheDir() });
+  logger.info(`accelerator: ${accel.accel} (${accel.reason})`);
+
+  const engine = new Engine({
+    dataRoot,
+    assets,
+    accel,
+    defaultMemoryMiB: config['default-memory-mib'] ?? 512,
+    bootTimeoutMs: accel.accel === 'kvm' ? 15_000 : 60_000,
+    logger,
+  });
+  const server = createDockerApiServer(engine, { version: VERSION, accel: accel.accel, accelReason: accel.reason, dataRoot, qemuVersion: qemu }, logger);
+  await listenUnix(server, socketPath);
+  fs.writeFileSync(path.join(dataRoot, 'hyperboxd.pid'), String(process.pid));
+  logger.info(`API listen on ${socketPath} (data root ${dataRoot})`);
+
+  let stopping = false;
+  const shutdown = async (sig: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info(`received ${sig}: stopping containers and exiting`);
+    server.close();
+    await engine.shutdown();
+    fs.rmSync(socketPath, { force: true });
+    fs.rmSync(path.join(dataRoot, 'hyperboxd.pid'), { force: true });
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+run(process.argv).catch((err: unknown) => {
+  if (err instanceof CommanderError) process.exit(err.code === 'commander.version' || err.code === 'commander.helpDisplayed' ? 0 : 125);
+  process.stderr.write(`hyperboxd: ${(err as Error).message}\n`);
+  process.exit(1);
+});

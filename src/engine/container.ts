@@ -1,0 +1,91 @@
+/**
+ * One container: its persisted record plus, while it runs, its sandbox (VM +
+ * agent), its main process, its log and the clients attached to it.
+ */
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import type { GuestProcess } from '../agent/connection.js';
+import type { LogRecord, LogWriter } from './logs.js';
+import type { Sandbox } from './sandbox.js';
+import type { ContainerRecord } from './types.js';
+
+/** A client attached to a container's stdio (the hijacked connection of `attach`). */
+export interface Attachment {
+  stdout?: (data: Buffer) => void;
+  stderr?: (data: Buffer) => void;
+  /** Client's input, forwarded to the main process once it runs. */
+  stdin?: Readable;
+  /** Called once when the container's output has ended. */
+  end: () => void;
+}
+
+export class Container extends EventEmitter<{ output: [LogRecord]; exit: [number] }> {
+  sandbox: Sandbox | undefined;
+  main: GuestProcess | undefined;
+  log: LogWriter | undefined;
+  readonly attachments = new Set<Attachment>();
+  /** Set while start/stop/remove is in progress, to refuse conflicting operations. */
+  busy: string | undefined;
+  removed = false;
+  private removedWaiters: Array<() => void> = [];
+
+  constructor(
+    public record: ContainerRecord,
+    readonly dir: string,
+  ) {
+    super();
+    this.setMaxListeners(0);
+  }
+
+  get id(): string {
+    return this.record.Id;
+  }
+  get name(): string {
+    return this.record.Name;
+  }
+  get running(): boolean {
+    return this.record.State.Running;
+  }
+
+  get logFile(): string {
+    return path.join(this.dir, 'container.log');
+  }
+
+  save(): void {
+    if (this.removed) return;
+    const file = path.join(this.dir, 'config.v2.json');
+    fs.writeFileSync(`${file}.tmp`, JSON.stringify(this.record, null, 1));
+    fs.renameSync(`${file}.tmp`, file);
+  }
+
+  static load(dir: string): Container | undefined {
+    try {
+      const record = JSON.parse(fs.readFileSync(path.join(dir, 'config.v2.json'), 'utf8')) as ContainerRecord;
+      return new Container(record, dir);
+    } catch {
+      return undefined;
+    }
+  }
+
+  waitRemoved(): Promise<void> {
+    if (this.removed) return Promise.resolve();
+    return new Promise((r) => this.removedWaiters.push(r));
+  }
+
+  markRemoved(): void {
+    this.removed = true;
+    for (const w of this.removedWaiters.splice(0)) w();
+  }
+
+  /** Resolves when the container next stops running (or now, if it is not running). */
+  waitNotRunning(): Promise<number> {
+    if (!this.running && !this.busy) return Promise.resolve(this.record.State.ExitCode);
+    return this.waitNextExit();
+  }
+
+  waitNextExit(): Promise<number> {
+    return new Promise((r) => this.once('exit', r));
+  }
+}

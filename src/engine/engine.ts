@@ -1,0 +1,603 @@
+/**
+ * The engine: containers and their lifecycle (create, start, stop, kill, remove,
+ * wait, attach, exec), on top of images (content store, rootfs builder) and VM
+ * sandboxes. It knows nothing of HTTP; the API servers call it.
+ */
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import { GuestProcess, StartError } from '../agent/connection.js';
+import { conflict, HyperboxError, internal, invalid, notFound, notModified } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import { RootfsBuilder, mountContainerLayer, unmountContainerLayer } from '../images/rootfs.js';
+import { ContentStore, type Image } from '../images/store.js';
+import { familiarName, parseReference } from '../images/reference.js';
+import type { AccelDecision } from '../vm/accel.js';
+import type { GuestAssets } from '../vm/assets.js';
+import { Container, type Attachment } from './container.js';
+import { LogWriter } from './logs.js';
+import { generateName } from './names.js';
+import { ROOT_NAME, startSandbox } from './sandbox.js';
+import { parseSignal } from './signals.js';
+import { NULL_TIME, type ContainerRecord, type ContainerSpec, type HostSpec } from './types.js';
+
+export interface EngineOptions {
+  dataRoot: string;
+  assets: GuestAssets;
+  accel: AccelDecision;
+  defaultMemoryMiB: number;
+  bootTimeoutMs: number;
+  logger: Logger;
+}
+
+export interface EngineEvent {
+  Type: 'container' | 'image';
+  Action: string;
+  Actor: { ID: string; Attributes: Record<string, string> };
+  time: number;
+  timeNano: number;
+}
+
+export interface CreateRequest {
+  name?: string;
+  config: Partial<ContainerSpec> & { Image: string };
+  host: Partial<HostSpec>;
+}
+
+export interface ExecConfig {
+  Cmd: string[];
+  Env: string[];
+  User: string;
+  WorkingDir: string;
+  Tty: boolean;
+  AttachStdin: boolean;
+  AttachStdout: boolean;
+  AttachStderr: boolean;
+  ConsoleSize?: [number, number];
+}
+
+export interface ExecRecord {
+  ID: string;
+  ContainerID: string;
+  Config: ExecConfig;
+  Running: boolean;
+  ExitCode: number | null;
+  Pid: number;
+  proc?: GuestProcess;
+  done: Promise<void>;
+  markDone: () => void;
+}
+
+const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const NAME_RE = /^\/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
+
+function mergeEnv(base: string[], extra: string[]): string[] {
+  const out = new Map<string, string>();
+  for (const e of [...base, ...extra]) out.set(e.split('=')[0]!, e);
+  return [...out.values()];
+}
+
+export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
+  readonly store: ContentStore;
+  readonly rootfs: RootfsBuilder;
+  private readonly containers = new Map<string, Container>();
+  private readonly execs = new Map<string, ExecRecord>();
+  private readonly containersDir: string;
+  private readonly runRoot: string;
+  readonly recentEvents: EngineEvent[] = [];
+
+  constructor(readonly opts: EngineOptions) {
+    super();
+    this.setMaxListeners(0);
+    this.store = new ContentStore(path.join(opts.dataRoot, 'image-store'));
+    this.rootfs = new RootfsBuilder(this.store, path.join(opts.dataRoot, 'rootfs'));
+    this.containersDir = path.join(opts.dataRoot, 'containers');
+    this.runRoot = path.join(opts.dataRoot, 'run');
+    fs.mkdirSync(this.containersDir, { recursive: true });
+    fs.mkdirSync(this.runRoot, { recursive: true });
+    this.loadContainers();
+  }
+
+  /** Reloads persisted containers. VMs do not yet survive a daemon restart: a
+   * container recorded as running is marked exited and its leftover VM killed. */
+  private loadContainers(): void {
+    for (const id of fs.readdirSync(this.containersDir)) {
+      const c = Container.load(path.join(this.containersDir, id));
+      if (!c) continue;
+      if (c.record.State.Running) {
+        if (c.record.VmPid) {
+          try {
+            if (fs.readFileSync(`/proc/${c.record.VmPid}/cmdline`, 'utf8').includes('qemu')) process.kill(c.record.VmPid, 'SIGKILL');
+          } catch {
+            /* gone already */
+          }
+        }
+        Object.assign(c.record.State, {
+          Status: 'exited',
+          Running: false,
+          Pid: 0,
+          ExitCode: 137,
+          Error: 'the daemon restarted while the container was running',
+          FinishedAt: new Date().toISOString(),
+        });
+        c.save();
+      }
+      this.containers.set(c.id, c);
+    }
+  }
+
+  emitEvent(type: EngineEvent['Type'], action: string, id: string, attributes: Record<string, string>): void {
+    const now = Date.now();
+    const ev: EngineEvent = {
+      Type: type,
+      Action: action,
+      Actor: { ID: id, Attributes: attributes },
+      time: Math.floor(now / 1000),
+      timeNano: now * 1_000_000,
+    };
+    this.recentEvents.push(ev);
+    if (this.recentEvents.length > 1000) this.recentEvents.shift();
+    this.emit('event', ev);
+  }
+
+  private containerEvent(c: Container, action: string, extra: Record<string, string> = {}): void {
+    this.emitEvent('container', action, c.id, { name: c.name.replace(/^\//, ''), image: c.record.ImageRef, ...extra });
+  }
+
+  list(): Container[] {
+    return [...this.containers.values()].sort((a, b) => b.record.Created.localeCompare(a.record.Created));
+  }
+
+  /** Finds a container by full ID, name, or unique ID prefix (Docker's rules). */
+  get(idOrName: string): Container {
+    const exact = this.containers.get(idOrName);
+    if (exact) return exact;
+    const byName = [...this.containers.values()].find((c) => c.name === `/${idOrName.replace(/^\//, '')}`);
+    if (byName) return byName;
+    if (/^[a-f0-9]+$/.test(idOrName)) {
+      const matches = [...this.containers.values()].filter((c) => c.id.startsWith(idOrName));
+      if (matches.length === 1) return matches[0]!;
+      if (matches.length > 1) throw invalid(`multiple IDs found with provided prefix: ${idOrName}`);
+    }
+    throw notFound(`No such container: ${idOrName}`);
+  }
+
+  resolveImage(ref: string): Image {
+    return this.store.resolve(ref);
+  }
+
+  imageInUse(imageId: string): Container | undefined {
+    return [...this.containers.values()].find((c) => c.record.ImageId === imageId);
+  }
+
+  async create(req: CreateRequest): Promise<Container> {
+    const image = this.store.resolve(req.config.Image);
+    const imgCfg = image.config.config;
+    let name = req.name ? req.name.replace(/^\//, '') : '';
+    if (name && !NAME_RE.test(name)) throw invalid(`Invalid container name (${name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
+    if (!name) do name = generateName(); while (this.hasName(name));
+    else if (this.hasName(name)) {
+      const other = [...this.containers.values()].find((c) => c.name === `/${name}`)!;
+      throw conflict(`Conflict. The container name "/${name}" is already in use by container "${other.id}". You have to remove (or rename) that container to be able to reuse that name.`);
+    }
+    const id = randomBytes(32).toString('hex');
+    const entrypoint = req.config.Entrypoint ?? imgCfg.Entrypoint ?? [];
+    // As in Docker: an Entrypoint given at create time drops the image's Cmd.
+    const cmd = req.config.Cmd?.length ? req.config.Cmd : req.config.Entrypoint ? [] : (imgCfg.Cmd ?? []);
+    if (entrypoint.length + cmd.length === 0) throw invalid('no command specified');
+    const config: ContainerSpec = {
+      Image: req.config.Image,
+      Cmd: cmd,
+      Entrypoint: entrypoint,
+      Env: mergeEnv(imgCfg.Env ?? [], req.config.Env ?? []),
+      WorkingDir: req.config.WorkingDir || imgCfg.WorkingDir || '/',
+      User: req.config.User || imgCfg.User || '',
+      Hostname: req.config.Hostname || id.slice(0, 12),
+      Tty: !!req.config.Tty,
+      OpenStdin: !!req.config.OpenStdin,
+      StdinOnce: !!req.config.StdinOnce,
+      AttachStdin: !!req.config.AttachStdin,
+      AttachStdout: req.config.AttachStdout ?? true,
+      AttachStderr: req.config.AttachStderr ?? true,
+      Labels: { ...(imgCfg.Labels ?? {}), ...(req.config.Labels ?? {}) },
+      StopSignal: req.config.StopSignal || imgCfg.StopSignal || 'SIGTERM',
+      StopTimeout: req.config.StopTimeout,
+    };
+    if (!config.WorkingDir.startsWith('/')) throw invalid(`the working directory '${config.WorkingDir}' is invalid, it needs to be an absolute path`);
+    parseSignal(config.StopSignal);
+    const host: HostSpec = {
+      AutoRemove: !!req.host.AutoRemove,
+      Memory: req.host.Memory ?? 0,
+      NanoCpus: req.host.NanoCpus ?? 0,
+      ConsoleSize: req.host.ConsoleSize,
+    };
+    if (host.Memory < 0 || (host.Memory > 0 && host.Memory < 6 * 1024 * 1024)) throw invalid('Minimum memory limit allowed is 6MB');
+    if (host.NanoCpus < 0) throw invalid('Range of CPUs is from 0.01 to the number of CPUs available');
+    const record: ContainerRecord = {
+      Id: id,
+      Name: `/${name}`,
+      Created: new Date().toISOString(),
+      ImageRef: familiarName(parseReference(req.config.Image)),
+      ImageId: image.id,
+      Config: config,
+      HostConfig: host,
+      State: {
+        Status: 'created',
+        Running: false,
+        Paused: false,
+        Pid: 0,
+        ExitCode: 0,
+        Error: '',
+        OOMKilled: false,
+        StartedAt: NULL_TIME,
+        FinishedAt: NULL_TIME,
+      },
+    };
+    const dir = path.join(this.containersDir, id);
+    fs.mkdirSync(dir, { recursive: true });
+    const c = new Container(record, dir);
+    try {
+      const lower = await this.rootfs.imageRootfs(image);
+      mountContainerLayer(lower, dir);
+      c.save();
+    } catch (err) {
+      unmountContainerLayer(dir);
+      fs.rmSync(dir, { recursive: true, force: true });
+      throw err;
+    }
+    this.containers.set(id, c);
+    this.containerEvent(c, 'create');
+    return c;
+  }
+
+  private hasName(name: string): boolean {
+    return [...this.containers.values()].some((c) => c.name === `/${name}`);
+  }
+
+  private processEnv(c: Container, extra: string[] = []): string[] {
+    let env = mergeEnv(c.record.Config.Env, extra);
+    if (!env.some((e) => e.startsWith('PATH='))) env = [DEFAULT_PATH, ...env];
+    env = mergeEnv([`HOSTNAME=${c.record.Config.Hostname}`], env);
+    if (c.record.Config.Tty && !env.some((e) => e.startsWith('TERM='))) env.push('TERM=xterm');
+    if (!env.some((e) => e.startsWith('HOME='))) env.push('HOME=/root');
+    return env;
+  }
+
+  async start(idOrName: string): Promise<void> {
+    const c = this.get(idOrName);
+    if (c.running) throw notModified('container already started');
+    if (c.busy) throw conflict(`container ${c.id} is busy (${c.busy})`);
+    c.busy = 'starting';
+    const phases: Record<string, number> = {};
+    const t0 = performance.now();
+    try {
+      const image = this.store.resolve(c.record.ImageId);
+      let t = performance.now();
+      const rootfs = mountContainerLayer(await this.rootfs.imageRootfs(image), c.dir);
+      phases.rootfs = Math.round(performance.now() - t);
+      const memMiB = c.record.HostConfig.Memory
+        ? Math.max(128, Math.ceil(c.record.HostConfig.Memory / 1048576) + 64)
+        : this.opts.defaultMemoryMiB;
+      const cpus = Math.max(1, Math.ceil(c.record.HostConfig.NanoCpus / 1e9));
+      const sandbox = await startSandbox(
+        {
+          runDir: path.join(this.runRoot, c.id.slice(0, 12)),
+          assets: this.opts.assets,
+          accel: this.opts.accel.accel,
+          memoryMiB: memMiB,
+          cpus,
+          hostname: c.record.Config.Hostname,
+          rootfs,
+          bootTimeoutMs: this.opts.bootTimeoutMs,
+        },
+        phases,
+      );
+      c.sandbox = sandbox;
+      c.log ??= new LogWriter(c.logFile);
+      t = performance.now();
+      const cfg = c.record.Config;
+      const [rows, cols] = c.record.HostConfig.ConsoleSize ?? [0, 0];
+      let main: GuestProcess;
+      try {
+        main = await sandbox.agent.start({
+          root: ROOT_NAME,
+          args: [...cfg.Entrypoint, ...cfg.Cmd],
+          env: this.processEnv(c),
+          cwd: cfg.WorkingDir,
+          user: cfg.User,
+          tty: cfg.Tty,
+          stdin: cfg.OpenStdin,
+          rows,
+          cols,
+        });
+      } catch (err) {
+        sandbox.vm.kill();
+        c.sandbox = undefined;
+        if (err instanceof StartError) {
+          const code = /executable file not found|no such file or directory/.test(err.message) ? 127 : err.errno === 13 ? 126 : 128;
+          Object.assign(c.record.State, { ExitCode: code, Error: err.message });
+          c.save();
+          throw invalid(`failed to create task for container: failed to start the container process: ${err.message}: unknown`);
+        }
+        throw err;
+      }
+      phases.exec = Math.round(performance.now() - t);
+      phases.total = Math.round(performance.now() - t0);
+      c.main = main;
+      c.record.StartInfo = sandbox.info;
+      c.record.VmPid = sandbox.vm.pid;
+      Object.assign(c.record.State, {
+        Status: 'running',
+        Running: true,
+        Pid: sandbox.vm.pid,
+        ExitCode: 0,
+        Error: '',
+        StartedAt: new Date().toISOString(),
+        FinishedAt: NULL_TIME,
+      });
+      c.save();
+      this.wireMainProcess(c, main);
+      this.containerEvent(c, 'start');
+      this.opts.logger.debug(`started ${c.id.slice(0, 12)} in ${phases.total} ms ${JSON.stringify(phases)}`);
+    } catch (err) {
+      if (!(err instanceof HyperboxError)) {
+        c.record.State.Error = (err as Error).message;
+        c.save();
+        throw internal((err as Error).message);
+      }
+      throw err;
+    } finally {
+      c.busy = undefined;
+    }
+  }
+
+  private wireMainProcess(c: Container, main: GuestProcess): void {
+    const sandbox = c.sandbox!;
+    const forward = (stream: 'stdout' | 'stderr') => (data: Buffer) => {
+      for (const rec of c.log!.write(stream, data)) c.emit('output', rec);
+      for (const a of c.attachments) a[stream]?.(data);
+    };
+    main.on('stdout', forward('stdout'));
+    main.on('stderr', forward('stderr'));
+    main.on('exit', (st) => this.onExit(c, st.code, ''));
+    // A VM that dies under us (QEMU killed, guest panic) is a container killed.
+    sandbox.vm.once('exit', (_code, signal) => {
+      if (c.main === main) this.onExit(c, 137, `VM exited unexpectedly${signal ? ` (${signal})` : ''}`);
+    });
+    sandbox.agent.once('close', (err) => {
+      if (c.main === main && err) {
+        this.opts.logger.warn(`container ${c.id.slice(0, 12)}: agent channel failed: ${err.message}; stopping its VM`);
+        sandbox.vm.kill();
+      }
+    });
+    for (const a of c.attachments) if (a.stdin) this.pipeStdin(c, main, a);
+  }
+
+  private pipeStdin(c: Container, proc: GuestProcess, a: Attachment): void {
+    const input = a.stdin!;
+    input.on('data', (chunk: Buffer) => {
+      input.pause();
+      void proc.write(chunk).then(() => input.resume());
+    });
+    input.once('end', () => {
+      if (c.record.Config.StdinOnce || !c.record.Config.OpenStdin) proc.endStdin();
+    });
+  }
+
+  private onExit(c: Container, code: number, error: string): void {
+    const main = c.main;
+    if (!main) return;
+    c.main = undefined;
+    const sandbox = c.sandbox;
+    c.sandbox = undefined;
+    sandbox?.agent.close();
+    sandbox?.vm.kill();
+    Object.assign(c.record.State, {
+      Status: 'exited',
+      Running: false,
+      Pid: 0,
+      ExitCode: code,
+      Error: error,
+      FinishedAt: new Date().toISOString(),
+    });
+    c.record.VmPid = undefined;
+    c.save();
+    for (const a of c.attachments) a.end();
+    c.attachments.clear();
+    for (const e of this.execs.values()) {
+      if (e.ContainerID === c.id && e.Running) {
+        e.Running = false;
+        e.ExitCode ??= 137;
+        e.markDone();
+      }
+    }
+    this.containerEvent(c, 'die', { exitCode: String(code) });
+    c.emit('exit', code);
+    if (c.record.HostConfig.AutoRemove) {
+      void this.remove(c.id, { force: true }).catch((err) => this.opts.logger.warn(`auto-remove ${c.id}: ${(err as Error).message}`));
+    }
+  }
+
+  /** Attaches a client to the container's stdio; before start, it waits for it. */
+  attach(idOrName: string, a: Attachment): Container {
+    const c = this.get(idOrName);
+    c.attachments.add(a);
+    if (c.main && a.stdin) this.pipeStdin(c, c.main, a);
+    if (!c.running && !c.busy && c.record.State.Status !== 'created') {
+      c.attachments.delete(a);
+      a.end();
+    }
+    return c;
+  }
+
+  detach(c: Container, a: Attachment): void {
+    c.attachments.delete(a);
+  }
+
+  kill(idOrName: string, signal?: string | number): void {
+    const c = this.get(idOrName);
+    if (!c.running || !c.main) throw conflict(`Cannot kill container: ${idOrName}: container ${c.id} is not running`);
+    const signo = parseSignal(signal, 'SIGKILL');
+    c.main.signal(signo);
+    if (signo === 9) {
+      // The guest may be wedged: make SIGKILL certain by stopping the VM too.
+      const vm = c.sandbox?.vm;
+      setTimeout(() => vm?.kill(), 2000).unref();
+    }
+    this.containerEvent(c, 'kill', { signal: String(signo) });
+  }
+
+  async stop(idOrName: string, opts: { timeout?: number; signal?: string } = {}): Promise<void> {
+    const c = this.get(idOrName);
+    if (!c.running || !c.main) throw notModified('container already stopped');
+    const timeout = opts.timeout ?? c.record.Config.StopTimeout ?? 10;
+    const exited = c.waitNextExit();
+    const signo = parseSignal(opts.signal ?? c.record.Config.StopSignal, 'SIGTERM');
+    c.main.signal(signo);
+    const graceful = timeout < 0 ? await exited.then(() => true) : await Promise.race([exited.then(() => true), sleepMs(timeout * 1000).then(() => false)]);
+    if (!graceful && c.main) {
+      c.main.signal(9);
+      const vm = c.sandbox?.vm;
+      const forced = await Promise.race([exited.then(() => true), sleepMs(2000).then(() => false)]);
+      if (!forced) vm?.kill();
+      await exited;
+    }
+    this.containerEvent(c, 'stop');
+  }
+
+  async remove(idOrName: string, opts: { force?: boolean } = {}): Promise<void> {
+    const c = this.get(idOrName);
+    if (c.removed) return;
+    if (c.running || c.busy) {
+      if (!opts.force) {
+        throw conflict(`cannot remove container "${c.name}": container is running: stop the container before removing or force remove`);
+      }
+      const exited = c.waitNextExit();
+      c.sandbox?.vm.kill();
+      await Promise.race([exited, sleepMs(5000)]);
+    }
+    c.removed = true;
+    this.containers.delete(c.id);
+    c.log?.close();
+    try {
+      unmountContainerLayer(c.dir);
+    } catch (err) {
+      this.opts.logger.warn(`unmount ${c.id}: ${(err as Error).message}`);
+    }
+    fs.rmSync(c.dir, { recursive: true, force: true });
+    fs.rmSync(path.join(this.runRoot, c.id.slice(0, 12)), { recursive: true, force: true });
+    for (const [id, e] of this.execs) if (e.ContainerID === c.id) this.execs.delete(id);
+    this.containerEvent(c, 'destroy');
+    c.markRemoved();
+  }
+
+  async wait(idOrName: string, condition: 'not-running' | 'next-exit' | 'removed' = 'not-running'): Promise<number> {
+    const c = this.get(idOrName);
+    if (condition === 'removed') {
+      await c.waitRemoved();
+      return c.record.State.ExitCode;
+    }
+    if (condition === 'next-exit') return c.waitNextExit();
+    return c.waitNotRunning();
+  }
+
+  resize(idOrName: string, rows: number, cols: number): void {
+    const c = this.get(idOrName);
+    if (!c.main) throw conflict(`Container ${c.id} is not running`);
+    if (c.record.Config.Tty) c.main.resize(rows, cols);
+  }
+
+  // ---- exec ------------------------------------------------------------------
+
+  execCreate(idOrName: string, config: ExecConfig): ExecRecord {
+    const c = this.get(idOrName);
+    if (!c.running) throw conflict(`container ${c.id} is not running`);
+    if (!config.Cmd.length) throw invalid('No exec command specified');
+    let markDone!: () => void;
+    const done = new Promise<void>((r) => (markDone = r));
+    const e: ExecRecord = { ID: randomBytes(32).toString('hex'), ContainerID: c.id, Config: config, Running: false, ExitCode: null, Pid: 0, done, markDone };
+    this.execs.set(e.ID, e);
+    this.containerEvent(c, `exec_create: ${config.Cmd.join(' ')}`);
+    return e;
+  }
+
+  getExec(id: string): ExecRecord {
+    const e = this.execs.get(id);
+    if (!e) throw notFound(`No such exec instance: ${id}`);
+    return e;
+  }
+
+  /** Starts an exec'd process. Output goes to the attachment; the promise
+   * resolves once the process started (its exit is signalled by `end`). */
+  async execStart(id: string, a: Attachment): Promise<void> {
+    const e = this.getExec(id);
+    if (e.Running || e.ExitCode !== null) throw conflict(`exec ${id} has already been started`);
+    const c = this.get(e.ContainerID);
+    if (!c.sandbox || !c.main) throw conflict(`container ${c.id} is not running`);
+    const cfg = e.Config;
+    const [rows, cols] = cfg.ConsoleSize ?? [0, 0];
+    e.Running = true;
+    let proc: GuestProcess;
+    try {
+      proc = await c.sandbox.agent.start({
+        root: ROOT_NAME,
+        args: cfg.Cmd,
+        env: this.processEnv(c, [...cfg.Env, ...(cfg.Tty ? ['TERM=xterm'] : [])]),
+        cwd: cfg.WorkingDir || c.record.Config.WorkingDir,
+        user: cfg.User || c.record.Config.User,
+        tty: cfg.Tty,
+        stdin: cfg.AttachStdin,
+        rows,
+        cols,
+      });
+    } catch (err) {
+      e.Running = false;
+      if (err instanceof StartError) {
+        e.ExitCode = /executable file not found|no such file or directory/.test(err.message) ? 127 : 126;
+        e.markDone();
+        throw invalid(`OCI runtime exec failed: exec failed: unable to start container process: ${err.message}: unknown`);
+      }
+      e.ExitCode = 126;
+      e.markDone();
+      throw err;
+    }
+    e.proc = proc;
+    e.Pid = proc.pid;
+    proc.on('stdout', (d) => a.stdout?.(d));
+    proc.on('stderr', (d) => a.stderr?.(d));
+    proc.on('exit', (st) => {
+      // Recorded before the stream ends: the CLI reads the exit code right after.
+      e.ExitCode = st.code;
+      e.Running = false;
+      e.markDone();
+      a.end();
+      this.containerEvent(c, 'exec_die', { execID: e.ID, exitCode: String(st.code) });
+    });
+    if (a.stdin) {
+      const input = a.stdin;
+      input.on('data', (chunk: Buffer) => {
+        input.pause();
+        void proc.write(chunk).then(() => input.resume());
+      });
+      input.once('end', () => proc.endStdin());
+    }
+    this.containerEvent(c, `exec_start: ${cfg.Cmd.join(' ')}`);
+  }
+
+  execResize(id: string, rows: number, cols: number): void {
+    const e = this.getExec(id);
+    if (!e.proc || !e.Running) throw conflict(`exec ${id} is not running`);
+    if (e.Config.Tty) e.proc.resize(rows, cols);
+  }
+
+  /** Stops every VM (daemon shutdown). Containers are recorded as exited. */
+  async shutdown(): Promise<void> {
+    const running = [...this.containers.values()].filter((c) => c.running);
+    await Promise.all(running.map((c) => this.stop(c.id, { timeout: 0 }).catch(() => undefined)));
+  }
+}
+
+function sleepMs(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}

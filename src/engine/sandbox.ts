@@ -1,0 +1,67 @@
+/**
+ * A sandbox is one VM with a connected agent and a container root mounted in it:
+ * the thing a container (or, later, a pod) runs its processes in. This module
+ * owns how a sandbox comes to be (cold boot now; clones of templates next) and
+ * times each phase for `inspect`.
+ */
+import { randomBytes } from 'node:crypto';
+import { AgentConnection } from '../agent/connection.js';
+import { internal } from '../common/errors.js';
+import type { GuestAssets } from '../vm/assets.js';
+import { QemuVm, type Accel } from '../vm/qemu.js';
+import type { StartInfo } from './types.js';
+
+export interface SandboxOptions {
+  runDir: string;
+  assets: GuestAssets;
+  accel: Accel;
+  memoryMiB: number;
+  cpus: number;
+  hostname: string;
+  /** Host directory with the container's merged root filesystem. */
+  rootfs: string;
+  bootTimeoutMs: number;
+}
+
+export interface Sandbox {
+  vm: QemuVm;
+  agent: AgentConnection;
+  info: StartInfo;
+}
+
+/** Tag of the 9p share carrying a container's root, and its name in the guest. */
+export const ROOT_TAG = 'hbroot0';
+export const ROOT_NAME = 'root';
+
+export async function startSandbox(opts: SandboxOptions, phases: Record<string, number>): Promise<Sandbox> {
+  let t = performance.now();
+  const mark = (phase: string) => {
+    const now = performance.now();
+    phases[phase] = Math.round(now - t);
+    t = now;
+  };
+  const vm = QemuVm.launch({
+    runDir: opts.runDir,
+    assets: opts.assets,
+    accel: opts.accel,
+    memoryMiB: opts.memoryMiB,
+    cpus: opts.cpus,
+    shares: [{ tag: ROOT_TAG, path: opts.rootfs }],
+  });
+  mark('vm');
+  let agent: AgentConnection;
+  try {
+    const died = new Promise<never>((_, reject) =>
+      vm.once('exit', () => reject(internal(`VM exited during boot: ${vm.diagnostics(600) || 'no output'}`))),
+    );
+    agent = await Promise.race([AgentConnection.connect(vm.paths.control, { timeoutMs: opts.bootTimeoutMs }), died]);
+    mark('boot');
+    await agent.configure({ hostname: opts.hostname, seed: randomBytes(64) });
+    await agent.mountRoot(ROOT_TAG, ROOT_NAME);
+    mark('configure');
+  } catch (err) {
+    vm.kill();
+    throw err instanceof Error && 'kind' in err ? err : internal(`VM failed to start: ${(err as Error).message}`);
+  }
+  return { vm, agent, info: { mode: 'cold', accel: opts.accel, phases } };
+}

@@ -1,0 +1,66 @@
+/** What the engine persists about a container (one JSON file per container). */
+export type ContainerStatus = 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';
+
+export interface ContainerSpec {
+  Image: string;
+  Cmd: string[];
+  Entrypoint: string[];
+  Env: string[];
+  WorkingDir: string;
+  User: string;
+  Hostname: string;
+  Tty: boolean;
+  OpenStdin: boolean;
+  StdinOnce: boolean;
+  AttachStdin: boolean;
+  AttachStdout: boolean;
+  AttachStderr: boolean;
+  Labels: Record<string, string>;
+  StopSignal: string;
+  StopTimeout?: number;
+}
+
+export interface HostSpec {
+  AutoRemove: boolean;
+  /** Guest memory in bytes (0: engine default). */
+  Memory: number;
+  NanoCpus: number;
+  ConsoleSize?: [number, number];
+}
+
+export interface ContainerState {
+  Status: ContainerStatus;
+  Running: boolean;
+  Paused: boolean;
+  Pid: number;
+  ExitCode: number;
+  Error: string;
+  OOMKilled: boolean;
+  StartedAt: string;
+  FinishedAt: string;
+}
+
+/** How a container's VM came to be, for `inspect`. */
+export interface StartInfo {
+  mode: 'cold' | 'clone' | 'pool';
+  accel: string;
+  /** Milliseconds per phase (rootfs, vm, boot, configure, exec) and total. */
+  phases: Record<string, number>;
+  fallbackReason?: string;
+}
+
+export interface ContainerRecord {
+  Id: string;
+  Name: string;
+  Created: string;
+  ImageRef: string;
+  ImageId: string;
+  Config: ContainerSpec;
+  HostConfig: HostSpec;
+  State: ContainerState;
+  StartInfo?: StartInfo;
+  /** PID of the QEMU process while running. */
+  VmPid?: number;
+}
+
+export const NULL_TIME = '0001-01-01T00:00:00Z';

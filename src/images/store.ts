@@ -1,0 +1,218 @@
+/**
+ * Content store in OCI image-layout form: blobs/sha256/<hex>, index.json naming
+ * manifests by reference (annotation org.opencontainers.image.ref.name).
+ *
+ * Every blob is verified against its digest as it is written; a blob lands under
+ * its final name only by rename() after the digest matched, so a crash mid-write
+ * leaves a temp file (swept on open), never a half-written blob.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { z } from 'zod';
+import { conflict, invalid, notFound } from '../common/errors.js';
+import { familiarName, normalizeReference, parseReference } from './reference.js';
+
+export const MediaType = {
+  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
+  ociConfig: 'application/vnd.oci.image.config.v1+json',
+  ociLayerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
+  ociLayer: 'application/vnd.oci.image.layer.v1.tar',
+} as const;
+
+const digestSchema = z.string().regex(/^sha256:[a-f0-9]{64}$/, 'invalid digest');
+
+export const descriptorSchema = z.object({
+  mediaType: z.string(),
+  digest: digestSchema,
+  size: z.number().int().nonnegative(),
+  annotations: z.record(z.string(), z.string()).optional(),
+});
+export type Descriptor = z.infer<typeof descriptorSchema>;
+
+export const manifestSchema = z.object({
+  schemaVersion: z.literal(2),
+  mediaType: z.string().optional(),
+  config: descriptorSchema,
+  layers: z.array(descriptorSchema),
+});
+export type Manifest = z.infer<typeof manifestSchema>;
+
+export const imageConfigSchema = z.object({
+  architecture: z.string().default('amd64'),
+  os: z.string().default('linux'),
+  created: z.string().optional(),
+  author: z.string().optional(),
+  config: z
+    .object({
+      Cmd: z.array(z.string()).nullish(),
+      Entrypoint: z.array(z.string()).nullish(),
+      Env: z.array(z.string()).nullish(),
+      WorkingDir: z.string().nullish(),
+      User: z.string().nullish(),
+      Labels: z.record(z.string(), z.string()).nullish(),
+      ExposedPorts: z.record(z.string(), z.object({})).nullish(),
+      StopSignal: z.string().nullish(),
+    })
+    .passthrough()
+    .default({}),
+  rootfs: z.object({ type: z.literal('layers'), diff_ids: z.array(digestSchema) }),
+  history: z.array(z.record(z.string(), z.unknown())).optional(),
+}).passthrough();
+export type ImageConfig = z.infer<typeof imageConfigSchema>;
+
+const indexSchema = z.object({
+  schemaVersion: z.literal(2),
+  manifests: z.array(descriptorSchema),
+});
+
+export interface Image {
+  /** Image ID as Docker shows it: the config digest. */
+  id: string;
+  manifestDigest: string;
+  manifest: Manifest;
+  config: ImageConfig;
+  refs: string[];
+  size: number;
+}
+
+const REF_ANNOTATION = 'org.opencontainers.image.ref.name';
+
+export class ContentStore {
+  readonly blobDir: string;
+  private readonly indexFile: string;
+
+  constructor(readonly root: string) {
+    this.blobDir = path.join(root, 'blobs', 'sha256');
+    this.indexFile = path.join(root, 'index.json');
+    fs.mkdirSync(this.blobDir, { recursive: true });
+    if (!fs.existsSync(path.join(root, 'oci-layout'))) {
+      fs.writeFileSync(path.join(root, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+    }
+    for (const f of fs.readdirSync(this.blobDir)) if (f.startsWith('.tmp-')) fs.rmSync(path.join(this.blobDir, f), { force: true });
+  }
+
+  blobPath(digest: string): string {
+    digestSchema.parse(digest);
+    return path.join(this.blobDir, digest.slice(7));
+  }
+
+  hasBlob(digest: string): boolean {
+    return fs.existsSync(this.blobPath(digest));
+  }
+
+  /** Streams a blob into the store, verifying its digest (if given) and size. */
+  async putBlob(source: Readable | Buffer, expected?: { digest?: string; size?: number }): Promise<{ digest: string; size: number }> {
+    const tmp = path.join(this.blobDir, `.tmp-${randomBytes(8).toString('hex')}`);
+    const hash = createHash('sha256');
+    let size = 0;
+    try {
+      await pipeline(
+        Buffer.isBuffer(source) ? Readable.from([source]) : source,
+        async function* (chunks: AsyncIterable<Buffer>) {
+          for await (const c of chunks) {
+            hash.update(c);
+            size += c.length;
+            if (expected?.size !== undefined && size > expected.size) throw invalid(`blob larger than its declared size ${expected.size}`);
+            yield c;
+          }
+        },
+        fs.createWriteStream(tmp, { mode: 0o644 }),
+      );
+      const digest = `sha256:${hash.digest('hex')}`;
+      if (expected?.digest && expected.digest !== digest) throw invalid(`digest mismatch: expected ${expected.digest}, got ${digest}`);
+      if (expected?.size !== undefined && expected.size !== size) throw invalid(`size mismatch for ${digest}: expected ${expected.size}, got ${size}`);
+      fs.renameSync(tmp, this.blobPath(digest));
+      return { digest, size };
+    } finally {
+      fs.rmSync(tmp, { force: true });
+    }
+  }
+
+  /** Reads a whole (small) blob and checks it against its digest. */
+  readBlob(digest: string): Buffer {
+    let data: Buffer;
+    try {
+      data = fs.readFileSync(this.blobPath(digest));
+    } catch {
+      throw notFound(`blob ${digest} not found in content store`);
+    }
+    const actual = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+    if (actual !== digest) throw invalid(`content store blob ${digest} is corrupt (hash ${actual})`);
+    return data;
+  }
+
+  private readIndex(): z.infer<typeof indexSchema> {
+    try {
+      return indexSchema.parse(JSON.parse(fs.readFileSync(this.indexFile, 'utf8')));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { schemaVersion: 2, manifests: [] };
+      throw err;
+    }
+  }
+
+  private writeIndex(index: z.infer<typeof indexSchema>): void {
+    const tmp = `${this.indexFile}.tmp`;
+    fs.writeFileSync(tmp, JSON.stringify(index, null, 1));
+    fs.renameSync(tmp, this.indexFile);
+  }
+
+  /** Points REF at a stored manifest. */
+  tag(ref: string, manifestDigest: string, mediaType: string = MediaType.ociManifest): void {
+    const manifest: Descriptor = { mediaType, digest: manifestDigest, size: fs.statSync(this.blobPath(manifestDigest)).size };
+    const name = normalizeReference(ref);
+    const index = this.readIndex();
+    index.manifests = index.manifests.filter((m) => m.annotations?.[REF_ANNOTATION] !== name);
+    index.manifests.push({ ...manifest, annotations: { [REF_ANNOTATION]: name } });
+    this.writeIndex(index);
+  }
+
+  untag(ref: string): boolean {
+    const name = normalizeReference(ref);
+    const index = this.readIndex();
+    const before = index.manifests.length;
+    index.manifests = index.manifests.filter((m) => m.annotations?.[REF_ANNOTATION] !== name);
+    this.writeIndex(index);
+    return index.manifests.length !== before;
+  }
+
+  private load(manifestDigest: string, refs: string[]): Image {
+    const manifest = manifestSchema.parse(JSON.parse(this.readBlob(manifestDigest).toString('utf8')));
+    const config = imageConfigSchema.parse(JSON.parse(this.readBlob(manifest.config.digest).toString('utf8')));
+    const size = manifest.layers.reduce((n, l) => n + l.size, 0);
+    return { id: manifest.config.digest, manifestDigest, manifest, config, refs, size };
+  }
+
+  list(): Image[] {
+    const byDigest = new Map<string, string[]>();
+    for (const m of this.readIndex().manifests) {
+      const refs = byDigest.get(m.digest) ?? [];
+      const name = m.annotations?.[REF_ANNOTATION];
+      if (name) refs.push(familiarName(parseReference(name)));
+      byDigest.set(m.digest, refs);
+    }
+    return [...byDigest].map(([d, refs]) => this.load(d, refs));
+  }
+
+  /** Finds an image by reference, full or short ID (config digest) or manifest digest. */
+  resolve(nameOrId: string): Image {
+    const images = this.list();
+    const hex = nameOrId.replace(/^sha256:/, '');
+    if (/^[a-f0-9]{6,64}$/.test(hex)) {
+      const matches = images.filter((i) => i.id.slice(7).startsWith(hex));
+      if (matches.length === 1) return matches[0]!;
+      if (matches.length > 1) throw conflict(`ambiguous image id ${nameOrId}`);
+    }
+    let wanted: string;
+    try {
+      wanted = familiarName(parseReference(nameOrId));
+    } catch {
+      throw notFound(`No such image: ${nameOrId}`);
+    }
+    const img = images.find((i) => i.refs.includes(wanted));
+    if (!img) throw notFound(`No such image: ${wanted}`);
+    return img;
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * QEMU driver: one `qemu-system-x86_64` process per VM on the minimal `microvm`
+ * machine, with the agent's control channel on virtio-serial, the container roots
+ * on virtio-9p and an RNG on virtio-rng. The VM's sockets and console log live in
+ * its own run directory. QEMU runs detached from the daemon's process group so a
+ * daemon restart does not take the VMs down with it.
+ */
+import { spawn } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { GuestAssets } from './assets.js';
+
+export type Accel = 'kvm' | 'tcg';
+
+export interface Share {
+  tag: string;
+  path: string;
+  readonly?: boolean;
+}
+
+export interface VmSpec {
+  /** Run directory for this VM's sockets and logs (kept short: unix socket paths are limited to 107 bytes). */
+  runDir: string;
+  assets: GuestAssets;
+  accel: Accel;
+  memoryMiB: number;
+  cpus: number;
+  shares: Share[];
+}
+
+export const QEMU_BINARY = process.env.HYPERBOX_QEMU ?? 'qemu-system-x86_64';
+
+export function vmPaths(runDir: string) {
+  return {
+    control: path.join(runDir, 'ctl.sock'),
+    qmp: path.join(runDir, 'qmp.sock'),
+    console: path.join(runDir, 'console.log'),
+    qemuLog: path.join(runDir, 'qemu.log'),
+    pidFile: path.join(runDir, 'qemu.pid'),
+  };
+}
+
+/** The QEMU command line for a spec (pure; unit-tested). */
+export function qemuArgs(spec: VmSpec): string[] {
+  const p = vmPaths(spec.runDir);
+  const args = [
+    '-name', `hyperbox,debug-threads=off`,
+    '-M', 'microvm,x-option-roms=off,rtc=off,acpi=off,isa-serial=on',
+    '-accel', spec.accel === 'kvm' ? 'kvm' : 'tcg,tb-size=64',
+    '-cpu', spec.accel === 'kvm' ? 'host' : 'max',
+    '-m', `${spec.memoryMiB}M`,
+    '-smp', String(spec.cpus),
+    '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',
+    '-kernel', spec.assets.kernel,
+    '-initrd', spec.assets.initrd,
+    // panic=-1 + -no-reboot: if the agent (PID 1) dies, QEMU exits instead of hanging.
+    '-append', 'console=ttyS0 quiet panic=-1',
+    '-serial', `file:${p.console}`,
+    '-device', 'virtio-serial-device,max_ports=2',
+    '-chardev', `socket,id=ctl,path=${p.control},server=on,wait=off`,
+    '-device', 'virtserialport,chardev=ctl,name=hyperbox.0',
+    '-object', 'rng-random,id=rng0,filename=/dev/urandom',
+    '-device', 'virtio-rng-device,rng=rng0',
+    '-qmp', `unix:${p.qmp},server=on,wait=off`,
+  ];
+  spec.shares.forEach((s, i) => {
+    args.push(
+      '-fsdev',
+      `local,id=fs${i},path=${s.path},security_model=passthrough,multidevs=remap${s.readonly ? ',readonly=on' : ''}`,
+      '-device',
+      `virtio-9p-device,fsdev=fs${i},mount_tag=${s.tag}`,
+    );
+  });
+  return args;
+}
+
+export class QemuVm extends EventEmitter<{ exit: [code: number | null, signal: NodeJS.Signals | null] }> {
+  exited = false;
+  exitCode: number | null = null;
+  exitSignal: NodeJS.Signals | null = null;
+  readonly paths: ReturnType<typeof vmPaths>;
+
+  private child: import('node:child_process').ChildProcess | undefined;
+
+  private constructor(
+    readonly pid: number,
+    readonly runDir: string,
+  ) {
+    super();
+    this.paths = vmPaths(runDir);
+  }
+
+  static launch(spec: VmSpec): QemuVm {
+    fs.mkdirSync(spec.runDir, { recursive: true });
+    const p = vmPaths(spec.runDir);
+    for (const f of [p.control, p.qmp]) fs.rmSync(f, { force: true });
+    const log = fs.openSync(p.qemuLog, 'w');
+    const child = spawn(QEMU_BINARY, qemuArgs(spec), { detached: true, stdio: ['ignore', log, log] });
+    fs.closeSync(log);
+    if (child.pid === undefined) throw new Error(`cannot start ${QEMU_BINARY}`);
+    const vm = new QemuVm(child.pid, spec.runDir);
+    vm.child = child;
+    fs.writeFileSync(p.pidFile, String(child.pid));
+    child.on('error', () => vm.markExited(null, 'SIGKILL'));
+    child.on('exit', (code, signal) => vm.markExited(code, signal));
+    child.unref();
+    return vm;
+  }
+
+  private markExited(code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.exited) return;
+    this.exited = true;
+    this.exitCode = code;
+    this.exitSignal = signal;
+    this.emit('exit', code, signal);
+  }
+
+  /** What QEMU printed (errors) and the tail of the guest console: for error messages. */
+  diagnostics(maxBytes = 2000): string {
+    const read = (f: string) => {
+      try {
+        const s = fs.readFileSync(f, 'utf8');
+        return s.slice(-maxBytes).trim();
+      } catch {
+        return '';
+      }
+    };
+    return [read(this.paths.qemuLog), read(this.paths.console)].filter(Boolean).join('\n');
+  }
+
+  kill(): void {
+    if (this.exited) return;
+    try {
+      process.kill(this.pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+
+  waitExit(): Promise<void> {
+    if (this.exited) return Promise.resolve();
+    // The child is unref'd so VMs never hold the daemon open; while someone
+    // waits for the exit, it must.
+    this.child?.ref();
+    return new Promise((resolve) => this.once('exit', () => (this.child?.unref(), resolve())));
+  }
+}

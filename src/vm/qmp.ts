@@ -1,0 +1,82 @@
+/**
+ * Minimal QMP client (QEMU Machine Protocol): JSON commands over a unix socket.
+ * Used for stop/cont/migrate (templates and clones) and for querying state.
+ */
+import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export class QmpClient {
+  private buf = '';
+  private waiters: Array<{ resolve: (v: unknown) => void; reject: (e: Error) => void }> = [];
+  private greeted: Promise<void>;
+  private events: Array<(ev: { event: string; data?: unknown }) => void> = [];
+
+  private constructor(private readonly sock: net.Socket) {
+    let greet!: () => void;
+    this.greeted = new Promise((r) => (greet = r));
+    sock.setEncoding('utf8');
+    sock.on('data', (d: string) => {
+      this.buf += d;
+      if (this.buf.length > 1 << 20) return sock.destroy(new Error('QMP: oversized message'));
+      let nl;
+      while ((nl = this.buf.indexOf('\n')) >= 0) {
+        const line = this.buf.slice(0, nl).trim();
+        this.buf = this.buf.slice(nl + 1);
+        if (!line) continue;
+        let msg: Record<string, unknown>;
+        try {
+          msg = JSON.parse(line) as Record<string, unknown>;
+        } catch {
+          continue;
+        }
+        if ('QMP' in msg) greet();
+        else if ('event' in msg) for (const e of this.events) e(msg as { event: string });
+        else if ('return' in msg) this.waiters.shift()?.resolve(msg.return);
+        else if ('error' in msg) {
+          const e = msg.error as { desc?: string };
+          this.waiters.shift()?.reject(new Error(`QMP: ${e.desc ?? 'error'}`));
+        }
+      }
+    });
+    const fail = (err?: Error) => {
+      for (const w of this.waiters.splice(0)) w.reject(err ?? new Error('QMP connection closed'));
+    };
+    sock.on('error', fail);
+    sock.on('close', () => fail());
+  }
+
+  static async connect(path: string, timeoutMs = 10000): Promise<QmpClient> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        const sock = await new Promise<net.Socket>((resolve, reject) => {
+          const s = net.connect(path);
+          s.once('connect', () => resolve(s));
+          s.once('error', reject);
+        });
+        const qmp = new QmpClient(sock);
+        await qmp.greeted;
+        await qmp.execute('qmp_capabilities');
+        return qmp;
+      } catch (err) {
+        if (Date.now() > deadline) throw new Error(`QMP socket ${path}: ${(err as Error).message}`);
+        await sleep(5);
+      }
+    }
+  }
+
+  execute(command: string, args?: Record<string, unknown>): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ resolve, reject });
+      this.sock.write(JSON.stringify(args ? { execute: command, arguments: args } : { execute: command }) + '\n');
+    });
+  }
+
+  onEvent(fn: (ev: { event: string; data?: unknown }) => void): void {
+    this.events.push(fn);
+  }
+
+  close(): void {
+    this.sock.destroy();
+  }
+}
