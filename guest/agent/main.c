@@ -177,6 +177,39 @@ static void make_dev_nodes(const char *root) {
   }
 }
 
+/* Writes a file in the agent's own tmpfs and bind-mounts it over ROOT/etc/NAME,
+ * as Docker does for hostname/hosts/resolv.conf: the image is left untouched. */
+static void bind_etc_file(const char *root, const char *cname, const char *file, const char *content) {
+  char src[256], dst[512];
+  snprintf(src, sizeof src, "/run/etc-%s", cname);
+  mkdir_p(src, 0755);
+  snprintf(src, sizeof src, "/run/etc-%s/%s", cname, file);
+  int fd = open(src, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return;
+  (void)!write(fd, content, strlen(content));
+  close(fd);
+  snprintf(dst, sizeof dst, "%s/etc", root);
+  struct stat st;
+  if (lstat(dst, &st) < 0 || !S_ISDIR(st.st_mode)) return; /* no /etc, or a symlink: leave it */
+  snprintf(dst, sizeof dst, "%s/etc/%s", root, file);
+  if (lstat(dst, &st) < 0) {
+    fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd >= 0) close(fd);
+  } else if (!S_ISREG(st.st_mode)) {
+    return;
+  }
+  if (mount(src, dst, NULL, MS_BIND, NULL) < 0) agent_log("bind %s: %s", dst, strerror(errno));
+}
+
+static void provide_etc_files(const char *root, const char *cname) {
+  char host[65] = "", buf[512];
+  gethostname(host, sizeof host - 1);
+  snprintf(buf, sizeof buf, "%s\n", host);
+  bind_etc_file(root, cname, "hostname", buf);
+  snprintf(buf, sizeof buf, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t%s\n", host);
+  bind_etc_file(root, cname, "hosts", buf);
+}
+
 /* Mounts a host-prepared root filesystem (9p tag) at /c/NAME with the kernel
  * filesystems a container expects. Done on request, never at boot, so a clone of
  * a template picks up its own root from scratch. */
@@ -206,6 +239,7 @@ static void handle_mount_root(const uint8_t *p, size_t n) {
   mount_at(root, "/dev/pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
   mount_at(root, "/dev/shm", "shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k");
   mount_at(root, "/dev/mqueue", "mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+  provide_etc_files(root, name);
   send_result(0, NULL);
 }
 
@@ -614,6 +648,8 @@ static void early_mounts(void) {
   mount("sysfs", "/sys", "sysfs", 0, NULL);
   mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
   mkdir(ROOTS, 0755);
+  mkdir("/run", 0755);
+  mount("tmpfs", "/run", "tmpfs", 0, "mode=755");
   mount("tmpfs", ROOTS, "tmpfs", 0, "mode=755");
   mkdir("/sys/fs/cgroup", 0755);
   mount("cgroup2", "/sys/fs/cgroup", "cgroup2", 0, NULL);

@@ -185,7 +185,7 @@ async function runCommand(image: string, command: string[], o: RunOptions): Prom
     const chunks: Buffer[] = [];
     for await (const c of waitRes as AsyncIterable<Buffer>) chunks.push(c);
     return JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as { StatusCode?: number; Error?: { Message: string } };
-  })();
+  })().catch(() => ({ StatusCode: 125 }) as { StatusCode?: number });
   try {
     await api('POST', `/containers/${id}/start`);
   } catch (err) {
@@ -334,6 +334,9 @@ function buildProgram(setStatus: (n: number) => void): Command {
   const act = (fn: (...args: never[]) => Promise<number>) =>
     (async (...args: never[]) => setStatus(await fn(...args))) as (...args: unknown[]) => Promise<void>;
 
+  // Before any subcommand is added: they inherit both.
+  program.exitOverride();
+  program.configureOutput({ writeErr: (s) => process.stderr.write(s.replace(/^error: /, 'hyperbox: ')) });
   program
     .description('Run containers, each in its own lightweight virtual machine')
     .version(VERSION, '-v, --version', 'print the client version')
@@ -626,8 +629,6 @@ function parseSeconds(v: string): number {
 export async function main(argv: string[]): Promise<number> {
   let status = 0;
   const program = buildProgram((n) => (status = n));
-  program.exitOverride();
-  program.configureOutput({ writeErr: (s) => process.stderr.write(s.replace(/^error: /, 'hyperbox: ')) });
   try {
     await program.parseAsync(argv);
     return status;

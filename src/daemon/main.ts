@@ -52,7 +52,20 @@ function checkDataRoot(dir: string): void {
     fs.writeFileSync(probe, '');
     fs.rmSync(probe);
   } catch (err) {
-    throw new Error(`data root ${dir} is not writable: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    let code = (err as NodeJS.ErrnoException).code;
+    // Recursive mkdir reports ENOENT for a read-only parent: ask the first missing
+    // component directly for the real reason.
+    let missing = dir;
+    while (!fs.existsSync(path.dirname(missing)) && path.dirname(missing) !== missing) missing = path.dirname(missing);
+    if (code === 'ENOENT' && !fs.existsSync(missing)) {
+      try {
+        fs.mkdirSync(missing);
+        fs.rmdirSync(missing);
+      } catch (e) {
+        code = (e as NodeJS.ErrnoException).code ?? code;
+      }
+    }
+    throw new Error(`data root ${dir} is not writable: ${code ?? (err as Error).message}`);
   }
 }
 

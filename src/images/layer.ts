@@ -184,9 +184,13 @@ export async function applyLayer(root: string, source: Readable, opts: ApplyOpti
       case 'link': {
         if (!h.linkname) throw invalid(`hard link ${h.name} has no target`);
         const srcParts = entryComponents(h.linkname);
-        const srcDir = resolveInRoot(root, srcParts.slice(0, -1), false);
-        const src = path.join(srcDir, srcParts[srcParts.length - 1] ?? '');
-        const st = lstatOrNull(src);
+        let src = '';
+        try {
+          src = path.join(resolveInRoot(root, srcParts.slice(0, -1), false), srcParts[srcParts.length - 1] ?? '');
+        } catch {
+          /* reported below */
+        }
+        const st = src ? lstatOrNull(src) : null;
         if (!st || st.isDirectory()) throw invalid(`hard link ${h.name} points at ${h.linkname}, which is not a file in this image`);
         fs.linkSync(src, target);
         return;

@@ -33,7 +33,7 @@ export class Ctx {
     readonly req: http.IncomingMessage,
     readonly res: http.ServerResponse | undefined,
     readonly socket: Duplex | undefined,
-    readonly head: Buffer | undefined,
+    private head: Buffer | undefined,
     readonly commonHeaders: Record<string, string>,
   ) {
     const url = new URL(req.url ?? '/', 'http://hyperbox');
@@ -61,19 +61,47 @@ export class Ctx {
   }
 
   async rawBody(limit = MAX_JSON_BODY): Promise<Buffer> {
+    if (this.socket) return this.upgradedBody(limit);
     const chunks: Buffer[] = [];
-    let size = this.head?.length ?? 0;
-    if (this.head?.length) chunks.push(this.head);
-    const src: Readable = this.socket ?? this.req;
-    const expected = Number(this.req.headers['content-length'] ?? 'NaN');
-    if (this.socket && !Number.isFinite(expected)) return Buffer.concat(chunks);
-    for await (const c of src as AsyncIterable<Buffer>) {
+    let size = 0;
+    for await (const c of this.req as AsyncIterable<Buffer>) {
       size += c.length;
       if (size > limit) throw invalid(`request body larger than ${limit} bytes`);
       chunks.push(c);
-      if (this.socket && size >= expected) break;
     }
     return Buffer.concat(chunks);
+  }
+
+  /** On an upgraded connection the body (Content-Length bytes) is followed by the
+   * raw stream: read exactly the body and leave the rest for hijack(). */
+  private upgradedBody(limit: number): Promise<Buffer> {
+    const expected = Number(this.req.headers['content-length'] ?? '0') || 0;
+    if (expected > limit) throw invalid(`request body larger than ${limit} bytes`);
+    const sock = this.socket!;
+    let buf: Buffer = this.head ?? Buffer.alloc(0);
+    const finish = (): Buffer => {
+      this.head = buf.subarray(expected);
+      return buf.subarray(0, expected);
+    };
+    if (buf.length >= expected) return Promise.resolve(finish());
+    return new Promise((resolve, reject) => {
+      const onData = (c: Buffer) => {
+        buf = Buffer.concat([buf, c]);
+        if (buf.length >= expected) {
+          cleanup();
+          sock.pause();
+          resolve(finish());
+        }
+      };
+      const onEnd = () => (cleanup(), reject(invalid('connection closed before the request body was complete')));
+      const cleanup = () => {
+        sock.off('data', onData);
+        sock.off('end', onEnd);
+      };
+      sock.on('data', onData);
+      sock.on('end', onEnd);
+      sock.resume();
+    });
   }
 
   async json<T>(schema: z.ZodType<T>, optional = false): Promise<T> {

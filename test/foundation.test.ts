@@ -1,0 +1,3 @@
+import { foundationSuite } from './helpers/foundation-suite.js';
+
+foundationSuite('cold boot', []);

@@ -1,0 +1,107 @@
+/** Hostile layer archives are refused or confined: nothing outside the root is touched. */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { describe, it } from 'node:test';
+import zlib from 'node:zlib';
+import tar from 'tar-stream';
+import { applyLayer } from '../src/images/layer.js';
+
+type Entry = Partial<tar.Header> & { name: string; body?: string };
+
+async function makeTar(entries: Entry[]): Promise<Buffer> {
+  const pack = tar.pack();
+  for (const e of entries) {
+    const { body, ...h } = e;
+    pack.entry(h as tar.Header, body ?? "");
+  }
+  pack.finalize();
+  const chunks: Buffer[] = [];
+  for await (const c of pack as AsyncIterable<Buffer>) chunks.push(c);
+  return Buffer.concat(chunks);
+}
+
+function sandbox() {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'hbl-'));
+  const root = path.join(base, 'root');
+  const outside = path.join(base, 'outside');
+  fs.mkdirSync(root);
+  fs.mkdirSync(outside);
+  fs.writeFileSync(path.join(outside, 'secret'), 'host data');
+  return { base, root, outside };
+}
+
+describe('layer apply', () => {
+  it('applies files, dirs, symlinks, hardlinks, modes, owners and whiteouts (gzip too)', async () => {
+    const { root } = sandbox();
+    await applyLayer(root, Readable.from([zlib.gzipSync(await makeTar([
+      { name: 'etc/', type: 'directory', mode: 0o755 },
+      { name: 'etc/conf', body: 'v1', mode: 0o640, uid: 1000, gid: 1000 },
+      { name: 'etc/gone', body: 'x' },
+      { name: 'opaque/old', body: 'x' },
+      { name: 'bin/tool', body: '#!/bin/sh', mode: 0o4755 },
+      { name: 'bin/link', type: 'symlink', linkname: 'tool' },
+      { name: 'bin/hard', type: 'link', linkname: 'bin/tool' },
+    ]))]));
+    await applyLayer(root, Readable.from([await makeTar([
+      { name: 'etc/.wh.gone', body: '' },
+      { name: 'opaque/.wh..wh..opq', body: '' },
+      { name: 'opaque/new', body: 'n' },
+    ])]));
+    assert.equal(fs.readFileSync(path.join(root, 'etc/conf'), 'utf8'), 'v1');
+    const st = fs.statSync(path.join(root, 'etc/conf'));
+    assert.equal(st.mode & 0o777, 0o640);
+    assert.equal(st.uid, 1000);
+    assert.equal(fs.statSync(path.join(root, 'bin/tool')).mode & 0o7777, 0o4755);
+    assert.equal(fs.readlinkSync(path.join(root, 'bin/link')), 'tool');
+    assert.equal(fs.statSync(path.join(root, 'bin/hard')).ino, fs.statSync(path.join(root, 'bin/tool')).ino);
+    assert.equal(fs.existsSync(path.join(root, 'etc/gone')), false);
+    assert.deepEqual(fs.readdirSync(path.join(root, 'opaque')), ['new']);
+  });
+
+  it('refuses ../ paths', async () => {
+    const { root, outside } = sandbox();
+    await assert.rejects(applyLayer(root, Readable.from([await makeTar([{ name: '../outside/evil', body: 'x' }])])), /escapes the root/);
+    assert.deepEqual(fs.readdirSync(outside), ['secret']);
+  });
+
+  it('confines absolute paths to the root', async () => {
+    const { root, outside } = sandbox();
+    await applyLayer(root, Readable.from([await makeTar([{ name: `${outside}/abs`, body: 'x' }])]));
+    assert.deepEqual(fs.readdirSync(outside), ['secret']);
+    assert.equal(fs.readFileSync(path.join(root, outside, 'abs'), 'utf8'), 'x');
+  });
+
+  it('does not write through a symlink that points outside', async () => {
+    const { root, outside } = sandbox();
+    await applyLayer(root, Readable.from([await makeTar([
+      { name: 'esc', type: 'symlink', linkname: outside },
+      { name: 'esc/secret', body: 'overwritten' },
+      { name: 'rel', type: 'symlink', linkname: '../../../../outside' },
+      { name: 'rel/new', body: 'x' },
+    ])]));
+    assert.equal(fs.readFileSync(path.join(outside, 'secret'), 'utf8'), 'host data');
+    assert.deepEqual(fs.readdirSync(outside), ['secret']);
+    // the writes landed inside the root, where the link resolves when root is "/"
+    assert.equal(fs.readFileSync(path.join(root, outside, 'secret'), 'utf8'), 'overwritten');
+  });
+
+  it('refuses a hard link to a host path', async () => {
+    const { root, outside } = sandbox();
+    await assert.rejects(
+      applyLayer(root, Readable.from([await makeTar([{ name: 'h', type: 'link', linkname: path.join(outside, 'secret') }])])),
+      /not a file in this image/,
+    );
+    await assert.rejects(applyLayer(root, Readable.from([await makeTar([{ name: 'h', type: 'link', linkname: '../outside/secret' }])])), /escapes/);
+    assert.equal(fs.statSync(path.join(outside, 'secret')).nlink, 1);
+  });
+
+  it('refuses a layer larger than the size limit and a truncated archive', async () => {
+    const { root } = sandbox();
+    const big = await makeTar([{ name: 'big', body: 'x'.repeat(4096) }]);
+    await assert.rejects(applyLayer(root, Readable.from([big]), { maxBytes: 1024 }), /size limit/);
+    await assert.rejects(applyLayer(root, Readable.from([big.subarray(0, 700)])), /malformed|Unexpected end|premature/i);
+  });
+});
