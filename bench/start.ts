@@ -1,0 +1,89 @@
+/**
+ * bench/start: wall time of `hyperbox run --rm busybox true` per start mode,
+ * against `runc run` of the same busybox rootfs, in one invocation.
+ * Usage: node dist/bench/start.js [runs=10]
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { busyboxTar, TestDaemon } from '../test/helpers/daemon.js';
+
+const runs = Number(process.argv[2] ?? 10);
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
+function timeIt(fn: () => void): number {
+  const t0 = performance.now();
+  fn();
+  return performance.now() - t0;
+}
+
+function runcBaseline(): number[] {
+  const bundle = fs.mkdtempSync(path.join(os.tmpdir(), 'hb-runc-'));
+  fs.mkdirSync(path.join(bundle, 'rootfs'));
+  execFileSync('tar', ['-xf', busyboxTar, '-C', path.join(bundle, 'rootfs')]);
+  execFileSync('runc', ['spec'], { cwd: bundle });
+  const spec = JSON.parse(fs.readFileSync(path.join(bundle, 'config.json'), 'utf8'));
+  spec.process.terminal = false;
+  spec.process.args = ['true'];
+  fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(spec));
+  const times: number[] = [];
+  try {
+    for (let i = 0; i < runs; i++) {
+      const id = `hb-bench-${process.pid}-${i}`;
+      times.push(timeIt(() => {
+        const r = spawnSync('runc', ['run', '--bundle', bundle, id], { stdio: 'ignore' });
+        if (r.status !== 0) throw new Error('runc run failed');
+      }));
+    }
+  } finally {
+    fs.rmSync(bundle, { recursive: true, force: true });
+  }
+  return times;
+}
+
+let accel = '?';
+
+async function hyperboxMode(label: string, daemonArgs: string[]): Promise<{ label: string; times: number[]; phases: string }> {
+  const d = new TestDaemon(daemonArgs);
+  await d.start();
+  await d.importBusybox();
+  accel = /accelerator: (\w+)/.exec(d.log)?.[1] ?? accel;
+  try {
+    await d.run(['run', '--rm', 'busybox', 'true']); // warm-up: image rootfs, caches, templates
+    const times: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const t0 = performance.now();
+      const r = await d.run(['run', '--rm', 'busybox', 'true']);
+      times.push(performance.now() - t0);
+      if (r.code !== 0) throw new Error(`run failed: ${r.stderr}`);
+    }
+    const starts = [...d.log.matchAll(/started \w+ in \d+ ms (\{.*?\})\\?"?$/gm)].map((m) => m[1]!.replace(/\\"/g, '"'));
+    return { label, times, phases: starts.at(-1) ?? '' };
+  } finally {
+    await d.stop();
+  }
+}
+
+async function main(): Promise<void> {
+  const modes: Array<[string, string[]]> = [['hyperbox cold boot', []]];
+  const results = [];
+  for (const [label, args] of modes) results.push(await hyperboxMode(label, args));
+  const runc = runcBaseline();
+  const runcMed = median(runc);
+  console.log(`bench/start: ${runs} runs each, median wall time of 'run --rm busybox true' (${os.cpus().length} cores, accelerator: ${accel})`);
+  console.log(`${'mode'.padEnd(24)}${'median'.padStart(10)}${'min'.padStart(10)}${'max'.padStart(10)}   vs runc`);
+  const row = (label: string, xs: number[]) =>
+    console.log(`${label.padEnd(24)}${median(xs).toFixed(0).padStart(8)}ms${Math.min(...xs).toFixed(0).padStart(8)}ms${Math.max(...xs).toFixed(0).padStart(8)}ms   ${(median(xs) / runcMed).toFixed(1)}x`);
+  for (const r of results) {
+    row(r.label, r.times);
+    if (r.phases) console.log(`${''.padEnd(24)}last start phases (ms): ${r.phases}`);
+  }
+  row('runc run (baseline)', runc);
+}
+
+await main();
