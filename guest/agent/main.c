@@ -36,6 +36,7 @@
 /* From <linux/random.h>, which musl does not ship. */
 struct rand_pool_info { int entropy_count; int buf_size; unsigned buf[]; };
 #define RNDADDENTROPY _IOW('R', 0x03, int[2])
+#define RNDRESEEDCRNG _IO('R', 0x07)
 
 #define MAX_PROCS 256
 #define STDIN_BUF 65536 /* equals the host's stdin window: the host never sends more */
@@ -125,6 +126,9 @@ static void handle_configure(const uint8_t *p, size_t n) {
       int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
       if (fd >= 0) {
         if (ioctl(fd, RNDADDENTROPY, &e) < 0) (void)!write(fd, d, len);
+        /* Crediting alone does not reseed an initialised CRNG (Linux >= 5.18):
+         * force it, or a clone keeps producing its template's stream. */
+        if (ioctl(fd, RNDRESEEDCRNG) < 0) agent_log("RNDRESEEDCRNG: %s", strerror(errno));
         close(fd);
       }
     }

@@ -131,6 +131,7 @@ interface RunOptions {
   hostname?: string;
   memory?: string;
   cpus?: string;
+  clone?: boolean;
 }
 
 function createBody(image: string, command: string[], o: RunOptions) {
@@ -149,6 +150,7 @@ function createBody(image: string, command: string[], o: RunOptions) {
     AttachStdin: !!o.interactive && !o.detach,
     AttachStdout: !o.detach,
     AttachStderr: !o.detach,
+    Labels: o.clone === false ? { 'io.hyperbox.no-clone': '1' } : {},
     HostConfig: {
       AutoRemove: !!o.rm,
       Memory: o.memory ? parseBytes(o.memory, '-m, --memory') : 0,
@@ -368,6 +370,7 @@ function buildProgram(setStatus: (n: number) => void): Command {
 
   runLike(program.command('run').description('create and run a new container from an image'))
     .option('-d, --detach', 'run container in background and print container ID')
+    .option('--no-clone', 'cold-boot this container VM instead of cloning a template')
     .option('--rm', 'automatically remove the container when it exits')
     .action(act(async (image: string, command: string[], o: RunOptions) => runCommand(image, command, o)));
 
@@ -617,6 +620,38 @@ function buildProgram(setStatus: (n: number) => void): Command {
         return status;
       }),
     );
+
+  const template = program.command('template').description('manage VM templates (instant clone parents)');
+  template
+    .command('ls')
+    .description('list templates')
+    .option('-q, --quiet', 'only show keys')
+    .action(
+      act(async (o: { quiet?: boolean }) => {
+        const list = await api<Array<{ key: string; memoryMiB: number; cpus: number; accel: string; created: string; bootMs: number }>>('GET', '/hyperbox/templates');
+        if (o.quiet) process.stdout.write(list.map((t) => `${t.key}\n`).join(''));
+        else process.stdout.write(table([['TEMPLATE', 'MEMORY', 'CPUS', 'ACCEL', 'CREATED', 'BOOT'], ...list.map((t) => [t.key, `${t.memoryMiB}MiB`, String(t.cpus), t.accel, ago(Date.parse(t.created) / 1000), `${t.bootMs}ms`])]) + '\n');
+        return 0;
+      }),
+    );
+  template
+    .command('create')
+    .description('create the template for a guest shape ahead of time')
+    .option('-m, --memory <bytes>', 'guest memory')
+    .option('--cpus <n>', 'vCPUs')
+    .action(
+      act(async (o: { memory?: string; cpus?: string }) => {
+        const body = { MemoryMiB: o.memory ? Math.round(parseBytes(o.memory, '-m, --memory') / 1048576) : undefined, Cpus: o.cpus ? Math.round(parseCpus(o.cpus) / 1e9) : undefined };
+        const r = await api<{ Key: string }>('POST', '/hyperbox/templates', { body });
+        process.stdout.write(`${r.Key}\n`);
+        return 0;
+      }),
+    );
+  template
+    .command('rm')
+    .description('remove templates')
+    .argument('<key...>')
+    .action(act(async (keys: string[]) => forEach(keys, async (k) => void (await api('DELETE', `/hyperbox/templates/${k}`)))));
 
   return program;
 }

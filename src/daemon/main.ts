@@ -15,6 +15,7 @@ import { Engine } from '../engine/engine.js';
 import { chooseAccelerator, parseAccel } from '../vm/accel.js';
 import { locateGuestAssets } from '../vm/assets.js';
 import { QEMU_BINARY } from '../vm/qemu.js';
+import { TemplateStore } from '../vm/template.js';
 
 const VERSION = '0.1.0';
 
@@ -27,6 +28,7 @@ const configSchema = z
     kernel: z.string().optional(),
     initrd: z.string().optional(),
     'default-memory-mib': z.number().int().min(64).optional(),
+    clone: z.boolean().optional(),
   })
   .strict();
 type DaemonConfig = z.infer<typeof configSchema>;
@@ -91,10 +93,11 @@ async function run(argv: string[]): Promise<void> {
     .option('-l, --log-level <level>', 'log level (debug, info, warn, error, fatal)')
     .option('--accel <accel>', 'accelerator: auto (probe KVM by booting), kvm or tcg (env HYPERBOX_ACCEL)')
     .option('--config-file <file>', 'daemon configuration file')
+    .option('--no-clone', 'always cold-boot container VMs instead of cloning a template')
     .version(VERSION, '-v, --version')
     .exitOverride();
   program.parse(argv);
-  const o = program.opts<{ host?: string[]; dataRoot?: string; logLevel?: string; accel?: string; configFile?: string }>();
+  const o = program.opts<{ host?: string[]; dataRoot?: string; logLevel?: string; accel?: string; configFile?: string; clone: boolean }>();
   const config = loadConfig(o.configFile ?? defaultConfigFile(), !!o.configFile);
   const level: LogLevel = parseLogLevel(o.logLevel ?? config['log-level'] ?? 'info');
   const logger = createLogger(level);
@@ -108,15 +111,25 @@ async function run(argv: string[]): Promise<void> {
   const accel = await chooseAccelerator({ requested, assets, cacheDir: cacheDir() });
   logger.info(`accelerator: ${accel.accel} (${accel.reason})`);
 
+  const clone = o.clone && config.clone !== false;
+  const templates = new TemplateStore(path.join(dataRoot, 'templates'), qemu, logger);
+  for (const k of templates.removeStale(assets)) logger.info(`removed stale template ${k}`);
+  const defaultMemoryMiB = config['default-memory-mib'] ?? 512;
   const engine = new Engine({
     dataRoot,
-    assets,
+    assetOverrides: { kernel: config.kernel, initrd: config.initrd },
     accel,
-    defaultMemoryMiB: config['default-memory-mib'] ?? 512,
+    defaultMemoryMiB,
     bootTimeoutMs: accel.accel === 'kvm' ? 15_000 : 60_000,
     logger,
+    clone,
+    templates,
   });
-  const server = createDockerApiServer(engine, { version: VERSION, accel: accel.accel, accelReason: accel.reason, dataRoot, qemuVersion: qemu }, logger);
+  // The default shape's template is made ahead of time, off the start path.
+  if (clone) {
+    void templates.ensure({ assets, accel: accel.accel, memoryMiB: defaultMemoryMiB, cpus: 1 }).catch((err: Error) => logger.warn(`template: ${err.message}`));
+  }
+  const server = createDockerApiServer(engine, { defaultMemoryMiB, version: VERSION, accel: accel.accel, accelReason: accel.reason, dataRoot, qemuVersion: qemu }, logger);
   await listenUnix(server, socketPath);
   fs.writeFileSync(path.join(dataRoot, 'hyperboxd.pid'), String(process.pid));
   logger.info(`API listen on ${socketPath} (data root ${dataRoot})`);

@@ -14,7 +14,8 @@ import { RootfsBuilder, mountContainerLayer, unmountContainerLayer } from '../im
 import { ContentStore, type Image } from '../images/store.js';
 import { familiarName, parseReference } from '../images/reference.js';
 import type { AccelDecision } from '../vm/accel.js';
-import type { GuestAssets } from '../vm/assets.js';
+import { locateGuestAssets, type GuestAssets } from '../vm/assets.js';
+import type { GuestShape, TemplateStore } from '../vm/template.js';
 import { Container, type Attachment } from './container.js';
 import { LogWriter } from './logs.js';
 import { generateName } from './names.js';
@@ -24,11 +25,15 @@ import { NULL_TIME, type ContainerRecord, type ContainerSpec, type HostSpec } fr
 
 export interface EngineOptions {
   dataRoot: string;
-  assets: GuestAssets;
+  /** Kernel/initrd given by configuration (else the defaults of locateGuestAssets). */
+  assetOverrides: { kernel?: string; initrd?: string };
   accel: AccelDecision;
   defaultMemoryMiB: number;
   bootTimeoutMs: number;
   logger: Logger;
+  /** Start containers as clones of templates (false: always cold boot). */
+  clone: boolean;
+  templates: TemplateStore;
 }
 
 export interface EngineEvent {
@@ -69,6 +74,8 @@ export interface ExecRecord {
   markDone: () => void;
 }
 
+/** A container with this label always cold-boots (`hyperbox run --no-clone`). */
+export const NO_CLONE_LABEL = 'io.hyperbox.no-clone';
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const NAME_RE = /^\/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
 
@@ -86,6 +93,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
   private readonly containersDir: string;
   private readonly runRoot: string;
   readonly recentEvents: EngineEvent[] = [];
+  private assets: GuestAssets;
 
   constructor(readonly opts: EngineOptions) {
     super();
@@ -96,7 +104,19 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     this.runRoot = path.join(opts.dataRoot, 'run');
     fs.mkdirSync(this.containersDir, { recursive: true });
     fs.mkdirSync(this.runRoot, { recursive: true });
+    this.assets = locateGuestAssets(opts.assetOverrides);
     this.loadContainers();
+  }
+
+  /** The guest kernel and initrd as they are now: a rebuilt agent or kernel is
+   * picked up by the next start, and templates made from the old ones go. */
+  currentAssets(): GuestAssets {
+    const now = locateGuestAssets(this.opts.assetOverrides);
+    if (now.fingerprint !== this.assets.fingerprint) {
+      this.assets = now;
+      for (const k of this.opts.templates.removeStale(now)) this.opts.logger.info(`guest assets changed: removed template ${k}`);
+    }
+    return now;
   }
 
   /** Reloads persisted containers. VMs do not yet survive a daemon restart: a
@@ -276,24 +296,23 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
       let t = performance.now();
       const rootfs = mountContainerLayer(await this.rootfs.imageRootfs(image), c.dir);
       phases.rootfs = Math.round(performance.now() - t);
-      const memMiB = c.record.HostConfig.Memory
-        ? Math.max(128, Math.ceil(c.record.HostConfig.Memory / 1048576) + 64)
-        : this.opts.defaultMemoryMiB;
-      const cpus = Math.max(1, Math.ceil(c.record.HostConfig.NanoCpus / 1e9));
+      const shape = this.guestShape(
+        c.record.HostConfig.Memory ? Math.max(128, Math.ceil(c.record.HostConfig.Memory / 1048576) + 64) : undefined,
+        Math.max(1, Math.ceil(c.record.HostConfig.NanoCpus / 1e9)),
+      );
       const sandbox = await startSandbox(
         {
           runDir: path.join(this.runRoot, c.id.slice(0, 12)),
-          assets: this.opts.assets,
-          accel: this.opts.accel.accel,
-          memoryMiB: memMiB,
-          cpus,
+          ...shape,
           hostname: c.record.Config.Hostname,
           rootfs,
           bootTimeoutMs: this.opts.bootTimeoutMs,
+          templates: this.opts.clone && c.record.Config.Labels[NO_CLONE_LABEL] === undefined ? this.opts.templates : undefined,
         },
         phases,
       );
       c.sandbox = sandbox;
+      if (sandbox.info.fallbackReason) this.opts.logger.warn(`container ${c.id.slice(0, 12)}: cold boot instead of a clone: ${sandbox.info.fallbackReason}`);
       c.log ??= new LogWriter(c.logFile);
       t = performance.now();
       const cfg = c.record.Config;
@@ -589,6 +608,15 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     const e = this.getExec(id);
     if (!e.proc || !e.Running) throw conflict(`exec ${id} is not running`);
     if (e.Config.Tty) e.proc.resize(rows, cols);
+  }
+
+  /** The guest shape a container with this much memory and these vCPUs runs in. */
+  guestShape(memoryMiB = this.opts.defaultMemoryMiB, cpus = 1): GuestShape {
+    return { assets: this.currentAssets(), accel: this.opts.accel.accel, memoryMiB, cpus };
+  }
+
+  get templates(): TemplateStore {
+    return this.opts.templates;
   }
 
   /** Stops every VM (daemon shutdown). Containers are recorded as exited. */

@@ -9,6 +9,7 @@ import { AgentConnection } from '../agent/connection.js';
 import { internal } from '../common/errors.js';
 import type { GuestAssets } from '../vm/assets.js';
 import { QemuVm, type Accel } from '../vm/qemu.js';
+import { startClone, type TemplateStore } from '../vm/template.js';
 import type { StartInfo } from './types.js';
 
 export interface SandboxOptions {
@@ -21,6 +22,8 @@ export interface SandboxOptions {
   /** Host directory with the container's merged root filesystem. */
   rootfs: string;
   bootTimeoutMs: number;
+  /** Start as a clone of a template (falls back to a cold boot, saying why). */
+  templates?: TemplateStore;
 }
 
 export interface Sandbox {
@@ -40,19 +43,36 @@ export async function startSandbox(opts: SandboxOptions, phases: Record<string, 
     phases[phase] = Math.round(now - t);
     t = now;
   };
-  const vm = QemuVm.launch({
-    runDir: opts.runDir,
-    assets: opts.assets,
-    accel: opts.accel,
-    memoryMiB: opts.memoryMiB,
-    cpus: opts.cpus,
-    shares: [{ tag: ROOT_TAG, path: opts.rootfs }],
-  });
-  mark('vm');
+  let vm: QemuVm | undefined;
+  let mode: StartInfo['mode'] = 'cold';
+  let fallbackReason: string | undefined;
+  if (opts.templates) {
+    try {
+      const template = await opts.templates.ensure({ assets: opts.assets, accel: opts.accel, memoryMiB: opts.memoryMiB, cpus: opts.cpus });
+      mark('template');
+      vm = await startClone(template, { runDir: opts.runDir, rootPath: opts.rootfs });
+      mode = 'clone';
+      mark('vm');
+    } catch (err) {
+      fallbackReason = (err as Error).message;
+    }
+  }
+  if (!vm) {
+    vm = QemuVm.launch({
+      runDir: opts.runDir,
+      assets: opts.assets,
+      accel: opts.accel,
+      memoryMiB: opts.memoryMiB,
+      cpus: opts.cpus,
+      shares: [{ tag: ROOT_TAG, path: opts.rootfs }],
+    });
+    mark('vm');
+  }
   let agent: AgentConnection;
+  const started = vm;
   try {
     const died = new Promise<never>((_, reject) =>
-      vm.once('exit', () => reject(internal(`VM exited during boot: ${vm.diagnostics(600) || 'no output'}`))),
+      started.once('exit', () => reject(internal(`VM exited during boot: ${started.diagnostics(600) || 'no output'}`))),
     );
     agent = await Promise.race([AgentConnection.connect(vm.paths.control, { timeoutMs: opts.bootTimeoutMs }), died]);
     mark('boot');
@@ -63,5 +83,5 @@ export async function startSandbox(opts: SandboxOptions, phases: Record<string, 
     vm.kill();
     throw err instanceof Error && 'kind' in err ? err : internal(`VM failed to start: ${(err as Error).message}`);
   }
-  return { vm, agent, info: { mode: 'cold', accel: opts.accel, phases } };
+  return { vm, agent, info: { mode, accel: opts.accel, phases, fallbackReason } };
 }

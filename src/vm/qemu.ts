@@ -27,6 +27,11 @@ export interface VmSpec {
   memoryMiB: number;
   cpus: number;
   shares: Share[];
+  /** Guest RAM in a file: shared for a template (the file becomes its memory image),
+   * private for a clone (copy-on-write pages over the template's file). */
+  memoryFile?: { path: string; shared: boolean };
+  /** Start paused, waiting for `migrate-incoming` (clones). */
+  incoming?: boolean;
 }
 
 export const QEMU_BINARY = process.env.HYPERBOX_QEMU ?? 'qemu-system-x86_64';
@@ -44,9 +49,16 @@ export function vmPaths(runDir: string) {
 /** The QEMU command line for a spec (pure; unit-tested). */
 export function qemuArgs(spec: VmSpec): string[] {
   const p = vmPaths(spec.runDir);
+  let machine = 'microvm,x-option-roms=off,rtc=off,acpi=off,isa-serial=on';
+  const memArgs: string[] = [];
+  if (spec.memoryFile) {
+    machine += ',memory-backend=mem';
+    memArgs.push('-object', `memory-backend-file,id=mem,size=${spec.memoryMiB}M,mem-path=${spec.memoryFile.path},share=${spec.memoryFile.shared ? 'on' : 'off'}`);
+  }
   const args = [
     '-name', `hyperbox,debug-threads=off`,
-    '-M', 'microvm,x-option-roms=off,rtc=off,acpi=off,isa-serial=on',
+    '-M', machine,
+    ...memArgs,
     '-accel', spec.accel === 'kvm' ? 'kvm' : 'tcg,tb-size=64',
     '-cpu', spec.accel === 'kvm' ? 'host' : 'max',
     '-m', `${spec.memoryMiB}M`,
@@ -64,6 +76,7 @@ export function qemuArgs(spec: VmSpec): string[] {
     '-device', 'virtio-rng-device,rng=rng0',
     '-qmp', `unix:${p.qmp},server=on,wait=off`,
   ];
+  if (spec.incoming) args.push('-incoming', 'defer');
   spec.shares.forEach((s, i) => {
     args.push(
       '-fsdev',

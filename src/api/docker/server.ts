@@ -16,6 +16,7 @@ import { containerRoutes } from './routes/containers.js';
 import { execRoutes } from './routes/exec.js';
 import { imageRoutes } from './routes/images.js';
 import { systemRoutes } from './routes/system.js';
+import { nativeRoutes } from '../native/routes.js';
 
 export type Handler = (ctx: Ctx) => Promise<void> | void;
 export type Method = 'GET' | 'POST' | 'DELETE' | 'HEAD' | 'PUT';
@@ -29,6 +30,7 @@ export interface ServerInfo {
   accelReason: string;
   dataRoot: string;
   qemuVersion: string;
+  defaultMemoryMiB: number;
 }
 
 export function createDockerApiServer(engine: Engine, info: ServerInfo, logger: Logger): http.Server {
@@ -42,6 +44,7 @@ export function createDockerApiServer(engine: Engine, info: ServerInfo, logger: 
   containerRoutes(table, engine);
   execRoutes(table, engine);
   imageRoutes(table, engine);
+  nativeRoutes(table, engine);
 
   const commonHeaders = {
     'Api-Version': API_VERSION,

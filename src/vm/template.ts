@@ -1,0 +1,250 @@
+/**
+ * Templates and instant clones (see docs in README "Instant clone").
+ *
+ * A template is a guest booted once to the agent's HELLO, with its RAM in a file
+ * (share=on), then paused and its *device* state saved with QEMU's migration
+ * (`x-ignore-shared`: the RAM file itself is the memory image, so the state is
+ * tens of KB). A clone starts QEMU with the same machine and device line, maps
+ * the RAM file privately (share=off: copy-on-write, the template's pages are
+ * shared between all clones), and loads the device state with
+ * `migrate-incoming`. Backing files (9p path, sockets) are the clone's own.
+ *
+ * A template is keyed by everything that shapes the guest: kernel and initrd
+ * (their fingerprint), QEMU version, accelerator, memory, vCPUs and the device
+ * layout. A template whose inputs changed is never used; it is deleted.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { AgentConnection } from '../agent/connection.js';
+import type { Logger } from '../common/logger.js';
+import type { GuestAssets } from './assets.js';
+import { QmpClient } from './qmp.js';
+import { QemuVm, type Accel, type Share } from './qemu.js';
+
+/** Bump when qemuArgs' device line changes: clones must match their template. */
+const DEVICE_LAYOUT = 1;
+
+export interface GuestShape {
+  assets: GuestAssets;
+  accel: Accel;
+  memoryMiB: number;
+  cpus: number;
+}
+
+export interface Template {
+  key: string;
+  dir: string;
+  memFile: string;
+  stateFile: string;
+  shape: GuestShape;
+  created: string;
+  bootMs: number;
+}
+
+interface TemplateMeta {
+  key: string;
+  fingerprint: string;
+  accel: Accel;
+  memoryMiB: number;
+  cpus: number;
+  qemuVersion: string;
+  memFile: string;
+  created: string;
+  bootMs: number;
+}
+
+async function waitMigration(qmp: QmpClient, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const st = (await qmp.execute('query-migrate')) as { status?: string; 'error-desc'?: string };
+    if (st.status === 'completed') return;
+    if (st.status === 'failed' || st.status === 'cancelled') throw new Error(`migration ${st.status}: ${st['error-desc'] ?? ''}`);
+    if (Date.now() > deadline) throw new Error('migration timed out');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+export class TemplateStore {
+  private inflight = new Map<string, Promise<Template>>();
+  private readonly memDir: string;
+
+  constructor(
+    readonly dir: string,
+    private readonly qemuVersion: string,
+    private readonly logger: Logger,
+  ) {
+    fs.mkdirSync(dir, { recursive: true });
+    // Guest RAM images live in shared memory (tmpfs), one folder per data root.
+    const tag = createHash('sha256').update(dir).digest('hex').slice(0, 12);
+    this.memDir = fs.existsSync('/dev/shm') ? `/dev/shm/hyperbox-${tag}` : path.join(dir, 'mem');
+    fs.mkdirSync(this.memDir, { recursive: true });
+  }
+
+  keyOf(shape: GuestShape): string {
+    return createHash('sha256')
+      .update(JSON.stringify([DEVICE_LAYOUT, shape.assets.fingerprint, this.qemuVersion, shape.accel, shape.memoryMiB, shape.cpus]))
+      .digest('hex')
+      .slice(0, 16);
+  }
+
+  private readMeta(key: string): TemplateMeta | undefined {
+    try {
+      return JSON.parse(fs.readFileSync(path.join(this.dir, key, 'meta.json'), 'utf8')) as TemplateMeta;
+    } catch {
+      return undefined;
+    }
+  }
+
+  list(): TemplateMeta[] {
+    return fs
+      .readdirSync(this.dir)
+      .map((k) => this.readMeta(k))
+      .filter((m): m is TemplateMeta => !!m && fs.existsSync(m.memFile));
+  }
+
+  remove(key: string): boolean {
+    const meta = this.readMeta(key);
+    if (meta) fs.rmSync(meta.memFile, { force: true });
+    const existed = fs.existsSync(path.join(this.dir, key));
+    fs.rmSync(path.join(this.dir, key), { recursive: true, force: true });
+    return existed;
+  }
+
+  /** Deletes templates built from other guest assets or another QEMU. */
+  removeStale(current: GuestAssets): string[] {
+    const removed: string[] = [];
+    for (const k of fs.readdirSync(this.dir)) {
+      const meta = this.readMeta(k);
+      if (!meta || meta.fingerprint !== current.fingerprint || meta.qemuVersion !== this.qemuVersion || !fs.existsSync(meta.memFile)) {
+        this.remove(k);
+        removed.push(k);
+      }
+    }
+    return removed;
+  }
+
+  /** The template for a shape, created (once, even if asked concurrently) if missing. */
+  ensure(shape: GuestShape): Promise<Template> {
+    const key = this.keyOf(shape);
+    const meta = this.readMeta(key);
+    if (meta && fs.existsSync(meta.memFile) && fs.existsSync(path.join(this.dir, key, 'state'))) {
+      return Promise.resolve(this.toTemplate(meta, shape));
+    }
+    let p = this.inflight.get(key);
+    if (!p) {
+      p = this.create(key, shape).finally(() => this.inflight.delete(key));
+      this.inflight.set(key, p);
+    }
+    return p;
+  }
+
+  private toTemplate(meta: TemplateMeta, shape: GuestShape): Template {
+    const dir = path.join(this.dir, meta.key);
+    return { key: meta.key, dir, memFile: meta.memFile, stateFile: path.join(dir, 'state'), shape, created: meta.created, bootMs: meta.bootMs };
+  }
+
+  private async create(key: string, shape: GuestShape): Promise<Template> {
+    this.remove(key);
+    const dir = path.join(this.dir, key);
+    const runDir = path.join(dir, 'run');
+    const placeholder = path.join(dir, 'placeholder');
+    fs.mkdirSync(placeholder, { recursive: true });
+    const memFile = path.join(this.memDir, `${key}.mem`);
+    const t0 = Date.now();
+    const vm = QemuVm.launch({
+      runDir,
+      assets: shape.assets,
+      accel: shape.accel,
+      memoryMiB: shape.memoryMiB,
+      cpus: shape.cpus,
+      shares: templateShares(placeholder),
+      memoryFile: { path: memFile, shared: true },
+    });
+    try {
+      const agent = await AgentConnection.connect(vm.paths.control, { timeoutMs: 60_000 });
+      const bootMs = Date.now() - t0;
+      const qmp = await QmpClient.connect(vm.paths.qmp);
+      await qmp.execute('stop');
+      await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
+      const tmp = path.join(dir, 'state.tmp');
+      await qmp.execute('migrate', { uri: `exec:cat > ${tmp}` });
+      await waitMigration(qmp, 30_000);
+      agent.close();
+      await qmp.execute('quit').catch(() => undefined);
+      qmp.close();
+      await vm.waitExit();
+      fs.renameSync(tmp, path.join(dir, 'state'));
+      const meta: TemplateMeta = {
+        key,
+        fingerprint: shape.assets.fingerprint,
+        accel: shape.accel,
+        memoryMiB: shape.memoryMiB,
+        cpus: shape.cpus,
+        qemuVersion: this.qemuVersion,
+        memFile,
+        created: new Date().toISOString(),
+        bootMs,
+      };
+      fs.writeFileSync(path.join(dir, 'meta.json'), JSON.stringify(meta, null, 1));
+      fs.rmSync(runDir, { recursive: true, force: true });
+      this.logger.info(`template ${key} ready (${shape.memoryMiB} MiB, ${shape.cpus} vCPU, ${shape.accel}; guest booted in ${bootMs} ms)`);
+      return this.toTemplate(meta, shape);
+    } catch (err) {
+      vm.kill();
+      await vm.waitExit();
+      this.remove(key);
+      throw new Error(`cannot create template: ${(err as Error).message}; ${vm.diagnostics(300)}`);
+    }
+  }
+}
+
+/** Templates and clones have the same device line; a template's share is a placeholder. */
+export function templateShares(rootPath: string): Share[] {
+  return [{ tag: 'hbroot0', path: rootPath }];
+}
+
+/**
+ * Starts a clone of a template: QEMU with the template's machine, private RAM
+ * over its file, and the device state loaded from the template. Resolves once
+ * the clone runs (or stays paused, if `paused`).
+ */
+export async function startClone(template: Template, opts: { runDir: string; rootPath: string; paused?: boolean }): Promise<QemuVm> {
+  const s = template.shape;
+  const vm = QemuVm.launch({
+    runDir: opts.runDir,
+    assets: s.assets,
+    accel: s.accel,
+    memoryMiB: s.memoryMiB,
+    cpus: s.cpus,
+    shares: templateShares(opts.rootPath),
+    memoryFile: { path: template.memFile, shared: false },
+    incoming: true,
+  });
+  try {
+    const qmp = await QmpClient.connect(vm.paths.qmp, 10_000);
+    await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
+    await qmp.execute('migrate-incoming', { uri: `exec:cat ${template.stateFile}` });
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const st = (await qmp.execute('query-status')) as { status: string };
+      if (st.status === 'paused' || st.status === 'running') break;
+      if (st.status === 'inmigrate' || st.status === 'prelaunch') {
+        if (Date.now() > deadline) throw new Error('incoming migration timed out');
+        await new Promise((r) => setTimeout(r, 2));
+        continue;
+      }
+      throw new Error(`clone is in state ${st.status}`);
+    }
+    if (!opts.paused) await qmp.execute('cont');
+    qmp.close();
+    return vm;
+  } catch (err) {
+    vm.kill();
+    throw new Error(`clone restore failed: ${(err as Error).message}; ${vm.diagnostics(300)}`);
+  }
+}
+
+export function newRunId(): string {
+  return randomBytes(6).toString('hex');
+}

@@ -1,0 +1,108 @@
+/** Instant clones (issue 5): fresh identity per clone, template invalidation, density. */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { repo, startDaemonWithBusybox, TestDaemon, until } from './helpers/daemon.js';
+
+describe('instant clone', () => {
+  let d: TestDaemon;
+  before(async () => {
+    d = await startDaemonWithBusybox();
+    assert.equal((await d.run(['template', 'create'])).code, 0);
+  });
+  after(async () => {
+    await d?.stop();
+  });
+
+  it('gives two simultaneous clones their own RNG, hostname and a correct clock', async () => {
+    const script = 'head -c 32 /dev/urandom | od -x | head -2; hostname; date +%s';
+    const [a, b] = await Promise.all([
+      d.run(['run', '--rm', '--hostname', 'alpha', 'busybox', 'sh', '-c', script]),
+      d.run(['run', '--rm', '--hostname', 'beta', 'busybox', 'sh', '-c', script]),
+    ]);
+    assert.equal(a.code, 0, a.stderr);
+    assert.equal(b.code, 0, b.stderr);
+    const [ra, rb] = [a.stdout.trim().split('\n'), b.stdout.trim().split('\n')];
+    assert.notEqual(ra.slice(0, 2).join(), rb.slice(0, 2).join(), 'clones produced the same random bytes');
+    assert.equal(ra[2], 'alpha');
+    assert.equal(rb[2], 'beta');
+    for (const r of [ra, rb]) assert.ok(Math.abs(Number(r[3]) - Date.now() / 1000) < 3, `guest clock ${r[3]}`);
+  });
+
+  it('records how each container started, phase by phase', async () => {
+    const id = (await d.run(['run', '-d', 'busybox', 'sleep', '100'])).stdout.trim();
+    const cold = (await d.run(['run', '-d', '--no-clone', 'busybox', 'sleep', '100'])).stdout.trim();
+    const start = JSON.parse((await d.run(['inspect', '-f', '{{json .HyperBox.Start}}', id])).stdout);
+    assert.equal(start.mode, 'clone');
+    for (const phase of ['rootfs', 'vm', 'boot', 'configure', 'exec', 'total']) assert.equal(typeof start.phases[phase], 'number', phase);
+    assert.equal(JSON.parse((await d.run(['inspect', '-f', '{{json .HyperBox.Start}}', cold])).stdout).mode, 'cold');
+    await d.run(['rm', '-f', id, cold]);
+  });
+
+  it('builds a new template when the agent changes, and removes the old one', async () => {
+    const dir = fs.mkdtempSync(path.join(d.dataRoot, 'agent-'));
+    const initrd = path.join(dir, 'initrd.img');
+    fs.copyFileSync(path.join(repo, 'build/guest/initrd.img'), initrd);
+    const own = new TestDaemon([], { HYPERBOX_INITRD: initrd });
+    await own.start();
+    try {
+      await own.importBusybox();
+      assert.equal((await own.run(['run', '--rm', 'busybox', 'true'])).code, 0);
+      const first = (await own.run(['template', 'ls', '-q'])).stdout.trim().split('\n');
+      assert.equal(first.length, 1);
+      // Rebuild the agent with another build id, in place.
+      execFileSync('make', ['-s', '-C', path.join(repo, 'guest'), `OUT=${dir}/out`, 'BUILD_ID=changed-for-test']);
+      fs.copyFileSync(path.join(dir, 'out/initrd.img'), initrd);
+      const r = await own.run(['run', '--rm', 'busybox', 'echo', 'new agent']);
+      assert.equal(r.stdout, 'new agent\n');
+      const second = (await own.run(['template', 'ls', '-q'])).stdout.trim().split('\n');
+      assert.equal(second.length, 1);
+      assert.notEqual(second[0], first[0]);
+      assert.equal(fs.existsSync(path.join(own.dataRoot, 'data/templates', first[0]!)), false);
+      const inspect = await own.run(['run', '--rm', 'busybox', 'true']);
+      assert.equal(inspect.code, 0);
+    } finally {
+      await own.stop();
+    }
+  });
+
+  it('falls back to a cold boot, and says why, when the template is unusable', async () => {
+    const key = (await d.run(['template', 'ls', '-q'])).stdout.trim().split('\n')[0]!;
+    const stateFile = path.join(d.dataRoot, 'data/templates', key, 'state');
+    const saved = fs.readFileSync(stateFile);
+    fs.writeFileSync(stateFile, 'garbage');
+    try {
+      const id = (await d.run(['run', '-d', 'busybox', 'sleep', '100'])).stdout.trim();
+      const start = JSON.parse((await d.run(['inspect', '-f', '{{json .HyperBox.Start}}', id])).stdout);
+      assert.equal(start.mode, 'cold');
+      assert.match(start.fallbackReason, /clone restore failed/);
+      assert.match(d.log, /cold boot instead of a clone/);
+      await d.run(['rm', '-f', id]);
+    } finally {
+      fs.writeFileSync(stateFile, saved);
+    }
+  });
+
+  it('runs 50 idle containers at once and ps still answers within 1 s', async () => {
+    const ids: string[] = [];
+    try {
+      for (let i = 0; i < 50; i++) {
+        const r = await d.run(['run', '-d', 'busybox', 'sleep', '100000']);
+        assert.equal(r.code, 0, `container ${i}: ${r.stderr}`);
+        ids.push(r.stdout.trim());
+      }
+      await until('50 running', async () => (await d.run(['ps', '-q'])).stdout.trim().split('\n').length === 50, 60_000);
+      const t0 = performance.now();
+      const ps = await d.run(['ps']);
+      const took = performance.now() - t0;
+      assert.equal(ps.code, 0);
+      assert.ok(took < 1000, `ps took ${took.toFixed(0)} ms with 50 running`);
+      const ex = await d.run(['exec', ids[25]!, 'echo', 'alive']);
+      assert.equal(ex.stdout, 'alive\n');
+    } finally {
+      for (const id of ids) await d.run(['rm', '-f', id]);
+    }
+  });
+});
