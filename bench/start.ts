@@ -70,7 +70,10 @@ async function hyperboxMode(label: string, daemonArgs: string[]): Promise<{ labe
 }
 
 async function main(): Promise<void> {
-  const modes: Array<[string, string[]]> = [['hyperbox cold boot', []]];
+  const modes: Array<[string, string[]]> = [
+    ['hyperbox cold boot', ['--no-clone']],
+    ['hyperbox clone', []],
+  ];
   const results = [];
   for (const [label, args] of modes) results.push(await hyperboxMode(label, args));
   const runc = runcBaseline();
@@ -84,6 +87,35 @@ async function main(): Promise<void> {
     if (r.phases) console.log(`${''.padEnd(24)}last start phases (ms): ${r.phases}`);
   }
   row('runc run (baseline)', runc);
+  const cold = results.find((r) => r.label.includes('cold'));
+  for (const r of results) if (cold && r !== cold) console.log(`${r.label}: ${(median(cold.times) / median(r.times)).toFixed(1)}x faster than cold boot`);
+  await memoryBench();
+}
+
+/** Proportional set size of a process, in MiB (shared pages divided among sharers). */
+function pssMiB(pid: number): number {
+  const text = fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  return Number(/^Pss:\s+(\d+) kB/m.exec(text)![1]) / 1024;
+}
+
+async function memoryBench(): Promise<void> {
+  const d = new TestDaemon();
+  await d.start();
+  await d.importBusybox();
+  try {
+    const pidOf = async (id: string) => Number((await d.run(['inspect', '-f', '{{.State.Pid}}', id])).stdout.trim());
+    const clones: number[] = [];
+    for (let i = 0; i < 10; i++) clones.push(await pidOf((await d.run(['run', '-d', 'busybox', 'sleep', '1000000'])).stdout.trim()));
+    const cold = await pidOf((await d.run(['run', '-d', '--no-clone', 'busybox', 'sleep', '1000000'])).stdout.trim());
+    await new Promise((r) => setTimeout(r, 3000)); // let the guests settle into idle
+    const clonePss = median(clones.map(pssMiB));
+    const coldPss = pssMiB(cold);
+    console.log(`idle memory (PSS of the QEMU process, 10 idle clones + 1 cold running):`);
+    console.log(`  cold-booted container: ${coldPss.toFixed(1)} MiB`);
+    console.log(`  cloned container:      ${clonePss.toFixed(1)} MiB (median of 10)  = ${(clonePss / coldPss).toFixed(2)}x of cold`);
+  } finally {
+    await d.stop();
+  }
 }
 
 await main();

@@ -120,7 +120,7 @@ async function run(argv: string[]): Promise<void> {
     assetOverrides: { kernel: config.kernel, initrd: config.initrd },
     accel,
     defaultMemoryMiB,
-    bootTimeoutMs: accel.accel === 'kvm' ? 15_000 : 60_000,
+    bootTimeoutMs: accel.accel === 'kvm' ? 10_000 : 30_000,
     logger,
     clone,
     templates,

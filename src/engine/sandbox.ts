@@ -9,7 +9,7 @@ import { AgentConnection } from '../agent/connection.js';
 import { internal } from '../common/errors.js';
 import type { GuestAssets } from '../vm/assets.js';
 import { QemuVm, type Accel } from '../vm/qemu.js';
-import { startClone, type TemplateStore } from '../vm/template.js';
+import { startClone, TemplateCorruptError, type Template, type TemplateStore } from '../vm/template.js';
 import type { StartInfo } from './types.js';
 
 export interface SandboxOptions {
@@ -47,14 +47,17 @@ export async function startSandbox(opts: SandboxOptions, phases: Record<string, 
   let mode: StartInfo['mode'] = 'cold';
   let fallbackReason: string | undefined;
   if (opts.templates) {
+    let template: Template | undefined;
     try {
-      const template = await opts.templates.ensure({ assets: opts.assets, accel: opts.accel, memoryMiB: opts.memoryMiB, cpus: opts.cpus });
+      template = await opts.templates.ensure({ assets: opts.assets, accel: opts.accel, memoryMiB: opts.memoryMiB, cpus: opts.cpus });
       mark('template');
       vm = await startClone(template, { runDir: opts.runDir, rootPath: opts.rootfs });
       mode = 'clone';
       mark('vm');
     } catch (err) {
       fallbackReason = (err as Error).message;
+      // A broken template is dropped, so the next start builds a good one.
+      if (err instanceof TemplateCorruptError && template) opts.templates.remove(template.key);
     }
   }
   if (!vm) {
@@ -74,7 +77,12 @@ export async function startSandbox(opts: SandboxOptions, phases: Record<string, 
     const died = new Promise<never>((_, reject) =>
       started.once('exit', () => reject(internal(`VM exited during boot: ${started.diagnostics(600) || 'no output'}`))),
     );
-    agent = await Promise.race([AgentConnection.connect(vm.paths.control, { timeoutMs: opts.bootTimeoutMs }), died]);
+    agent = await Promise.race([
+      AgentConnection.connect(vm.paths.control, { timeoutMs: opts.bootTimeoutMs }).catch((err: Error) => {
+        throw internal(`${err.message} (${mode}); console: ${started.diagnostics(400) || 'empty'}`);
+      }),
+      died,
+    ]);
     mark('boot');
     await agent.configure({ hostname: opts.hostname, seed: randomBytes(64) });
     await agent.mountRoot(ROOT_TAG, ROOT_NAME);

@@ -66,17 +66,18 @@ export async function chooseAccelerator(opts: {
   }
   const key = `${opts.assets.fingerprint}:${qemuId}`;
   const cacheFile = path.join(opts.cacheDir, 'accel-probe.json');
+  let cache: Record<string, AccelDecision> = {};
   try {
-    const cached = JSON.parse(fs.readFileSync(cacheFile, 'utf8')) as AccelDecision & { key: string };
-    if (cached.key === key && (cached.accel === 'kvm' || cached.accel === 'tcg')) {
-      return { accel: cached.accel, reason: `${cached.reason} (cached probe)` };
-    }
+    cache = JSON.parse(fs.readFileSync(cacheFile, 'utf8')) as Record<string, AccelDecision>;
+    const hit = cache[key];
+    if (hit && (hit.accel === 'kvm' || hit.accel === 'tcg')) return { accel: hit.accel, reason: `${hit.reason} (cached probe)` };
   } catch {
-    /* no cache yet */
+    /* no cache yet, or an unreadable one: probe again */
   }
   const decision = await probeKvm(opts.assets, path.join(opts.cacheDir, `probe-${randomBytes(4).toString('hex')}`));
   fs.mkdirSync(opts.cacheDir, { recursive: true });
-  fs.writeFileSync(cacheFile + '.tmp', JSON.stringify({ ...decision, key }));
-  fs.renameSync(cacheFile + '.tmp', cacheFile);
+  const tmp = `${cacheFile}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, JSON.stringify({ ...cache, [key]: decision }));
+  fs.renameSync(tmp, cacheFile);
   return decision;
 }

@@ -65,9 +65,27 @@ export class QmpClient {
     }
   }
 
-  execute(command: string, args?: Record<string, unknown>): Promise<unknown> {
+  /** Runs a command. A QEMU that does not answer in time (its main loop can block,
+   * e.g. on a bad incoming migration) fails the command instead of hanging us. */
+  execute(command: string, args?: Record<string, unknown>, timeoutMs = 10_000): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      this.waiters.push({ resolve, reject });
+      // The waiter keeps its place in the queue after a timeout, so that later
+      // answers still pair with their commands.
+      let settled = false;
+      const timer = setTimeout(() => {
+        settled = true;
+        reject(new Error(`QMP: ${command} timed out after ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiters.push({
+        resolve: (v) => {
+          clearTimeout(timer);
+          if (!settled) resolve(v);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          if (!settled) reject(e);
+        },
+      });
       this.sock.write(JSON.stringify(args ? { execute: command, arguments: args } : { execute: command }) + '\n');
     });
   }

@@ -210,6 +210,7 @@ export function templateShares(rootPath: string): Share[] {
  * the clone runs (or stays paused, if `paused`).
  */
 export async function startClone(template: Template, opts: { runDir: string; rootPath: string; paused?: boolean }): Promise<QemuVm> {
+  checkStateFile(template);
   const s = template.shape;
   const vm = QemuVm.launch({
     runDir: opts.runDir,
@@ -221,13 +222,14 @@ export async function startClone(template: Template, opts: { runDir: string; roo
     memoryFile: { path: template.memFile, shared: false },
     incoming: true,
   });
+  let qmp: QmpClient | undefined;
   try {
-    const qmp = await QmpClient.connect(vm.paths.qmp, 10_000);
+    qmp = await QmpClient.connect(vm.paths.qmp, 10_000);
     await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
     await qmp.execute('migrate-incoming', { uri: `exec:cat ${template.stateFile}` });
-    const deadline = Date.now() + 20_000;
+    const deadline = Date.now() + 10_000;
     for (;;) {
-      const st = (await qmp.execute('query-status')) as { status: string };
+      const st = (await qmp.execute('query-status', undefined, Math.max(100, deadline - Date.now()))) as { status: string };
       if (st.status === 'paused' || st.status === 'running') break;
       if (st.status === 'inmigrate' || st.status === 'prelaunch') {
         if (Date.now() > deadline) throw new Error('incoming migration timed out');
@@ -240,9 +242,30 @@ export async function startClone(template: Template, opts: { runDir: string; roo
     qmp.close();
     return vm;
   } catch (err) {
+    qmp?.close();
     vm.kill();
     throw new Error(`clone restore failed: ${(err as Error).message}; ${vm.diagnostics(300)}`);
   }
+}
+
+/** The template cannot be used (corrupt or missing files): it should be rebuilt. */
+export class TemplateCorruptError extends Error {}
+
+/** QEMU may hang on a bad migration stream: check the magic ("QEVM") first. */
+function checkStateFile(template: Template): void {
+  const head = Buffer.alloc(4);
+  try {
+    const fd = fs.openSync(template.stateFile, 'r');
+    try {
+      fs.readSync(fd, head, 0, 4, 0);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (err) {
+    throw new TemplateCorruptError(`template ${template.key} state unreadable: ${(err as Error).message}`);
+  }
+  if (head.toString('latin1') !== 'QEVM') throw new TemplateCorruptError(`template ${template.key} has a corrupt device state file`);
+  if (!fs.existsSync(template.memFile)) throw new TemplateCorruptError(`template ${template.key} lost its memory image`);
 }
 
 export function newRunId(): string {

@@ -38,8 +38,16 @@ export class TestDaemon {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...this.env },
     });
-    this.proc.stdout!.on('data', (d) => (this.log += d));
-    this.proc.stderr!.on('data', (d) => (this.log += d));
+    // Kept after the test for post-mortems (CI prints where).
+    const logDir = path.join(os.tmpdir(), 'hyperbox-test-logs');
+    fs.mkdirSync(logDir, { recursive: true });
+    const logFile = fs.createWriteStream(path.join(logDir, `${path.basename(this.dataRoot)}.log`));
+    const keep = (d: Buffer) => {
+      this.log += d;
+      logFile.write(d);
+    };
+    this.proc.stdout!.on('data', keep);
+    this.proc.stderr!.on('data', keep);
     const deadline = Date.now() + 60_000;
     while (!this.log.includes('API listen on')) {
       if (this.proc.exitCode !== null) throw new Error(`hyperboxd exited: ${this.log}`);
