@@ -73,6 +73,7 @@ async function main(): Promise<void> {
   const modes: Array<[string, string[]]> = [
     ['hyperbox cold boot', ['--no-clone']],
     ['hyperbox clone', []],
+    ['hyperbox warm pool', ['--pool-size', '2']],
   ];
   const results = [];
   for (const [label, args] of modes) results.push(await hyperboxMode(label, args));

@@ -85,6 +85,28 @@ describe('instant clone', () => {
     await d.run(['rm', '-f', next]);
   });
 
+  it('starts containers from a warm pool, refills it, and drains it on stop', async () => {
+    const p = new TestDaemon(['--pool-size', '1']);
+    await p.start();
+    try {
+      await p.importBusybox();
+      const ready = async () => /^Warm Pool: 1 ready of 1$/m.test((await p.run(['info'])).stdout);
+      for (let i = 0; i < 2; i++) {
+        await until('pool ready', ready);
+        const id = (await p.run(['run', '-d', 'busybox', 'sh', '-c', 'echo from-pool; sleep 1000'])).stdout.trim();
+        assert.equal((await p.run(['inspect', '-f', '{{.HyperBox.Start.mode}}', id])).stdout.trim(), 'pool');
+        await until('output', async () => (await p.run(['logs', id])).stdout === 'from-pool\n');
+        assert.equal((await p.run(['exec', id, 'cat', '/etc/hostname'])).stdout, `${id.slice(0, 12)}\n`);
+        assert.equal((await p.run(['rm', '-f', id])).code, 0);
+      }
+      await until('pool refilled', ready);
+    } finally {
+      await p.stop();
+    }
+    const left = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(p.dataRoot) && l.includes('qemu'));
+    assert.deepEqual(left, [], 'pool VMs left behind after the daemon stopped');
+  });
+
   it('runs 50 idle containers at once and ps still answers within 1 s', async () => {
     const ids: string[] = [];
     try {

@@ -222,19 +222,34 @@ static void handle_mount_root(const uint8_t *p, size_t n) {
   uint8_t tag;
   const uint8_t *d;
   uint32_t len;
-  char mtag[64] = "", name[80] = "", root[128];
+  char mtag[64] = "", name[80] = "", sub[80] = "", root[128], share[256];
   while (tlv_next(&it, &tag, &d, &len) == 1) {
     if (tag == T_TAG) field_str(d, len, mtag, sizeof mtag);
     if (tag == T_NAME) field_str(d, len, name, sizeof name);
+    if (tag == T_SUBDIR) field_str(d, len, sub, sizeof sub);
   }
-  if (!*mtag || !valid_name(name)) { send_result(EINVAL, "mount_root: bad tag or name"); return; }
+  if (!*mtag || !valid_name(name) || (*sub && !valid_name(sub))) { send_result(EINVAL, "mount_root: bad tag, name or subdir"); return; }
   snprintf(root, sizeof root, ROOTS "/%s", name);
   mkdir_p(root, 0755);
-  if (mount(mtag, root, "9p", 0, "trans=virtio,version=9p2000.L,msize=262144,cache=mmap,access=client") < 0) {
+  /* With a subdir, the share is a directory the host mounted the root into
+   * (a pre-started pool VM's share cannot be swapped, its content can). */
+  snprintf(share, sizeof share, "%s%s", *sub ? "/run/share-" : "", *sub ? name : root);
+  if (*sub) mkdir_p(share, 0755);
+  if (mount(mtag, share, "9p", 0, "trans=virtio,version=9p2000.L,msize=262144,cache=mmap,access=client") < 0) {
     char msg[256];
     snprintf(msg, sizeof msg, "mount root %s: %s", mtag, strerror(errno));
     send_result(errno, msg);
     return;
+  }
+  if (*sub) {
+    char src[512];
+    snprintf(src, sizeof src, "%s/%s", share, sub);
+    if (mount(src, root, NULL, MS_BIND | MS_REC, NULL) < 0) {
+      char msg[256];
+      snprintf(msg, sizeof msg, "bind root %s: %s", sub, strerror(errno));
+      send_result(errno, msg);
+      return;
+    }
   }
   mount_at(root, "/proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
   mount_at(root, "/sys", "sysfs", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL);

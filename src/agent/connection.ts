@@ -223,11 +223,14 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
     ]);
   }
 
-  mountRoot(tag: string, name: string): Promise<void> {
-    return this.checkedRequest(MsgType.MountRoot, [
+  /** Mounts the 9p share TAG as container root NAME (or its SUBDIR, for pool VMs). */
+  mountRoot(tag: string, name: string, subdir?: string): Promise<void> {
+    const fields: Array<[number, TlvValue]> = [
       [Tag.MountTag, tag],
       [Tag.Name, name],
-    ]);
+    ];
+    if (subdir) fields.push([Tag.Subdir, subdir]);
+    return this.checkedRequest(MsgType.MountRoot, fields);
   }
 
   async start(spec: ProcessSpec): Promise<GuestProcess> {

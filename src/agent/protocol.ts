@@ -53,6 +53,7 @@ export const Tag = {
   Rows: 18,
   Cols: 19,
   Stdin: 20,
+  Subdir: 21,
 } as const;
 
 export interface Frame {

@@ -504,7 +504,7 @@ function buildProgram(setStatus: (n: number) => void): Command {
     .option('-f, --format <template>', 'format output using a Go-style template')
     .action(
       act(async (o: { format?: string }) => {
-        const i = await api<Record<string, unknown> & { HyperBox: { Accelerator: string; AcceleratorReason: string; QemuVersion: string } }>('GET', '/info');
+        const i = await api<Record<string, unknown> & { HyperBox: { Accelerator: string; AcceleratorReason: string; QemuVersion: string; Templates: number; PoolSize: number; PoolReady: number } }>('GET', '/info');
         if (o.format) {
           process.stdout.write(renderTemplate(o.format, i) + '\n');
           return 0;
@@ -516,6 +516,8 @@ function buildProgram(setStatus: (n: number) => void): Command {
           `Hypervisor: QEMU ${i.HyperBox.QemuVersion} (microvm)`,
           `Accelerator: ${i.HyperBox.Accelerator}`,
           `Accelerator Reason: ${i.HyperBox.AcceleratorReason}`,
+          `Templates: ${i.HyperBox.Templates}`,
+          `Warm Pool: ${i.HyperBox.PoolReady} ready of ${i.HyperBox.PoolSize}`,
           `Storage Driver: ${i.Driver}`,
           `Root Dir: ${i.DockerRootDir}`,
           `CPUs: ${i.NCPU}`,

@@ -15,6 +15,7 @@ import { Engine } from '../engine/engine.js';
 import { chooseAccelerator, parseAccel } from '../vm/accel.js';
 import { locateGuestAssets } from '../vm/assets.js';
 import { QEMU_BINARY } from '../vm/qemu.js';
+import { ClonePool } from '../vm/pool.js';
 import { TemplateStore } from '../vm/template.js';
 
 const VERSION = '0.1.0';
@@ -29,6 +30,7 @@ const configSchema = z
     initrd: z.string().optional(),
     'default-memory-mib': z.number().int().min(64).optional(),
     clone: z.boolean().optional(),
+    'pool-size': z.number().int().min(0).max(1000).optional(),
   })
   .strict();
 type DaemonConfig = z.infer<typeof configSchema>;
@@ -94,10 +96,11 @@ async function run(argv: string[]): Promise<void> {
     .option('--accel <accel>', 'accelerator: auto (probe KVM by booting), kvm or tcg (env HYPERBOX_ACCEL)')
     .option('--config-file <file>', 'daemon configuration file')
     .option('--no-clone', 'always cold-boot container VMs instead of cloning a template')
+    .option('--pool-size <n>', 'paused clones kept ready per guest shape (warm pool)')
     .version(VERSION, '-v, --version')
     .exitOverride();
   program.parse(argv);
-  const o = program.opts<{ host?: string[]; dataRoot?: string; logLevel?: string; accel?: string; configFile?: string; clone: boolean }>();
+  const o = program.opts<{ host?: string[]; dataRoot?: string; logLevel?: string; accel?: string; configFile?: string; clone: boolean; poolSize?: string }>();
   const config = loadConfig(o.configFile ?? defaultConfigFile(), !!o.configFile);
   const level: LogLevel = parseLogLevel(o.logLevel ?? config['log-level'] ?? 'info');
   const logger = createLogger(level);
@@ -115,6 +118,9 @@ async function run(argv: string[]): Promise<void> {
   const templates = new TemplateStore(path.join(dataRoot, 'templates'), qemu, logger);
   for (const k of templates.removeStale(assets)) logger.info(`removed stale template ${k}`);
   const defaultMemoryMiB = config['default-memory-mib'] ?? 512;
+  const poolSize = o.poolSize !== undefined ? Number(o.poolSize) : (config['pool-size'] ?? 0);
+  if (!Number.isInteger(poolSize) || poolSize < 0) throw new Error(`invalid --pool-size "${o.poolSize}": expected a whole number`);
+  const pool = clone && poolSize > 0 ? new ClonePool(templates, path.join(dataRoot, 'run'), poolSize, logger) : undefined;
   const engine = new Engine({
     dataRoot,
     assetOverrides: { kernel: config.kernel, initrd: config.initrd },
@@ -124,10 +130,15 @@ async function run(argv: string[]): Promise<void> {
     logger,
     clone,
     templates,
+    pool,
   });
   // The default shape's template is made ahead of time, off the start path.
   if (clone) {
-    void templates.ensure({ assets, accel: accel.accel, memoryMiB: defaultMemoryMiB, cpus: 1 }).catch((err: Error) => logger.warn(`template: ${err.message}`));
+    const shape = { assets, accel: accel.accel, memoryMiB: defaultMemoryMiB, cpus: 1 };
+    void templates
+      .ensure(shape)
+      .then(() => pool?.fill(shape))
+      .catch((err: Error) => logger.warn(`template: ${err.message}`));
   }
   const server = createDockerApiServer(engine, { defaultMemoryMiB, version: VERSION, accel: accel.accel, accelReason: accel.reason, dataRoot, qemuVersion: qemu }, logger);
   await listenUnix(server, socketPath);

@@ -15,6 +15,7 @@ import { ContentStore, type Image } from '../images/store.js';
 import { familiarName, parseReference } from '../images/reference.js';
 import type { AccelDecision } from '../vm/accel.js';
 import { locateGuestAssets, type GuestAssets } from '../vm/assets.js';
+import type { ClonePool } from '../vm/pool.js';
 import type { GuestShape, TemplateStore } from '../vm/template.js';
 import { Container, type Attachment } from './container.js';
 import { LogWriter } from './logs.js';
@@ -34,6 +35,7 @@ export interface EngineOptions {
   /** Start containers as clones of templates (false: always cold boot). */
   clone: boolean;
   templates: TemplateStore;
+  pool?: ClonePool;
 }
 
 export interface EngineEvent {
@@ -300,6 +302,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
         c.record.HostConfig.Memory ? Math.max(128, Math.ceil(c.record.HostConfig.Memory / 1048576) + 64) : undefined,
         Math.max(1, Math.ceil(c.record.HostConfig.NanoCpus / 1e9)),
       );
+      const useClone = this.opts.clone && c.record.Config.Labels[NO_CLONE_LABEL] === undefined;
       const sandbox = await startSandbox(
         {
           runDir: path.join(this.runRoot, c.id.slice(0, 12)),
@@ -307,7 +310,8 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
           hostname: c.record.Config.Hostname,
           rootfs,
           bootTimeoutMs: this.opts.bootTimeoutMs,
-          templates: this.opts.clone && c.record.Config.Labels[NO_CLONE_LABEL] === undefined ? this.opts.templates : undefined,
+          templates: useClone ? this.opts.templates : undefined,
+          pool: useClone ? this.opts.pool : undefined,
         },
         phases,
       );
@@ -331,7 +335,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
           cols,
         });
       } catch (err) {
-        sandbox.vm.kill();
+        sandbox.release();
         c.sandbox = undefined;
         if (err instanceof StartError) {
           const code = /executable file not found|no such file or directory/.test(err.message) ? 127 : err.errno === 13 ? 126 : 128;
@@ -411,7 +415,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     const sandbox = c.sandbox;
     c.sandbox = undefined;
     sandbox?.agent.close();
-    sandbox?.vm.kill();
+    sandbox?.release();
     Object.assign(c.record.State, {
       Status: 'exited',
       Running: false,
@@ -622,7 +626,10 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
   /** Stops every VM (daemon shutdown). Containers are recorded as exited. */
   async shutdown(): Promise<void> {
     const running = [...this.containers.values()].filter((c) => c.running);
-    await Promise.all(running.map((c) => this.stop(c.id, { timeout: 0 }).catch(() => undefined)));
+    await Promise.all([
+      this.opts.pool?.drain(),
+      ...running.map((c) => this.stop(c.id, { timeout: 0 }).catch(() => undefined)),
+    ]);
   }
 }
 

@@ -9,6 +9,7 @@ import { AgentConnection } from '../agent/connection.js';
 import { internal } from '../common/errors.js';
 import type { GuestAssets } from '../vm/assets.js';
 import { QemuVm, type Accel } from '../vm/qemu.js';
+import { POOL_SUBDIR, releaseMember, type ClonePool } from '../vm/pool.js';
 import { startClone, TemplateCorruptError, type Template, type TemplateStore } from '../vm/template.js';
 import type { StartInfo } from './types.js';
 
@@ -24,12 +25,16 @@ export interface SandboxOptions {
   bootTimeoutMs: number;
   /** Start as a clone of a template (falls back to a cold boot, saying why). */
   templates?: TemplateStore;
+  /** Take a pre-started clone from this pool when one is ready. */
+  pool?: ClonePool;
 }
 
 export interface Sandbox {
   vm: QemuVm;
   agent: AgentConnection;
   info: StartInfo;
+  /** Stops the VM and cleans up what its start left on the host. */
+  release(): void;
 }
 
 /** Tag of the 9p share carrying a container's root, and its name in the guest. */
@@ -46,10 +51,23 @@ export async function startSandbox(opts: SandboxOptions, phases: Record<string, 
   let vm: QemuVm | undefined;
   let mode: StartInfo['mode'] = 'cold';
   let fallbackReason: string | undefined;
-  if (opts.templates) {
+  let subdir: string | undefined;
+  let release = (): void => vm?.kill();
+  const shape = { assets: opts.assets, accel: opts.accel, memoryMiB: opts.memoryMiB, cpus: opts.cpus };
+  if (opts.templates && opts.pool) {
+    const member = await opts.pool.claim(shape, opts.rootfs);
+    if (member) {
+      vm = member.vm;
+      mode = 'pool';
+      subdir = POOL_SUBDIR;
+      release = () => releaseMember(member);
+      mark('vm');
+    }
+  }
+  if (opts.templates && !vm) {
     let template: Template | undefined;
     try {
-      template = await opts.templates.ensure({ assets: opts.assets, accel: opts.accel, memoryMiB: opts.memoryMiB, cpus: opts.cpus });
+      template = await opts.templates.ensure(shape);
       mark('template');
       vm = await startClone(template, { runDir: opts.runDir, rootPath: opts.rootfs });
       mode = 'clone';
@@ -85,11 +103,11 @@ export async function startSandbox(opts: SandboxOptions, phases: Record<string, 
     ]);
     mark('boot');
     await agent.configure({ hostname: opts.hostname, seed: randomBytes(64) });
-    await agent.mountRoot(ROOT_TAG, ROOT_NAME);
+    await agent.mountRoot(ROOT_TAG, ROOT_NAME, subdir);
     mark('configure');
   } catch (err) {
-    vm.kill();
+    release();
     throw err instanceof Error && 'kind' in err ? err : internal(`VM failed to start: ${(err as Error).message}`);
   }
-  return { vm, agent, info: { mode, accel: opts.accel, phases, fallbackReason } };
+  return { vm, agent, info: { mode, accel: opts.accel, phases, fallbackReason }, release };
 }

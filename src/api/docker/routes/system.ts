@@ -84,7 +84,14 @@ export function systemRoutes(r: RouteTable, engine: Engine, info: ServerInfo): v
       InitBinary: '',
       SecurityOptions: ['name=hypervisor'],
       Warnings: info.accel === 'tcg' ? [`WARNING: no usable KVM: ${info.accelReason}`] : [],
-      HyperBox: { Accelerator: info.accel, AcceleratorReason: info.accelReason, QemuVersion: info.qemuVersion },
+      HyperBox: {
+        Accelerator: info.accel,
+        AcceleratorReason: info.accelReason,
+        QemuVersion: info.qemuVersion,
+        Templates: engine.templates.list().length,
+        PoolSize: engine.opts.pool?.size ?? 0,
+        PoolReady: engine.opts.pool?.readyCount ?? 0,
+      },
     });
   });
 
