@@ -58,6 +58,9 @@ export class GuestProcess extends EventEmitter<{
 }> {
   pid = 0;
   exited: ExitStatus | undefined;
+  /** Output and exit that arrive before the owner has attached its listeners
+   * (they can come in the same read as STARTED) are held until `release()`. */
+  private held: Array<() => void> | undefined = [];
   private credit = STDIN_WINDOW;
   private pending: Buffer[] = [];
   private eofPending = false;
@@ -93,6 +96,19 @@ export class GuestProcess extends EventEmitter<{
     this.conn.send(MsgType.Resize, this.id, encodeTlv([[Tag.Rows, rows], [Tag.Cols, cols]]));
   }
 
+  /** Delivers held events; from now on events are emitted as they come. */
+  release(): void {
+    const held = this.held ?? [];
+    this.held = undefined;
+    for (const deliver of held) deliver();
+  }
+
+  /** Emits now, or holds the event until `release()`. */
+  deliver(fn: () => void): void {
+    if (this.held) this.held.push(fn);
+    else fn();
+  }
+
   /** Called when the guest acknowledges consumed stdin. */
   grant(count: number): void {
     this.credit = Math.min(STDIN_WINDOW, this.credit + count);
@@ -121,7 +137,7 @@ export class GuestProcess extends EventEmitter<{
     if (this.exited) return;
     this.exited = status;
     for (const w of this.drainWaiters.splice(0)) w();
-    this.emit('exit', status);
+    this.deliver(() => this.emit('exit', status));
   }
 }
 
@@ -233,6 +249,8 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
     return this.checkedRequest(MsgType.MountRoot, fields);
   }
 
+  /** Starts a process. Its events are held until the caller calls `release()`
+   * on it, after attaching its listeners, so no early output is lost. */
   async start(spec: ProcessSpec): Promise<GuestProcess> {
     const id = this.nextProc++;
     const proc = new GuestProcess(id, this);
@@ -304,7 +322,8 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
       case MsgType.Stdout:
       case MsgType.Stderr: {
         const p = this.procs.get(f.proc);
-        if (p) p.emit(f.type === MsgType.Stdout ? 'stdout' : 'stderr', f.payload);
+        const stream = f.type === MsgType.Stdout ? 'stdout' : 'stderr';
+        if (p) p.deliver(() => p.emit(stream, f.payload));
         return;
       }
       case MsgType.StdinWindow: {

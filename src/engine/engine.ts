@@ -395,15 +395,11 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
       }
     });
     for (const a of c.attachments) if (a.stdin) this.pipeStdin(c, main, a);
+    main.release();
   }
 
   private pipeStdin(c: Container, proc: GuestProcess, a: Attachment): void {
-    const input = a.stdin!;
-    input.on('data', (chunk: Buffer) => {
-      input.pause();
-      void proc.write(chunk).then(() => input.resume());
-    });
-    input.once('end', () => {
+    forwardStdin(a.stdin!, proc, () => {
       if (c.record.Config.StdinOnce || !c.record.Config.OpenStdin) proc.endStdin();
     });
   }
@@ -597,14 +593,8 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
       a.end();
       this.containerEvent(c, 'exec_die', { execID: e.ID, exitCode: String(st.code) });
     });
-    if (a.stdin) {
-      const input = a.stdin;
-      input.on('data', (chunk: Buffer) => {
-        input.pause();
-        void proc.write(chunk).then(() => input.resume());
-      });
-      input.once('end', () => proc.endStdin());
-    }
+    if (a.stdin) forwardStdin(a.stdin, proc, () => proc.endStdin());
+    proc.release();
     this.containerEvent(c, `exec_start: ${cfg.Cmd.join(' ')}`);
   }
 
@@ -631,6 +621,15 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
       ...running.map((c) => this.stop(c.id, { timeout: 0 }).catch(() => undefined)),
     ]);
   }
+}
+
+/** Client input to a guest process, with backpressure from the guest's stdin window. */
+function forwardStdin(input: import('node:stream').Readable, proc: GuestProcess, onEnd: () => void): void {
+  input.on('data', (chunk: Buffer) => {
+    input.pause();
+    void proc.write(chunk).then(() => input.resume());
+  });
+  input.once('end', onEnd);
 }
 
 function sleepMs(ms: number): Promise<void> {
