@@ -4,6 +4,7 @@ import type { Engine } from '../../../engine/engine.js';
 import { importRootfs } from '../../../images/import.js';
 import type { Image } from '../../../images/store.js';
 import type { RouteTable } from '../server.js';
+import type { ImagePaths } from './image-paths.js';
 
 function imageSummary(img: Image) {
   return {
@@ -39,12 +40,7 @@ function imageInspect(img: Image) {
   };
 }
 
-/** Image names contain slashes, so /images/{name}/json is matched by hand. */
-function splitImagePath(wild: string, suffix: string): string | undefined {
-  return wild.endsWith(suffix) ? wild.slice(0, -suffix.length) : undefined;
-}
-
-export function imageRoutes(r: RouteTable, engine: Engine): void {
+export function imageRoutes(r: RouteTable, images: ImagePaths, engine: Engine): void {
   r.add('GET', '/images/json', (ctx) => ctx.send(200, engine.store.list().map(imageSummary)));
 
   r.add('POST', '/images/create', async (ctx) => {
@@ -60,15 +56,9 @@ export function imageRoutes(r: RouteTable, engine: Engine): void {
     throw notImplemented(`pulling images from a registry is not implemented yet in hyperbox (image "${ctx.query.get('fromImage')}")`);
   });
 
-  r.add('GET', '/images/*', (ctx) => {
-    const name = splitImagePath(ctx.params['*']!, '/json');
-    if (!name) return ctx.send(404, { message: 'page not found' });
-    ctx.send(200, imageInspect(engine.store.resolve(name)));
-  });
+  images.add('GET', '/json', (ctx, name) => ctx.send(200, imageInspect(engine.store.resolve(name))));
 
-  r.add('POST', '/images/*', (ctx) => {
-    const name = splitImagePath(ctx.params['*']!, '/tag');
-    if (!name) return ctx.send(404, { message: 'page not found' });
+  images.add('POST', '/tag', (ctx, name) => {
     const img = engine.store.resolve(name);
     const repo = ctx.query.get('repo');
     if (!repo) return ctx.send(400, { message: 'repository name must have at least one component' });
@@ -78,8 +68,7 @@ export function imageRoutes(r: RouteTable, engine: Engine): void {
     ctx.send(201);
   });
 
-  r.add('DELETE', '/images/*', (ctx) => {
-    const name = ctx.params['*']!;
+  images.add('DELETE', '', (ctx, name) => {
     const img = engine.store.resolve(name);
     const force = ctx.bool('force');
     const user = engine.imageInUse(img.id);

@@ -1,0 +1,101 @@
+/**
+ * What every command shares: the API client (and starting the default daemon on
+ * demand), the "act" wrapper that turns a command's result into an exit status,
+ * and small output helpers that mimic the docker CLI.
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { defaultDataRoot } from '../common/paths.js';
+import { repoRoot } from '../vm/assets.js';
+import { ApiClient, ConnectError } from './client.js';
+import { ExitError } from './exit-error.js';
+
+export type Act = (fn: (...args: never[]) => Promise<number>) => (...args: unknown[]) => Promise<void>;
+
+let client: ApiClient | undefined;
+let autostart = false;
+
+export function useClient(c: ApiClient, startOnDemand: boolean): void {
+  client = c;
+  autostart = startOnDemand;
+}
+
+export function apiClient(): ApiClient {
+  if (!client) throw new Error('no API client configured');
+  return client;
+}
+
+/** Starts hyperboxd in the background for the default host, as a convenience. */
+async function startDaemon(c: ApiClient): Promise<void> {
+  const dataRoot = defaultDataRoot();
+  fs.mkdirSync(dataRoot, { recursive: true });
+  const log = fs.openSync(path.join(dataRoot, 'hyperboxd.log'), 'a');
+  const child = spawn(process.execPath, [path.join(repoRoot, 'dist/src/daemon/main.js'), '-H', `unix://${c.socketPath}`], {
+    detached: true,
+    stdio: ['ignore', log, log],
+  });
+  child.unref();
+  const deadline = Date.now() + 60_000;
+  let exited = false;
+  child.once('exit', () => (exited = true));
+  while (Date.now() < deadline && !exited) {
+    try {
+      await c.request('GET', '/_ping');
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  throw new ExitError(125, `hyperboxd did not start: see ${path.join(dataRoot, 'hyperboxd.log')}`);
+}
+
+export async function api<T = unknown>(method: string, p: string, opts: Parameters<ApiClient['request']>[2] = {}): Promise<T> {
+  try {
+    return await client!.request<T>(method, p, opts);
+  } catch (err) {
+    if (err instanceof ConnectError && autostart) {
+      autostart = false;
+      await startDaemon(client!);
+      return client!.request<T>(method, p, opts);
+    }
+    throw err;
+  }
+}
+
+export function collect(value: string, prev: string[] = []): string[] {
+  return [...prev, value];
+}
+export function ago(unixSeconds: number): string {
+  const s = Math.max(0, Date.now() / 1000 - unixSeconds);
+  if (s < 60) return `${Math.round(s)} seconds ago`;
+  if (s < 3600) return `${Math.round(s / 60)} minutes ago`;
+  if (s < 86400) return `${Math.round(s / 3600)} hours ago`;
+  return `${Math.round(s / 86400)} days ago`;
+}
+
+export function truncate(s: string, n: number): string {
+  return s.length > n ? `${s.slice(0, n - 1)}…` : s;
+}
+
+export async function forEach(ids: string[], fn: (id: string) => Promise<void>): Promise<number> {
+  let status = 0;
+  for (const id of ids) {
+    try {
+      await fn(id);
+      process.stdout.write(`${id}\n`);
+    } catch (err) {
+      process.stderr.write(`Error response from daemon: ${(err as Error).message}\n`);
+      status = 1;
+    }
+  }
+  return status;
+}
+
+export function humanSize(n: number): string {
+  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) (n /= 1000), i++;
+  return `${n < 10 && i ? n.toFixed(2) : n < 100 && i ? n.toFixed(1) : Math.round(n)}${units[i]}`;
+}
+
