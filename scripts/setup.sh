@@ -35,4 +35,7 @@ say "busybox:latest image"
 if ! bin/hyperbox inspect busybox:latest >/dev/null 2>&1; then
   bin/hyperbox import -c 'CMD ["sh"]' build/busybox-rootfs.tar busybox:latest >/dev/null
 fi
+say "Debian root filesystem for the image tests (debootstrap, cached)"
+scripts/make-debian-rootfs.sh build/debian-rootfs.tar
+
 say "ready: try  bin/hyperbox run --rm busybox echo hello"

@@ -68,6 +68,10 @@ export async function importRootfs(
   source: Readable,
   opts: { ref?: string; changes?: string[]; message?: string },
 ): Promise<string> {
+  return store.withLease(() => importUnderLease(store, source, opts));
+}
+
+async function importUnderLease(store: ContentStore, source: Readable, opts: { ref?: string; changes?: string[]; message?: string }): Promise<string> {
   const layer = await store.putBlob(await maybeGunzip(source));
   const now = new Date().toISOString();
   const config: ImageConfig = {
@@ -87,5 +91,6 @@ export async function importRootfs(
   };
   const man = await store.putBlob(Buffer.from(JSON.stringify(manifest)));
   if (opts.ref) store.tag(opts.ref, man.digest);
+  else store.addUntagged(man.digest);
   return cfg.digest;
 }

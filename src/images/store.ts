@@ -159,16 +159,30 @@ export class ContentStore {
     fs.renameSync(tmp, this.indexFile);
   }
 
-  /** Points REF at a stored manifest. */
+  /** Points REF at a stored manifest. An image that loses its last name this way
+   * stays in the index untagged ("<none>:<none>", Docker's dangling image). */
   tag(ref: string, manifestDigest: string, mediaType: string = MediaType.ociManifest): void {
     const manifest: Descriptor = { mediaType, digest: manifestDigest, size: fs.statSync(this.blobPath(manifestDigest)).size };
     const name = normalizeReference(ref);
     const index = this.readIndex();
-    index.manifests = index.manifests.filter((m) => m.annotations?.[REF_ANNOTATION] !== name);
+    const previous = index.manifests.find((m) => m.annotations?.[REF_ANNOTATION] === name);
+    index.manifests = index.manifests.filter((m) => m.annotations?.[REF_ANNOTATION] !== name && !(m.digest === manifestDigest && !m.annotations?.[REF_ANNOTATION]));
     index.manifests.push({ ...manifest, annotations: { [REF_ANNOTATION]: name } });
+    if (previous && previous.digest !== manifestDigest && !index.manifests.some((m) => m.digest === previous.digest)) {
+      index.manifests.push({ mediaType: previous.mediaType, digest: previous.digest, size: previous.size });
+    }
     this.writeIndex(index);
   }
 
+  /** Records an image without a name (import or load without a tag). */
+  addUntagged(manifestDigest: string, mediaType: string = MediaType.ociManifest): void {
+    const index = this.readIndex();
+    if (index.manifests.some((m) => m.digest === manifestDigest)) return;
+    index.manifests.push({ mediaType, digest: manifestDigest, size: fs.statSync(this.blobPath(manifestDigest)).size });
+    this.writeIndex(index);
+  }
+
+  /** Removes one name. Returns false if no image had it. */
   untag(ref: string): boolean {
     const name = normalizeReference(ref);
     const index = this.readIndex();
@@ -176,6 +190,56 @@ export class ContentStore {
     index.manifests = index.manifests.filter((m) => m.annotations?.[REF_ANNOTATION] !== name);
     this.writeIndex(index);
     return index.manifests.length !== before;
+  }
+
+  /** Drops every index entry of an image (its blobs go at the next gc()). */
+  deleteImage(manifestDigest: string): void {
+    const index = this.readIndex();
+    index.manifests = index.manifests.filter((m) => m.digest !== manifestDigest);
+    this.writeIndex(index);
+  }
+
+  private leases = 0;
+
+  /**
+   * Marks an operation that writes blobs before it names them (pull, load,
+   * commit): gc() leaves the store alone while one is running, so it can never
+   * collect a blob that is about to be referenced.
+   */
+  async withLease<T>(fn: () => Promise<T>): Promise<T> {
+    this.leases++;
+    try {
+      return await fn();
+    } finally {
+      this.leases--;
+    }
+  }
+
+  /** Deletes blobs no image in the index refers to. Returns bytes freed. */
+  gc(): { removed: string[]; freed: number; deferred: boolean } {
+    if (this.leases > 0) return { removed: [], freed: 0, deferred: true };
+    const live = new Set<string>();
+    for (const m of this.readIndex().manifests) {
+      live.add(m.digest);
+      try {
+        const manifest = manifestSchema.parse(JSON.parse(this.readBlob(m.digest).toString('utf8')));
+        live.add(manifest.config.digest);
+        for (const l of manifest.layers) live.add(l.digest);
+      } catch {
+        // An unreadable manifest keeps what we cannot see: collect nothing.
+        return { removed: [], freed: 0, deferred: true };
+      }
+    }
+    const removed: string[] = [];
+    let freed = 0;
+    for (const f of fs.readdirSync(this.blobDir)) {
+      if (f.startsWith('.tmp-') || live.has(`sha256:${f}`)) continue;
+      const p = path.join(this.blobDir, f);
+      freed += fs.statSync(p).size;
+      fs.rmSync(p, { force: true });
+      removed.push(`sha256:${f}`);
+    }
+    return { removed, freed, deferred: false };
   }
 
   private load(manifestDigest: string, refs: string[]): Image {

@@ -216,3 +216,20 @@ export function compareVersions(a: string, b: string): number {
   }
   return 0;
 }
+
+/** Docker's `filters` query parameter: {"key":["v"]} or the older {"key":{"v":true}}. */
+export function parseFilters(ctx: Ctx): Record<string, string[]> {
+  const raw = ctx.query.get('filters');
+  if (!raw) return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw invalid(`invalid filter '${raw}'`);
+  }
+  const out: Record<string, string[]> = {};
+  for (const [k, v] of Object.entries(parsed as Record<string, unknown>)) {
+    out[k] = Array.isArray(v) ? v.map(String) : Object.keys(v as object);
+  }
+  return out;
+}

@@ -4,7 +4,7 @@ import { invalid } from '../../../common/errors.js';
 import type { Attachment } from '../../../engine/container.js';
 import type { Engine } from '../../../engine/engine.js';
 import { readLogs, type LogRecord } from '../../../engine/logs.js';
-import { muxFrame, type Ctx } from '../http.js';
+import { muxFrame, parseFilters, type Ctx } from '../http.js';
 import { containerInspect, containerSummary } from '../present.js';
 import type { RouteTable } from '../server.js';
 
@@ -39,22 +39,6 @@ export const createBodySchema = z
       .nullish(),
   })
   .passthrough();
-
-export function parseFilters(ctx: Ctx): Record<string, string[]> {
-  const raw = ctx.query.get('filters');
-  if (!raw) return {};
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(raw);
-  } catch {
-    throw invalid(`invalid filter '${raw}'`);
-  }
-  const out: Record<string, string[]> = {};
-  for (const [k, v] of Object.entries(parsed as Record<string, unknown>)) {
-    out[k] = Array.isArray(v) ? v.map(String) : Object.keys(v as object);
-  }
-  return out;
-}
 
 function logFrame(tty: boolean, timestamps: boolean, rec: LogRecord): Buffer {
   const data = timestamps ? Buffer.concat([Buffer.from(`${rec.time} `), rec.data]) : rec.data;

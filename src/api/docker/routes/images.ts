@@ -1,8 +1,10 @@
 /** /images/... routes (local images; registry pull/push arrive with the images issue). */
-import { conflict, notImplemented } from '../../../common/errors.js';
+import { notImplemented } from '../../../common/errors.js';
+import { pruneImages, removeImage } from '../../../engine/image-ops.js';
 import type { Engine } from '../../../engine/engine.js';
 import { importRootfs } from '../../../images/import.js';
 import type { Image } from '../../../images/store.js';
+import { parseFilters } from '../http.js';
 import type { RouteTable } from '../server.js';
 import type { ImagePaths } from './image-paths.js';
 
@@ -19,6 +21,25 @@ function imageSummary(img: Image) {
     Labels: img.config.config.Labels ?? {},
     Containers: -1,
   };
+}
+
+/** Docker's history: newest step first, each step that made a layer with that layer's size. */
+function imageHistory(img: Image) {
+  const history = (img.config.history ?? []) as Array<{ created?: string; created_by?: string; comment?: string; empty_layer?: boolean }>;
+  const steps = history.length ? history : img.manifest.layers.map(() => ({}) as (typeof history)[number]);
+  let layer = 0;
+  const rows = steps.map((h, i) => {
+    const size = h.empty_layer ? 0 : (img.manifest.layers[layer++]?.size ?? 0);
+    return {
+      Id: i === steps.length - 1 ? img.id : '<missing>',
+      Created: Math.floor(Date.parse(h.created ?? img.config.created ?? '1970-01-01T00:00:00Z') / 1000),
+      CreatedBy: h.created_by ?? '',
+      Tags: i === steps.length - 1 ? img.refs : null,
+      Size: size,
+      Comment: h.comment ?? '',
+    };
+  });
+  return rows.reverse();
 }
 
 function imageInspect(img: Image) {
@@ -68,25 +89,14 @@ export function imageRoutes(r: RouteTable, images: ImagePaths, engine: Engine): 
     ctx.send(201);
   });
 
-  images.add('DELETE', '', (ctx, name) => {
-    const img = engine.store.resolve(name);
-    const force = ctx.bool('force');
-    const user = engine.imageInUse(img.id);
-    const byId = img.id.slice(7).startsWith(name.replace(/^sha256:/, ''));
-    if (user && !force && (byId || img.refs.length <= 1)) {
-      throw conflict(`conflict: unable to delete ${byId ? img.id.slice(7, 19) : name} (must be forced) - image is being used by container ${user.id.slice(0, 12)}`);
-    }
-    const out: Array<Record<string, string>> = [];
-    const refs = byId ? img.refs : [name];
-    for (const ref of refs) {
-      if (engine.store.untag(ref)) out.push({ Untagged: ref });
-    }
-    const remaining = engine.store.list().some((i) => i.id === img.id);
-    if (!remaining && !user) {
-      engine.rootfs.removeImageRootfs(img.id);
-      out.push({ Deleted: img.id });
-    }
-    engine.emitEvent('image', 'delete', img.id, { name });
-    ctx.send(200, out);
+  images.add('DELETE', '', (ctx, name) => ctx.send(200, removeImage(engine, name, ctx.bool('force'))));
+
+  r.add('POST', '/images/prune', (ctx) => {
+    const filters = parseFilters(ctx);
+    const dangling = filters.dangling?.[0];
+    ctx.send(200, pruneImages(engine, dangling === 'false' || dangling === '0'));
   });
+
+  images.add('GET', '/history', (ctx, name) => ctx.send(200, imageHistory(engine.store.resolve(name))));
+
 }

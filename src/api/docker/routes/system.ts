@@ -5,7 +5,7 @@ import { notImplemented } from '../../../common/errors.js';
 import type { Engine, EngineEvent } from '../../../engine/engine.js';
 import { API_VERSION, MIN_API_VERSION } from '../http.js';
 import type { RouteTable, ServerInfo } from '../server.js';
-import { parseFilters } from './containers.js';
+import { parseFilters } from '../http.js';
 
 export function systemRoutes(r: RouteTable, engine: Engine, info: ServerInfo): void {
   const ping = (ctx: Parameters<Parameters<RouteTable['add']>[2]>[0]) => {
