@@ -4,4 +4,5 @@
 int resolve_user(const char *root, const char *spec, unsigned *uid, unsigned *gid,
                  char *err, size_t errlen);
 void agent_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void handle_stats(void);
 #endif

@@ -591,6 +591,7 @@ static void handle_frame(uint8_t type, uint32_t id, const uint8_t *p, size_t n) 
   case HB_CONFIGURE: handle_configure(p, n); break;
   case HB_MOUNT_ROOT: handle_mount_root(p, n); break;
   case HB_PING: hb_send(HB_PONG, id, NULL, 0); break;
+  case HB_STATS: handle_stats(); break;
   case HB_POWEROFF: sync(); reboot(RB_POWER_OFF); break;
   case HB_START: handle_start(id, p, n); break;
   case HB_STDIN:

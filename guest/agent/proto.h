@@ -27,6 +27,7 @@ enum hb_type {
   HB_MOUNT_ROOT = 0x21,   /* TLV: T_TAG (9p mount tag), T_NAME (container root name), T_SUBDIR (optional) */
   HB_PING = 0x22,
   HB_POWEROFF = 0x23,
+  HB_STATS = 0x24,        /* answered by HB_RESULT with T_MEMINFO, T_CPUSTAT, T_UPTIME, T_PROCESS* */
   HB_START = 0x10,        /* TLV: T_NAME, T_ARG*, T_ENV*, T_CWD, T_USER, T_TTY, T_ROWS, T_COLS, T_STDIN */
   HB_STDIN = 0x11,        /* raw bytes */
   HB_STDIN_EOF = 0x12,
@@ -38,7 +39,8 @@ enum hb_tag {
   T_VERSION = 1, T_MESSAGE = 2, T_ERRNO = 3, T_PID = 4, T_STATUS = 5, T_SIGNAL = 6,
   T_COUNT = 7, T_HOSTNAME = 8, T_TIME = 9, T_SEED = 10, T_TAG = 11, T_NAME = 12,
   T_ARG = 13, T_ENV = 14, T_CWD = 15, T_USER = 16, T_TTY = 17, T_ROWS = 18,
-  T_COLS = 19, T_STDIN = 20, T_SUBDIR = 21,
+  T_COLS = 19, T_STDIN = 20, T_SUBDIR = 21, T_MEMINFO = 22, T_CPUSTAT = 23, T_UPTIME = 24,
+  T_PROCESS = 25,
 };
 
 /* Builder for an outgoing TLV payload. Silently refuses to grow past the limit;

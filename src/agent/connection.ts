@@ -9,6 +9,7 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { parseStats, type GuestStats } from './stats.js';
 import {
   encodeFrame,
   encodeTlv,
@@ -247,6 +248,12 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
     ];
     if (subdir) fields.push([Tag.Subdir, subdir]);
     return this.checkedRequest(MsgType.MountRoot, fields);
+  }
+
+  /** A snapshot of the guest's memory, CPU time and processes (top, stats). */
+  async stats(): Promise<GuestStats> {
+    const frame = await this.request(MsgType.Stats, [], 5000);
+    return parseStats(frame.payload);
   }
 
   /** Starts a process. Its events are held until the caller calls `release()`

@@ -25,6 +25,7 @@ export const MsgType = {
   MountRoot: 0x21,
   Ping: 0x22,
   Poweroff: 0x23,
+  Stats: 0x24,
   Start: 0x10,
   Stdin: 0x11,
   StdinEof: 0x12,
@@ -54,6 +55,10 @@ export const Tag = {
   Cols: 19,
   Stdin: 20,
   Subdir: 21,
+  Meminfo: 22,
+  CpuStat: 23,
+  Uptime: 24,
+  Process: 25,
 } as const;
 
 export interface Frame {
@@ -154,5 +159,9 @@ export class Fields {
   str(tag: number, max = 4096): string | undefined {
     const f = this.fields.find(([t]) => t === tag);
     return f ? f[1].subarray(0, max).toString('utf8') : undefined;
+  }
+  /** Every field with this tag, as text (at most `limit` of them). */
+  strs(tag: number, max = 4096, limit = 4096): string[] {
+    return this.fields.filter(([t]) => t === tag).slice(0, limit).map(([, d]) => d.subarray(0, max).toString('utf8'));
   }
 }

@@ -415,6 +415,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     Object.assign(c.record.State, {
       Status: 'exited',
       Running: false,
+      Paused: false,
       Pid: 0,
       ExitCode: code,
       Error: error,
@@ -454,9 +455,10 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     c.attachments.delete(a);
   }
 
-  kill(idOrName: string, signal?: string | number): void {
+  async kill(idOrName: string, signal?: string | number): Promise<void> {
     const c = this.get(idOrName);
     if (!c.running || !c.main) throw conflict(`Cannot kill container: ${idOrName}: container ${c.id} is not running`);
+    await this.resumeIfPaused(c);
     const signo = parseSignal(signal, 'SIGKILL');
     c.main.signal(signo);
     if (signo === 9) {
@@ -470,6 +472,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
   async stop(idOrName: string, opts: { timeout?: number; signal?: string } = {}): Promise<void> {
     const c = this.get(idOrName);
     if (!c.running || !c.main) throw notModified('container already stopped');
+    await this.resumeIfPaused(c);
     const timeout = opts.timeout ?? c.record.Config.StopTimeout ?? 10;
     const exited = c.waitNextExit();
     const signo = parseSignal(opts.signal ?? c.record.Config.StopSignal, 'SIGTERM');
@@ -525,6 +528,50 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     const c = this.get(idOrName);
     if (!c.main) throw conflict(`Container ${c.id} is not running`);
     if (c.record.Config.Tty) c.main.resize(rows, cols);
+  }
+
+  /** Freezes the container's whole VM (vCPUs stopped; memory kept). */
+  async pause(idOrName: string): Promise<void> {
+    const c = this.get(idOrName);
+    if (!c.running || !c.sandbox) throw conflict(`Container ${c.id} is not running`);
+    if (c.record.State.Paused) throw conflict(`Container ${c.id} is already paused`);
+    await c.sandbox.vm.qmp('stop');
+    Object.assign(c.record.State, { Paused: true, Status: 'paused' });
+    c.save();
+    this.containerEvent(c, 'pause');
+  }
+
+  async unpause(idOrName: string): Promise<void> {
+    const c = this.get(idOrName);
+    if (!c.record.State.Paused || !c.sandbox) throw conflict(`Container ${c.id} is not paused`);
+    await c.sandbox.vm.qmp('cont');
+    Object.assign(c.record.State, { Paused: false, Status: 'running' });
+    c.save();
+    this.containerEvent(c, 'unpause');
+  }
+
+  /** A paused VM cannot take a signal: stop and kill resume it first, as Docker does. */
+  private async resumeIfPaused(c: Container): Promise<void> {
+    if (c.record.State.Paused) await this.unpause(c.id);
+  }
+
+  rename(idOrName: string, newName: string): void {
+    const c = this.get(idOrName);
+    const name = newName.replace(/^\//, '');
+    if (!NAME_RE.test(name)) throw invalid(`Invalid container name (${name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
+    if (`/${name}` === c.name) throw invalid(`Renaming a container with the same name as its current name`);
+    if (this.hasName(name)) throw conflict(`Error when allocating new name: Conflict. The container name "/${name}" is already in use.`);
+    const oldName = c.name.replace(/^\//, '');
+    c.record.Name = `/${name}`;
+    c.save();
+    this.containerEvent(c, 'rename', { oldName: `/${oldName}` });
+  }
+
+  /** Removes every stopped container; returns their IDs. */
+  async prune(): Promise<string[]> {
+    const victims = this.list().filter((c) => !c.running && !c.busy);
+    for (const c of victims) await this.remove(c.id);
+    return victims.map((c) => c.id);
   }
 
   // ---- exec ------------------------------------------------------------------

@@ -10,6 +10,7 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { GuestAssets } from './assets.js';
+import { QmpClient } from './qmp.js';
 
 export type Accel = 'kvm' | 'tcg';
 
@@ -148,6 +149,38 @@ export class QemuVm extends EventEmitter<{ exit: [code: number | null, signal: N
       process.kill(this.pid, 'SIGKILL');
     } catch {
       /* already gone */
+    }
+  }
+
+  /** Runs one QMP command on this VM (pause is "stop", resume is "cont"). */
+  async qmp(command: string, args?: Record<string, unknown>): Promise<unknown> {
+    const qmp = await QmpClient.connect(this.paths.qmp, 5000);
+    try {
+      return await qmp.execute(command, args);
+    } finally {
+      qmp.close();
+    }
+  }
+
+  /** The QEMU process's resident memory and CPU time, as the host sees them. */
+  hostUsage(): { rssBytes: number; cpuNs: number; readBytes: number; writeBytes: number } {
+    try {
+      const stat = fs.readFileSync(`/proc/${this.pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const ticks = Number(fields[11]) + Number(fields[12]);
+      const rss = Number(fields[21]) * 4096;
+      let readBytes = 0;
+      let writeBytes = 0;
+      try {
+        const io = fs.readFileSync(`/proc/${this.pid}/io`, 'utf8');
+        readBytes = Number(/^read_bytes: (\d+)/m.exec(io)?.[1] ?? 0);
+        writeBytes = Number(/^write_bytes: (\d+)/m.exec(io)?.[1] ?? 0);
+      } catch {
+        /* no I/O accounting on this kernel */
+      }
+      return { rssBytes: rss, cpuNs: ticks * 10_000_000, readBytes, writeBytes };
+    } catch {
+      return { rssBytes: 0, cpuNs: 0, readBytes: 0, writeBytes: 0 };
     }
   }
 

@@ -17,7 +17,7 @@ export function humanDuration(ms: number): string {
 
 export function statusText(c: Container): string {
   const st = c.record.State;
-  if (st.Running) return `Up ${humanDuration(Date.now() - Date.parse(st.StartedAt))}`;
+  if (st.Running) return `Up ${humanDuration(Date.now() - Date.parse(st.StartedAt))}${st.Paused ? " (Paused)" : ""}`;
   if (st.Status === 'created') return 'Created';
   return `Exited (${st.ExitCode}) ${humanDuration(Date.now() - Date.parse(st.FinishedAt))} ago`;
 }

@@ -4,6 +4,7 @@ import { invalid } from '../../../common/errors.js';
 import type { Attachment } from '../../../engine/container.js';
 import type { Engine } from '../../../engine/engine.js';
 import { readLogs, type LogRecord } from '../../../engine/logs.js';
+import { sample, statsJson, top } from '../../../engine/observe.js';
 import { muxFrame, parseFilters, type Ctx } from '../http.js';
 import { containerInspect, containerSummary } from '../present.js';
 import type { RouteTable } from '../server.js';
@@ -118,13 +119,13 @@ export function containerRoutes(r: RouteTable, engine: Engine): void {
     ctx.send(204);
   });
 
-  r.add('POST', '/containers/:id/kill', (ctx) => {
+  r.add('POST', '/containers/:id/kill', async (ctx) => {
     const signal = ctx.query.get('signal') || undefined;
     const c = engine.get(ctx.params.id!);
     // The CLI's signal proxy forwards SIGWINCH etc.; a container that has just
     // exited must not turn that into an error for `run`.
     if (!c.running && signal && signal !== 'KILL' && signal !== 'SIGKILL' && signal !== '9') return ctx.send(204);
-    engine.kill(c.id, signal);
+    await engine.kill(c.id, signal);
     ctx.send(204);
   });
 
@@ -202,6 +203,53 @@ export function containerRoutes(r: RouteTable, engine: Engine): void {
     c.on('output', onOutput);
     c.on('exit', onExit);
     res.once('close', cleanup);
+  });
+
+  r.add('POST', '/containers/:id/pause', async (ctx) => {
+    await engine.pause(ctx.params.id!);
+    ctx.send(204);
+  });
+
+  r.add('POST', '/containers/:id/unpause', async (ctx) => {
+    await engine.unpause(ctx.params.id!);
+    ctx.send(204);
+  });
+
+  r.add('POST', '/containers/:id/rename', (ctx) => {
+    const name = ctx.query.get('name');
+    if (!name) throw invalid('Neither old nor new names may be empty');
+    engine.rename(ctx.params.id!, name);
+    ctx.send(204);
+  });
+
+  r.add('POST', '/containers/prune', async (ctx) => {
+    const ids = await engine.prune();
+    ctx.send(200, { ContainersDeleted: ids, SpaceReclaimed: 0 });
+  });
+
+  r.add('GET', '/containers/:id/top', async (ctx) => ctx.send(200, await top(engine.get(ctx.params.id!))));
+
+  r.add('GET', '/containers/:id/stats', async (ctx) => {
+    const c = engine.get(ctx.params.id!);
+    const stream = ctx.bool('stream', true) && !ctx.bool('one-shot');
+    let prev = await sample(c);
+    if (!stream) {
+      // Like dockerd: a one-shot answer still carries a CPU delta, over a short interval.
+      if (!ctx.bool('one-shot')) await new Promise((r) => setTimeout(r, 500));
+      const cur = ctx.bool('one-shot') ? prev : await sample(c);
+      return ctx.send(200, statsJson(c, cur, ctx.bool('one-shot') ? undefined : prev));
+    }
+    const res = ctx.beginStream('application/json');
+    let open = true;
+    res.once('close', () => (open = false));
+    res.write(JSON.stringify(statsJson(c, prev, undefined)) + '\n');
+    while (open && c.running) {
+      await new Promise((r) => setTimeout(r, 1000));
+      const cur = await sample(c);
+      if (open) res.write(JSON.stringify(statsJson(c, cur, prev)) + '\n');
+      prev = cur;
+    }
+    if (open) res.end();
   });
 
   r.add('DELETE', '/containers/:id', async (ctx) => {
