@@ -10,7 +10,8 @@ import path from 'node:path';
 import { GuestProcess, StartError } from '../agent/connection.js';
 import { conflict, HyperboxError, internal, invalid, notFound, notModified } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import { RootfsBuilder, mountContainerLayer, unmountContainerLayer } from '../images/rootfs.js';
+import { RootfsBuilder, containerLayerPaths, mountContainerLayer, unmountContainerLayer } from '../images/rootfs.js';
+import { containerChanges, type Change } from './changes.js';
 import { ContentStore, type Image } from '../images/store.js';
 import { familiarName, parseReference } from '../images/reference.js';
 import type { AccelDecision } from '../vm/accel.js';
@@ -364,6 +365,14 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
       this.containerEvent(c, 'start');
       this.opts.logger.debug(`started ${c.id.slice(0, 12)} in ${phases.total} ms ${JSON.stringify(phases)}`);
     } catch (err) {
+      c.busy = undefined;
+      // As dockerd: a --rm container that cannot start is removed, which also
+      // answers the client's wait(condition=removed) and ends its attach.
+      if (c.record.HostConfig.AutoRemove) {
+        for (const a of c.attachments) a.end();
+        c.attachments.clear();
+        await this.remove(c.id, { force: true }).catch(() => undefined);
+      }
       if (!(err instanceof HyperboxError)) {
         c.record.State.Error = (err as Error).message;
         c.save();
@@ -565,6 +574,12 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     c.record.Name = `/${name}`;
     c.save();
     this.containerEvent(c, 'rename', { oldName: `/${oldName}` });
+  }
+
+  /** `diff`: changes of the container's root against its image. */
+  changes(idOrName: string): Change[] {
+    const c = this.get(idOrName);
+    return containerChanges(containerLayerPaths(c.dir).upper, this.rootfs.imageRootfsPath(c.record.ImageId));
   }
 
   /** Removes every stopped container; returns their IDs. */

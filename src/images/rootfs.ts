@@ -23,6 +23,11 @@ export class RootfsBuilder {
 
   private inflight = new Map<string, Promise<string>>();
 
+  /** Where an image's unpacked root lives (whether or not it is built yet). */
+  imageRootfsPath(imageId: string): string {
+    return path.join(this.cacheDir, imageId.slice(7), 'rootfs');
+  }
+
   /** Directory holding the image's unpacked layers; built on first use. */
   imageRootfs(image: Image): Promise<string> {
     const dir = path.join(this.cacheDir, image.id.slice(7));

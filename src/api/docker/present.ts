@@ -27,7 +27,7 @@ export function containerSummary(c: Container) {
   return {
     Id: r.Id,
     Names: [r.Name],
-    Image: r.ImageRef,
+    Image: r.Config.Image,
     ImageID: r.ImageId,
     Command: [...r.Config.Entrypoint, ...r.Config.Cmd].map((a) => (/\s/.test(a) ? `'${a}'` : a)).join(' '),
     Created: Math.floor(Date.parse(r.Created) / 1000),
@@ -92,7 +92,7 @@ export function containerInspect(c: Container) {
       StdinOnce: r.Config.StdinOnce,
       Env: r.Config.Env,
       Cmd: r.Config.Cmd,
-      Image: r.ImageRef,
+      Image: r.Config.Image,
       Volumes: null,
       WorkingDir: r.Config.WorkingDir,
       Entrypoint: r.Config.Entrypoint.length ? r.Config.Entrypoint : null,

@@ -227,6 +227,8 @@ export function containerRoutes(r: RouteTable, engine: Engine): void {
     ctx.send(200, { ContainersDeleted: ids, SpaceReclaimed: 0 });
   });
 
+  r.add('GET', '/containers/:id/changes', (ctx) => ctx.send(200, engine.changes(ctx.params.id!)));
+
   r.add('GET', '/containers/:id/top', async (ctx) => ctx.send(200, await top(engine.get(ctx.params.id!))));
 
   r.add('GET', '/containers/:id/stats', async (ctx) => {
