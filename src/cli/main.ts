@@ -7,6 +7,7 @@ import { Command, CommanderError } from 'commander';
 import { defaultHost, socketPathFromHost } from '../common/paths.js';
 import { ApiClient, ApiError, ConnectError } from './client.js';
 import { registerContainerCommands } from './commands/containers.js';
+import { registerContainerStateCommands } from './commands/inspect-container.js';
 import { registerImageCommands } from './commands/images.js';
 import { CLIENT_VERSION, registerSystemCommands } from './commands/system.js';
 import { registerTemplateCommands } from './commands/templates.js';
@@ -46,6 +47,7 @@ function buildProgram(setStatus: (n: number) => void): Command {
     });
 
   registerContainerCommands(program, act);
+  registerContainerStateCommands(program, act);
   registerImageCommands(program, act);
   registerSystemCommands(program, act);
   registerTemplateCommands(program, act);

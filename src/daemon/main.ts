@@ -144,6 +144,7 @@ async function run(argv: string[]): Promise<void> {
   await listenUnix(server, socketPath);
   fs.writeFileSync(path.join(dataRoot, 'hyperboxd.pid'), String(process.pid));
   logger.info(`API listen on ${socketPath} (data root ${dataRoot})`);
+  engine.restartOnBoot();
 
   let stopping = false;
   const shutdown = async (sig: string) => {

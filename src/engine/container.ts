@@ -29,6 +29,8 @@ export class Container extends EventEmitter<{ output: [LogRecord]; exit: [number
   /** Set while start/stop/remove is in progress, to refuse conflicting operations. */
   busy: string | undefined;
   removed = false;
+  /** A pending restart by the restart policy. */
+  restartTimer: NodeJS.Timeout | undefined;
   private removedWaiters: Array<() => void> = [];
 
   constructor(

@@ -23,6 +23,7 @@ import { LogWriter } from './logs.js';
 import { generateName } from './names.js';
 import { ROOT_NAME, startSandbox } from './sandbox.js';
 import { parseSignal } from './signals.js';
+import { NO_RESTART, restartDelayMs, restartsWithDaemon, shouldRestart, validateRestartPolicy } from './restart.js';
 import { NULL_TIME, type ContainerRecord, type ContainerSpec, type HostSpec } from './types.js';
 
 export interface EngineOptions {
@@ -97,6 +98,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
   private readonly runRoot: string;
   readonly recentEvents: EngineEvent[] = [];
   private assets: GuestAssets;
+  private shuttingDown = false;
 
   constructor(readonly opts: EngineOptions) {
     super();
@@ -234,7 +236,10 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
       Memory: req.host.Memory ?? 0,
       NanoCpus: req.host.NanoCpus ?? 0,
       ConsoleSize: req.host.ConsoleSize,
+      RestartPolicy: req.host.RestartPolicy ?? NO_RESTART,
     };
+    const policyError = validateRestartPolicy(host.RestartPolicy, host.AutoRemove);
+    if (policyError) throw invalid(policyError);
     if (host.Memory < 0 || (host.Memory > 0 && host.Memory < 6 * 1024 * 1024)) throw invalid('Minimum memory limit allowed is 6MB');
     if (host.NanoCpus < 0) throw invalid('Range of CPUs is from 0.01 to the number of CPUs available');
     const record: ContainerRecord = {
@@ -287,9 +292,16 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     return env;
   }
 
-  async start(idOrName: string): Promise<void> {
+  async start(idOrName: string, opts: { byPolicy?: boolean } = {}): Promise<void> {
     const c = this.get(idOrName);
     if (c.running) throw notModified('container already started');
+    if (!opts.byPolicy) {
+      // A start by the user resets the policy's count and cancels a pending restart.
+      c.record.RestartCount = 0;
+      c.record.ManuallyStopped = false;
+      if (c.restartTimer) clearTimeout(c.restartTimer);
+      c.restartTimer = undefined;
+    }
     if (c.busy) throw conflict(`container ${c.id} is busy (${c.busy})`);
     c.busy = 'starting';
     const phases: Record<string, number> = {};
@@ -443,8 +455,38 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     }
     this.containerEvent(c, 'die', { exitCode: String(code) });
     c.emit('exit', code);
-    if (c.record.HostConfig.AutoRemove) {
+    const count = c.record.RestartCount ?? 0;
+    if (!c.removed && !this.shuttingDown && shouldRestart(c.record.HostConfig.RestartPolicy, code, count, !!c.record.ManuallyStopped)) {
+      this.scheduleRestart(c, restartDelayMs(count, Date.now() - Date.parse(c.record.State.StartedAt)));
+    } else if (c.record.HostConfig.AutoRemove) {
       void this.remove(c.id, { force: true }).catch((err) => this.opts.logger.warn(`auto-remove ${c.id}: ${(err as Error).message}`));
+    }
+  }
+
+  private scheduleRestart(c: Container, delayMs: number): void {
+    c.record.State.Status = 'restarting';
+    c.save();
+    const timer = setTimeout(() => {
+      c.restartTimer = undefined;
+      if (c.removed || c.running || c.record.ManuallyStopped) return;
+      c.record.RestartCount = (c.record.RestartCount ?? 0) + 1;
+      this.start(c.id, { byPolicy: true }).catch((err: Error) => {
+        this.opts.logger.warn(`restart of ${c.id.slice(0, 12)} failed: ${err.message}`);
+        Object.assign(c.record.State, { Status: 'exited' });
+        c.save();
+      });
+    }, delayMs);
+    timer.unref();
+    c.restartTimer = timer;
+  }
+
+  /** After a daemon start: brings back containers whose policy says so. */
+  restartOnBoot(): void {
+    for (const c of this.containers.values()) {
+      if (!c.running && restartsWithDaemon(c.record.HostConfig.RestartPolicy, !!c.record.ManuallyStopped)) {
+        c.record.ManuallyStopped = false;
+        this.start(c.id).catch((err: Error) => this.opts.logger.warn(`restart of ${c.id.slice(0, 12)} at daemon start failed: ${err.message}`));
+      }
     }
   }
 
@@ -469,6 +511,8 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     if (!c.running || !c.main) throw conflict(`Cannot kill container: ${idOrName}: container ${c.id} is not running`);
     await this.resumeIfPaused(c);
     const signo = parseSignal(signal, 'SIGKILL');
+    // Killing it (not signalling it, e.g. the CLI's forwarded SIGWINCH) is a manual stop.
+    if (signo === 9 || signo === parseSignal(c.record.Config.StopSignal, 'SIGTERM')) c.record.ManuallyStopped = true;
     c.main.signal(signo);
     if (signo === 9) {
       // The guest may be wedged: make SIGKILL certain by stopping the VM too.
@@ -478,9 +522,19 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     this.containerEvent(c, 'kill', { signal: String(signo) });
   }
 
-  async stop(idOrName: string, opts: { timeout?: number; signal?: string } = {}): Promise<void> {
+  async stop(idOrName: string, opts: { timeout?: number; signal?: string; byDaemon?: boolean } = {}): Promise<void> {
     const c = this.get(idOrName);
+    if (c.restartTimer) {
+      // Stopping a container that waits to be restarted: it stays down.
+      clearTimeout(c.restartTimer);
+      c.restartTimer = undefined;
+      c.record.ManuallyStopped = true;
+      c.record.State.Status = 'exited';
+      c.save();
+      return;
+    }
     if (!c.running || !c.main) throw notModified('container already stopped');
+    if (!opts.byDaemon) c.record.ManuallyStopped = true;
     await this.resumeIfPaused(c);
     const timeout = opts.timeout ?? c.record.Config.StopTimeout ?? 10;
     const exited = c.waitNextExit();
@@ -508,6 +562,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
       c.sandbox?.vm.kill();
       await Promise.race([exited, sleepMs(5000)]);
     }
+    if (c.restartTimer) clearTimeout(c.restartTimer);
     c.removed = true;
     this.containers.delete(c.id);
     c.log?.close();
@@ -580,6 +635,25 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
   changes(idOrName: string): Change[] {
     const c = this.get(idOrName);
     return containerChanges(containerLayerPaths(c.dir).upper, this.rootfs.imageRootfsPath(c.record.ImageId));
+  }
+
+  /** Bytes in the container's writable layer (`ps -s`, `system df`). */
+  writableLayerSize(idOrName: string): number {
+    const c = this.get(idOrName);
+    let total = 0;
+    const walk = (dir: string) => {
+      for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+        const p = path.join(dir, e.name);
+        if (e.isDirectory()) walk(p);
+        else if (e.isFile()) total += fs.lstatSync(p).size;
+      }
+    };
+    try {
+      walk(containerLayerPaths(c.dir).upper);
+    } catch {
+      /* layer gone: 0 */
+    }
+    return total;
   }
 
   /** Removes every stopped container; returns their IDs. */
@@ -677,10 +751,12 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
 
   /** Stops every VM (daemon shutdown). Containers are recorded as exited. */
   async shutdown(): Promise<void> {
+    this.shuttingDown = true;
+    for (const c of this.containers.values()) if (c.restartTimer) clearTimeout(c.restartTimer);
     const running = [...this.containers.values()].filter((c) => c.running);
     await Promise.all([
       this.opts.pool?.drain(),
-      ...running.map((c) => this.stop(c.id, { timeout: 0 }).catch(() => undefined)),
+      ...running.map((c) => this.stop(c.id, { timeout: 0, byDaemon: true }).catch(() => undefined)),
     ]);
   }
 }

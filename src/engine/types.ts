@@ -26,6 +26,12 @@ export interface HostSpec {
   Memory: number;
   NanoCpus: number;
   ConsoleSize?: [number, number];
+  RestartPolicy: RestartPolicy;
+}
+
+export interface RestartPolicy {
+  Name: '' | 'no' | 'always' | 'unless-stopped' | 'on-failure';
+  MaximumRetryCount: number;
 }
 
 export interface ContainerState {
@@ -59,6 +65,11 @@ export interface ContainerRecord {
   HostConfig: HostSpec;
   State: ContainerState;
   StartInfo?: StartInfo;
+  /** Restarts done by the restart policy since the last user start. */
+  RestartCount?: number;
+  /** Set by stop/kill from a user: "unless-stopped" and "always" then stay down
+   * (until the daemon restarts, for "always", as in Docker). */
+  ManuallyStopped?: boolean;
   /** PID of the QEMU process while running. */
   VmPid?: number;
 }

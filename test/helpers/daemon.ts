@@ -89,6 +89,17 @@ export class TestDaemon {
     return spawn(cli, args, { env: { ...process.env, HYPERBOX_HOST: this.host }, stdio: ['ignore', 'pipe', 'pipe'] });
   }
 
+  /** Stops the daemon (SIGTERM, or SIGKILL) and starts it again on the same data root. */
+  async restart(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    if (this.proc && this.proc.exitCode === null) {
+      const exited = new Promise((r) => this.proc!.once('exit', r));
+      this.proc.kill(signal);
+      await exited;
+    }
+    this.log = '';
+    await this.start();
+  }
+
   async stop(): Promise<void> {
     if (this.proc && this.proc.exitCode === null) {
       this.proc.kill('SIGTERM');

@@ -17,8 +17,9 @@ export function humanDuration(ms: number): string {
 
 export function statusText(c: Container): string {
   const st = c.record.State;
-  if (st.Running) return `Up ${humanDuration(Date.now() - Date.parse(st.StartedAt))}${st.Paused ? " (Paused)" : ""}`;
+  if (st.Running) return `Up ${humanDuration(Date.now() - Date.parse(st.StartedAt))}${st.Paused ? ' (Paused)' : ''}`;
   if (st.Status === 'created') return 'Created';
+  if (st.Status === 'restarting') return `Restarting (${st.ExitCode}) ${humanDuration(Date.now() - Date.parse(st.FinishedAt))} ago`;
   return `Exited (${st.ExitCode}) ${humanDuration(Date.now() - Date.parse(st.FinishedAt))} ago`;
 }
 
@@ -51,7 +52,7 @@ export function containerInspect(c: Container) {
     Args: args.slice(1),
     State: {
       ...r.State,
-      Restarting: false,
+      Restarting: r.State.Status === 'restarting',
       Dead: r.State.Status === 'dead',
     },
     Image: r.ImageId,
@@ -60,7 +61,7 @@ export function containerInspect(c: Container) {
     HostsPath: '',
     LogPath: c.logFile,
     Name: r.Name,
-    RestartCount: 0,
+    RestartCount: r.RestartCount ?? 0,
     Driver: 'overlay',
     Platform: 'linux',
     MountLabel: '',
@@ -71,7 +72,7 @@ export function containerInspect(c: Container) {
       Memory: r.HostConfig.Memory,
       NanoCpus: r.HostConfig.NanoCpus,
       NetworkMode: 'default',
-      RestartPolicy: { Name: 'no', MaximumRetryCount: 0 },
+      RestartPolicy: r.HostConfig.RestartPolicy?.Name ? r.HostConfig.RestartPolicy : { Name: 'no', MaximumRetryCount: 0 },
       Runtime: 'hyperbox',
       Binds: null,
       PortBindings: {},

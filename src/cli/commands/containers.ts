@@ -21,6 +21,15 @@ interface RunOptions {
   memory?: string;
   cpus?: string;
   clone?: boolean;
+  restart?: string;
+}
+
+/** `--restart no|always|unless-stopped|on-failure[:N]`. */
+function parseRestart(v: string | undefined): { Name: string; MaximumRetryCount: number } {
+  if (!v) return { Name: 'no', MaximumRetryCount: 0 };
+  const m = /^(no|always|unless-stopped|on-failure)(?::(\d+))?$/.exec(v);
+  if (!m || (m[2] !== undefined && m[1] !== 'on-failure')) throw new ExitError(125, `invalid restart policy format: ${v}`);
+  return { Name: m[1]!, MaximumRetryCount: m[2] ? Number(m[2]) : 0 };
 }
 
 function createBody(image: string, command: string[], o: RunOptions) {
@@ -42,6 +51,7 @@ function createBody(image: string, command: string[], o: RunOptions) {
     Labels: o.clone === false ? { 'io.hyperbox.no-clone': '1' } : {},
     HostConfig: {
       AutoRemove: !!o.rm,
+      RestartPolicy: parseRestart(o.restart),
       Memory: o.memory ? parseBytes(o.memory, '-m, --memory') : 0,
       NanoCpus: o.cpus ? parseCpus(o.cpus) : 0,
       ConsoleSize: o.tty && size ? [size.h, size.w] : [0, 0],
@@ -204,6 +214,7 @@ export function registerContainerCommands(program: Command, act: Act): void {
       .option('-h, --hostname <name>', 'container host name')
       .option('-m, --memory <bytes>', 'memory limit (the VM gets this much plus its own overhead)')
       .option('--cpus <number>', 'number of CPUs (VM vCPUs)')
+      .option('--restart <policy>', 'restart policy: no, always, unless-stopped, on-failure[:max-retries]')
       .argument('<image>')
       .argument('[command...]')
       .passThroughOptions();

@@ -35,6 +35,12 @@ export const createBodySchema = z
         Memory: z.number().int().nullish(),
         NanoCpus: z.number().int().nullish(),
         ConsoleSize: z.tuple([z.number(), z.number()]).nullish(),
+        RestartPolicy: z
+          .object({
+            Name: z.enum(['', 'no', 'always', 'unless-stopped', 'on-failure']).nullish(),
+            MaximumRetryCount: z.number().int().nonnegative().nullish(),
+          })
+          .nullish(),
       })
       .passthrough()
       .nullish(),
@@ -75,6 +81,7 @@ export function containerRoutes(r: RouteTable, engine: Engine): void {
         Memory: hc.Memory ?? 0,
         NanoCpus: hc.NanoCpus ?? 0,
         ConsoleSize: hc.ConsoleSize && hc.ConsoleSize[0] > 0 ? (hc.ConsoleSize as [number, number]) : undefined,
+        RestartPolicy: { Name: hc.RestartPolicy?.Name ?? '', MaximumRetryCount: hc.RestartPolicy?.MaximumRetryCount ?? 0 },
       },
     });
     ctx.send(201, { Id: c.id, Warnings: [] });

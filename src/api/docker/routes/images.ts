@@ -8,7 +8,7 @@ import { parseFilters } from '../http.js';
 import type { RouteTable } from '../server.js';
 import type { ImagePaths } from './image-paths.js';
 
-function imageSummary(img: Image) {
+export function imageSummary(img: Image) {
   return {
     Id: img.id,
     ParentId: '',

@@ -6,6 +6,8 @@ import type { Engine, EngineEvent } from '../../../engine/engine.js';
 import { API_VERSION, MIN_API_VERSION } from '../http.js';
 import type { RouteTable, ServerInfo } from '../server.js';
 import { parseFilters } from '../http.js';
+import { containerSummary } from '../present.js';
+import { imageSummary } from './images.js';
 
 export function systemRoutes(r: RouteTable, engine: Engine, info: ServerInfo): void {
   const ping = (ctx: Parameters<Parameters<RouteTable['add']>[2]>[0]) => {
@@ -115,6 +117,18 @@ export function systemRoutes(r: RouteTable, engine: Engine, info: ServerInfo): v
     const stop = () => engine.off('event', write);
     res.once('close', stop);
     if (Number.isFinite(until)) setTimeout(() => (stop(), res.end()), until * 1000 - Date.now()).unref();
+  });
+
+  r.add('GET', '/system/df', (ctx) => {
+    const images = engine.store.list();
+    const containers = engine.list();
+    ctx.send(200, {
+      LayersSize: images.reduce((n, i) => n + i.size, 0),
+      Images: images.map((i) => ({ ...imageSummary(i), Containers: containers.filter((c) => c.record.ImageId === i.id).length })),
+      Containers: containers.map((c) => ({ ...containerSummary(c), SizeRw: engine.writableLayerSize(c.id), SizeRootFs: 0 })),
+      Volumes: [],
+      BuildCache: [],
+    });
   });
 
   r.add('GET', '/networks', (ctx) => ctx.send(200, []));

@@ -1,0 +1,74 @@
+/** Lifecycle: restart policies (with back-off, across daemon restarts), pause, rename, prune. */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { startDaemonWithBusybox, until, type TestDaemon } from './helpers/daemon.js';
+
+let d: TestDaemon;
+const inspect = async (name: string, fmt: string) => (await d.run(['inspect', '-f', fmt, name])).stdout.trim();
+
+before(async () => {
+  d = await startDaemonWithBusybox();
+});
+after(async () => d?.stop());
+
+describe('restart policies', () => {
+  it('on-failure:3 restarts a failing container three times, then leaves it exited', async () => {
+    assert.equal((await d.run(['run', '-d', '--name', 'flaky', '--restart', 'on-failure:3', 'busybox', 'sh', '-c', 'echo try; exit 2'])).code, 0);
+    await until('three restarts', async () => (await inspect('flaky', '{{.RestartCount}} {{.State.Status}}')) === '3 exited', 60_000);
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(await inspect('flaky', '{{.RestartCount}} {{.State.Status}} {{.State.ExitCode}}'), '3 exited 2');
+    assert.equal((await d.run(['logs', 'flaky'])).stdout, 'try\n'.repeat(4));
+  });
+
+  it('rejects bad policies and --restart with --rm', async () => {
+    const bad = await d.run(['run', '--restart', 'sometimes', 'busybox', 'true']);
+    assert.equal(bad.code, 125);
+    assert.match(bad.stderr, /invalid restart policy format: sometimes/);
+    const both = await d.run(['run', '--rm', '--restart', 'always', 'busybox', 'true']);
+    assert.equal(both.code, 125);
+    assert.match(both.stderr, /cannot specify both --restart and --rm/);
+  });
+
+  it('always restarts an exiting container; stop keeps it down; it comes back with the daemon', async () => {
+    assert.equal((await d.run(['run', '-d', '--name', 'forever', '--restart', 'always', 'busybox', 'sh', '-c', 'sleep 0.5; exit 0'])).code, 0);
+    await until('restarted twice', async () => Number(await inspect('forever', '{{.RestartCount}}')) >= 2, 60_000);
+    assert.equal((await d.run(['run', '-d', '--name', 'steady', '--restart', 'unless-stopped', 'busybox', 'sleep', '1000'])).code, 0);
+    assert.equal((await d.run(['run', '-d', '--name', 'stopped', '--restart', 'unless-stopped', 'busybox', 'sleep', '1000'])).code, 0);
+    assert.equal((await d.run(['stop', '-t', '0', 'forever'])).code, 0);
+    assert.equal((await d.run(['stop', '-t', '0', 'stopped'])).code, 0);
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(await inspect('forever', '{{.State.Running}}'), 'false', 'a stopped container is not restarted');
+
+    await d.restart();
+    await until('always and unless-stopped are back', async () => (await inspect('forever', '{{.State.Running}}')) === 'true' && (await inspect('steady', '{{.State.Running}}')) === 'true', 60_000);
+    assert.equal(await inspect('stopped', '{{.State.Running}}'), 'false', 'unless-stopped stays down after a manual stop');
+    for (const n of ['forever', 'steady', 'stopped']) await d.run(['rm', '-f', n]);
+  });
+});
+
+describe('container housekeeping', () => {
+  it('pause freezes the VM and unpause resumes it; rename; container prune', async () => {
+    assert.equal((await d.run(['run', '-d', '--name', 'ticker', 'busybox', 'sh', '-c', 'while true; do date +%s; sleep 0.2; done'])).code, 0);
+    await until('output', async () => (await d.run(['logs', 'ticker'])).stdout.length > 0);
+    assert.equal((await d.run(['pause', 'ticker'])).code, 0);
+    assert.equal(await inspect('ticker', '{{.State.Status}} {{.State.Paused}}'), 'paused true');
+    const frozen = (await d.run(['logs', 'ticker'])).stdout.split('\n').length;
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal((await d.run(['logs', 'ticker'])).stdout.split('\n').length, frozen, 'no output while paused');
+    assert.equal((await d.run(['unpause', 'ticker'])).code, 0);
+    await until('output resumes', async () => (await d.run(['logs', 'ticker'])).stdout.split('\n').length > frozen);
+    assert.equal((await d.run(['rename', 'ticker', 'tocker'])).code, 0);
+    const top = await d.run(['top', 'tocker']);
+    assert.match(top.stdout, /while true; do date/);
+    const stats = await d.run(['stats', '--no-stream', '--format', '{{.Name}} {{.PIDs}}', 'tocker']);
+    assert.match(stats.stdout, /^tocker [1-9]/);
+    assert.equal(await inspect('tocker', '{{.Name}}'), '/tocker');
+    assert.equal((await d.run(['rm', '-f', 'tocker'])).code, 0);
+
+    assert.equal((await d.run(['create', '--name', 'idle', 'busybox', 'true'])).code, 0);
+    const pruned = await d.run(['container', 'prune', '-f']);
+    assert.match(pruned.stdout, /Deleted Containers:\n[0-9a-f]{64}/);
+    assert.equal((await d.run(['ps', '-aq'])).stdout.trim(), '');
+  });
+});
+
