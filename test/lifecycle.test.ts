@@ -1,5 +1,7 @@
 /** Lifecycle: restart policies (with back-off, across daemon restarts), pause, rename, prune. */
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startDaemonWithBusybox, until, type TestDaemon } from './helpers/daemon.js';
 
@@ -72,3 +74,23 @@ describe('container housekeeping', () => {
   });
 });
 
+
+describe('logs', () => {
+  it('rotates with --log-opt max-size/max-file so logs stay bounded', async () => {
+    const r = await d.run(['run', '--name', 'chatty', '--log-opt', 'max-size=2k', '--log-opt', 'max-file=2', 'busybox', 'sh', '-c', 'i=0; while [ $i -lt 400 ]; do i=$((i+1)); echo line $i; done']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^line 1\n/, 'the attached client still sees everything');
+    const id = (await d.run(['inspect', '-f', '{{.Id}}', 'chatty'])).stdout.trim();
+    const dir = path.join(d.dataRoot, 'data', 'containers', id);
+    const files = fs.readdirSync(dir).filter((f) => f.startsWith('container.log'));
+    assert.deepEqual(files.sort(), ['container.log', 'container.log.1']);
+    for (const f of files) assert.ok(fs.statSync(path.join(dir, f)).size <= 2200, `${f} is bounded`);
+    const logs = (await d.run(['logs', 'chatty'])).stdout;
+    assert.match(logs, /line 400\n$/);
+    assert.doesNotMatch(logs, /^line 1\n/);
+    const bad = await d.run(['run', '--log-opt', 'max-size=lots', 'busybox', 'true']);
+    assert.equal(bad.code, 125);
+    assert.match(bad.stderr, /invalid value for max-size: lots/);
+    await d.run(['rm', 'chatty']);
+  });
+});

@@ -19,7 +19,7 @@ import { locateGuestAssets, type GuestAssets } from '../vm/assets.js';
 import type { ClonePool } from '../vm/pool.js';
 import type { GuestShape, TemplateStore } from '../vm/template.js';
 import { Container, type Attachment } from './container.js';
-import { LogWriter } from './logs.js';
+import { LogWriter, parseLogOptions } from './logs.js';
 import { generateName } from './names.js';
 import { ROOT_NAME, startSandbox } from './sandbox.js';
 import { parseSignal } from './signals.js';
@@ -237,7 +237,16 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
       NanoCpus: req.host.NanoCpus ?? 0,
       ConsoleSize: req.host.ConsoleSize,
       RestartPolicy: req.host.RestartPolicy ?? NO_RESTART,
+      LogConfig: req.host.LogConfig,
     };
+    if (host.LogConfig?.Type && !['json-file', 'local'].includes(host.LogConfig.Type)) {
+      throw invalid(`logging driver "${host.LogConfig.Type}" is not supported by hyperbox (json-file only)`);
+    }
+    try {
+      parseLogOptions(host.LogConfig?.Config);
+    } catch (err) {
+      throw invalid((err as Error).message);
+    }
     const policyError = validateRestartPolicy(host.RestartPolicy, host.AutoRemove);
     if (policyError) throw invalid(policyError);
     if (host.Memory < 0 || (host.Memory > 0 && host.Memory < 6 * 1024 * 1024)) throw invalid('Minimum memory limit allowed is 6MB');
@@ -330,7 +339,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
       );
       c.sandbox = sandbox;
       if (sandbox.info.fallbackReason) this.opts.logger.warn(`container ${c.id.slice(0, 12)}: cold boot instead of a clone: ${sandbox.info.fallbackReason}`);
-      c.log ??= new LogWriter(c.logFile);
+      c.log ??= new LogWriter(c.logFile, parseLogOptions(c.record.HostConfig.LogConfig?.Config));
       t = performance.now();
       const cfg = c.record.Config;
       const [rows, cols] = c.record.HostConfig.ConsoleSize ?? [0, 0];

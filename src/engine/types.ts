@@ -27,6 +27,8 @@ export interface HostSpec {
   NanoCpus: number;
   ConsoleSize?: [number, number];
   RestartPolicy: RestartPolicy;
+  /** Docker's json-file options: max-size, max-file. */
+  LogConfig?: { Type: string; Config: Record<string, string> };
 }
 
 export interface RestartPolicy {

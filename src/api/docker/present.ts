@@ -77,7 +77,7 @@ export function containerInspect(c: Container) {
       Binds: null,
       PortBindings: {},
       ConsoleSize: r.HostConfig.ConsoleSize ?? [0, 0],
-      LogConfig: { Type: 'json-file', Config: {} },
+      LogConfig: { Type: 'json-file', Config: r.HostConfig.LogConfig?.Config ?? {} },
     },
     GraphDriver: { Name: 'overlay', Data: { UpperDir: `${c.dir}/upper`, MergedDir: `${c.dir}/rootfs` } },
     Mounts: [],

@@ -22,6 +22,14 @@ interface RunOptions {
   cpus?: string;
   clone?: boolean;
   restart?: string;
+  logDriver?: string;
+  logOpt?: string[];
+}
+
+function splitKeyValue(kv: string): [string, string] {
+  const i = kv.indexOf('=');
+  if (i <= 0) throw new ExitError(125, `invalid argument "${kv}" for "--log-opt" flag: must be key=value`);
+  return [kv.slice(0, i), kv.slice(i + 1)];
 }
 
 /** `--restart no|always|unless-stopped|on-failure[:N]`. */
@@ -52,6 +60,7 @@ function createBody(image: string, command: string[], o: RunOptions) {
     HostConfig: {
       AutoRemove: !!o.rm,
       RestartPolicy: parseRestart(o.restart),
+      LogConfig: o.logDriver || o.logOpt ? { Type: o.logDriver ?? 'json-file', Config: Object.fromEntries((o.logOpt ?? []).map(splitKeyValue)) } : undefined,
       Memory: o.memory ? parseBytes(o.memory, '-m, --memory') : 0,
       NanoCpus: o.cpus ? parseCpus(o.cpus) : 0,
       ConsoleSize: o.tty && size ? [size.h, size.w] : [0, 0],
@@ -215,6 +224,8 @@ export function registerContainerCommands(program: Command, act: Act): void {
       .option('-m, --memory <bytes>', 'memory limit (the VM gets this much plus its own overhead)')
       .option('--cpus <number>', 'number of CPUs (VM vCPUs)')
       .option('--restart <policy>', 'restart policy: no, always, unless-stopped, on-failure[:max-retries]')
+      .option('--log-driver <driver>', 'logging driver (json-file)')
+      .option('--log-opt <key=value>', 'log driver options: max-size, max-file', collect)
       .argument('<image>')
       .argument('[command...]')
       .passThroughOptions();

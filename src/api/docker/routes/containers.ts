@@ -35,6 +35,7 @@ export const createBodySchema = z
         Memory: z.number().int().nullish(),
         NanoCpus: z.number().int().nullish(),
         ConsoleSize: z.tuple([z.number(), z.number()]).nullish(),
+        LogConfig: z.object({ Type: z.string().nullish(), Config: z.record(z.string(), z.string()).nullish() }).nullish(),
         RestartPolicy: z
           .object({
             Name: z.enum(['', 'no', 'always', 'unless-stopped', 'on-failure']).nullish(),
@@ -82,6 +83,7 @@ export function containerRoutes(r: RouteTable, engine: Engine): void {
         NanoCpus: hc.NanoCpus ?? 0,
         ConsoleSize: hc.ConsoleSize && hc.ConsoleSize[0] > 0 ? (hc.ConsoleSize as [number, number]) : undefined,
         RestartPolicy: { Name: hc.RestartPolicy?.Name ?? '', MaximumRetryCount: hc.RestartPolicy?.MaximumRetryCount ?? 0 },
+        LogConfig: hc.LogConfig ? { Type: hc.LogConfig.Type ?? 'json-file', Config: hc.LogConfig.Config ?? {} } : undefined,
       },
     });
     ctx.send(201, { Id: c.id, Warnings: [] });
