@@ -94,3 +94,15 @@ describe('logs', () => {
     await d.run(['rm', 'chatty']);
   });
 });
+
+describe('resources', () => {
+  it('--memory is enforced inside the guest and an OOM kill is reported as Docker does', async () => {
+    const r = await d.run(['run', '--name', 'hog', '-m', '64m', 'busybox', 'sh', '-c', 'x=$(head -c 256000000 /dev/zero | tr "\\0" a); echo survived'], { timeoutMs: 120_000 });
+    assert.equal(r.code, 137, r.stderr);
+    assert.doesNotMatch(r.stdout, /survived/);
+    assert.equal(await inspect('hog', '{{.State.OOMKilled}} {{.State.ExitCode}} {{.HostConfig.Memory}}'), `true 137 ${64 * 1024 * 1024}`);
+    await d.run(['rm', 'hog']);
+    const fits = await d.run(['run', '--rm', '-m', '64m', 'busybox', 'sh', '-c', 'x=$(head -c 8000000 /dev/zero | tr "\\0" a); echo fits']);
+    assert.equal(fits.stdout, 'fits\n');
+  });
+});

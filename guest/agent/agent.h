@@ -5,4 +5,8 @@ int resolve_user(const char *root, const char *spec, unsigned *uid, unsigned *gi
                  char *err, size_t errlen);
 void agent_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void handle_stats(void);
+#include <stdint.h>
+int limits_set_memory(uint64_t bytes);
+void limits_join(void);
+unsigned long limits_oom_kills(void);
 #endif

@@ -52,6 +52,7 @@ struct proc {
   size_t inlen;
   int in_eof;
   int exited, status, signal;
+  unsigned long oom_before; /* the cgroup's oom_kill count when it started */
 };
 
 static struct proc procs[MAX_PROCS];
@@ -116,6 +117,8 @@ static void handle_configure(const uint8_t *p, size_t n) {
       uint64_t ns = be64(d);
       struct timespec ts = {(time_t)(ns / 1000000000ULL), (long)(ns % 1000000000ULL)};
       clock_settime(CLOCK_REALTIME, &ts);
+    } else if (tag == T_MEMLIMIT && len == 8) {
+      if (limits_set_memory(be64(d)) < 0) { send_result(errno ? errno : EINVAL, "cannot set the memory limit"); return; }
     } else if (tag == T_SEED && len <= 512) {
       /* Mix host randomness into the pool and credit it: clones of one template
        * would otherwise share the template's RNG state. */
@@ -414,6 +417,7 @@ static void handle_start(uint32_t id, const uint8_t *p, size_t n) {
     sigprocmask(SIG_SETMASK, &all, NULL);
     signal(SIGPIPE, SIG_DFL);
     close(status[0]);
+    limits_join();
     setsid();
     if (r.tty) {
       int s = open(slave, O_RDWR);
@@ -472,6 +476,7 @@ static void handle_start(uint32_t id, const uint8_t *p, size_t n) {
   memset(slot, 0, sizeof *slot);
   slot->id = id;
   slot->pid = pid;
+  slot->oom_before = limits_oom_kills();
   slot->tty = r.tty;
   if (r.tty) {
     slot->in_fd = slot->out_fd = master;
@@ -564,6 +569,7 @@ static void finish_if_done(struct proc *pr) {
   tlv_reset(&t);
   tlv_put_u32(&t, T_STATUS, (uint32_t)pr->status);
   tlv_put_u32(&t, T_SIGNAL, (uint32_t)pr->signal);
+  if (limits_oom_kills() > pr->oom_before) tlv_put_u32(&t, T_OOM, 1);
   hb_send_tlv(HB_EXIT, pr->id, &t);
   memset(pr, 0, sizeof *pr);
 }

@@ -19,11 +19,11 @@ enum hb_type {
   HB_START_FAILED = 0x31, /* TLV: T_ERRNO, T_MESSAGE */
   HB_STDOUT = 0x32,       /* raw bytes */
   HB_STDERR = 0x33,       /* raw bytes */
-  HB_EXIT = 0x34,         /* TLV: T_STATUS, T_SIGNAL */
+  HB_EXIT = 0x34,         /* TLV: T_STATUS, T_SIGNAL, T_OOM (1 if the memory cgroup OOM-killed during its life) */
   HB_STDIN_WINDOW = 0x35, /* TLV: T_COUNT bytes the process consumed */
   HB_PONG = 0x36,
   /* host -> guest */
-  HB_CONFIGURE = 0x20,    /* TLV: T_HOSTNAME, T_TIME, T_SEED */
+  HB_CONFIGURE = 0x20,    /* TLV: T_HOSTNAME, T_TIME, T_SEED, T_MEMLIMIT (optional, u64 bytes) */
   HB_MOUNT_ROOT = 0x21,   /* TLV: T_TAG (9p mount tag), T_NAME (container root name), T_SUBDIR (optional) */
   HB_PING = 0x22,
   HB_POWEROFF = 0x23,
@@ -40,7 +40,7 @@ enum hb_tag {
   T_COUNT = 7, T_HOSTNAME = 8, T_TIME = 9, T_SEED = 10, T_TAG = 11, T_NAME = 12,
   T_ARG = 13, T_ENV = 14, T_CWD = 15, T_USER = 16, T_TTY = 17, T_ROWS = 18,
   T_COLS = 19, T_STDIN = 20, T_SUBDIR = 21, T_MEMINFO = 22, T_CPUSTAT = 23, T_UPTIME = 24,
-  T_PROCESS = 25,
+  T_PROCESS = 25, T_MEMLIMIT = 26, T_OOM = 27,
 };
 
 /* Builder for an outgoing TLV payload. Silently refuses to grow past the limit;

@@ -39,6 +39,8 @@ export interface ProcessSpec {
 export interface ExitStatus {
   code: number;
   signal: number;
+  /** The guest's memory cgroup OOM-killed a process while this one ran. */
+  oomKilled?: boolean;
 }
 
 /** Error from the guest while starting a process: errno plus Docker-worded message. */
@@ -231,13 +233,15 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
   }
 
   /** Refreshes what a template snapshot froze: clock, RNG, hostname. */
-  configure(opts: { hostname: string; seed: Buffer }): Promise<void> {
+  configure(opts: { hostname: string; seed: Buffer; memoryLimit?: number }): Promise<void> {
     const nowNs = BigInt(Date.now()) * 1_000_000n;
-    return this.checkedRequest(MsgType.Configure, [
+    const fields: Array<[number, TlvValue]> = [
       [Tag.Hostname, opts.hostname],
       [Tag.Time, nowNs],
       [Tag.Seed, opts.seed],
-    ]);
+    ];
+    if (opts.memoryLimit) fields.push([Tag.MemLimit, BigInt(opts.memoryLimit)]);
+    return this.checkedRequest(MsgType.Configure, fields);
   }
 
   /** Mounts the 9p share TAG as container root NAME (or its SUBDIR, for pool VMs). */
@@ -345,7 +349,7 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
         const code = Math.min(fields.u32(Tag.Status) ?? 255, 255);
         const signal = Math.min(fields.u32(Tag.Signal) ?? 0, 64);
         this.procs.delete(f.proc);
-        p.finish({ code, signal });
+        p.finish({ code, signal, oomKilled: fields.u32(Tag.Oom) === 1 });
         return;
       }
       default:

@@ -59,6 +59,8 @@ export const Tag = {
   CpuStat: 23,
   Uptime: 24,
   Process: 25,
+  MemLimit: 26,
+  Oom: 27,
 } as const;
 
 export interface Frame {

@@ -330,6 +330,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
           runDir: path.join(this.runRoot, c.id.slice(0, 12)),
           ...shape,
           hostname: c.record.Config.Hostname,
+          memoryLimit: c.record.HostConfig.Memory,
           rootfs,
           bootTimeoutMs: this.opts.bootTimeoutMs,
           templates: useClone ? this.opts.templates : undefined,
@@ -375,6 +376,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
       Object.assign(c.record.State, {
         Status: 'running',
         Running: true,
+        OOMKilled: false,
         Pid: sandbox.vm.pid,
         ExitCode: 0,
         Error: '',
@@ -413,7 +415,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     };
     main.on('stdout', forward('stdout'));
     main.on('stderr', forward('stderr'));
-    main.on('exit', (st) => this.onExit(c, st.code, ''));
+    main.on('exit', (st) => this.onExit(c, st.code, '', st.oomKilled));
     // A VM that dies under us (QEMU killed, guest panic) is a container killed.
     sandbox.vm.once('exit', (_code, signal) => {
       if (c.main === main) this.onExit(c, 137, `VM exited unexpectedly${signal ? ` (${signal})` : ''}`);
@@ -434,7 +436,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     });
   }
 
-  private onExit(c: Container, code: number, error: string): void {
+  private onExit(c: Container, code: number, error: string, oomKilled = false): void {
     const main = c.main;
     if (!main) return;
     c.main = undefined;
@@ -446,6 +448,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
       Status: 'exited',
       Running: false,
       Paused: false,
+      OOMKilled: oomKilled,
       Pid: 0,
       ExitCode: code,
       Error: error,
@@ -462,6 +465,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
         e.markDone();
       }
     }
+    if (oomKilled) this.containerEvent(c, 'oom');
     this.containerEvent(c, 'die', { exitCode: String(code) });
     c.emit('exit', code);
     const count = c.record.RestartCount ?? 0;

@@ -20,6 +20,8 @@ export interface SandboxOptions {
   memoryMiB: number;
   cpus: number;
   hostname: string;
+  /** The container's --memory, enforced by a cgroup in the guest (bytes; 0: none). */
+  memoryLimit?: number;
   /** Host directory with the container's merged root filesystem. */
   rootfs: string;
   bootTimeoutMs: number;
@@ -102,7 +104,7 @@ export async function startSandbox(opts: SandboxOptions, phases: Record<string, 
       died,
     ]);
     mark('boot');
-    await agent.configure({ hostname: opts.hostname, seed: randomBytes(64) });
+    await agent.configure({ hostname: opts.hostname, seed: randomBytes(64), memoryLimit: opts.memoryLimit });
     await agent.mountRoot(ROOT_TAG, ROOT_NAME, subdir);
     mark('configure');
   } catch (err) {
