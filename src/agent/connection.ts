@@ -153,6 +153,12 @@ export interface ConnectOptions {
   signal?: AbortSignal;
   /** How long to wait for the guest to say hello. */
   timeoutMs: number;
+  /**
+   * Processes a previous daemon started in this guest (live restore). They are
+   * registered before the first byte is read, so output and exits the agent
+   * kept while no host was connected reach them, held until `release()`.
+   */
+  adopt?: number[];
 }
 
 export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }> {
@@ -192,6 +198,13 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
       }
     }
     const conn = new AgentConnection(sock);
+    for (const id of opts.adopt ?? []) {
+      const proc = new GuestProcess(id, conn);
+      conn.procs.set(id, proc);
+      conn.adoptedProcs.set(id, proc);
+      // Ids the old daemon may have used for execs are skipped.
+      conn.nextProc = Math.max(conn.nextProc, id + 1 + 1_000_000);
+    }
     const ready = new Promise<string>((resolve) => (conn.hello = resolve));
     conn.send(MsgType.Ping, 0);
     const timer = setTimeout(() => conn.shutdown(new Error('guest agent did not answer in time')), Math.max(0, deadline - Date.now()));
@@ -253,6 +266,12 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
     if (subdir) fields.push([Tag.Subdir, subdir]);
     return this.checkedRequest(MsgType.MountRoot, fields);
   }
+
+  /** A process registered with `adopt` when connecting. */
+  adopted(id: number): GuestProcess | undefined {
+    return this.adoptedProcs.get(id);
+  }
+  private adoptedProcs = new Map<number, GuestProcess>();
 
   /** A snapshot of the guest's memory, CPU time and processes (top, stats). */
   async stats(): Promise<GuestStats> {

@@ -31,6 +31,7 @@ const configSchema = z
     'default-memory-mib': z.number().int().min(64).optional(),
     clone: z.boolean().optional(),
     'pool-size': z.number().int().min(0).max(1000).optional(),
+    'live-restore': z.boolean().optional(),
   })
   .strict();
 type DaemonConfig = z.infer<typeof configSchema>;
@@ -97,10 +98,11 @@ async function run(argv: string[]): Promise<void> {
     .option('--config-file <file>', 'daemon configuration file')
     .option('--no-clone', 'always cold-boot container VMs instead of cloning a template')
     .option('--pool-size <n>', 'paused clones kept ready per guest shape (warm pool)')
+    .option('--live-restore', 'leave containers running when the daemon stops; the next daemon re-attaches them')
     .version(VERSION, '-v, --version')
     .exitOverride();
   program.parse(argv);
-  const o = program.opts<{ host?: string[]; dataRoot?: string; logLevel?: string; accel?: string; configFile?: string; clone: boolean; poolSize?: string }>();
+  const o = program.opts<{ host?: string[]; dataRoot?: string; logLevel?: string; accel?: string; configFile?: string; clone: boolean; poolSize?: string; liveRestore?: boolean }>();
   const config = loadConfig(o.configFile ?? defaultConfigFile(), !!o.configFile);
   const level: LogLevel = parseLogLevel(o.logLevel ?? config['log-level'] ?? 'info');
   const logger = createLogger(level);
@@ -115,6 +117,7 @@ async function run(argv: string[]): Promise<void> {
   logger.info(`accelerator: ${accel.accel} (${accel.reason})`);
 
   const clone = o.clone && config.clone !== false;
+  const liveRestore = !!o.liveRestore || config['live-restore'] === true;
   const templates = new TemplateStore(path.join(dataRoot, 'templates'), qemu, logger);
   for (const k of templates.removeStale(assets)) logger.info(`removed stale template ${k}`);
   const defaultMemoryMiB = config['default-memory-mib'] ?? 512;
@@ -132,6 +135,7 @@ async function run(argv: string[]): Promise<void> {
     templates,
     pool,
   });
+  await engine.recover();
   // The default shape's template is made ahead of time, off the start path.
   if (clone) {
     const shape = { assets, accel: accel.accel, memoryMiB: defaultMemoryMiB, cpus: 1 };
@@ -140,7 +144,7 @@ async function run(argv: string[]): Promise<void> {
       .then(() => pool?.fill(shape))
       .catch((err: Error) => logger.warn(`template: ${err.message}`));
   }
-  const server = createDockerApiServer(engine, { defaultMemoryMiB, version: VERSION, accel: accel.accel, accelReason: accel.reason, dataRoot, qemuVersion: qemu }, logger);
+  const server = createDockerApiServer(engine, { defaultMemoryMiB, version: VERSION, accel: accel.accel, accelReason: accel.reason, dataRoot, qemuVersion: qemu, liveRestore }, logger);
   await listenUnix(server, socketPath);
   fs.writeFileSync(path.join(dataRoot, 'hyperboxd.pid'), String(process.pid));
   logger.info(`API listen on ${socketPath} (data root ${dataRoot})`);
@@ -150,9 +154,9 @@ async function run(argv: string[]): Promise<void> {
   const shutdown = async (sig: string) => {
     if (stopping) return;
     stopping = true;
-    logger.info(`received ${sig}: stopping containers and exiting`);
+    logger.info(`received ${sig}: ${liveRestore ? 'leaving containers running (live restore)' : 'stopping containers'} and exiting`);
     server.close();
-    await engine.shutdown();
+    await engine.shutdown({ liveRestore });
     fs.rmSync(socketPath, { force: true });
     fs.rmSync(path.join(dataRoot, 'hyperboxd.pid'), { force: true });
     process.exit(0);

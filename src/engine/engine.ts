@@ -7,7 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
-import { GuestProcess, StartError } from '../agent/connection.js';
+import { AgentConnection, GuestProcess, StartError } from '../agent/connection.js';
+import { isQemuOf, QemuVm } from '../vm/qemu.js';
 import { conflict, HyperboxError, internal, invalid, notFound, notModified } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { RootfsBuilder, containerLayerPaths, mountContainerLayer, unmountContainerLayer } from '../images/rootfs.js';
@@ -21,7 +22,7 @@ import type { GuestShape, TemplateStore } from '../vm/template.js';
 import { Container, type Attachment } from './container.js';
 import { LogWriter, parseLogOptions } from './logs.js';
 import { generateName } from './names.js';
-import { ROOT_NAME, startSandbox } from './sandbox.js';
+import { ROOT_NAME, startSandbox, type Sandbox } from './sandbox.js';
 import { parseSignal } from './signals.js';
 import { NO_RESTART, restartDelayMs, restartsWithDaemon, shouldRestart, validateRestartPolicy } from './restart.js';
 import { NULL_TIME, type ContainerRecord, type ContainerSpec, type HostSpec } from './types.js';
@@ -124,32 +125,90 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     return now;
   }
 
-  /** Reloads persisted containers. VMs do not yet survive a daemon restart: a
-   * container recorded as running is marked exited and its leftover VM killed. */
+  /** Reloads persisted containers; running ones are re-attached by recover(). */
   private loadContainers(): void {
     for (const id of fs.readdirSync(this.containersDir)) {
       const c = Container.load(path.join(this.containersDir, id));
-      if (!c) continue;
-      if (c.record.State.Running) {
-        if (c.record.VmPid) {
-          try {
-            if (fs.readFileSync(`/proc/${c.record.VmPid}/cmdline`, 'utf8').includes('qemu')) process.kill(c.record.VmPid, 'SIGKILL');
-          } catch {
-            /* gone already */
-          }
-        }
-        Object.assign(c.record.State, {
-          Status: 'exited',
-          Running: false,
-          Pid: 0,
-          ExitCode: 137,
-          Error: 'the daemon restarted while the container was running',
-          FinishedAt: new Date().toISOString(),
-        });
-        c.save();
-      }
-      this.containers.set(c.id, c);
+      if (c) this.containers.set(c.id, c);
     }
+  }
+
+  /**
+   * Live restore, after a daemon restart (or crash): containers recorded as
+   * running whose VM is still alive get their control channel, main process,
+   * logs and exit code back; the agent kept what they printed meanwhile. Those
+   * whose VM is gone are marked exited (137). Leftover VMs nobody owns (the
+   * warm pool of the previous daemon, a start that was cut short) are stopped.
+   */
+  async recover(): Promise<void> {
+    const owned = new Set<number>();
+    await Promise.all(
+      [...this.containers.values()]
+        .filter((c) => c.record.State.Running)
+        .map(async (c) => {
+          const error = await this.reattach(c).catch((err: Error) => err.message);
+          if (error === undefined) {
+            owned.add(c.record.VmPid!);
+            return;
+          }
+          if (c.record.VmPid && c.record.VmRunDir && isQemuOf(c.record.VmPid, c.record.VmRunDir)) process.kill(c.record.VmPid, 'SIGKILL');
+          this.opts.logger.warn(`container ${c.id.slice(0, 12)} could not be re-attached: ${error}`);
+          Object.assign(c.record.State, {
+            Status: 'exited',
+            Running: false,
+            Paused: false,
+            Pid: 0,
+            ExitCode: 137,
+            Error: error,
+            FinishedAt: new Date().toISOString(),
+          });
+          c.record.VmPid = undefined;
+          c.save();
+        }),
+    );
+    const keep = new Set([...this.containers.values()].filter((c) => c.record.State.Running).map((c) => c.record.VmRunDir));
+    for (const dir of fs.readdirSync(this.runRoot)) {
+      const runDir = path.join(this.runRoot, dir);
+      if (keep.has(runDir)) continue;
+      let pid = 0;
+      try {
+        pid = Number(fs.readFileSync(path.join(runDir, 'qemu.pid'), 'utf8'));
+      } catch {
+        /* no VM was started there */
+      }
+      if (pid && !owned.has(pid) && isQemuOf(pid, runDir)) {
+        this.opts.logger.info(`stopping a VM left by a previous daemon (${dir})`);
+        process.kill(pid, 'SIGKILL');
+      }
+      fs.rmSync(runDir, { recursive: true, force: true });
+    }
+  }
+
+  private async reattach(c: Container): Promise<string | undefined> {
+    const { VmPid: pid, VmRunDir: runDir, MainProcId: procId } = c.record;
+    if (!pid || !runDir || !procId) return 'the daemon restarted and this container has no live-restore record';
+    const vm = QemuVm.adopt(pid, runDir);
+    if (!vm) return 'the VM exited while the daemon was down';
+    // A paused VM cannot answer the agent handshake: resume it for that moment.
+    if (c.record.State.Paused) await vm.qmp('cont');
+    const agent = await AgentConnection.connect(vm.paths.control, { timeoutMs: 5000, adopt: [procId] });
+    if (c.record.State.Paused) await vm.qmp('stop');
+    const main = agent.adopted(procId)!;
+    const sandbox: Sandbox = {
+      vm,
+      agent,
+      info: c.record.StartInfo ?? { mode: 'cold', accel: this.opts.accel.accel, phases: {} },
+      release: () => {
+        vm.kill();
+        fs.rmSync(runDir, { recursive: true, force: true });
+      },
+    };
+    c.sandbox = sandbox;
+    c.main = main;
+    c.log ??= new LogWriter(c.logFile, parseLogOptions(c.record.HostConfig.LogConfig?.Config));
+    this.wireMainProcess(c, main);
+    this.opts.logger.info(`re-attached container ${c.id.slice(0, 12)} (VM pid ${pid})`);
+    return undefined;
   }
 
   emitEvent(type: EngineEvent['Type'], action: string, id: string, attributes: Record<string, string>): void {
@@ -373,6 +432,8 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
       c.main = main;
       c.record.StartInfo = sandbox.info;
       c.record.VmPid = sandbox.vm.pid;
+      c.record.VmRunDir = sandbox.vm.runDir;
+      c.record.MainProcId = main.id;
       Object.assign(c.record.State, {
         Status: 'running',
         Running: true,
@@ -762,10 +823,16 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     return this.opts.templates;
   }
 
-  /** Stops every VM (daemon shutdown). Containers are recorded as exited. */
-  async shutdown(): Promise<void> {
+  /** Daemon shutdown: stops every VM (containers are recorded as exited), or
+   * with live restore leaves containers running for the next daemon. */
+  async shutdown(opts: { liveRestore?: boolean } = {}): Promise<void> {
     this.shuttingDown = true;
     for (const c of this.containers.values()) if (c.restartTimer) clearTimeout(c.restartTimer);
+    if (opts.liveRestore) {
+      for (const c of this.containers.values()) c.sandbox?.agent.close();
+      await this.opts.pool?.drain();
+      return;
+    }
     const running = [...this.containers.values()].filter((c) => c.running);
     await Promise.all([
       this.opts.pool?.drain(),

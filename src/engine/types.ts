@@ -74,6 +74,10 @@ export interface ContainerRecord {
   ManuallyStopped?: boolean;
   /** PID of the QEMU process while running. */
   VmPid?: number;
+  /** The running VM's run directory (sockets) and the agent's id of the main
+   * process: what a restarted daemon needs to re-attach (live restore). */
+  VmRunDir?: string;
+  MainProcId?: number;
 }
 
 export const NULL_TIME = '0001-01-01T00:00:00Z';

@@ -89,6 +89,17 @@ export function qemuArgs(spec: VmSpec): string[] {
   return args;
 }
 
+/** Whether PID is a live QEMU process whose command line names RUNDIR. */
+export function isQemuOf(pid: number, runDir: string): boolean {
+  try {
+    const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    const state = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0];
+    return state !== 'Z' && cmdline.includes('qemu') && cmdline.includes(runDir);
+  } catch {
+    return false;
+  }
+}
+
 export class QemuVm extends EventEmitter<{ exit: [code: number | null, signal: NodeJS.Signals | null] }> {
   exited = false;
   exitCode: number | null = null;
@@ -119,6 +130,24 @@ export class QemuVm extends EventEmitter<{ exit: [code: number | null, signal: N
     child.on('error', () => vm.markExited(null, 'SIGKILL'));
     child.on('exit', (code, signal) => vm.markExited(code, signal));
     child.unref();
+    return vm;
+  }
+
+  /**
+   * A VM started by an earlier daemon (live restore), if PID is still the QEMU
+   * of RUNDIR. It is not our child: its exit is noticed by polling.
+   */
+  static adopt(pid: number, runDir: string): QemuVm | undefined {
+    if (!isQemuOf(pid, runDir)) return undefined;
+    const vm = new QemuVm(pid, runDir);
+    const timer = setInterval(() => {
+      if (!isQemuOf(pid, runDir)) {
+        clearInterval(timer);
+        vm.markExited(null, 'SIGKILL');
+      }
+    }, 500);
+    timer.unref();
+    vm.once('exit', () => clearInterval(timer));
     return vm;
   }
 

@@ -41,7 +41,7 @@ export class TestDaemon {
     // Kept after the test for post-mortems (CI prints where).
     const logDir = path.join(os.tmpdir(), 'hyperbox-test-logs');
     fs.mkdirSync(logDir, { recursive: true });
-    const logFile = fs.createWriteStream(path.join(logDir, `${path.basename(this.dataRoot)}.log`));
+    const logFile = fs.createWriteStream(path.join(logDir, `${path.basename(this.dataRoot)}.log`), { flags: 'a' });
     const keep = (d: Buffer) => {
       this.log += d;
       logFile.write(d);
@@ -91,7 +91,7 @@ export class TestDaemon {
 
   /** Stops the daemon (SIGTERM, or SIGKILL) and starts it again on the same data root. */
   async restart(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-    if (this.proc && this.proc.exitCode === null) {
+    if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null) {
       const exited = new Promise((r) => this.proc!.once('exit', r));
       this.proc.kill(signal);
       await exited;
@@ -101,7 +101,7 @@ export class TestDaemon {
   }
 
   async stop(): Promise<void> {
-    if (this.proc && this.proc.exitCode === null) {
+    if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null) {
       this.proc.kill('SIGTERM');
       await new Promise((r) => this.proc!.once('exit', r));
     }

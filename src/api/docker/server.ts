@@ -32,6 +32,7 @@ export interface ServerInfo {
   dataRoot: string;
   qemuVersion: string;
   defaultMemoryMiB: number;
+  liveRestore: boolean;
 }
 
 export function createDockerApiServer(engine: Engine, info: ServerInfo, logger: Logger): http.Server {

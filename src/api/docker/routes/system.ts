@@ -81,7 +81,7 @@ export function systemRoutes(r: RouteTable, engine: Engine, info: ServerInfo): v
       Runtimes: { hyperbox: { path: 'qemu-system-x86_64' } },
       DefaultRuntime: 'hyperbox',
       Swarm: { NodeID: '', NodeAddr: '', LocalNodeState: 'inactive', ControlAvailable: false, Error: '', RemoteManagers: null },
-      LiveRestoreEnabled: false,
+      LiveRestoreEnabled: info.liveRestore,
       Isolation: '',
       InitBinary: '',
       SecurityOptions: ['name=hypervisor'],

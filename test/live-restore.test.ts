@@ -1,0 +1,88 @@
+/**
+ * VMs outlive the daemon: after `kill -9` of hyperboxd, a new daemon re-attaches
+ * to every running container's control channel, logs and exit code.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { startDaemonWithBusybox, until, type TestDaemon } from './helpers/daemon.js';
+
+let d: TestDaemon;
+const inspect = async (name: string, fmt: string) => (await d.run(['inspect', '-f', fmt, name])).stdout.trim();
+const qemuCount = () => execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((l) => l.startsWith('qemu-system') && l.includes(d.dataRoot)).length;
+
+before(async () => {
+  d = await startDaemonWithBusybox();
+});
+after(async () => d?.stop());
+
+describe('live restore', () => {
+  it('re-attaches running containers after the daemon is killed with SIGKILL', async () => {
+    const ticker = "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.3; done";
+    for (const args of [
+      ['-d', '--name', 'tick', 'busybox', 'sh', '-c', ticker],
+      ['-d', '-t', '--name', 'tty', 'busybox', 'sh', '-c', ticker],
+      ['-d', '--name', 'sleeper', 'busybox', 'sleep', '1000'],
+      ['-d', '--name', 'quiet', 'busybox', 'sh', '-c', 'while true; do sleep 1; done'],
+      ['-d', '--name', 'paused', 'busybox', 'sleep', '1000'],
+      ['-d', '--name', 'leaver', 'busybox', 'sh', '-c', 'while [ ! -f /go ]; do sleep 0.2; done; echo bye; exit 42'],
+    ]) {
+      const r = await d.run(['run', ...args]);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    assert.equal((await d.run(['pause', 'paused'])).code, 0);
+    const follower = d.spawnCli(['logs', '-f', 'tick']);
+    let followed = '';
+    follower.stdout!.on('data', (c) => (followed += c));
+    await until('logs -f running', () => followed.includes('tick 2'));
+    const before = qemuCount();
+
+    const leaverId = await inspect('leaver', '{{.Id}}');
+    d.proc!.kill('SIGKILL');
+    await new Promise((r) => d.proc!.once('exit', r));
+    // While no daemon runs: one container exits (told so through its root on the host), the others go on.
+    fs.writeFileSync(path.join(d.dataRoot, 'data', 'containers', leaverId, 'rootfs', 'go'), '');
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.equal(qemuCount(), before, 'no VM was lost or duplicated');
+    d.log = '';
+    await d.start();
+
+    const running = (await d.run(['ps', '--format', '{{.Names}}'])).stdout.trim().split('\n').sort();
+    assert.deepEqual(running, ['paused', 'quiet', 'sleeper', 'tick', 'tty']);
+    await until('leaver exit recorded', async () => (await inspect('leaver', '{{.State.Status}} {{.State.ExitCode}}')) === 'exited 42', 20_000);
+    assert.equal((await d.run(['logs', 'leaver'])).stdout, 'bye\n', 'output printed while the daemon was down is kept');
+
+    const ticks = (await d.run(['logs', 'tick'])).stdout.trim().split('\n');
+    const numbers = ticks.map((l) => Number(l.split(' ')[1]));
+    assert.deepEqual(numbers, numbers.map((_, i) => i + 1), 'no line lost across the restart');
+    await until('ticker output continues', async () => (await d.run(['logs', 'tick'])).stdout.trim().split('\n').length > ticks.length);
+
+    for (const n of ['tick', 'tty', 'sleeper', 'quiet']) {
+      const r = await d.run(['exec', n, 'echo', `exec-${n}`]);
+      assert.equal(r.stdout, `exec-${n}\n`, `exec in ${n}: ${r.stderr}`);
+    }
+    assert.equal(await inspect('paused', '{{.State.Status}}'), 'paused');
+    assert.equal((await d.run(['unpause', 'paused'])).code, 0);
+    assert.equal((await d.run(['exec', 'paused', 'echo', 'awake'])).stdout, 'awake\n');
+
+    const stop = await d.run(['stop', '-t', '1', 'tick']);
+    assert.equal(stop.code, 0, stop.stderr);
+    assert.equal(await inspect('tick', '{{.State.Running}}'), 'false');
+    follower.kill();
+    for (const n of ['tick', 'tty', 'sleeper', 'quiet', 'paused', 'leaver']) await d.run(['rm', '-f', n]);
+    await until('all VMs gone', () => qemuCount() === 0, 10_000);
+  });
+
+  it('marks a container whose VM died while the daemon was down as exited 137', async () => {
+    assert.equal((await d.run(['run', '-d', '--name', 'victim', 'busybox', 'sleep', '1000'])).code, 0);
+    const pid = Number(await inspect('victim', '{{.State.Pid}}'));
+    d.proc!.kill('SIGKILL');
+    await new Promise((r) => d.proc!.once('exit', r));
+    process.kill(pid, 'SIGKILL');
+    await d.restart();
+    assert.equal(await inspect('victim', '{{.State.Status}} {{.State.ExitCode}}'), 'exited 137');
+    assert.match(await inspect('victim', '{{.State.Error}}'), /the VM exited while the daemon was down/);
+  });
+});
