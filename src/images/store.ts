@@ -119,7 +119,8 @@ export class ContentStore {
             yield c;
           }
         },
-        fs.createWriteStream(tmp, { mode: 0o644 }),
+        // Opened synchronously, so the cleanup below can never run before the file exists.
+        fs.createWriteStream('', { fd: fs.openSync(tmp, 'wx', 0o644) }),
       );
       const digest = `sha256:${hash.digest('hex')}`;
       if (expected?.digest && expected.digest !== digest) throw invalid(`digest mismatch: expected ${expected.digest}, got ${digest}`);
