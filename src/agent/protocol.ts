@@ -59,6 +59,10 @@ export const Tag = {
   CpuStat: 23,
   Uptime: 24,
   Process: 25,
+  Ipv4: 26,
+  Gateway: 27,
+  Dns: 28,
+  Tmpfs: 29,
 } as const;
 
 export interface Frame {

@@ -10,6 +10,7 @@ import { registerContainerCommands } from './commands/containers.js';
 import { registerImageCommands } from './commands/images.js';
 import { CLIENT_VERSION, registerSystemCommands } from './commands/system.js';
 import { registerTemplateCommands } from './commands/templates.js';
+import { registerVolumeCommands } from './commands/volumes.js';
 import { type Act, useClient } from './context.js';
 import { ExitError } from './exit-error.js';
 
@@ -49,6 +50,7 @@ function buildProgram(setStatus: (n: number) => void): Command {
   registerImageCommands(program, act);
   registerSystemCommands(program, act);
   registerTemplateCommands(program, act);
+  registerVolumeCommands(program, act);
   return program;
 }
 
