@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { startDaemonWithBusybox, type TestDaemon } from './helpers/daemon.js';
+import { startDaemonWithBusybox, TestDaemon, until } from './helpers/daemon.js';
 
 describe('volumes', () => {
   let d: TestDaemon;
@@ -99,5 +99,25 @@ describe('volumes', () => {
     assert.match(r.stdout, /^host-rw$/m);
     assert.match(r.stderr, /Read-only file system/);
     assert.equal(fs.readFileSync(path.join(tmp, 'rw-ok'), 'utf8'), 'rw\n');
+  });
+
+  it('bind mounts reach a warm-pool VM too, and the network works there', async () => {
+    const share = path.join(tmp, 'pool-share');
+    fs.mkdirSync(share);
+    fs.writeFileSync(path.join(share, 'f'), 'seen by the pool VM\n');
+    const p = new TestDaemon(['--pool-size', '1']);
+    await p.start();
+    try {
+      await p.importBusybox();
+      await until('pool ready', async () => /^Warm Pool: 1 ready of 1$/m.test((await p.run(['info'])).stdout), 60_000);
+      const id = (await p.run(['run', '-d', '-v', `${share}:/mnt`, 'busybox', 'sh', '-c', 'cat /mnt/f; cat /proc/net/route | wc -l; echo w > /mnt/back; sleep 1000'])).stdout.trim();
+      assert.equal((await p.run(['inspect', '-f', '{{.HyperBox.Start.mode}}', id])).stdout.trim(), 'pool');
+      await until('output', async () => (await p.run(['logs', id])).stdout === 'seen by the pool VM\n3\n');
+      assert.equal(fs.readFileSync(path.join(share, 'back'), 'utf8'), 'w\n');
+      assert.equal((await p.run(['rm', '-f', id])).code, 0);
+      assert.equal(fs.readFileSync(path.join(share, 'f'), 'utf8'), 'seen by the pool VM\n', 'the bind source survived rm');
+    } finally {
+      await p.stop();
+    }
   });
 });

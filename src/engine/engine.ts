@@ -151,6 +151,8 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
         });
         c.save();
       }
+      // Volumes a previous daemon left mounted on a stopped container's root.
+      this.releaseStorage(c);
       this.containers.set(c.id, c);
     }
   }
