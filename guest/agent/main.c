@@ -18,7 +18,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <net/route.h>
+#include <netinet/in.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
@@ -104,14 +109,23 @@ static struct proc *find_proc(uint32_t id) {
 
 /* ---- configuration -------------------------------------------------------- */
 
+static int configure_eth0(const char *cidr, const char *gw, const char **what);
+static void loopback_up(void);
+static char dns_server[64];
+
+
 static void handle_configure(const uint8_t *p, size_t n) {
   struct tlv_in it = {p, n};
   uint8_t tag;
   const uint8_t *d;
   uint32_t len;
   int r;
+  char ipv4[32] = "", gw[32] = "";
   while ((r = tlv_next(&it, &tag, &d, &len)) == 1) {
-    if (tag == T_HOSTNAME && len <= 64) {
+    if (tag == T_IPV4) field_str(d, len, ipv4, sizeof ipv4);
+    else if (tag == T_GATEWAY) field_str(d, len, gw, sizeof gw);
+    else if (tag == T_DNS) field_str(d, len, dns_server, sizeof dns_server);
+    else if (tag == T_HOSTNAME && len <= 64) {
       sethostname((const char *)d, len);
     } else if (tag == T_TIME && len == 8) {
       uint64_t ns = be64(d);
@@ -136,7 +150,92 @@ static void handle_configure(const uint8_t *p, size_t n) {
       }
     }
   }
-  send_result(r < 0 ? EINVAL : 0, r < 0 ? "malformed configure" : NULL);
+  if (r < 0) { send_result(EINVAL, "malformed configure"); return; }
+  loopback_up();
+  if (*ipv4) {
+    const char *what = "";
+    int err = configure_eth0(ipv4, gw, &what);
+    if (err) {
+      char msg[128];
+      snprintf(msg, sizeof msg, "network: eth0 %s: %s", what, strerror(err));
+      send_result(err, msg);
+      return;
+    }
+  }
+  send_result(0, NULL);
+}
+
+/* ---- network ------------------------------------------------------------------ */
+
+
+static int if_flags_up(int sk, const char *ifname) {
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  snprintf(ifr.ifr_name, IFNAMSIZ, "%s", ifname);
+  if (ioctl(sk, SIOCGIFFLAGS, &ifr) < 0) return -1;
+  ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+  return ioctl(sk, SIOCSIFFLAGS, &ifr);
+}
+
+static void set_sin(struct sockaddr *sa, struct in_addr a) {
+  struct sockaddr_in *sin = (struct sockaddr_in *)sa;
+  memset(sin, 0, sizeof *sin);
+  sin->sin_family = AF_INET;
+  sin->sin_addr = a;
+}
+
+static void loopback_up(void) {
+  int sk = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sk < 0) return;
+  if (if_flags_up(sk, "lo") < 0) agent_log("lo up: %s", strerror(errno));
+  close(sk);
+}
+
+/* Configures eth0 (the virtio-net NIC on QEMU's user-mode network) with an IPv4
+ * address "a.b.c.d/prefix" and a default route, with plain ioctls. Returns 0 or
+ * an errno; *what names the step that failed. */
+static int configure_eth0(const char *cidr, const char *gw, const char **what) {
+  char addr[32];
+  struct in_addr a, g, m;
+  unsigned prefix = 24;
+  const char *slash = strchr(cidr, '/');
+  size_t alen = slash ? (size_t)(slash - cidr) : strlen(cidr);
+  *what = "address";
+  if (alen >= sizeof addr) return EINVAL;
+  memcpy(addr, cidr, alen);
+  addr[alen] = 0;
+  if (slash) prefix = (unsigned)atoi(slash + 1);
+  if (prefix > 32 || inet_pton(AF_INET, addr, &a) != 1) return EINVAL;
+  m.s_addr = htonl(prefix ? 0xffffffffu << (32 - prefix) : 0);
+  int sk = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sk < 0) return errno;
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  snprintf(ifr.ifr_name, IFNAMSIZ, "eth0");
+  int err = 0;
+  set_sin(&ifr.ifr_addr, a);
+  if (ioctl(sk, SIOCSIFADDR, &ifr) < 0) { err = errno; goto out; }
+  *what = "netmask";
+  set_sin(&ifr.ifr_netmask, m);
+  if (ioctl(sk, SIOCSIFNETMASK, &ifr) < 0) { err = errno; goto out; }
+  *what = "link up";
+  if (if_flags_up(sk, "eth0") < 0) { err = errno; goto out; }
+  if (gw && *gw) {
+    *what = "gateway";
+    if (inet_pton(AF_INET, gw, &g) != 1) { err = EINVAL; goto out; }
+    struct rtentry rt;
+    memset(&rt, 0, sizeof rt);
+    struct in_addr any = {0};
+    set_sin(&rt.rt_dst, any);
+    set_sin(&rt.rt_genmask, any);
+    set_sin(&rt.rt_gateway, g);
+    rt.rt_flags = RTF_UP | RTF_GATEWAY;
+    rt.rt_dev = "eth0";
+    if (ioctl(sk, SIOCADDRT, &rt) < 0 && errno != EEXIST) { err = errno; goto out; }
+  }
+out:
+  close(sk);
+  return err;
 }
 
 static int mkdir_p(const char *path, mode_t mode) {
@@ -215,6 +314,48 @@ static void provide_etc_files(const char *root, const char *cname) {
   bind_etc_file(root, cname, "hostname", buf);
   snprintf(buf, sizeof buf, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t%s\n", host);
   bind_etc_file(root, cname, "hosts", buf);
+  if (*dns_server) {
+    snprintf(buf, sizeof buf, "nameserver %s\n", dns_server);
+    bind_etc_file(root, cname, "resolv.conf", buf);
+  }
+}
+
+/* Mounts a tmpfs at ROOT/PATH for a "PATH[:OPTS]" spec (Docker's --tmpfs syntax).
+ * The host created PATH as a real directory inside the root before the start. */
+static int mount_tmpfs(const char *root, const char *spec, char *msg, size_t cap) {
+  char path[512], data[256] = "";
+  unsigned long flags = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+  const char *colon = strchr(spec, ':');
+  size_t plen = colon ? (size_t)(colon - spec) : strlen(spec);
+  if (plen == 0 || plen >= sizeof path || spec[0] != '/' || strstr(spec, "/..")) {
+    snprintf(msg, cap, "tmpfs: bad path");
+    return EINVAL;
+  }
+  memcpy(path, spec, plen);
+  path[plen] = 0;
+  if (colon) {
+    char opts[256], *save = NULL;
+    snprintf(opts, sizeof opts, "%s", colon + 1);
+    for (char *o = strtok_r(opts, ",", &save); o; o = strtok_r(NULL, ",", &save)) {
+      if (!strcmp(o, "ro")) flags |= MS_RDONLY;
+      else if (!strcmp(o, "rw")) flags &= ~MS_RDONLY;
+      else if (!strcmp(o, "exec")) flags &= ~MS_NOEXEC;
+      else if (!strcmp(o, "noexec")) flags |= MS_NOEXEC;
+      else if (!strcmp(o, "suid")) flags &= ~MS_NOSUID;
+      else if (!strcmp(o, "nosuid")) flags |= MS_NOSUID;
+      else if (!strcmp(o, "dev")) flags &= ~MS_NODEV;
+      else if (!strcmp(o, "nodev")) flags |= MS_NODEV;
+      else if (!strncmp(o, "size=", 5) || !strncmp(o, "mode=", 5) || !strncmp(o, "uid=", 4) || !strncmp(o, "gid=", 4) || !strncmp(o, "nr_inodes=", 10)) {
+        if (strlen(data) + strlen(o) + 2 < sizeof data) { if (*data) strcat(data, ","); strcat(data, o); }
+      }
+    }
+  }
+  if (mount_at(root, path, "tmpfs", "tmpfs", flags, *data ? data : NULL) < 0) {
+    int e = errno;
+    snprintf(msg, cap, "tmpfs %s: %s", path, strerror(e));
+    return e;
+  }
+  return 0;
 }
 
 /* Mounts a host-prepared root filesystem (9p tag) at /c/NAME with the kernel
@@ -227,6 +368,7 @@ static void handle_mount_root(const uint8_t *p, size_t n) {
   uint32_t len;
   char mtag[64] = "", name[80] = "", sub[80] = "", root[128], share[256];
   while (tlv_next(&it, &tag, &d, &len) == 1) {
+    if (tag == T_TMPFS) continue; /* after the root is mounted, below */
     if (tag == T_TAG) field_str(d, len, mtag, sizeof mtag);
     if (tag == T_NAME) field_str(d, len, name, sizeof name);
     if (tag == T_SUBDIR) field_str(d, len, sub, sizeof sub);
@@ -262,6 +404,14 @@ static void handle_mount_root(const uint8_t *p, size_t n) {
   mount_at(root, "/dev/shm", "shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k");
   mount_at(root, "/dev/mqueue", "mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
   provide_etc_files(root, name);
+  it = (struct tlv_in){p, n};
+  while (tlv_next(&it, &tag, &d, &len) == 1) {
+    char spec[512], msg[256];
+    if (tag != T_TMPFS) continue;
+    if (field_str(d, len, spec, sizeof spec)) { send_result(EINVAL, "tmpfs: bad spec"); return; }
+    int e = mount_tmpfs(root, spec, msg, sizeof msg);
+    if (e) { send_result(e, msg); return; }
+  }
   send_result(0, NULL);
 }
 
@@ -696,6 +846,7 @@ int main(void) {
     usleep(10000);
   }
   hb_set_channel(channel);
+  loopback_up();
   send_hello();
 
   struct pollfd fds[2 + 3 * MAX_PROCS];

@@ -36,6 +36,13 @@ export interface ProcessSpec {
   cols?: number;
 }
 
+/** IPv4 setup of the guest's eth0: "a.b.c.d/prefix", gateway and DNS server. */
+export interface GuestNetwork {
+  ipv4: string;
+  gateway: string;
+  dns: string;
+}
+
 export interface ExitStatus {
   code: number;
   signal: number;
@@ -246,7 +253,7 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
   }
 
   /** Refreshes what a template snapshot froze: clock, RNG, hostname. */
-  configure(opts: { hostname: string; seed: Buffer; memoryLimit?: number }): Promise<void> {
+  configure(opts: { hostname: string; seed: Buffer; network?: GuestNetwork; memoryLimit?: number }): Promise<void> {
     const nowNs = BigInt(Date.now()) * 1_000_000n;
     const fields: Array<[number, TlvValue]> = [
       [Tag.Hostname, opts.hostname],
@@ -254,16 +261,18 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
       [Tag.Seed, opts.seed],
     ];
     if (opts.memoryLimit) fields.push([Tag.MemLimit, BigInt(opts.memoryLimit)]);
+    if (opts.network) fields.push([Tag.Ipv4, opts.network.ipv4], [Tag.Gateway, opts.network.gateway], [Tag.Dns, opts.network.dns]);
     return this.checkedRequest(MsgType.Configure, fields);
   }
 
   /** Mounts the 9p share TAG as container root NAME (or its SUBDIR, for pool VMs). */
-  mountRoot(tag: string, name: string, subdir?: string): Promise<void> {
+  mountRoot(tag: string, name: string, subdir?: string, tmpfs: string[] = []): Promise<void> {
     const fields: Array<[number, TlvValue]> = [
       [Tag.MountTag, tag],
       [Tag.Name, name],
     ];
     if (subdir) fields.push([Tag.Subdir, subdir]);
+    for (const t of tmpfs) fields.push([Tag.Tmpfs, t]);
     return this.checkedRequest(MsgType.MountRoot, fields);
   }
 

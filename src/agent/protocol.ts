@@ -59,8 +59,12 @@ export const Tag = {
   CpuStat: 23,
   Uptime: 24,
   Process: 25,
-  MemLimit: 26,
-  Oom: 27,
+  Ipv4: 26,
+  Gateway: 27,
+  Dns: 28,
+  Tmpfs: 29,
+  MemLimit: 30,
+  Oom: 31,
 } as const;
 
 export interface Frame {

@@ -11,6 +11,7 @@ import { registerContainerStateCommands } from './commands/inspect-container.js'
 import { registerImageCommands } from './commands/images.js';
 import { CLIENT_VERSION, registerSystemCommands } from './commands/system.js';
 import { registerTemplateCommands } from './commands/templates.js';
+import { registerVolumeCommands } from './commands/volumes.js';
 import { type Act, useClient } from './context.js';
 import { ExitError } from './exit-error.js';
 
@@ -51,6 +52,7 @@ function buildProgram(setStatus: (n: number) => void): Command {
   registerImageCommands(program, act);
   registerSystemCommands(program, act);
   registerTemplateCommands(program, act);
+  registerVolumeCommands(program, act);
   return program;
 }
 

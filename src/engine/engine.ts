@@ -26,6 +26,9 @@ import { ROOT_NAME, startSandbox, type Sandbox } from './sandbox.js';
 import { parseSignal } from './signals.js';
 import { NO_RESTART, restartDelayMs, restartsWithDaemon, shouldRestart, validateRestartPolicy } from './restart.js';
 import { NULL_TIME, type ContainerRecord, type ContainerSpec, type HostSpec } from './types.js';
+import { allocatePorts, checkPorts, networkModeOf } from './ports.js';
+import { mountsUnder, mountVolumes, resolveMounts, restoreRootWritable, unmountVolumes } from './storage.js';
+import { VolumeStore } from './volumes.js';
 
 export interface EngineOptions {
   dataRoot: string;
@@ -93,6 +96,7 @@ function mergeEnv(base: string[], extra: string[]): string[] {
 export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
   readonly store: ContentStore;
   readonly rootfs: RootfsBuilder;
+  readonly volumes: VolumeStore;
   private readonly containers = new Map<string, Container>();
   private readonly execs = new Map<string, ExecRecord>();
   private readonly containersDir: string;
@@ -106,6 +110,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     this.setMaxListeners(0);
     this.store = new ContentStore(path.join(opts.dataRoot, 'image-store'));
     this.rootfs = new RootfsBuilder(this.store, path.join(opts.dataRoot, 'rootfs'));
+    this.volumes = new VolumeStore(path.join(opts.dataRoot, 'volumes'));
     this.containersDir = path.join(opts.dataRoot, 'containers');
     this.runRoot = path.join(opts.dataRoot, 'run');
     fs.mkdirSync(this.containersDir, { recursive: true });
@@ -129,7 +134,11 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
   private loadContainers(): void {
     for (const id of fs.readdirSync(this.containersDir)) {
       const c = Container.load(path.join(this.containersDir, id));
-      if (c) this.containers.set(c.id, c);
+      if (!c) continue;
+      // Volumes a previous daemon left mounted on a stopped container's root
+      // (running ones keep theirs: recover() re-attaches them).
+      if (!c.record.State.Running) this.releaseStorage(c);
+      this.containers.set(c.id, c);
     }
   }
 
@@ -164,6 +173,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
           });
           c.record.VmPid = undefined;
           c.save();
+          this.releaseStorage(c);
         }),
     );
     const keep = new Set([...this.containers.values()].filter((c) => c.record.State.Running).map((c) => c.record.VmRunDir));
@@ -287,6 +297,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
       Labels: { ...(imgCfg.Labels ?? {}), ...(req.config.Labels ?? {}) },
       StopSignal: req.config.StopSignal || imgCfg.StopSignal || 'SIGTERM',
       StopTimeout: req.config.StopTimeout,
+      ExposedPorts: {},
     };
     if (!config.WorkingDir.startsWith('/')) throw invalid(`the working directory '${config.WorkingDir}' is invalid, it needs to be an absolute path`);
     parseSignal(config.StopSignal);
@@ -297,6 +308,12 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
       ConsoleSize: req.host.ConsoleSize,
       RestartPolicy: req.host.RestartPolicy ?? NO_RESTART,
       LogConfig: req.host.LogConfig,
+      Binds: req.host.Binds,
+      Mounts: req.host.Mounts,
+      Tmpfs: req.host.Tmpfs,
+      ReadonlyRootfs: !!req.host.ReadonlyRootfs,
+      NetworkMode: req.host.NetworkMode || 'default',
+      PublishAllPorts: !!req.host.PublishAllPorts,
     };
     if (host.LogConfig?.Type && !['json-file', 'local'].includes(host.LogConfig.Type)) {
       throw invalid(`logging driver "${host.LogConfig.Type}" is not supported by hyperbox (json-file only)`);
@@ -308,6 +325,12 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     }
     const policyError = validateRestartPolicy(host.RestartPolicy, host.AutoRemove);
     if (policyError) throw invalid(policyError);
+    const ports = checkPorts(req.host.PortBindings ?? {}, { ...(imgCfg.ExposedPorts ?? {}), ...(req.config.ExposedPorts ?? {}) });
+    host.PortBindings = ports.bindings;
+    config.ExposedPorts = ports.exposed;
+    if (networkModeOf(host.NetworkMode) === 'none' && (Object.values(ports.bindings).some((l) => l?.length) || host.PublishAllPorts)) {
+      throw invalid('conflicting options: port publishing and the container type network mode');
+    }
     if (host.Memory < 0 || (host.Memory > 0 && host.Memory < 6 * 1024 * 1024)) throw invalid('Minimum memory limit allowed is 6MB');
     if (host.NanoCpus < 0) throw invalid('Range of CPUs is from 0.01 to the number of CPUs available');
     const record: ContainerRecord = {
@@ -330,6 +353,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
         FinishedAt: NULL_TIME,
       },
     };
+    record.MountPoints = resolveMounts(host, this.volumes);
     const dir = path.join(this.containersDir, id);
     fs.mkdirSync(dir, { recursive: true });
     const c = new Container(record, dir);
@@ -378,7 +402,13 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
       const image = this.store.resolve(c.record.ImageId);
       let t = performance.now();
       const rootfs = mountContainerLayer(await this.rootfs.imageRootfs(image), c.dir);
+      const hc = c.record.HostConfig;
+      const tmpfs = mountVolumes(rootfs, c.record.MountPoints ?? [], !!hc.ReadonlyRootfs);
       phases.rootfs = Math.round(performance.now() - t);
+      const netMode = networkModeOf(hc.NetworkMode);
+      const { ports, forwards } =
+        netMode === 'none' ? { ports: {}, forwards: [] } : await allocatePorts(hc.PortBindings ?? {}, c.record.Config.ExposedPorts ?? {}, !!hc.PublishAllPorts);
+      c.record.Ports = ports;
       const shape = this.guestShape(
         c.record.HostConfig.Memory ? Math.max(128, Math.ceil(c.record.HostConfig.Memory / 1048576) + 64) : undefined,
         Math.max(1, Math.ceil(c.record.HostConfig.NanoCpus / 1e9)),
@@ -394,9 +424,14 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
           bootTimeoutMs: this.opts.bootTimeoutMs,
           templates: useClone ? this.opts.templates : undefined,
           pool: useClone ? this.opts.pool : undefined,
+          net: { forwards, restrict: netMode === 'none' },
+          tmpfs,
         },
         phases,
-      );
+      ).catch((err: unknown) => {
+        this.releaseStorage(c);
+        throw err;
+      });
       c.sandbox = sandbox;
       if (sandbox.info.fallbackReason) this.opts.logger.warn(`container ${c.id.slice(0, 12)}: cold boot instead of a clone: ${sandbox.info.fallbackReason}`);
       c.log ??= new LogWriter(c.logFile, parseLogOptions(c.record.HostConfig.LogConfig?.Config));
@@ -419,6 +454,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
       } catch (err) {
         sandbox.release();
         c.sandbox = undefined;
+        this.releaseStorage(c);
         if (err instanceof StartError) {
           const code = /executable file not found|no such file or directory/.test(err.message) ? 127 : err.errno === 13 ? 126 : 128;
           Object.assign(c.record.State, { ExitCode: code, Error: err.message });
@@ -505,6 +541,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     c.sandbox = undefined;
     sandbox?.agent.close();
     sandbox?.release();
+    this.releaseStorage(c);
     Object.assign(c.record.State, {
       Status: 'exited',
       Running: false,
@@ -533,7 +570,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     if (!c.removed && !this.shuttingDown && shouldRestart(c.record.HostConfig.RestartPolicy, code, count, !!c.record.ManuallyStopped)) {
       this.scheduleRestart(c, restartDelayMs(count, Date.now() - Date.parse(c.record.State.StartedAt)));
     } else if (c.record.HostConfig.AutoRemove) {
-      void this.remove(c.id, { force: true }).catch((err) => this.opts.logger.warn(`auto-remove ${c.id}: ${(err as Error).message}`));
+      void this.remove(c.id, { force: true, volumes: true }).catch((err) => this.opts.logger.warn(`auto-remove ${c.id}: ${(err as Error).message}`));
     }
   }
 
@@ -625,7 +662,19 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     this.containerEvent(c, 'stop');
   }
 
-  async remove(idOrName: string, opts: { force?: boolean } = {}): Promise<void> {
+  /** Unmounts a container's volumes and binds from its root (after its VM is gone or going). */
+  private releaseStorage(c: Container): void {
+    const root = containerLayerPaths(c.dir).merged;
+    unmountVolumes(root);
+    restoreRootWritable(root);
+  }
+
+  /** Containers (names) that reference a volume. */
+  volumeUsers(name: string): string[] {
+    return this.list().filter((c) => c.record.MountPoints?.some((m) => m.Type === 'volume' && m.Name === name)).map((c) => c.name.replace(/^\//, ''));
+  }
+
+  async remove(idOrName: string, opts: { force?: boolean; volumes?: boolean } = {}): Promise<void> {
     const c = this.get(idOrName);
     if (c.removed) return;
     if (c.running || c.busy) {
@@ -641,11 +690,25 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     this.containers.delete(c.id);
     c.log?.close();
     try {
+      this.releaseStorage(c);
       unmountContainerLayer(c.dir);
     } catch (err) {
       this.opts.logger.warn(`unmount ${c.id}: ${(err as Error).message}`);
     }
-    fs.rmSync(c.dir, { recursive: true, force: true });
+    // Never delete recursively through a bind mount (it would delete host data).
+    const left = mountsUnder(c.dir);
+    if (left.length) this.opts.logger.warn(`container ${c.id}: still mounted, its directory is kept: ${left.join(', ')}`);
+    else fs.rmSync(c.dir, { recursive: true, force: true });
+    if (opts.volumes) {
+      for (const m of c.record.MountPoints ?? []) {
+        if (m.Type !== 'volume' || !m.Name) continue;
+        try {
+          if (this.volumes.get(m.Name).Anonymous && this.volumeUsers(m.Name).length === 0) this.volumes.remove(m.Name, []);
+        } catch {
+          /* already removed */
+        }
+      }
+    }
     fs.rmSync(path.join(this.runRoot, c.id.slice(0, 12)), { recursive: true, force: true });
     for (const [id, e] of this.execs) if (e.ContainerID === c.id) this.execs.delete(id);
     this.containerEvent(c, 'destroy');

@@ -5,10 +5,10 @@
  * times each phase for `inspect`.
  */
 import { randomBytes } from 'node:crypto';
-import { AgentConnection } from '../agent/connection.js';
+import { AgentConnection, type GuestNetwork } from '../agent/connection.js';
 import { internal } from '../common/errors.js';
 import type { GuestAssets } from '../vm/assets.js';
-import { QemuVm, type Accel } from '../vm/qemu.js';
+import { QemuVm, USER_NET, type Accel, type NetSpec } from '../vm/qemu.js';
 import { POOL_SUBDIR, releaseMember, type ClonePool } from '../vm/pool.js';
 import { startClone, TemplateCorruptError, type Template, type TemplateStore } from '../vm/template.js';
 import type { StartInfo } from './types.js';
@@ -29,6 +29,10 @@ export interface SandboxOptions {
   templates?: TemplateStore;
   /** Take a pre-started clone from this pool when one is ready. */
   pool?: ClonePool;
+  /** User-mode network: published ports, or `restrict` for `--network none`. */
+  net: NetSpec;
+  /** tmpfs mounts inside the root, as "/path[:opts]". */
+  tmpfs?: string[];
 }
 
 export interface Sandbox {
@@ -56,7 +60,9 @@ export async function startSandbox(opts: SandboxOptions, phases: Record<string, 
   let subdir: string | undefined;
   let release = (): void => vm?.kill();
   const shape = { assets: opts.assets, accel: opts.accel, memoryMiB: opts.memoryMiB, cpus: opts.cpus };
-  if (opts.templates && opts.pool) {
+  // A pool VM's netdev was set up before its container existed: it serves only
+  // containers on the default network without published ports.
+  if (opts.templates && opts.pool && !opts.net.restrict && opts.net.forwards.length === 0) {
     const member = await opts.pool.claim(shape, opts.rootfs);
     if (member) {
       vm = member.vm;
@@ -71,7 +77,7 @@ export async function startSandbox(opts: SandboxOptions, phases: Record<string, 
     try {
       template = await opts.templates.ensure(shape);
       mark('template');
-      vm = await startClone(template, { runDir: opts.runDir, rootPath: opts.rootfs });
+      vm = await startClone(template, { runDir: opts.runDir, rootPath: opts.rootfs, net: opts.net });
       mode = 'clone';
       mark('vm');
     } catch (err) {
@@ -88,6 +94,7 @@ export async function startSandbox(opts: SandboxOptions, phases: Record<string, 
       memoryMiB: opts.memoryMiB,
       cpus: opts.cpus,
       shares: [{ tag: ROOT_TAG, path: opts.rootfs }],
+      net: opts.net,
     });
     mark('vm');
   }
@@ -104,8 +111,11 @@ export async function startSandbox(opts: SandboxOptions, phases: Record<string, 
       died,
     ]);
     mark('boot');
-    await agent.configure({ hostname: opts.hostname, seed: randomBytes(64), memoryLimit: opts.memoryLimit });
-    await agent.mountRoot(ROOT_TAG, ROOT_NAME, subdir);
+    const network: GuestNetwork | undefined = opts.net.restrict
+      ? undefined
+      : { ipv4: `${USER_NET.guest}/${USER_NET.prefix}`, gateway: USER_NET.gateway, dns: USER_NET.dns };
+    await agent.configure({ hostname: opts.hostname, seed: randomBytes(64), network, memoryLimit: opts.memoryLimit });
+    await agent.mountRoot(ROOT_TAG, ROOT_NAME, subdir, opts.tmpfs);
     mark('configure');
   } catch (err) {
     release();

@@ -1,4 +1,7 @@
 /** What the engine persists about a container (one JSON file per container). */
+import type { PortMap } from './ports.js';
+import type { MountPoint, MountRequest } from './storage.js';
+
 export type ContainerStatus = 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';
 
 export interface ContainerSpec {
@@ -18,6 +21,7 @@ export interface ContainerSpec {
   Labels: Record<string, string>;
   StopSignal: string;
   StopTimeout?: number;
+  ExposedPorts?: Record<string, object>;
 }
 
 export interface HostSpec {
@@ -29,6 +33,14 @@ export interface HostSpec {
   RestartPolicy: RestartPolicy;
   /** Docker's json-file options: max-size, max-file. */
   LogConfig?: { Type: string; Config: Record<string, string> };
+  Binds?: string[];
+  Mounts?: MountRequest[];
+  Tmpfs?: Record<string, string>;
+  ReadonlyRootfs?: boolean;
+  /** "" / default / bridge (user-mode network) or none. */
+  NetworkMode?: string;
+  PortBindings?: PortMap;
+  PublishAllPorts?: boolean;
 }
 
 export interface RestartPolicy {
@@ -78,6 +90,10 @@ export interface ContainerRecord {
    * process: what a restarted daemon needs to re-attach (live restore). */
   VmRunDir?: string;
   MainProcId?: number;
+  /** Volumes, binds and tmpfs mounts, resolved at create. */
+  MountPoints?: MountPoint[];
+  /** Published ports of the current (or last) run. */
+  Ports?: PortMap;
 }
 
 export const NULL_TIME = '0001-01-01T00:00:00Z';

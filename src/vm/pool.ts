@@ -76,7 +76,8 @@ export class ClonePool {
     this.fill(shape);
     if (!m) return undefined;
     try {
-      execFileSync('mount', ['--bind', rootfs, path.join(m.shareDir, POOL_SUBDIR)], { stdio: 'ignore' });
+      // --rbind: the container's volumes are bind mounts inside its root.
+      execFileSync('mount', ['--rbind', rootfs, path.join(m.shareDir, POOL_SUBDIR)], { stdio: 'ignore' });
       const qmp = await QmpClient.connect(m.vm.paths.qmp, 5000);
       await qmp.execute('cont');
       qmp.close();
@@ -110,7 +111,7 @@ export function releaseMember(m: Pick<PoolMember, 'vm' | 'runDir' | 'shareDir'>)
   void m.vm.waitExit().then(() => {
     const root = path.join(m.shareDir, POOL_SUBDIR);
     try {
-      execFileSync('umount', [root], { stdio: 'ignore' });
+      execFileSync('umount', ['-R', root], { stdio: 'ignore' });
     } catch {
       /* not mounted */
     }

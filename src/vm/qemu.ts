@@ -1,7 +1,7 @@
 /**
  * QEMU driver: one `qemu-system-x86_64` process per VM on the minimal `microvm`
  * machine, with the agent's control channel on virtio-serial, the container roots
- * on virtio-9p and an RNG on virtio-rng. The VM's sockets and console log live in
+ * on virtio-9p, an RNG on virtio-rng and a NIC on virtio-net (QEMU user-mode network). The VM's sockets and console log live in
  * its own run directory. QEMU runs detached from the daemon's process group so a
  * daemon restart does not take the VMs down with it.
  */
@@ -20,6 +20,35 @@ export interface Share {
   readonly?: boolean;
 }
 
+/** A published port: QEMU's user-mode network forwards hostIp:hostPort to the guest. */
+export interface PortForward {
+  proto: 'tcp' | 'udp';
+  hostIp: string;
+  hostPort: number;
+  guestPort: number;
+}
+
+/** The guest's user-mode (slirp) network backend. The NIC itself is always there
+ * (it is part of the device layout that clones share with their template). */
+export interface NetSpec {
+  forwards: PortForward[];
+  /** No traffic to or from the outside (`--network none`). */
+  restrict?: boolean;
+}
+
+/** Addresses of QEMU's user-mode network (its defaults, spelled out). */
+export const USER_NET = { subnet: '10.0.2.0/24', guest: '10.0.2.15', prefix: 24, gateway: '10.0.2.2', dns: '10.0.2.3' } as const;
+
+export function netdevArg(net: NetSpec | undefined): string {
+  let arg = `user,id=net0,net=${USER_NET.subnet},host=${USER_NET.gateway},dns=${USER_NET.dns},dhcpstart=${USER_NET.guest},ipv6=off`;
+  if (net?.restrict) arg += ',restrict=on';
+  for (const f of net?.forwards ?? []) {
+    if (!/^[0-9a-fA-F.:]*$/.test(f.hostIp)) throw new Error(`bad host address ${f.hostIp}`);
+    arg += `,hostfwd=${f.proto}:${f.hostIp}:${f.hostPort}-${USER_NET.guest}:${f.guestPort}`;
+  }
+  return arg;
+}
+
 export interface VmSpec {
   /** Run directory for this VM's sockets and logs (kept short: unix socket paths are limited to 107 bytes). */
   runDir: string;
@@ -33,6 +62,8 @@ export interface VmSpec {
   memoryFile?: { path: string; shared: boolean };
   /** Start paused, waiting for `migrate-incoming` (clones). */
   incoming?: boolean;
+  /** User-mode network backend (forwards differ per VM; the NIC is always present). */
+  net?: NetSpec;
 }
 
 export const QEMU_BINARY = process.env.HYPERBOX_QEMU ?? 'qemu-system-x86_64';
@@ -76,6 +107,8 @@ export function qemuArgs(spec: VmSpec): string[] {
     '-object', 'rng-random,id=rng0,filename=/dev/urandom',
     '-device', 'virtio-rng-device,rng=rng0',
     '-qmp', `unix:${p.qmp},server=on,wait=off`,
+    '-netdev', netdevArg(spec.net),
+    '-device', 'virtio-net-device,netdev=net0,mac=52:54:00:12:34:56',
   ];
   if (spec.incoming) args.push('-incoming', 'defer');
   spec.shares.forEach((s, i) => {

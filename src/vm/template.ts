@@ -20,10 +20,10 @@ import { AgentConnection } from '../agent/connection.js';
 import type { Logger } from '../common/logger.js';
 import type { GuestAssets } from './assets.js';
 import { QmpClient } from './qmp.js';
-import { QemuVm, type Accel, type Share } from './qemu.js';
+import { QemuVm, type Accel, type NetSpec, type Share } from './qemu.js';
 
 /** Bump when qemuArgs' device line changes: clones must match their template. */
-const DEVICE_LAYOUT = 1;
+const DEVICE_LAYOUT = 2; // 2: virtio-net NIC on a user-mode netdev
 
 export interface GuestShape {
   assets: GuestAssets;
@@ -209,7 +209,7 @@ export function templateShares(rootPath: string): Share[] {
  * over its file, and the device state loaded from the template. Resolves once
  * the clone runs (or stays paused, if `paused`).
  */
-export async function startClone(template: Template, opts: { runDir: string; rootPath: string; paused?: boolean }): Promise<QemuVm> {
+export async function startClone(template: Template, opts: { runDir: string; rootPath: string; paused?: boolean; net?: NetSpec }): Promise<QemuVm> {
   checkStateFile(template);
   const s = template.shape;
   const vm = QemuVm.launch({
@@ -221,6 +221,7 @@ export async function startClone(template: Template, opts: { runDir: string; roo
     shares: templateShares(opts.rootPath),
     memoryFile: { path: template.memFile, shared: false },
     incoming: true,
+    net: opts.net,
   });
   let qmp: QmpClient | undefined;
   try {

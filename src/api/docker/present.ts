@@ -1,5 +1,57 @@
 /** Engine objects rendered in the shapes the Docker API returns. */
 import type { Container } from '../../engine/container.js';
+import { DEFAULT_NETWORK, networkModeOf, parsePortKey } from '../../engine/ports.js';
+import { USER_NET } from '../../vm/qemu.js';
+
+/** Published ports in the list form of `GET /containers/json`. */
+function portList(c: Container) {
+  const out: Array<{ IP?: string; PrivatePort: number; PublicPort?: number; Type: string }> = [];
+  for (const [key, list] of Object.entries(c.running ? (c.record.Ports ?? {}) : {})) {
+    const [port, proto] = parsePortKey(key);
+    if (!list) out.push({ PrivatePort: port, Type: proto });
+    else for (const b of list) out.push({ IP: b.HostIp, PrivatePort: port, PublicPort: Number(b.HostPort), Type: proto });
+  }
+  return out;
+}
+
+function mountList(c: Container) {
+  return (c.record.MountPoints ?? []).map((m) => ({
+    Type: m.Type,
+    ...(m.Name ? { Name: m.Name } : {}),
+    Source: m.Source,
+    Destination: m.Destination,
+    ...(m.Driver ? { Driver: m.Driver } : {}),
+    Mode: m.Mode,
+    RW: m.RW,
+    Propagation: m.Propagation,
+  }));
+}
+
+function networkMode(c: Container): string {
+  return c.record.HostConfig.NetworkMode || 'default';
+}
+
+/** NetworkSettings.Networks: the user-mode network's fixed addresses (while running). */
+function networks(c: Container) {
+  let mode: string;
+  try {
+    mode = networkModeOf(c.record.HostConfig.NetworkMode) === 'none' ? 'none' : DEFAULT_NETWORK;
+  } catch {
+    return {};
+  }
+  const up = c.running && mode !== 'none';
+  return {
+    [mode]: {
+      NetworkID: mode,
+      EndpointID: up ? c.id : '',
+      Gateway: up ? USER_NET.gateway : '',
+      IPAddress: up ? USER_NET.guest : '',
+      IPPrefixLen: up ? USER_NET.prefix : 0,
+      MacAddress: up ? '52:54:00:12:34:56' : '',
+      DNSNames: null,
+    },
+  };
+}
 
 export function humanDuration(ms: number): string {
   const s = Math.max(0, Math.round(ms / 1000));
@@ -32,13 +84,13 @@ export function containerSummary(c: Container) {
     ImageID: r.ImageId,
     Command: [...r.Config.Entrypoint, ...r.Config.Cmd].map((a) => (/\s/.test(a) ? `'${a}'` : a)).join(' '),
     Created: Math.floor(Date.parse(r.Created) / 1000),
-    Ports: [],
+    Ports: portList(c),
     Labels: r.Config.Labels,
     State: r.State.Status,
     Status: statusText(c),
-    HostConfig: { NetworkMode: 'default' },
-    NetworkSettings: { Networks: {} },
-    Mounts: [],
+    HostConfig: { NetworkMode: networkMode(c) },
+    NetworkSettings: { Networks: networks(c) },
+    Mounts: mountList(c),
   };
 }
 
@@ -71,16 +123,20 @@ export function containerInspect(c: Container) {
       AutoRemove: r.HostConfig.AutoRemove,
       Memory: r.HostConfig.Memory,
       NanoCpus: r.HostConfig.NanoCpus,
-      NetworkMode: 'default',
+      NetworkMode: networkMode(c),
       RestartPolicy: r.HostConfig.RestartPolicy?.Name ? r.HostConfig.RestartPolicy : { Name: 'no', MaximumRetryCount: 0 },
       Runtime: 'hyperbox',
-      Binds: null,
-      PortBindings: {},
+      Binds: r.HostConfig.Binds ?? null,
+      Mounts: r.HostConfig.Mounts ?? null,
+      Tmpfs: r.HostConfig.Tmpfs ?? null,
+      ReadonlyRootfs: !!r.HostConfig.ReadonlyRootfs,
+      PortBindings: r.HostConfig.PortBindings ?? {},
+      PublishAllPorts: !!r.HostConfig.PublishAllPorts,
       ConsoleSize: r.HostConfig.ConsoleSize ?? [0, 0],
       LogConfig: { Type: 'json-file', Config: r.HostConfig.LogConfig?.Config ?? {} },
     },
     GraphDriver: { Name: 'overlay', Data: { UpperDir: `${c.dir}/upper`, MergedDir: `${c.dir}/rootfs` } },
-    Mounts: [],
+    Mounts: mountList(c),
     Config: {
       Hostname: r.Config.Hostname,
       Domainname: '',
@@ -95,14 +151,31 @@ export function containerInspect(c: Container) {
       Cmd: r.Config.Cmd,
       Image: r.Config.Image,
       Volumes: null,
+      ExposedPorts: r.Config.ExposedPorts && Object.keys(r.Config.ExposedPorts).length ? r.Config.ExposedPorts : null,
       WorkingDir: r.Config.WorkingDir,
       Entrypoint: r.Config.Entrypoint.length ? r.Config.Entrypoint : null,
       OnBuild: null,
       Labels: r.Config.Labels,
       StopSignal: r.Config.StopSignal,
     },
-    NetworkSettings: { Ports: {}, Networks: {}, IPAddress: '', MacAddress: '' },
+    NetworkSettings: {
+      Ports: c.running ? (r.Ports ?? {}) : {},
+      Networks: networks(c),
+      IPAddress: c.running && onUserNetwork(c) ? USER_NET.guest : '',
+      Gateway: c.running && onUserNetwork(c) ? USER_NET.gateway : '',
+      IPPrefixLen: c.running && onUserNetwork(c) ? USER_NET.prefix : 0,
+      MacAddress: '',
+    },
     /** hyperbox's own: how this container's VM was started, phase by phase. */
     HyperBox: { Start: r.StartInfo ?? null, VmPid: r.VmPid ?? 0 },
   };
+}
+
+/** True when the container is on the user-mode network (not `none`). */
+function onUserNetwork(c: Container): boolean {
+  try {
+    return networkModeOf(c.record.HostConfig.NetworkMode) === 'user';
+  } catch {
+    return false;
+  }
 }

@@ -17,6 +17,8 @@ import { execRoutes } from './routes/exec.js';
 import { ImagePaths } from './routes/image-paths.js';
 import { imageRoutes } from './routes/images.js';
 import { systemRoutes } from './routes/system.js';
+import { networkRoutes } from './routes/networks.js';
+import { volumeRoutes } from './routes/volumes.js';
 import { nativeRoutes } from '../native/routes.js';
 
 export type Handler = (ctx: Ctx) => Promise<void> | void;
@@ -45,6 +47,8 @@ export function createDockerApiServer(engine: Engine, info: ServerInfo, logger: 
   systemRoutes(table, engine, info);
   containerRoutes(table, engine);
   execRoutes(table, engine);
+  volumeRoutes(table, engine);
+  networkRoutes(table, engine);
   const imagePaths = new ImagePaths(table);
   imageRoutes(table, imagePaths, engine);
   nativeRoutes(table, engine);

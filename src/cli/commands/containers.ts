@@ -24,6 +24,13 @@ interface RunOptions {
   restart?: string;
   logDriver?: string;
   logOpt?: string[];
+  volume?: string[];
+  mount?: string[];
+  tmpfs?: string[];
+  readOnly?: boolean;
+  publish?: string[];
+  publishAll?: boolean;
+  network?: string;
 }
 
 function splitKeyValue(kv: string): [string, string] {
@@ -40,8 +47,44 @@ function parseRestart(v: string | undefined): { Name: string; MaximumRetryCount:
   return { Name: m[1]!, MaximumRetryCount: m[2] ? Number(m[2]) : 0 };
 }
 
+/** `-p [ip:][hostPort:]containerPort[/proto]` into ExposedPorts and PortBindings. */
+export function parsePublish(specs: string[]): { exposed: Record<string, object>; bindings: Record<string, Array<{ HostIp: string; HostPort: string }>> } {
+  const exposed: Record<string, object> = {};
+  const bindings: Record<string, Array<{ HostIp: string; HostPort: string }>> = {};
+  for (const spec of specs) {
+    const [addr, proto = 'tcp'] = spec.split('/') as [string, string?];
+    const parts = addr.split(':');
+    if (parts.length > 3 || !['tcp', 'udp'].includes(proto)) throw new ExitError(125, `invalid port format for --publish: ${spec}`);
+    const container = parts[parts.length - 1]!;
+    const hostPort = parts.length >= 2 ? parts[parts.length - 2]! : '';
+    const hostIp = parts.length === 3 ? parts[0]! : '';
+    if (!/^\d+$/.test(container) || (hostPort && !/^\d+$/.test(hostPort))) throw new ExitError(125, `invalid port format for --publish: ${spec}`);
+    const key = `${container}/${proto}`;
+    exposed[key] = {};
+    (bindings[key] ??= []).push({ HostIp: hostIp, HostPort: hostPort });
+  }
+  return { exposed, bindings };
+}
+
+/** `--mount type=bind,source=/a,target=/b,readonly` into a HostConfig.Mounts entry. */
+function parseMount(spec: string) {
+  const m: { Type: string; Source?: string; Target?: string; ReadOnly?: boolean; TmpfsOptions?: { SizeBytes?: number; Mode?: number } } = { Type: 'volume' };
+  for (const kv of spec.split(',')) {
+    const [k, v] = kv.split('=') as [string, string?];
+    if (k === 'type') m.Type = v ?? '';
+    else if (k === 'source' || k === 'src') m.Source = v;
+    else if (k === 'target' || k === 'destination' || k === 'dst') m.Target = v;
+    else if (k === 'readonly' || k === 'ro') m.ReadOnly = v === undefined || v === 'true' || v === '1';
+    else if (k === 'tmpfs-size') m.TmpfsOptions = { ...m.TmpfsOptions, SizeBytes: parseBytes(v ?? '', '--mount tmpfs-size') };
+    else if (k === 'tmpfs-mode') m.TmpfsOptions = { ...m.TmpfsOptions, Mode: parseInt(v ?? '', 8) };
+    else throw new ExitError(125, `invalid argument "${spec}" for "--mount" flag: unexpected key '${k}' in '${kv}'`);
+  }
+  return m;
+}
+
 function createBody(image: string, command: string[], o: RunOptions) {
   const size = terminalSize();
+  const publish = parsePublish(o.publish ?? []);
   return {
     Image: image,
     Cmd: command.length ? command : null,
@@ -57,7 +100,15 @@ function createBody(image: string, command: string[], o: RunOptions) {
     AttachStdout: !o.detach,
     AttachStderr: !o.detach,
     Labels: o.clone === false ? { 'io.hyperbox.no-clone': '1' } : {},
+    ExposedPorts: publish.exposed,
     HostConfig: {
+      Binds: o.volume ?? [],
+      Mounts: (o.mount ?? []).map(parseMount),
+      Tmpfs: Object.fromEntries((o.tmpfs ?? []).map((t) => [t.split(':')[0]!, t.split(':').slice(1).join(':')])),
+      ReadonlyRootfs: !!o.readOnly,
+      PortBindings: publish.bindings,
+      PublishAllPorts: !!o.publishAll,
+      NetworkMode: o.network ?? 'default',
       AutoRemove: !!o.rm,
       RestartPolicy: parseRestart(o.restart),
       LogConfig: o.logDriver || o.logOpt ? { Type: o.logDriver ?? 'json-file', Config: Object.fromEntries((o.logOpt ?? []).map(splitKeyValue)) } : undefined,
@@ -169,6 +220,7 @@ async function logsCommand(container: string, o: { follow?: boolean; timestamps?
 }
 
 interface Summary {
+  Ports?: Array<{ IP?: string; PrivatePort: number; PublicPort?: number; Type: string }>;
   Id: string;
   Names: string[];
   Image: string;
@@ -192,7 +244,7 @@ async function psCommand(o: { all?: boolean; quiet?: boolean; format?: string; n
     RunningFor: ago(c.Created),
     Status: c.Status,
     State: c.State,
-    Ports: '',
+    Ports: (c.Ports ?? []).map((p) => (p.PublicPort ? `${p.IP ?? '0.0.0.0'}:${p.PublicPort}->${p.PrivatePort}/${p.Type}` : `${p.PrivatePort}/${p.Type}`)).join(', '),
     Names: c.Names.map((n) => n.replace(/^\//, '')).join(','),
   }));
   if (o.format) {
@@ -226,6 +278,13 @@ export function registerContainerCommands(program: Command, act: Act): void {
       .option('--restart <policy>', 'restart policy: no, always, unless-stopped, on-failure[:max-retries]')
       .option('--log-driver <driver>', 'logging driver (json-file)')
       .option('--log-opt <key=value>', 'log driver options: max-size, max-file', collect)
+      .option('-v, --volume <src:dst[:ro]>', 'bind mount a host path or a named volume', collect)
+      .option('--mount <spec>', 'attach a mount (type=bind|volume|tmpfs,source=,target=,readonly)', collect)
+      .option('--tmpfs <path[:opts]>', 'mount a tmpfs in the container', collect)
+      .option('--read-only', "mount the container's root filesystem as read only")
+      .option('-p, --publish <[ip:]hostPort:containerPort[/proto]>', "publish a container's port to the host", collect)
+      .option('-P, --publish-all', 'publish all exposed ports to random ports')
+      .option('--network <mode>', 'network: default (user-mode NAT) or none')
       .argument('<image>')
       .argument('[command...]')
       .passThroughOptions();
@@ -264,6 +323,28 @@ export function registerContainerCommands(program: Command, act: Act): void {
     .argument('<command...>')
     .passThroughOptions()
     .action(act(async (c: string, cmd: string[], o: Parameters<typeof execCommand>[2]) => execCommand(c, cmd, o)));
+
+  program
+    .command('port')
+    .description('list port mappings of a container')
+    .argument('<container>')
+    .argument('[port]', 'PRIVATE_PORT[/PROTO]')
+    .action(
+      act(async (container: string, port: string | undefined) => {
+        const info = await api<{ NetworkSettings: { Ports: Record<string, Array<{ HostIp: string; HostPort: string }> | null> } }>('GET', `/containers/${container}/json`);
+        const want = port ? (port.includes('/') ? port : `${port}/tcp`) : undefined;
+        let found = false;
+        for (const [key, list] of Object.entries(info.NetworkSettings.Ports ?? {})) {
+          if (!list || (want && key !== want)) continue;
+          for (const b of list) {
+            found = true;
+            process.stdout.write(want ? `${b.HostIp}:${b.HostPort}\n` : `${key} -> ${b.HostIp}:${b.HostPort}\n`);
+          }
+        }
+        if (want && !found) throw new ExitError(1, `Error: No public port '${want}' published for ${container}`);
+        return 0;
+      }),
+    );
 
   program
     .command('ps')
@@ -309,8 +390,9 @@ export function registerContainerCommands(program: Command, act: Act): void {
     .command('rm')
     .description('remove one or more containers')
     .option('-f, --force', 'force the removal of a running container')
+    .option('-v, --volumes', 'remove anonymous volumes associated with the container')
     .argument('<container...>')
-    .action(act(async (ids: string[], o: { force?: boolean }) => forEach(ids, async (id) => void (await api('DELETE', `/containers/${id}`, { query: { force: !!o.force } })))));
+    .action(act(async (ids: string[], o: { force?: boolean; volumes?: boolean }) => forEach(ids, async (id) => void (await api('DELETE', `/containers/${id}`, { query: { force: !!o.force, v: !!o.volumes } })))));
 
   program
     .command('wait')

@@ -29,6 +29,7 @@ export const createBodySchema = z
     Labels: z.record(z.string(), z.string()).nullish(),
     StopSignal: z.string().nullish(),
     StopTimeout: z.number().int().nullish(),
+    ExposedPorts: z.record(z.string(), z.object({}).passthrough()).nullish(),
     HostConfig: z
       .object({
         AutoRemove: z.boolean().nullish(),
@@ -42,6 +43,27 @@ export const createBodySchema = z
             MaximumRetryCount: z.number().int().nonnegative().nullish(),
           })
           .nullish(),
+        Binds: z.array(z.string()).nullish(),
+        Mounts: z
+          .array(
+            z
+              .object({
+                Type: z.string().nullish(),
+                Source: z.string().nullish(),
+                Target: z.string().nullish(),
+                ReadOnly: z.boolean().nullish(),
+                TmpfsOptions: z.object({ SizeBytes: z.number().nullish(), Mode: z.number().nullish() }).passthrough().nullish(),
+              })
+              .passthrough(),
+          )
+          .nullish(),
+        Tmpfs: z.record(z.string(), z.string()).nullish(),
+        ReadonlyRootfs: z.boolean().nullish(),
+        NetworkMode: z.string().nullish(),
+        PortBindings: z
+          .record(z.string(), z.array(z.object({ HostIp: z.string().nullish(), HostPort: z.string().nullish() }).passthrough()).nullish())
+          .nullish(),
+        PublishAllPorts: z.boolean().nullish(),
       })
       .passthrough()
       .nullish(),
@@ -76,6 +98,7 @@ export function containerRoutes(r: RouteTable, engine: Engine): void {
         Labels: body.Labels ?? undefined,
         StopSignal: body.StopSignal ?? undefined,
         StopTimeout: body.StopTimeout ?? undefined,
+        ExposedPorts: body.ExposedPorts ?? undefined,
       },
       host: {
         AutoRemove: hc.AutoRemove ?? false,
@@ -84,6 +107,21 @@ export function containerRoutes(r: RouteTable, engine: Engine): void {
         ConsoleSize: hc.ConsoleSize && hc.ConsoleSize[0] > 0 ? (hc.ConsoleSize as [number, number]) : undefined,
         RestartPolicy: { Name: hc.RestartPolicy?.Name ?? '', MaximumRetryCount: hc.RestartPolicy?.MaximumRetryCount ?? 0 },
         LogConfig: hc.LogConfig ? { Type: hc.LogConfig.Type ?? 'json-file', Config: hc.LogConfig.Config ?? {} } : undefined,
+        Binds: hc.Binds ?? undefined,
+        Mounts: hc.Mounts?.map((m) => ({
+          Type: m.Type ?? undefined,
+          Source: m.Source ?? undefined,
+          Target: m.Target ?? undefined,
+          ReadOnly: m.ReadOnly ?? undefined,
+          TmpfsOptions: m.TmpfsOptions ? { SizeBytes: m.TmpfsOptions.SizeBytes ?? undefined, Mode: m.TmpfsOptions.Mode ?? undefined } : undefined,
+        })),
+        Tmpfs: hc.Tmpfs ?? undefined,
+        ReadonlyRootfs: hc.ReadonlyRootfs ?? false,
+        NetworkMode: hc.NetworkMode ?? undefined,
+        PortBindings: hc.PortBindings
+          ? Object.fromEntries(Object.entries(hc.PortBindings).map(([k, l]) => [k, (l ?? []).map((b) => ({ HostIp: b.HostIp ?? '', HostPort: b.HostPort ?? '' }))]))
+          : undefined,
+        PublishAllPorts: hc.PublishAllPorts ?? false,
       },
     });
     ctx.send(201, { Id: c.id, Warnings: [] });
@@ -264,7 +302,7 @@ export function containerRoutes(r: RouteTable, engine: Engine): void {
   });
 
   r.add('DELETE', '/containers/:id', async (ctx) => {
-    await engine.remove(ctx.params.id!, { force: ctx.bool('force') });
+    await engine.remove(ctx.params.id!, { force: ctx.bool('force'), volumes: ctx.bool('v') });
     ctx.send(204);
   });
 }

@@ -1,7 +1,5 @@
-/** /_ping, /version, /info, /events, and the network/volume endpoints that
- * answer truthfully until networking and volumes exist. */
+/** /_ping, /version, /info, /events. */
 import os from 'node:os';
-import { notImplemented } from '../../../common/errors.js';
 import type { Engine, EngineEvent } from '../../../engine/engine.js';
 import { API_VERSION, MIN_API_VERSION } from '../http.js';
 import type { RouteTable, ServerInfo } from '../server.js';
@@ -131,11 +129,4 @@ export function systemRoutes(r: RouteTable, engine: Engine, info: ServerInfo): v
     });
   });
 
-  r.add('GET', '/networks', (ctx) => ctx.send(200, []));
-  r.add('GET', '/volumes', (ctx) => ctx.send(200, { Volumes: [], Warnings: ['hyperbox has no volume support yet'] }));
-  for (const p of ['/networks/create', '/volumes/create']) {
-    r.add('POST', p, () => {
-      throw notImplemented(`${p.split('/')[1]} are not implemented yet in hyperbox`);
-    });
-  }
 }
