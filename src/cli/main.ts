@@ -8,6 +8,7 @@ import { defaultHost, socketPathFromHost } from '../common/paths.js';
 import { ApiClient, ApiError, ConnectError } from './client.js';
 import { registerContainerCommands } from './commands/containers.js';
 import { registerContainerStateCommands } from './commands/inspect-container.js';
+import { registerFileCommands } from './commands/files.js';
 import { registerImageCommands } from './commands/images.js';
 import { CLIENT_VERSION, registerSystemCommands } from './commands/system.js';
 import { registerTemplateCommands } from './commands/templates.js';
@@ -49,6 +50,7 @@ function buildProgram(setStatus: (n: number) => void): Command {
 
   registerContainerCommands(program, act);
   registerContainerStateCommands(program, act);
+  registerFileCommands(program, act);
   registerImageCommands(program, act);
   registerSystemCommands(program, act);
   registerTemplateCommands(program, act);

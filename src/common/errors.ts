@@ -5,6 +5,7 @@
 export type ErrorKind =
   | 'invalid' // 400
   | 'not_found' // 404
+  | 'forbidden' // 403
   | 'conflict' // 409
   | 'not_modified' // 304
   | 'not_implemented' // 501
@@ -14,6 +15,7 @@ export type ErrorKind =
 const statusByKind: Record<ErrorKind, number> = {
   invalid: 400,
   not_found: 404,
+  forbidden: 403,
   conflict: 409,
   not_modified: 304,
   not_implemented: 501,
@@ -36,6 +38,7 @@ export class HyperboxError extends Error {
 
 export const invalid = (m: string) => new HyperboxError('invalid', m);
 export const notFound = (m: string) => new HyperboxError('not_found', m);
+export const forbidden = (m: string) => new HyperboxError('forbidden', m);
 export const conflict = (m: string) => new HyperboxError('conflict', m);
 export const notModified = (m: string) => new HyperboxError('not_modified', m);
 export const notImplemented = (m: string) => new HyperboxError('not_implemented', m);

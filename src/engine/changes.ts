@@ -14,7 +14,7 @@ export interface Change {
 
 /** Paths the guest agent itself manages inside every container root (mount
  * points and files it binds over); Docker hides its equivalents too. */
-const AGENT_PATHS = new Set(['/proc', '/sys', '/dev', '/etc/hostname', '/etc/hosts', '/etc/resolv.conf']);
+export const AGENT_PATHS = new Set(['/proc', '/sys', '/dev', '/etc/hostname', '/etc/hosts', '/etc/resolv.conf']);
 
 export function isWhiteout(st: fs.Stats): boolean {
   return st.isCharacterDevice() && st.rdev === 0;

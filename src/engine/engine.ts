@@ -13,6 +13,7 @@ import { conflict, HyperboxError, internal, invalid, notFound, notModified } fro
 import type { Logger } from '../common/logger.js';
 import { RootfsBuilder, containerLayerPaths, mountContainerLayer, unmountContainerLayer } from '../images/rootfs.js';
 import { containerChanges, type Change } from './changes.js';
+import { commitContainer, type CommitOptions } from './commit.js';
 import { ContentStore, type Image } from '../images/store.js';
 import { familiarName, parseReference } from '../images/reference.js';
 import type { AccelDecision } from '../vm/accel.js';
@@ -635,6 +636,8 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
 
   async stop(idOrName: string, opts: { timeout?: number; signal?: string; byDaemon?: boolean } = {}): Promise<void> {
     const c = this.get(idOrName);
+    // A start in progress (a restart by its policy, say) finishes first, then stops.
+    for (let i = 0; c.busy === 'starting' && i < 600; i++) await sleepMs(50);
     if (c.restartTimer) {
       // Stopping a container that waits to be restarted: it stays down.
       clearTimeout(c.restartTimer);
@@ -766,6 +769,29 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     c.record.Name = `/${name}`;
     c.save();
     this.containerEvent(c, 'rename', { oldName: `/${oldName}` });
+  }
+
+  /** The container's root on the host (its overlay, mounted if it is not). */
+  async containerRoot(idOrName: string): Promise<{ container: Container; root: string }> {
+    const c = this.get(idOrName);
+    const lower = await this.rootfs.imageRootfs(this.store.resolve(c.record.ImageId));
+    return { container: c, root: mountContainerLayer(lower, c.dir) };
+  }
+
+  /** `commit`: the writable layer as a new image. Returns the image ID. */
+  async commit(idOrName: string, opts: CommitOptions & { pause?: boolean }): Promise<string> {
+    const c = this.get(idOrName);
+    const image = this.store.resolve(c.record.ImageId);
+    // As Docker: pause a running container so the layer is read consistently.
+    const pause = opts.pause !== false && c.running && !c.record.State.Paused;
+    if (pause) await this.pause(c.id);
+    try {
+      const id = await commitContainer(this.store, c, image, containerLayerPaths(c.dir).upper, opts);
+      this.containerEvent(c, 'commit', { comment: opts.comment ?? '' });
+      return id;
+    } finally {
+      if (pause) await this.unpause(c.id).catch(() => undefined);
+    }
   }
 
   /** `diff`: changes of the container's root against its image. */

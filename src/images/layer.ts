@@ -21,6 +21,10 @@ import { invalid } from '../common/errors.js';
 export interface ApplyOptions {
   /** Refuse a layer that writes more than this many bytes of file data. */
   maxBytes?: number;
+  /** Interpret OCI whiteouts (`.wh.` names). Off for `cp`, where they are plain files. */
+  whiteouts?: boolean;
+  /** Owner for every entry instead of the archive's (`cp` without `-a`). */
+  chown?: { uid: number; gid: number };
 }
 
 const DEFAULT_MAX_BYTES = 64 * 1024 ** 3;
@@ -146,7 +150,8 @@ export async function applyLayer(root: string, source: Readable, opts: ApplyOpti
     const base = parts[parts.length - 1]!;
     const parent = resolveInRoot(root, parts.slice(0, -1), true);
 
-    if (base.startsWith('.wh.')) {
+    if (opts.chown) Object.assign(h, opts.chown);
+    if (base.startsWith('.wh.') && opts.whiteouts !== false) {
       if (base === '.wh..wh..opq') {
         for (const child of fs.readdirSync(parent)) removeAll(path.join(parent, child));
       } else {

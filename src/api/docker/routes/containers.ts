@@ -1,15 +1,24 @@
 /** /containers/... routes of the Docker Engine API. */
 import { z } from 'zod';
-import { invalid } from '../../../common/errors.js';
+import { forbidden, invalid } from '../../../common/errors.js';
 import type { Attachment } from '../../../engine/container.js';
 import type { Engine } from '../../../engine/engine.js';
 import { readLogs, type LogRecord } from '../../../engine/logs.js';
 import { sample, statsJson, top } from '../../../engine/observe.js';
+import { encodePathStat, extractInto, hostPathIn, statPath } from '../../../engine/copy.js';
+import { packTree } from '../../../images/archive/tree.js';
+import { pipeline } from 'node:stream/promises';
 import { muxFrame, parseFilters, type Ctx } from '../http.js';
 import { containerInspect, containerSummary } from '../present.js';
 import type { RouteTable } from '../server.js';
 
 const stringList = z.union([z.array(z.string()), z.string().transform((s) => [s])]).nullish();
+
+function requiredPath(ctx: Ctx): string {
+  const p = ctx.query.get('path');
+  if (!p) throw invalid('path is required');
+  return p;
+}
 
 export const createBodySchema = z
   .object({
@@ -272,6 +281,52 @@ export function containerRoutes(r: RouteTable, engine: Engine): void {
   r.add('POST', '/containers/prune', async (ctx) => {
     const ids = await engine.prune();
     ctx.send(200, { ContainersDeleted: ids, SpaceReclaimed: 0 });
+  });
+
+  r.add('HEAD', '/containers/:id/archive', async (ctx) => {
+    const { root } = await engine.containerRoot(ctx.params.id!);
+    const stat = statPath(root, requiredPath(ctx));
+    ctx.res!.setHeader('X-Docker-Container-Path-Stat', encodePathStat(stat));
+    ctx.send(200);
+  });
+
+  r.add('GET', '/containers/:id/archive', async (ctx) => {
+    const { root } = await engine.containerRoot(ctx.params.id!);
+    const p = requiredPath(ctx);
+    const stat = statPath(root, p);
+    ctx.res!.setHeader('X-Docker-Container-Path-Stat', encodePathStat(stat));
+    const out = ctx.beginStream('application/x-tar');
+    await pipeline(packTree(hostPathIn(root, p), { topName: stat.name === '/' ? '' : stat.name }), out).catch(() => out.destroy());
+  });
+
+  r.add('PUT', '/containers/:id/archive', async (ctx) => {
+    const { container, root } = await engine.containerRoot(ctx.params.id!);
+    if (container.record.HostConfig.ReadonlyRootfs) throw forbidden('container rootfs is marked read-only');
+    await extractInto(root, requiredPath(ctx), ctx.req, { copyUidGid: ctx.bool('copyUIDGID') });
+    engine.emitEvent('container', 'extract-to-dir', container.id, { name: container.name.replace(/^\//, '') });
+    ctx.send(200);
+  });
+
+  r.add('GET', '/containers/:id/export', async (ctx) => {
+    const { container, root } = await engine.containerRoot(ctx.params.id!);
+    const out = ctx.beginStream('application/x-tar');
+    engine.emitEvent('container', 'export', container.id, { name: container.name.replace(/^\//, '') });
+    await pipeline(packTree(root), out).catch(() => out.destroy());
+  });
+
+  r.add('POST', '/commit', async (ctx) => {
+    const container = ctx.query.get('container');
+    if (!container) throw invalid('container is required');
+    const repo = ctx.query.get('repo');
+    const tag = ctx.query.get('tag');
+    const id = await engine.commit(container, {
+      ref: repo ? `${repo}:${tag || 'latest'}` : undefined,
+      comment: ctx.query.get('comment') ?? undefined,
+      author: ctx.query.get('author') ?? undefined,
+      changes: ctx.query.getAll('changes').flatMap((c) => c.split('\n')).filter(Boolean),
+      pause: ctx.bool('pause', true),
+    });
+    ctx.send(201, { Id: id });
   });
 
   r.add('GET', '/containers/:id/changes', (ctx) => ctx.send(200, engine.changes(ctx.params.id!)));
