@@ -50,17 +50,27 @@ async function startDaemon(c: ApiClient): Promise<void> {
   throw new ExitError(125, `hyperboxd did not start: see ${path.join(dataRoot, 'hyperboxd.log')}`);
 }
 
-export async function api<T = unknown>(method: string, p: string, opts: Parameters<ApiClient['request']>[2] = {}): Promise<T> {
+/** Runs a call against the daemon, starting the default daemon if it is not up. */
+async function withDaemon<T>(call: (c: ApiClient) => Promise<T>): Promise<T> {
   try {
-    return await client!.request<T>(method, p, opts);
+    return await call(client!);
   } catch (err) {
     if (err instanceof ConnectError && autostart) {
       autostart = false;
       await startDaemon(client!);
-      return client!.request<T>(method, p, opts);
+      return call(client!);
     }
     throw err;
   }
+}
+
+export function api<T = unknown>(method: string, p: string, opts: Parameters<ApiClient['request']>[2] = {}): Promise<T> {
+  return withDaemon((c) => c.request<T>(method, p, opts));
+}
+
+/** A request whose response body is read as a stream (logs, events, save...). */
+export function stream(method: string, p: string, opts: Parameters<ApiClient['request']>[2] = {}): ReturnType<ApiClient['stream']> {
+  return withDaemon((c) => c.stream(method, p, opts));
 }
 
 export function collect(value: string, prev: string[] = []): string[] {

@@ -9,6 +9,7 @@ import { ApiClient, ApiError, ConnectError } from './client.js';
 import { registerContainerCommands } from './commands/containers.js';
 import { registerContainerStateCommands } from './commands/inspect-container.js';
 import { registerFileCommands } from './commands/files.js';
+import { registerArchiveCommands } from './commands/archive.js';
 import { registerImageCommands } from './commands/images.js';
 import { CLIENT_VERSION, registerSystemCommands } from './commands/system.js';
 import { registerTemplateCommands } from './commands/templates.js';
@@ -52,6 +53,7 @@ function buildProgram(setStatus: (n: number) => void): Command {
   registerContainerStateCommands(program, act);
   registerFileCommands(program, act);
   registerImageCommands(program, act);
+  registerArchiveCommands(program, act);
   registerSystemCommands(program, act);
   registerTemplateCommands(program, act);
   registerVolumeCommands(program, act);

@@ -152,6 +152,23 @@ export class Ctx {
     return this.res;
   }
 
+  /**
+   * Docker's JSON message stream (pull, push, load): one object per line.
+   * An error after the headers went out travels in-band, as
+   * {"errorDetail":{"message":m},"error":m}, which the docker CLI reports.
+   */
+  beginJsonMessages(): { send(msg: Record<string, unknown>): void; fail(err: unknown): void; end(): void } {
+    const res = this.beginStream('application/json');
+    return {
+      send: (msg) => void res.write(JSON.stringify(msg) + '\r\n'),
+      fail: (err) => {
+        const message = errorMessage(err);
+        res.write(JSON.stringify({ errorDetail: { message }, error: message }) + '\r\n');
+      },
+      end: () => void res.end(),
+    };
+  }
+
   /** Takes over the connection for raw bidirectional streaming (attach, exec start). */
   hijack(contentType: string): ClientStream {
     this.answered = true;

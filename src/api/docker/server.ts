@@ -14,6 +14,7 @@ import type { Engine } from '../../engine/engine.js';
 import { API_VERSION, compareVersions, Ctx, MIN_API_VERSION } from './http.js';
 import { containerRoutes } from './routes/containers.js';
 import { execRoutes } from './routes/exec.js';
+import { archiveRoutes } from './routes/archive.js';
 import { ImagePaths } from './routes/image-paths.js';
 import { imageRoutes } from './routes/images.js';
 import { systemRoutes } from './routes/system.js';
@@ -51,6 +52,7 @@ export function createDockerApiServer(engine: Engine, info: ServerInfo, logger: 
   networkRoutes(table, engine);
   const imagePaths = new ImagePaths(table);
   imageRoutes(table, imagePaths, engine);
+  archiveRoutes(table, imagePaths, engine);
   nativeRoutes(table, engine);
 
   const commonHeaders = {

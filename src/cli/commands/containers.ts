@@ -2,7 +2,7 @@
 import { Command, Option } from 'commander';
 import { monitorResize, pumpHijacked, rawTerminal, terminalSize } from '../attach.js';
 import { ApiError, Demuxer } from '../client.js';
-import { type Act, ago, api, apiClient, collect, forEach, truncate } from '../context.js';
+import { type Act, ago, api, apiClient, collect, forEach, stream, truncate } from '../context.js';
 import { ExitError } from '../exit-error.js';
 import { renderTemplate, table } from '../format.js';
 import { parseBytes, parseCpus } from '../units.js';
@@ -141,7 +141,7 @@ async function runCommand(image: string, command: string[], o: RunOptions): Prom
   const sock = await apiClient().hijack(`/containers/${id}/attach`, {
     query: { stream: true, stdin: !!o.interactive, stdout: true, stderr: true },
   });
-  const waitRes = await apiClient().stream('POST', `/containers/${id}/wait`, { query: { condition: o.rm ? 'removed' : 'next-exit' } });
+  const waitRes = await stream('POST', `/containers/${id}/wait`, { query: { condition: o.rm ? 'removed' : 'next-exit' } });
   const waitBody = (async () => {
     const chunks: Buffer[] = [];
     for await (const c of waitRes as AsyncIterable<Buffer>) chunks.push(c);
@@ -208,7 +208,7 @@ async function execCommand(container: string, command: string[], o: { interactiv
 
 async function logsCommand(container: string, o: { follow?: boolean; timestamps?: boolean; tail?: string }): Promise<number> {
   const info = await api<{ Config: { Tty: boolean } }>('GET', `/containers/${container}/json`);
-  const res = await apiClient().stream('GET', `/containers/${container}/logs`, {
+  const res = await stream('GET', `/containers/${container}/logs`, {
     query: { stdout: true, stderr: true, follow: !!o.follow, timestamps: !!o.timestamps, tail: o.tail ?? 'all' },
   });
   const demux = new Demuxer((s, d) => (s === 2 ? process.stderr : process.stdout).write(d));

@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { packTree } from '../../images/archive/tree.js';
 import { applyLayer } from '../../images/layer.js';
 import { ApiError } from '../client.js';
-import { type Act, api, apiClient, collect } from '../context.js';
+import { type Act, api, apiClient, collect, stream } from '../context.js';
 import { ExitError } from '../exit-error.js';
 
 interface PathStat {
@@ -37,7 +37,7 @@ async function copyOut(container: string, src: string, dest: string, follow: boo
     const st = await statInContainer(container, src);
     if (st?.linkTarget) p = st.linkTarget.startsWith('/') ? st.linkTarget : path.posix.join(path.posix.dirname(src), st.linkTarget);
   }
-  const res = await apiClient().stream('GET', `/containers/${container}/archive`, { query: { path: p } });
+  const res = await stream('GET', `/containers/${container}/archive`, { query: { path: p } });
   if (dest === '-') {
     await pipeline(res, process.stdout);
     return;
@@ -107,7 +107,7 @@ export function registerFileCommands(program: Command, act: Act): void {
     .action(
       act(async (container: string, o: { output?: string }) => {
         if (!o.output && process.stdout.isTTY) throw new ExitError(1, 'cowardly refusing to save to a terminal. Use the -o flag or redirect');
-        const res = await apiClient().stream('GET', `/containers/${container}/export`);
+        const res = await stream('GET', `/containers/${container}/export`);
         await pipeline(res, o.output ? fs.createWriteStream(o.output) : process.stdout);
         return 0;
       }),

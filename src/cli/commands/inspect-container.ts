@@ -1,6 +1,6 @@
 /** Commands that look into or manage a container's state: pause, unpause, rename, top, stats, diff, container prune. */
 import type { Command } from 'commander';
-import { type Act, api, apiClient, forEach, humanSize } from '../context.js';
+import { type Act, api, forEach, humanSize, stream } from '../context.js';
 import { renderTemplate, table } from '../format.js';
 
 interface StatsJson {
@@ -55,7 +55,7 @@ async function stats(containers: string[], o: { stream?: boolean; format?: strin
   const latest = new Map<string, ReturnType<typeof statsRow>>();
   await Promise.all(
     names.map(async (n) => {
-      const res = await apiClient().stream('GET', `/containers/${n}/stats`, { query: { stream: true } });
+      const res = await stream('GET', `/containers/${n}/stats`, { query: { stream: true } });
       let buf = '';
       for await (const chunk of res as AsyncIterable<Buffer>) {
         buf += chunk.toString('utf8');
