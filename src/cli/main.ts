@@ -10,6 +10,7 @@ import { registerContainerCommands } from './commands/containers.js';
 import { registerContainerStateCommands } from './commands/inspect-container.js';
 import { registerFileCommands } from './commands/files.js';
 import { registerArchiveCommands } from './commands/archive.js';
+import { registerRegistryCommands } from './commands/registry.js';
 import { registerImageCommands } from './commands/images.js';
 import { CLIENT_VERSION, registerSystemCommands } from './commands/system.js';
 import { registerTemplateCommands } from './commands/templates.js';
@@ -54,6 +55,7 @@ function buildProgram(setStatus: (n: number) => void): Command {
   registerFileCommands(program, act);
   registerImageCommands(program, act);
   registerArchiveCommands(program, act);
+  registerRegistryCommands(program, act);
   registerSystemCommands(program, act);
   registerTemplateCommands(program, act);
   registerVolumeCommands(program, act);

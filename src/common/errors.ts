@@ -6,6 +6,7 @@ export type ErrorKind =
   | 'invalid' // 400
   | 'not_found' // 404
   | 'forbidden' // 403
+  | 'unauthorized' // 401
   | 'conflict' // 409
   | 'not_modified' // 304
   | 'not_implemented' // 501
@@ -16,6 +17,7 @@ const statusByKind: Record<ErrorKind, number> = {
   invalid: 400,
   not_found: 404,
   forbidden: 403,
+  unauthorized: 401,
   conflict: 409,
   not_modified: 304,
   not_implemented: 501,
@@ -39,6 +41,7 @@ export class HyperboxError extends Error {
 export const invalid = (m: string) => new HyperboxError('invalid', m);
 export const notFound = (m: string) => new HyperboxError('not_found', m);
 export const forbidden = (m: string) => new HyperboxError('forbidden', m);
+export const unauthorized = (m: string) => new HyperboxError('unauthorized', m);
 export const conflict = (m: string) => new HyperboxError('conflict', m);
 export const notModified = (m: string) => new HyperboxError('not_modified', m);
 export const notImplemented = (m: string) => new HyperboxError('not_implemented', m);

@@ -32,6 +32,7 @@ const configSchema = z
     clone: z.boolean().optional(),
     'pool-size': z.number().int().min(0).max(1000).optional(),
     'live-restore': z.boolean().optional(),
+    'insecure-registries': z.array(z.string()).optional(),
   })
   .strict();
 type DaemonConfig = z.infer<typeof configSchema>;
@@ -98,11 +99,12 @@ async function run(argv: string[]): Promise<void> {
     .option('--config-file <file>', 'daemon configuration file')
     .option('--no-clone', 'always cold-boot container VMs instead of cloning a template')
     .option('--pool-size <n>', 'paused clones kept ready per guest shape (warm pool)')
+    .option('--insecure-registry <host[:port]>', 'a registry reachable over plain HTTP (loopback ones always are)', (v, prev: string[] = []) => [...prev, v])
     .option('--live-restore', 'leave containers running when the daemon stops; the next daemon re-attaches them')
     .version(VERSION, '-v, --version')
     .exitOverride();
   program.parse(argv);
-  const o = program.opts<{ host?: string[]; dataRoot?: string; logLevel?: string; accel?: string; configFile?: string; clone: boolean; poolSize?: string; liveRestore?: boolean }>();
+  const o = program.opts<{ host?: string[]; dataRoot?: string; logLevel?: string; accel?: string; configFile?: string; clone: boolean; poolSize?: string; liveRestore?: boolean; insecureRegistry?: string[] }>();
   const config = loadConfig(o.configFile ?? defaultConfigFile(), !!o.configFile);
   const level: LogLevel = parseLogLevel(o.logLevel ?? config['log-level'] ?? 'info');
   const logger = createLogger(level);
@@ -118,6 +120,7 @@ async function run(argv: string[]): Promise<void> {
 
   const clone = o.clone && config.clone !== false;
   const liveRestore = !!o.liveRestore || config['live-restore'] === true;
+  const insecureRegistries = [...(o.insecureRegistry ?? []), ...(config['insecure-registries'] ?? [])];
   const templates = new TemplateStore(path.join(dataRoot, 'templates'), qemu, logger);
   for (const k of templates.removeStale(assets)) logger.info(`removed stale template ${k}`);
   const defaultMemoryMiB = config['default-memory-mib'] ?? 512;
@@ -144,7 +147,7 @@ async function run(argv: string[]): Promise<void> {
       .then(() => pool?.fill(shape))
       .catch((err: Error) => logger.warn(`template: ${err.message}`));
   }
-  const server = createDockerApiServer(engine, { defaultMemoryMiB, version: VERSION, accel: accel.accel, accelReason: accel.reason, dataRoot, qemuVersion: qemu, liveRestore }, logger);
+  const server = createDockerApiServer(engine, { defaultMemoryMiB, version: VERSION, accel: accel.accel, accelReason: accel.reason, dataRoot, qemuVersion: qemu, liveRestore, insecureRegistries }, logger);
   await listenUnix(server, socketPath);
   fs.writeFileSync(path.join(dataRoot, 'hyperboxd.pid'), String(process.pid));
   logger.info(`API listen on ${socketPath} (data root ${dataRoot})`);

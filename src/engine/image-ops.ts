@@ -17,6 +17,7 @@ function isIdReference(img: Image, name: string): boolean {
 
 /** Forgets an image entirely (every name) once nothing uses it, and frees its files. */
 function deleteUnused(engine: Engine, img: Image, out: DeleteResponseItem[]): void {
+  for (const same of engine.store.list()) if (same.id === img.id && same.refs.length === 0) engine.store.deleteImage(same.manifestDigest);
   engine.store.deleteImage(img.manifestDigest);
   engine.rootfs.removeImageRootfs(img.id);
   out.push({ Deleted: img.id });

@@ -75,10 +75,13 @@ export interface Image {
   manifest: Manifest;
   config: ImageConfig;
   refs: string[];
+  /** "repo@sha256:..." for each registry this image was pulled from or pushed to. */
+  repoDigests: string[];
   size: number;
 }
 
 const REF_ANNOTATION = 'org.opencontainers.image.ref.name';
+const REPO_DIGEST_ANNOTATION = 'io.hyperbox.repo-digest';
 
 export class ContentStore {
   readonly blobDir: string;
@@ -162,13 +165,13 @@ export class ContentStore {
 
   /** Points REF at a stored manifest. An image that loses its last name this way
    * stays in the index untagged ("<none>:<none>", Docker's dangling image). */
-  tag(ref: string, manifestDigest: string, mediaType: string = MediaType.ociManifest): void {
+  tag(ref: string, manifestDigest: string, mediaType: string = MediaType.ociManifest, repoDigest?: string): void {
     const manifest: Descriptor = { mediaType, digest: manifestDigest, size: fs.statSync(this.blobPath(manifestDigest)).size };
     const name = normalizeReference(ref);
     const index = this.readIndex();
     const previous = index.manifests.find((m) => m.annotations?.[REF_ANNOTATION] === name);
     index.manifests = index.manifests.filter((m) => m.annotations?.[REF_ANNOTATION] !== name && !(m.digest === manifestDigest && !m.annotations?.[REF_ANNOTATION]));
-    index.manifests.push({ ...manifest, annotations: { [REF_ANNOTATION]: name } });
+    index.manifests.push({ ...manifest, annotations: { [REF_ANNOTATION]: name, ...(repoDigest ? { [REPO_DIGEST_ANNOTATION]: repoDigest } : {}) } });
     if (previous && previous.digest !== manifestDigest && !index.manifests.some((m) => m.digest === previous.digest)) {
       index.manifests.push({ mediaType: previous.mediaType, digest: previous.digest, size: previous.size });
     }
@@ -243,22 +246,55 @@ export class ContentStore {
     return { removed, freed, deferred: false };
   }
 
-  private load(manifestDigest: string, refs: string[]): Image {
+  private load(manifestDigest: string, refs: string[], repoDigests: string[] = []): Image {
     const manifest = manifestSchema.parse(JSON.parse(this.readBlob(manifestDigest).toString('utf8')));
     const config = imageConfigSchema.parse(JSON.parse(this.readBlob(manifest.config.digest).toString('utf8')));
     const size = manifest.layers.reduce((n, l) => n + l.size, 0);
-    return { id: manifest.config.digest, manifestDigest, manifest, config, refs, size };
+    return { id: manifest.config.digest, manifestDigest, manifest, config, refs, repoDigests, size };
   }
 
   list(): Image[] {
-    const byDigest = new Map<string, string[]>();
+    const byDigest = new Map<string, { refs: string[]; repoDigests: string[] }>();
     for (const m of this.readIndex().manifests) {
-      const refs = byDigest.get(m.digest) ?? [];
+      const entry = byDigest.get(m.digest) ?? { refs: [], repoDigests: [] };
       const name = m.annotations?.[REF_ANNOTATION];
-      if (name) refs.push(familiarName(parseReference(name)));
-      byDigest.set(m.digest, refs);
+      if (name) entry.refs.push(familiarName(parseReference(name)));
+      const rd = m.annotations?.[REPO_DIGEST_ANNOTATION];
+      if (rd && !entry.repoDigests.includes(rd)) entry.repoDigests.push(rd);
+      byDigest.set(m.digest, entry);
     }
-    return [...byDigest].map(([d, refs]) => this.load(d, refs));
+    return [...byDigest].map(([d, e]) => this.load(d, e.refs, e.repoDigests));
+  }
+
+  // ---- where blobs came from (for cross-repository mounts on push) ----------
+
+  private get sourcesFile(): string {
+    return path.join(this.root, 'sources.json');
+  }
+
+  private readSources(): Record<string, string[]> {
+    try {
+      return JSON.parse(fs.readFileSync(this.sourcesFile, 'utf8')) as Record<string, string[]>;
+    } catch {
+      return {};
+    }
+  }
+
+  /** Notes that these blobs exist in REPO ("registry/path"). */
+  recordSource(digests: string[], repo: string): void {
+    const sources = this.readSources();
+    for (const d of digests) {
+      const list = sources[d] ?? [];
+      if (!list.includes(repo)) list.push(repo);
+      sources[d] = list.slice(-8);
+    }
+    const tmp = `${this.sourcesFile}.tmp`;
+    fs.writeFileSync(tmp, JSON.stringify(sources));
+    fs.renameSync(tmp, this.sourcesFile);
+  }
+
+  sourcesOf(digest: string): string[] {
+    return this.readSources()[digest] ?? [];
   }
 
   /** Finds an image by reference, full or short ID (config digest) or manifest digest. */
@@ -267,7 +303,8 @@ export class ContentStore {
     const hex = nameOrId.replace(/^sha256:/, '');
     if (/^[a-f0-9]{6,64}$/.test(hex)) {
       const matches = images.filter((i) => i.id.slice(7).startsWith(hex));
-      if (matches.length === 1) return matches[0]!;
+      // One config can be stored under several manifests (pulled gzip'd, imported plain): one image.
+      if (new Set(matches.map((i) => i.id)).size === 1) return { ...matches[0]!, refs: matches.flatMap((i) => i.refs) };
       if (matches.length > 1) throw conflict(`ambiguous image id ${nameOrId}`);
     }
     let wanted: string;

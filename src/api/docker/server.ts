@@ -15,6 +15,7 @@ import { API_VERSION, compareVersions, Ctx, MIN_API_VERSION } from './http.js';
 import { containerRoutes } from './routes/containers.js';
 import { execRoutes } from './routes/exec.js';
 import { archiveRoutes } from './routes/archive.js';
+import { distributionRoutes } from './routes/distribution.js';
 import { ImagePaths } from './routes/image-paths.js';
 import { imageRoutes } from './routes/images.js';
 import { systemRoutes } from './routes/system.js';
@@ -36,6 +37,8 @@ export interface ServerInfo {
   qemuVersion: string;
   defaultMemoryMiB: number;
   liveRestore: boolean;
+  /** Registries allowed over plain HTTP besides loopback ones. */
+  insecureRegistries: string[];
 }
 
 export function createDockerApiServer(engine: Engine, info: ServerInfo, logger: Logger): http.Server {
@@ -51,7 +54,8 @@ export function createDockerApiServer(engine: Engine, info: ServerInfo, logger: 
   volumeRoutes(table, engine);
   networkRoutes(table, engine);
   const imagePaths = new ImagePaths(table);
-  imageRoutes(table, imagePaths, engine);
+  imageRoutes(table, imagePaths, engine, info.insecureRegistries);
+  distributionRoutes(table, imagePaths, engine, info.insecureRegistries);
   archiveRoutes(table, imagePaths, engine);
   nativeRoutes(table, engine);
 

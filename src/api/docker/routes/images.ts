@@ -1,5 +1,6 @@
 /** /images/... routes (local images; registry pull/push arrive with the images issue). */
-import { notImplemented } from '../../../common/errors.js';
+import { invalid } from '../../../common/errors.js';
+import { pullRoute } from './distribution.js';
 import { pruneImages, removeImage } from '../../../engine/image-ops.js';
 import type { Engine } from '../../../engine/engine.js';
 import { importRootfs } from '../../../images/import.js';
@@ -13,7 +14,7 @@ export function imageSummary(img: Image) {
     Id: img.id,
     ParentId: '',
     RepoTags: img.refs,
-    RepoDigests: [],
+    RepoDigests: img.repoDigests,
     Created: Math.floor(Date.parse(img.config.created ?? '1970-01-01T00:00:00Z') / 1000),
     Size: img.size,
     SharedSize: -1,
@@ -46,7 +47,7 @@ function imageInspect(img: Image) {
   return {
     Id: img.id,
     RepoTags: img.refs,
-    RepoDigests: [],
+    RepoDigests: img.repoDigests,
     Parent: '',
     Comment: '',
     Created: img.config.created ?? '',
@@ -61,7 +62,7 @@ function imageInspect(img: Image) {
   };
 }
 
-export function imageRoutes(r: RouteTable, images: ImagePaths, engine: Engine): void {
+export function imageRoutes(r: RouteTable, images: ImagePaths, engine: Engine, insecure: string[]): void {
   r.add('GET', '/images/json', (ctx) => ctx.send(200, engine.store.list().map(imageSummary)));
 
   r.add('POST', '/images/create', async (ctx) => {
@@ -74,7 +75,8 @@ export function imageRoutes(r: RouteTable, images: ImagePaths, engine: Engine): 
       engine.emitEvent('image', 'import', id, { name: ref ?? id });
       return ctx.send(200, { status: id });
     }
-    throw notImplemented(`pulling images from a registry is not implemented yet in hyperbox (image "${ctx.query.get('fromImage')}")`);
+    if (!ctx.query.get('fromImage')) throw invalid('fromImage or fromSrc is required');
+    return pullRoute(ctx, engine, insecure);
   });
 
   images.add('GET', '/json', (ctx, name) => ctx.send(200, imageInspect(engine.store.resolve(name))));

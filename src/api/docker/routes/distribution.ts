@@ -1,0 +1,74 @@
+/** Registry routes: pull (POST /images/create?fromImage=), push, and /auth (login). */
+import { invalid } from '../../../common/errors.js';
+import type { Engine } from '../../../engine/engine.js';
+import { familiarName, formatReference, parseReference } from '../../../images/reference.js';
+import { decodeRegistryAuth, type Credentials } from '../../../images/registry/auth.js';
+import { checkLogin } from '../../../images/registry/client.js';
+import { pullImage } from '../../../images/registry/pull.js';
+import { pushImage } from '../../../images/registry/push.js';
+import type { Ctx } from '../http.js';
+import type { RouteTable } from '../server.js';
+import type { ImagePaths } from './image-paths.js';
+import { z } from 'zod';
+
+const authBodySchema = z.object({ username: z.string().optional(), password: z.string().optional(), serveraddress: z.string().optional(), identitytoken: z.string().optional() }).passthrough();
+
+function credentials(ctx: Ctx): Credentials | undefined {
+  const h = ctx.req.headers['x-registry-auth'];
+  return decodeRegistryAuth(Array.isArray(h) ? h[0] : h);
+}
+
+/** POST /images/create?fromImage=NAME&tag=TAG: Docker's pull, with its progress stream. */
+export async function pullRoute(ctx: Ctx, engine: Engine, insecure: string[]): Promise<void> {
+  const from = ctx.query.get('fromImage') ?? '';
+  const tag = ctx.query.get('tag');
+  let input = from;
+  if (tag) input = tag.startsWith('sha256:') ? `${from}@${tag}` : `${from}:${tag}`;
+  const ref = parseReference(input);
+  const creds = credentials(ctx);
+  const messages = ctx.beginJsonMessages();
+  const name = familiarName(ref);
+  try {
+    messages.send({ status: `Pulling from ${ref.path}`, id: ref.tag ?? ref.digest });
+    const r = await pullImage(engine.store, ref, { credentials: creds, insecure, platform: ctx.query.get('platform') || undefined, progress: (m) => messages.send(m) });
+    const repo = familiarName({ ...ref, tag: undefined, digest: undefined });
+    engine.store.tag(formatReference(ref), r.manifestDigest, undefined, `${repo}@${r.repoDigest}`);
+    messages.send({ status: `Digest: ${r.repoDigest}` });
+    messages.send({ status: r.downloaded ? `Status: Downloaded newer image for ${name}` : `Status: Image is up to date for ${name}` });
+    engine.emitEvent('image', 'pull', name, { name });
+  } catch (err) {
+    messages.fail(err);
+  } finally {
+    messages.end();
+  }
+}
+
+export function distributionRoutes(r: RouteTable, images: ImagePaths, engine: Engine, insecure: string[]): void {
+  images.add('POST', '/push', async (ctx, name) => {
+    const tag = ctx.query.get('tag');
+    const refText = tag ? `${name}:${tag}` : name;
+    const ref = parseReference(refText);
+    const image = engine.store.resolve(familiarName(ref));
+    const messages = ctx.beginJsonMessages();
+    try {
+      const res = await pushImage(engine.store, image, ref, { credentials: credentials(ctx), insecure, progress: (m) => messages.send(m) });
+      const t = ref.tag ?? 'latest';
+      messages.send({ status: `${t}: digest: ${res.digest} size: ${res.size}` });
+      messages.send({ progressDetail: {}, aux: { Tag: t, Digest: res.digest, Size: res.size } });
+      engine.store.tag(familiarName(ref), image.manifestDigest, image.manifest.mediaType, `${familiarName({ ...ref, tag: undefined })}@${res.digest}`);
+      engine.emitEvent('image', 'push', familiarName(ref), { name: familiarName(ref) });
+    } catch (err) {
+      messages.fail(err);
+    } finally {
+      messages.end();
+    }
+  });
+
+  r.add('POST', '/auth', async (ctx) => {
+    const body = await ctx.json(authBodySchema);
+    if (!body.username) throw invalid('username is required');
+    const address = (body.serveraddress || 'docker.io').replace(/^https?:\/\//, '').replace(/\/.*$/, '');
+    await checkLogin(address === 'index.docker.io' ? 'docker.io' : address, { credentials: body, insecure });
+    ctx.send(200, { Status: 'Login Succeeded', IdentityToken: '' });
+  });
+}
