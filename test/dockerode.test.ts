@@ -1,9 +1,11 @@
 /** dockerode, the Node Docker client, drives hyperboxd unchanged (unversioned paths, its own stream handling). */
 import assert from 'node:assert/strict';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import Docker from 'dockerode';
 import { startDaemonWithBusybox, until, type TestDaemon } from './helpers/daemon.js';
+import { TestRegistry } from './helpers/registry.js';
+import tar from 'tar-stream';
 
 let d: TestDaemon;
 let docker: Docker;
@@ -87,5 +89,56 @@ describe('dockerode against hyperboxd', () => {
     (events as unknown as { destroy(): void }).destroy();
     const images = await docker.listImages();
     assert.ok(images.some((i) => i.RepoTags?.includes('busybox:latest')));
+  });
+
+  it('copies files in and out, commits, saves, loads, pushes and pulls', async () => {
+    const c = await docker.createContainer({ Image: 'busybox', Cmd: ['sleep', '1000'] });
+    await c.start();
+    const pack = tar.pack();
+    pack.entry({ name: 'greeting.txt' }, 'hello from dockerode\n');
+    pack.finalize();
+    await c.putArchive(pack as unknown as NodeJS.ReadableStream, { path: '/tmp' });
+    const out = (await c.getArchive({ path: '/tmp/greeting.txt' })) as unknown as NodeJS.ReadableStream;
+    const extract = tar.extract();
+    let content = '';
+    const done = (async () => {
+      for await (const entry of extract) for await (const chunk of entry) content += chunk;
+    })();
+    out.pipe(extract as unknown as NodeJS.WritableStream);
+    await done;
+    assert.equal(content, 'hello from dockerode\n');
+    const changes = (await c.changes()) as Array<{ Path: string; Kind: number }>;
+    assert.ok(changes.some((x) => x.Path === '/tmp/greeting.txt' && x.Kind === 1));
+
+    const committed = (await c.commit({ repo: 'node-snap', tag: '1', comment: 'via dockerode' })) as { Id: string };
+    assert.match(committed.Id, /^sha256:/);
+    await c.remove({ force: true });
+
+    const saved = (await docker.getImage('node-snap:1').get()) as unknown as NodeJS.ReadableStream;
+    const chunks: Buffer[] = [];
+    for await (const chunk of saved as AsyncIterable<Buffer>) chunks.push(chunk);
+    await docker.getImage('node-snap:1').remove();
+    const loadStream = (await docker.loadImage(Readable.from([Buffer.concat(chunks)]))) as unknown as NodeJS.ReadableStream;
+    await new Promise((resolve, reject) => docker.modem.followProgress(loadStream, (err: Error | null) => (err ? reject(err) : resolve(undefined))));
+    assert.equal((await docker.getImage('node-snap:1').inspect()).Id, committed.Id);
+
+    const reg = new TestRegistry();
+    await reg.start();
+    try {
+      const name = `${reg.host}/node/snap`;
+      await docker.getImage('node-snap:1').tag({ repo: name, tag: '1' });
+      const pushed = (await docker.getImage(`${name}:1`).push({ authconfig: {} })) as unknown as NodeJS.ReadableStream;
+      await new Promise((resolve, reject) => docker.modem.followProgress(pushed, (err: Error | null) => (err ? reject(err) : resolve(undefined))));
+      await docker.getImage(`${name}:1`).remove();
+      const pulled = (await docker.pull(`${name}:1`)) as NodeJS.ReadableStream;
+      await new Promise((resolve, reject) => docker.modem.followProgress(pulled, (err: Error | null) => (err ? reject(err) : resolve(undefined))));
+      const run = await docker.createContainer({ Image: `${name}:1`, Cmd: ['cat', '/tmp/greeting.txt'] });
+      await run.start();
+      await run.wait();
+      assert.match((await run.logs({ stdout: true })).toString('latin1'), /hello from dockerode/);
+      await run.remove();
+    } finally {
+      await reg.stop();
+    }
   });
 });
