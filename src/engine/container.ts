@@ -36,6 +36,8 @@ export class Container extends EventEmitter<{ output: [LogRecord]; exit: [number
   constructor(
     public record: ContainerRecord,
     readonly dir: string,
+    /** Writes the record durably (one metadata transaction). */
+    private readonly persist: (record: ContainerRecord) => void,
   ) {
     super();
     this.setMaxListeners(0);
@@ -57,18 +59,7 @@ export class Container extends EventEmitter<{ output: [LogRecord]; exit: [number
 
   save(): void {
     if (this.removed) return;
-    const file = path.join(this.dir, 'config.v2.json');
-    fs.writeFileSync(`${file}.tmp`, JSON.stringify(this.record, null, 1));
-    fs.renameSync(`${file}.tmp`, file);
-  }
-
-  static load(dir: string): Container | undefined {
-    try {
-      const record = JSON.parse(fs.readFileSync(path.join(dir, 'config.v2.json'), 'utf8')) as ContainerRecord;
-      return new Container(record, dir);
-    } catch {
-      return undefined;
-    }
+    this.persist(this.record);
   }
 
   waitRemoved(): Promise<void> {

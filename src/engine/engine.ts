@@ -21,6 +21,7 @@ import { locateGuestAssets, type GuestAssets } from '../vm/assets.js';
 import type { ClonePool } from '../vm/pool.js';
 import type { GuestShape, TemplateStore } from '../vm/template.js';
 import { Container, type Attachment } from './container.js';
+import { MetadataStore } from './metadata.js';
 import { LogWriter, parseLogOptions } from './logs.js';
 import { generateName } from './names.js';
 import { ROOT_NAME, startSandbox, type Sandbox } from './sandbox.js';
@@ -101,6 +102,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
   private readonly containers = new Map<string, Container>();
   private readonly execs = new Map<string, ExecRecord>();
   private readonly containersDir: string;
+  private readonly metadata: MetadataStore;
   private readonly runRoot: string;
   readonly recentEvents: EngineEvent[] = [];
   private assets: GuestAssets;
@@ -113,6 +115,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     this.rootfs = new RootfsBuilder(this.store, path.join(opts.dataRoot, 'rootfs'));
     this.volumes = new VolumeStore(path.join(opts.dataRoot, 'volumes'));
     this.containersDir = path.join(opts.dataRoot, 'containers');
+    this.metadata = new MetadataStore(path.join(opts.dataRoot, 'hyperbox.db'), this.containersDir);
     this.runRoot = path.join(opts.dataRoot, 'run');
     fs.mkdirSync(this.containersDir, { recursive: true });
     fs.mkdirSync(this.runRoot, { recursive: true });
@@ -131,15 +134,40 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     return now;
   }
 
-  /** Reloads persisted containers; running ones are re-attached by recover(). */
+  private newContainer(record: ContainerRecord): Container {
+    return new Container(record, path.join(this.containersDir, record.Id), (r) => this.metadata.save(r));
+  }
+
+  /**
+   * Loads containers from the database and reconciles it with the disk: a
+   * directory no record names (a create or remove cut short by a crash) is
+   * unmounted and deleted; a record whose directory is gone gets a fresh one
+   * (its writable layer is lost, which is reported). Running ones are
+   * re-attached by recover().
+   */
   private loadContainers(): void {
-    for (const id of fs.readdirSync(this.containersDir)) {
-      const c = Container.load(path.join(this.containersDir, id));
-      if (!c) continue;
+    for (const record of this.metadata.all()) {
+      const c = this.newContainer(record);
+      if (!fs.existsSync(c.dir)) {
+        this.opts.logger.warn(`container ${c.id.slice(0, 12)}: its directory was missing; recreated with an empty writable layer`);
+        fs.mkdirSync(c.dir, { recursive: true });
+      }
       // Volumes a previous daemon left mounted on a stopped container's root
       // (running ones keep theirs: recover() re-attaches them).
       if (!c.record.State.Running) this.releaseStorage(c);
       this.containers.set(c.id, c);
+    }
+    for (const id of fs.readdirSync(this.containersDir)) {
+      if (this.containers.has(id)) continue;
+      const dir = path.join(this.containersDir, id);
+      this.opts.logger.warn(`removing ${dir}: no container record names it (an operation cut short)`);
+      try {
+        unmountVolumes(containerLayerPaths(dir).merged);
+        unmountContainerLayer(dir);
+      } catch (err) {
+        this.opts.logger.warn(`unmount ${dir}: ${(err as Error).message}`);
+      }
+      if (mountsUnder(dir).length === 0) fs.rmSync(dir, { recursive: true, force: true });
     }
   }
 
@@ -355,19 +383,24 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
       },
     };
     record.MountPoints = resolveMounts(host, this.volumes);
-    const dir = path.join(this.containersDir, id);
+    const c = this.newContainer(record);
+    const dir = c.dir;
     fs.mkdirSync(dir, { recursive: true });
-    const c = new Container(record, dir);
+    // Listed (and its name taken) from now on, so a concurrent create cannot take the name.
+    c.busy = 'creating';
+    this.containers.set(id, c);
     try {
       const lower = await this.rootfs.imageRootfs(image);
       mountContainerLayer(lower, dir);
       c.save();
     } catch (err) {
+      this.containers.delete(id);
       unmountContainerLayer(dir);
       fs.rmSync(dir, { recursive: true, force: true });
       throw err;
+    } finally {
+      c.busy = undefined;
     }
-    this.containers.set(id, c);
     this.containerEvent(c, 'create');
     return c;
   }
@@ -689,6 +722,9 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
       await Promise.race([exited, sleepMs(5000)]);
     }
     if (c.restartTimer) clearTimeout(c.restartTimer);
+    // The record goes first: a crash during the cleanup below leaves only a
+    // directory no record names, which the next start removes.
+    this.metadata.remove(c.id);
     c.removed = true;
     this.containers.delete(c.id);
     c.log?.close();

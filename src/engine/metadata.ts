@@ -1,0 +1,96 @@
+/**
+ * Container metadata in SQLite (better-sqlite3): one row per container, each
+ * state change one transaction, WAL journal so a killed daemon never leaves a
+ * torn record. The schema is versioned (PRAGMA user_version) and migrated
+ * forward on open; version 1 imports the per-container JSON files that earlier
+ * hyperbox versions wrote.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import type { ContainerRecord } from './types.js';
+
+type Migration = (db: Database.Database, ctx: { containersDir: string }) => void;
+
+const MIGRATIONS: Migration[] = [
+  // 1: containers table; adopt the JSON records of hyperbox <= 0.1.
+  (db, { containersDir }) => {
+    db.exec(`CREATE TABLE containers (
+      id TEXT PRIMARY KEY,
+      name TEXT NOT NULL UNIQUE,
+      record TEXT NOT NULL,
+      updated_at TEXT NOT NULL
+    )`);
+    const insert = db.prepare('INSERT OR IGNORE INTO containers (id, name, record, updated_at) VALUES (?, ?, ?, ?)');
+    for (const id of fs.existsSync(containersDir) ? fs.readdirSync(containersDir) : []) {
+      const file = path.join(containersDir, id, 'config.v2.json');
+      try {
+        const record = JSON.parse(fs.readFileSync(file, 'utf8')) as ContainerRecord;
+        if (record.Id === id) insert.run(record.Id, record.Name, JSON.stringify(record), new Date().toISOString());
+        fs.rmSync(file, { force: true });
+      } catch {
+        /* not a container record: reconcile() reports the directory */
+      }
+    }
+  },
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+export class MetadataStore {
+  private readonly db: Database.Database;
+  private readonly upsert: Database.Statement;
+  private readonly del: Database.Statement;
+
+  constructor(file: string, containersDir: string) {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('busy_timeout = 5000');
+    const current = this.db.pragma('user_version', { simple: true }) as number;
+    if (current > SCHEMA_VERSION) {
+      throw new Error(`${file} has schema version ${current}, newer than this hyperbox (${SCHEMA_VERSION}): refusing to touch it`);
+    }
+    for (let v = current; v < SCHEMA_VERSION; v++) {
+      this.db.transaction(() => {
+        MIGRATIONS[v]!(this.db, { containersDir });
+        this.db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
+    this.upsert = this.db.prepare(
+      'INSERT INTO containers (id, name, record, updated_at) VALUES (@id, @name, @record, @at) ON CONFLICT(id) DO UPDATE SET name = @name, record = @record, updated_at = @at',
+    );
+    this.del = this.db.prepare('DELETE FROM containers WHERE id = ?');
+  }
+
+  /** Writes a container's record (one transaction). */
+  save(record: ContainerRecord): void {
+    this.upsert.run({ id: record.Id, name: record.Name, record: JSON.stringify(record), at: new Date().toISOString() });
+  }
+
+  remove(id: string): void {
+    this.del.run(id);
+  }
+
+  all(): ContainerRecord[] {
+    const rows = this.db.prepare('SELECT record FROM containers').all() as Array<{ record: string }>;
+    const out: ContainerRecord[] = [];
+    for (const r of rows) {
+      try {
+        out.push(JSON.parse(r.record) as ContainerRecord);
+      } catch {
+        /* cannot happen through save(); skipped rather than fatal */
+      }
+    }
+    return out;
+  }
+
+  schemaVersion(): number {
+    return this.db.pragma('user_version', { simple: true }) as number;
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
