@@ -1,9 +1,10 @@
 /** Lifecycle: restart policies (with back-off, across daemon restarts), pause, rename, prune. */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { startDaemonWithBusybox, until, type TestDaemon } from './helpers/daemon.js';
+import { startDaemonWithBusybox, TestDaemon, until } from './helpers/daemon.js';
 
 let d: TestDaemon;
 const inspect = async (name: string, fmt: string) => (await d.run(['inspect', '-f', fmt, name])).stdout.trim();
@@ -104,5 +105,36 @@ describe('resources', () => {
     await d.run(['rm', 'hog']);
     const fits = await d.run(['run', '--rm', '-m', '64m', 'busybox', 'sh', '-c', 'x=$(head -c 8000000 /dev/zero | tr "\\0" a); echo fits']);
     assert.equal(fits.stdout, 'fits\n');
+  });
+});
+
+describe('disk limits', () => {
+  it('--storage-opt size bounds the writable layer: ENOSPC inside, a warning in the daemon log, the daemon keeps going', async () => {
+    const r = await d.run(['run', '--name', 'filler', '--storage-opt', 'size=24m', 'busybox', 'sh', '-c', 'dd if=/dev/zero of=/big bs=1M count=64; echo rc=$?']);
+    assert.match(r.stderr + r.stdout, /No space left on device/);
+    assert.match(r.stdout, /rc=1/);
+    await until('daemon log warning', () => d.log.includes('writable layer is full'));
+    assert.equal((await d.run(['run', '--rm', 'busybox', 'echo', 'still fine'])).stdout, 'still fine\n');
+    assert.equal((await d.run(['rm', 'filler'])).code, 0);
+  });
+
+  it('a full disk under the data root gives ENOSPC in the container and the daemon keeps running', async () => {
+    const small = new TestDaemon();
+    fs.mkdirSync(path.join(small.dataRoot, 'data'), { recursive: true });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=48m', 'tmpfs', path.join(small.dataRoot, 'data')]);
+    try {
+      await small.start();
+      await small.importBusybox();
+      const r = await small.run(['run', '--name', 'hog', 'busybox', 'sh', '-c', 'dd if=/dev/zero of=/big bs=1M count=100; echo rc=$?']);
+      assert.match(r.stderr + r.stdout, /No space left on device/);
+      const ps = await small.run(['ps', '-a', '--format', '{{.Names}}']);
+      assert.equal(ps.code, 0);
+      assert.match(ps.stdout, /hog/);
+      const rm = await small.run(['rm', 'hog']);
+      assert.equal(rm.code, 0, rm.stderr);
+      assert.equal((await small.run(['run', '--rm', 'busybox', 'echo', 'recovered'])).stdout, 'recovered\n');
+    } finally {
+      await small.stop();
+    }
   });
 });

@@ -11,7 +11,7 @@ import { AgentConnection, GuestProcess, StartError } from '../agent/connection.j
 import { isQemuOf, QemuVm } from '../vm/qemu.js';
 import { conflict, HyperboxError, internal, invalid, notFound, notModified } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import { RootfsBuilder, containerLayerPaths, mountContainerLayer, unmountContainerLayer } from '../images/rootfs.js';
+import { RootfsBuilder, containerLayerPaths, createSizedLayer, mountContainerLayer, sizedLayerUsage, unmountContainerLayer } from '../images/rootfs.js';
 import { containerChanges, type Change } from './changes.js';
 import { commitContainer, type CommitOptions } from './commit.js';
 import { ContentStore, type Image } from '../images/store.js';
@@ -135,7 +135,15 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
   }
 
   private newContainer(record: ContainerRecord): Container {
-    return new Container(record, path.join(this.containersDir, record.Id), (r) => this.metadata.save(r));
+    return new Container(record, path.join(this.containersDir, record.Id), (r) => {
+      try {
+        this.metadata.save(r);
+      } catch (err) {
+        // A full disk must not wedge the lifecycle: the state stays in memory and
+        // is written by the next successful save.
+        this.opts.logger.error(`container ${r.Id.slice(0, 12)}: cannot save its state: ${(err as Error).message}`);
+      }
+    });
   }
 
   /**
@@ -341,6 +349,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
       Mounts: req.host.Mounts,
       Tmpfs: req.host.Tmpfs,
       ReadonlyRootfs: !!req.host.ReadonlyRootfs,
+      StorageOpt: req.host.StorageOpt,
       NetworkMode: req.host.NetworkMode || 'default',
       PublishAllPorts: !!req.host.PublishAllPorts,
     };
@@ -390,6 +399,8 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     c.busy = 'creating';
     this.containers.set(id, c);
     try {
+      const layerBytes = parseLayerLimit(host.StorageOpt);
+      if (layerBytes) createSizedLayer(dir, layerBytes);
       const lower = await this.rootfs.imageRootfs(image);
       mountContainerLayer(lower, dir);
       c.save();
@@ -597,6 +608,10 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
         e.markDone();
       }
     }
+    const layer = sizedLayerUsage(c.dir);
+    if (layer && layer.free < 1024 * 1024) {
+      this.opts.logger.warn(`container ${c.id.slice(0, 12)}: its writable layer is full (${Math.round(layer.used / 1048576)} MiB used): writes in it fail with "No space left on device"`);
+    }
     if (oomKilled) this.containerEvent(c, 'oom');
     this.containerEvent(c, 'die', { exitCode: String(code) });
     c.emit('exit', code);
@@ -723,8 +738,15 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     }
     if (c.restartTimer) clearTimeout(c.restartTimer);
     // The record goes first: a crash during the cleanup below leaves only a
-    // directory no record names, which the next start removes.
-    this.metadata.remove(c.id);
+    // directory no record names, which the next start removes. On a full disk
+    // the database may not take even a delete: free the files, then retry.
+    let recordGone = true;
+    try {
+      this.metadata.remove(c.id);
+    } catch (err) {
+      this.opts.logger.warn(`container ${c.id.slice(0, 12)}: cannot delete its record yet (${(err as Error).message}); freeing its files first`);
+      recordGone = false;
+    }
     c.removed = true;
     this.containers.delete(c.id);
     c.log?.close();
@@ -749,6 +771,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
       }
     }
     fs.rmSync(path.join(this.runRoot, c.id.slice(0, 12)), { recursive: true, force: true });
+    if (!recordGone) this.metadata.remove(c.id);
     for (const [id, e] of this.execs) if (e.ContainerID === c.id) this.execs.delete(id);
     this.containerEvent(c, 'destroy');
     c.markRemoved();
@@ -973,6 +996,19 @@ function forwardStdin(input: import('node:stream').Readable, proc: GuestProcess,
     void proc.write(chunk).then(() => input.resume());
   });
   input.once('end', onEnd);
+}
+
+/** `--storage-opt size=64m` in bytes (undefined: no limit). */
+function parseLayerLimit(opts: Record<string, string> | undefined): number | undefined {
+  for (const [k, v] of Object.entries(opts ?? {})) {
+    if (k !== 'size') throw invalid(`unknown storage option "${k}" (hyperbox supports size)`);
+    const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(v.trim());
+    if (!m) throw invalid(`invalid storage size "${v}"`);
+    const bytes = Math.floor(Number(m[1]) * 1024 ** 'bkmgt'.indexOf((m[2] || 'b').toLowerCase()));
+    if (bytes < 16 * 1024 * 1024) throw invalid('the writable layer must be at least 16MB');
+    return bytes;
+  }
+  return undefined;
 }
 
 function sleepMs(ms: number): Promise<void> {

@@ -37,6 +37,8 @@ export interface HostSpec {
   Mounts?: MountRequest[];
   Tmpfs?: Record<string, string>;
   ReadonlyRootfs?: boolean;
+  /** `size`: the writable layer's limit (`--storage-opt size=64m`). */
+  StorageOpt?: Record<string, string>;
   /** "" / default / bridge (user-mode network) or none. */
   NetworkMode?: string;
   PortBindings?: PortMap;

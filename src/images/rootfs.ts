@@ -67,14 +67,42 @@ export interface ContainerLayerPaths {
   upper: string;
   work: string;
   merged: string;
+  /** A size-limited writable layer (`--storage-opt size=`): an ext4 image file
+   * mounted on `layerMount`, holding upper and work. */
+  sized?: { image: string; layerMount: string };
 }
 
 export function containerLayerPaths(containerDir: string): ContainerLayerPaths {
-  return {
-    upper: path.join(containerDir, 'upper'),
-    work: path.join(containerDir, 'work'),
-    merged: path.join(containerDir, 'rootfs'),
-  };
+  const image = path.join(containerDir, 'layer.img');
+  const sized = fs.existsSync(image) ? { image, layerMount: path.join(containerDir, 'layer') } : undefined;
+  const base = sized?.layerMount ?? containerDir;
+  return { upper: path.join(base, 'upper'), work: path.join(base, 'work'), merged: path.join(containerDir, 'rootfs'), sized };
+}
+
+/**
+ * Gives a container a writable layer of at most BYTES: an ext4 filesystem in a
+ * file of that size, loop-mounted. Writing past it fails with ENOSPC inside the
+ * container, and nothing else on the host fills up.
+ */
+export function createSizedLayer(containerDir: string, bytes: number): void {
+  const image = path.join(containerDir, 'layer.img');
+  fs.mkdirSync(containerDir, { recursive: true });
+  fs.closeSync(fs.openSync(image, 'w'));
+  fs.truncateSync(image, bytes);
+  try {
+    execFileSync('mkfs.ext4', ['-q', '-F', '-m', '0', '-E', 'root_owner=0:0', image], { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (err) {
+    fs.rmSync(image, { force: true });
+    throw internal(`cannot create a ${bytes}-byte writable layer: ${String((err as { stderr?: Buffer }).stderr ?? err).trim()}`);
+  }
+}
+
+/** Bytes used and available in a sized writable layer (undefined when unsized). */
+export function sizedLayerUsage(containerDir: string): { used: number; free: number } | undefined {
+  const p = containerLayerPaths(containerDir);
+  if (!p.sized || !isMounted(p.sized.layerMount)) return undefined;
+  const st = fs.statfsSync(p.sized.layerMount);
+  return { used: (st.blocks - st.bfree) * st.bsize, free: st.bavail * st.bsize };
 }
 
 function isMounted(dir: string): boolean {
@@ -89,6 +117,14 @@ function isMounted(dir: string): boolean {
 /** Mounts the container's overlay (idempotent). */
 export function mountContainerLayer(lower: string, containerDir: string): string {
   const p = containerLayerPaths(containerDir);
+  if (p.sized && !isMounted(p.sized.layerMount)) {
+    fs.mkdirSync(p.sized.layerMount, { recursive: true });
+    try {
+      execFileSync('mount', ['-o', 'loop', p.sized.image, p.sized.layerMount], { stdio: ['ignore', 'ignore', 'pipe'] });
+    } catch (err) {
+      throw internal(`cannot mount the container's writable layer: ${String((err as { stderr?: Buffer }).stderr ?? err).trim()}`);
+    }
+  }
   for (const d of [p.upper, p.work, p.merged]) fs.mkdirSync(d, { recursive: true, mode: 0o755 });
   if (isMounted(p.merged)) return p.merged;
   try {
@@ -103,10 +139,12 @@ export function mountContainerLayer(lower: string, containerDir: string): string
 
 export function unmountContainerLayer(containerDir: string): void {
   const p = containerLayerPaths(containerDir);
-  if (!isMounted(p.merged)) return;
-  try {
-    execFileSync('umount', [p.merged], { stdio: 'ignore' });
-  } catch {
-    execFileSync('umount', ['-l', p.merged], { stdio: 'ignore' });
+  for (const dir of [p.merged, p.sized?.layerMount]) {
+    if (!dir || !isMounted(dir)) continue;
+    try {
+      execFileSync('umount', [dir], { stdio: 'ignore' });
+    } catch {
+      execFileSync('umount', ['-l', dir], { stdio: 'ignore' });
+    }
   }
 }

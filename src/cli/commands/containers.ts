@@ -24,6 +24,7 @@ interface RunOptions {
   restart?: string;
   logDriver?: string;
   logOpt?: string[];
+  storageOpt?: string[];
   volume?: string[];
   mount?: string[];
   tmpfs?: string[];
@@ -35,7 +36,7 @@ interface RunOptions {
 
 function splitKeyValue(kv: string): [string, string] {
   const i = kv.indexOf('=');
-  if (i <= 0) throw new ExitError(125, `invalid argument "${kv}" for "--log-opt" flag: must be key=value`);
+  if (i <= 0) throw new ExitError(125, `invalid argument "${kv}": must be key=value`);
   return [kv.slice(0, i), kv.slice(i + 1)];
 }
 
@@ -111,6 +112,7 @@ function createBody(image: string, command: string[], o: RunOptions) {
       NetworkMode: o.network ?? 'default',
       AutoRemove: !!o.rm,
       RestartPolicy: parseRestart(o.restart),
+      StorageOpt: o.storageOpt ? Object.fromEntries(o.storageOpt.map(splitKeyValue)) : undefined,
       LogConfig: o.logDriver || o.logOpt ? { Type: o.logDriver ?? 'json-file', Config: Object.fromEntries((o.logOpt ?? []).map(splitKeyValue)) } : undefined,
       Memory: o.memory ? parseBytes(o.memory, '-m, --memory') : 0,
       NanoCpus: o.cpus ? parseCpus(o.cpus) : 0,
@@ -277,6 +279,7 @@ export function registerContainerCommands(program: Command, act: Act): void {
       .option('--cpus <number>', 'number of CPUs (VM vCPUs)')
       .option('--restart <policy>', 'restart policy: no, always, unless-stopped, on-failure[:max-retries]')
       .option('--log-driver <driver>', 'logging driver (json-file)')
+      .option('--storage-opt <size=N>', 'storage driver options: size (the writable layer limit)', collect)
       .option('--log-opt <key=value>', 'log driver options: max-size, max-file', collect)
       .option('-v, --volume <src:dst[:ro]>', 'bind mount a host path or a named volume', collect)
       .option('--mount <spec>', 'attach a mount (type=bind|volume|tmpfs,source=,target=,readonly)', collect)

@@ -68,6 +68,7 @@ export const createBodySchema = z
           .nullish(),
         Tmpfs: z.record(z.string(), z.string()).nullish(),
         ReadonlyRootfs: z.boolean().nullish(),
+        StorageOpt: z.record(z.string(), z.string()).nullish(),
         NetworkMode: z.string().nullish(),
         PortBindings: z
           .record(z.string(), z.array(z.object({ HostIp: z.string().nullish(), HostPort: z.string().nullish() }).passthrough()).nullish())
@@ -126,6 +127,7 @@ export function containerRoutes(r: RouteTable, engine: Engine): void {
         })),
         Tmpfs: hc.Tmpfs ?? undefined,
         ReadonlyRootfs: hc.ReadonlyRootfs ?? false,
+        StorageOpt: hc.StorageOpt ?? undefined,
         NetworkMode: hc.NetworkMode ?? undefined,
         PortBindings: hc.PortBindings
           ? Object.fromEntries(Object.entries(hc.PortBindings).map(([k, l]) => [k, (l ?? []).map((b) => ({ HostIp: b.HostIp ?? '', HostPort: b.HostPort ?? '' }))]))
