@@ -47,7 +47,16 @@ async function startDaemon(c: ApiClient): Promise<void> {
       await new Promise((r) => setTimeout(r, 100));
     }
   }
-  throw new ExitError(125, `hyperboxd did not start: see ${path.join(dataRoot, 'hyperboxd.log')}`);
+  // Say why right here: the log may be on a machine (CI) nobody can look at later.
+  const logFile = path.join(dataRoot, 'hyperboxd.log');
+  let tail = '';
+  try {
+    tail = fs.readFileSync(logFile, 'utf8').trimEnd().split('\n').slice(-15).map((l) => `  ${l}`).join('\n');
+  } catch {
+    /* no log at all */
+  }
+  const why = exited ? 'it exited' : 'it did not answer within 60 s';
+  throw new ExitError(125, `hyperboxd did not start (${why}); last lines of ${logFile}:\n${tail}`);
 }
 
 /** Runs a call against the daemon, starting the default daemon if it is not up. */
