@@ -373,14 +373,18 @@ static void handle_mount_root(const uint8_t *p, size_t n) {
     if (tag == T_NAME) field_str(d, len, name, sizeof name);
     if (tag == T_SUBDIR) field_str(d, len, sub, sizeof sub);
   }
-  if (!*mtag || !valid_name(name) || (*sub && !valid_name(sub))) { send_result(EINVAL, "mount_root: bad tag, name or subdir"); return; }
+  if (!valid_name(mtag) || !valid_name(name) || (*sub && !valid_name(sub))) { send_result(EINVAL, "mount_root: bad tag, name or subdir"); return; }
   snprintf(root, sizeof root, ROOTS "/%s", name);
   mkdir_p(root, 0755);
-  /* With a subdir, the share is a directory the host mounted the root into
-   * (a pre-started pool VM's share cannot be swapped, its content can). */
-  snprintf(share, sizeof share, "%s%s", *sub ? "/run/share-" : "", *sub ? name : root);
+  /* With a subdir, the share is a directory the host binds roots into (a pool
+   * VM's share cannot be swapped, its content can; a pod's holds one root per
+   * container). A virtio-9p channel can be mounted only once: the share is
+   * mounted at /run/share-TAG on first use and reused after. */
+  snprintf(share, sizeof share, "%s%s", *sub ? "/run/share-" : "", *sub ? mtag : root);
+  struct stat st_share, st_run;
+  int mounted = *sub && stat(share, &st_share) == 0 && stat("/run", &st_run) == 0 && st_share.st_dev != st_run.st_dev;
   if (*sub) mkdir_p(share, 0755);
-  if (mount(mtag, share, "9p", 0, "trans=virtio,version=9p2000.L,msize=262144,cache=mmap,access=client") < 0) {
+  if (!mounted && mount(mtag, share, "9p", 0, "trans=virtio,version=9p2000.L,msize=262144,cache=mmap,access=client") < 0) {
     char msg[256];
     snprintf(msg, sizeof msg, "mount root %s: %s", mtag, strerror(errno));
     send_result(errno, msg);

@@ -22,6 +22,7 @@ import type { ClonePool } from '../vm/pool.js';
 import type { GuestShape, TemplateStore } from '../vm/template.js';
 import { Container, type Attachment } from './container.js';
 import { MetadataStore } from './metadata.js';
+import { PodManager, type Pod } from './pods.js';
 import { LogWriter, parseLogOptions } from './logs.js';
 import { generateName } from './names.js';
 import { ROOT_NAME, startSandbox, type Sandbox } from './sandbox.js';
@@ -86,6 +87,8 @@ export interface ExecRecord {
 
 /** A container with this label always cold-boots (`hyperbox run --no-clone`). */
 export const NO_CLONE_LABEL = 'io.hyperbox.no-clone';
+/** A container with this label joins the named pod's VM (`run --pod NAME`). */
+export const POD_LABEL = 'io.hyperbox.pod';
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const NAME_RE = /^\/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
 
@@ -103,6 +106,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
   private readonly execs = new Map<string, ExecRecord>();
   private readonly containersDir: string;
   private readonly metadata: MetadataStore;
+  readonly pods: PodManager;
   private readonly runRoot: string;
   readonly recentEvents: EngineEvent[] = [];
   private assets: GuestAssets;
@@ -116,6 +120,17 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     this.volumes = new VolumeStore(path.join(opts.dataRoot, 'volumes'));
     this.containersDir = path.join(opts.dataRoot, 'containers');
     this.metadata = new MetadataStore(path.join(opts.dataRoot, 'hyperbox.db'), this.containersDir);
+    this.pods = new PodManager({
+      logger: opts.logger,
+      metadata: this.metadata,
+      podsDir: path.join(opts.dataRoot, 'pods'),
+      runRoot: path.join(opts.dataRoot, 'run'),
+      sandboxOptions: () => ({
+        ...this.guestShape(),
+        bootTimeoutMs: this.opts.bootTimeoutMs,
+        templates: this.opts.clone ? this.opts.templates : undefined,
+      }),
+    });
     this.runRoot = path.join(opts.dataRoot, 'run');
     fs.mkdirSync(this.containersDir, { recursive: true });
     fs.mkdirSync(this.runRoot, { recursive: true });
@@ -371,7 +386,26 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     }
     if (host.Memory < 0 || (host.Memory > 0 && host.Memory < 6 * 1024 * 1024)) throw invalid('Minimum memory limit allowed is 6MB');
     if (host.NanoCpus < 0) throw invalid('Range of CPUs is from 0.01 to the number of CPUs available');
+    let podId: string | undefined;
+    let podName = req.config.Labels?.[POD_LABEL];
+    if (host.NetworkMode?.startsWith('container:')) {
+      // Docker's way of sharing a network namespace; in hyperbox, sharing a VM, which is what pods are.
+      const target = this.get(host.NetworkMode.slice('container:'.length));
+      if (!target.record.PodId) {
+        throw invalid(`cannot join container ${target.name}'s network: it is not in a pod (a container shares a VM only through a pod: pod create, run --pod)`);
+      }
+      if (podName && this.pods.get(podName).id !== target.record.PodId) throw invalid(`conflicting options: --pod ${podName} and --network ${host.NetworkMode}`);
+      podName = target.record.PodId;
+    }
+    if (podName) {
+      const pod = this.pods.get(podName);
+      if (Object.values(host.PortBindings ?? {}).some((l) => l?.length) || host.PublishAllPorts) {
+        throw invalid(`ports of a pod are published by the pod (pod create -p), not by its containers`);
+      }
+      podId = pod.id;
+    }
     const record: ContainerRecord = {
+      PodId: podId,
       Id: id,
       Name: `/${name}`,
       Created: new Date().toISOString(),
@@ -459,7 +493,14 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
         Math.max(1, Math.ceil(c.record.HostConfig.NanoCpus / 1e9)),
       );
       const useClone = this.opts.clone && c.record.Config.Labels[NO_CLONE_LABEL] === undefined;
-      const sandbox = await startSandbox(
+      const pod = c.record.PodId ? this.pods.get(c.record.PodId) : undefined;
+      const attached = pod
+        ? await this.pods.attach(pod, c.id, rootfs, tmpfs).catch((err: unknown) => {
+            this.releaseStorage(c);
+            throw err;
+          })
+        : undefined;
+      const sandbox = attached?.sandbox ?? await startSandbox(
         {
           runDir: path.join(this.runRoot, c.id.slice(0, 12)),
           ...shape,
@@ -486,7 +527,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
       let main: GuestProcess;
       try {
         main = await sandbox.agent.start({
-          root: ROOT_NAME,
+          root: attached?.root ?? ROOT_NAME,
           args: [...cfg.Entrypoint, ...cfg.Cmd],
           env: this.processEnv(c),
           cwd: cfg.WorkingDir,
@@ -513,8 +554,9 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
       c.main = main;
       c.record.StartInfo = sandbox.info;
       c.record.VmPid = sandbox.vm.pid;
-      c.record.VmRunDir = sandbox.vm.runDir;
-      c.record.MainProcId = main.id;
+      // A pod's containers are not re-attached after a daemon restart (yet): no live-restore record.
+      c.record.VmRunDir = pod ? undefined : sandbox.vm.runDir;
+      c.record.MainProcId = pod ? undefined : main.id;
       Object.assign(c.record.State, {
         Status: 'running',
         Running: true,
@@ -584,8 +626,11 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     c.main = undefined;
     const sandbox = c.sandbox;
     c.sandbox = undefined;
-    sandbox?.agent.close();
-    sandbox?.release();
+    // A pod's VM and agent outlive its containers: the pod releases them.
+    if (!sandbox?.shared) {
+      sandbox?.agent.close();
+      sandbox?.release();
+    }
     this.releaseStorage(c);
     Object.assign(c.record.State, {
       Status: 'exited',
@@ -674,7 +719,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     // Killing it (not signalling it, e.g. the CLI's forwarded SIGWINCH) is a manual stop.
     if (signo === 9 || signo === parseSignal(c.record.Config.StopSignal, 'SIGTERM')) c.record.ManuallyStopped = true;
     c.main.signal(signo);
-    if (signo === 9) {
+    if (signo === 9 && !c.sandbox?.shared) {
       // The guest may be wedged: make SIGKILL certain by stopping the VM too.
       const vm = c.sandbox?.vm;
       setTimeout(() => vm?.kill(), 2000).unref();
@@ -707,7 +752,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
       c.main.signal(9);
       const vm = c.sandbox?.vm;
       const forced = await Promise.race([exited.then(() => true), sleepMs(2000).then(() => false)]);
-      if (!forced) vm?.kill();
+      if (!forced && !c.sandbox?.shared) vm?.kill();
       await exited;
     }
     this.containerEvent(c, 'stop');
@@ -733,7 +778,8 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
         throw conflict(`cannot remove container "${c.name}": container is running: stop the container before removing or force remove`);
       }
       const exited = c.waitNextExit();
-      c.sandbox?.vm.kill();
+      if (c.sandbox?.shared) c.main?.signal(9);
+      else c.sandbox?.vm.kill();
       await Promise.race([exited, sleepMs(5000)]);
     }
     if (c.restartTimer) clearTimeout(c.restartTimer);
@@ -772,6 +818,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     }
     fs.rmSync(path.join(this.runRoot, c.id.slice(0, 12)), { recursive: true, force: true });
     if (!recordGone) this.metadata.remove(c.id);
+    if (c.record.PodId) this.leavePod(c.record.PodId, c.id);
     for (const [id, e] of this.execs) if (e.ContainerID === c.id) this.execs.delete(id);
     this.containerEvent(c, 'destroy');
     c.markRemoved();
@@ -885,6 +932,45 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     return victims.map((c) => c.id);
   }
 
+  // ---- pods ------------------------------------------------------------------
+
+  podContainers(pod: Pod): Container[] {
+    return this.list().filter((c) => c.record.PodId === pod.id);
+  }
+
+  /** A container left its pod: unbind its root; the last one out stops the VM. */
+  private leavePod(podId: string, containerId: string): void {
+    let pod: Pod;
+    try {
+      pod = this.pods.get(podId);
+    } catch {
+      return;
+    }
+    this.pods.detach(pod, containerId);
+    if (this.podContainers(pod).length === 0) this.pods.stopVm(pod);
+  }
+
+  async podStart(idOrName: string): Promise<void> {
+    const pod = this.pods.get(idOrName);
+    await this.pods.ensureVm(pod);
+    for (const c of this.podContainers(pod).reverse()) if (!c.running && !c.busy) await this.start(c.id);
+  }
+
+  async podStop(idOrName: string, timeout?: number): Promise<void> {
+    const pod = this.pods.get(idOrName);
+    await Promise.all(this.podContainers(pod).filter((c) => c.running).map((c) => this.stop(c.id, { timeout }).catch(() => undefined)));
+    this.pods.stopVm(pod);
+  }
+
+  async podRemove(idOrName: string, force: boolean): Promise<string[]> {
+    const pod = this.pods.get(idOrName);
+    const members = this.podContainers(pod);
+    if (!force && members.some((c) => c.running)) throw conflict(`pod ${pod.name} has running containers: stop it first or use --force`);
+    for (const c of members) await this.remove(c.id, { force: true, volumes: true });
+    this.pods.remove(pod);
+    return members.map((c) => c.id);
+  }
+
   // ---- exec ------------------------------------------------------------------
 
   execCreate(idOrName: string, config: ExecConfig): ExecRecord {
@@ -918,7 +1004,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     let proc: GuestProcess;
     try {
       proc = await c.sandbox.agent.start({
-        root: ROOT_NAME,
+        root: c.record.PodId ? c.id.slice(0, 12) : ROOT_NAME,
         args: cfg.Cmd,
         env: this.processEnv(c, [...cfg.Env, ...(cfg.Tty ? ['TERM=xterm'] : [])]),
         cwd: cfg.WorkingDir || c.record.Config.WorkingDir,
@@ -976,11 +1062,15 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
   async shutdown(opts: { liveRestore?: boolean } = {}): Promise<void> {
     this.shuttingDown = true;
     for (const c of this.containers.values()) if (c.restartTimer) clearTimeout(c.restartTimer);
+    // Pod VMs are not live-restored (yet): their containers stop with the daemon.
+    await Promise.all(this.pods.list().filter((p) => p.sandbox).map((p) => this.podStop(p.id, 0).catch(() => undefined)));
     if (opts.liveRestore) {
       for (const c of this.containers.values()) c.sandbox?.agent.close();
       await this.opts.pool?.drain();
       return;
     }
+    // Starts in progress finish first, so their VMs are stopped too, not orphaned.
+    for (let i = 0; [...this.containers.values()].some((c) => c.busy === 'starting') && i < 600; i++) await sleepMs(50);
     const running = [...this.containers.values()].filter((c) => c.running);
     await Promise.all([
       this.opts.pool?.drain(),

@@ -33,6 +33,10 @@ const MIGRATIONS: Migration[] = [
       }
     }
   },
+  // 2: pods.
+  (db) => {
+    db.exec('CREATE TABLE pods (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, record TEXT NOT NULL, updated_at TEXT NOT NULL)');
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -84,6 +88,20 @@ export class MetadataStore {
       }
     }
     return out;
+  }
+
+  savePod(record: { Id: string; Name: string }): void {
+    this.db
+      .prepare('INSERT INTO pods (id, name, record, updated_at) VALUES (@id, @name, @record, @at) ON CONFLICT(id) DO UPDATE SET name = @name, record = @record, updated_at = @at')
+      .run({ id: record.Id, name: record.Name, record: JSON.stringify(record), at: new Date().toISOString() });
+  }
+
+  removePod(id: string): void {
+    this.db.prepare('DELETE FROM pods WHERE id = ?').run(id);
+  }
+
+  allPods<T>(): T[] {
+    return (this.db.prepare('SELECT record FROM pods').all() as Array<{ record: string }>).map((r) => JSON.parse(r.record) as T);
   }
 
   schemaVersion(): number {

@@ -26,7 +26,8 @@ export function networkModeOf(mode: string | undefined): NetworkMode {
   if (m === '' || m === 'default' || m === 'bridge' || m === 'slirp') return 'user';
   if (m === 'none') return 'none';
   if (m === 'host') throw invalid('network mode "host" is not supported by hyperbox: every container is its own VM with its own network stack');
-  if (m.startsWith('container:')) throw invalid('network mode "container:..." is not supported yet in hyperbox (it needs pods)');
+  // The engine resolves it to the other container's pod VM, whose network this is.
+  if (m.startsWith('container:')) return 'user';
   throw notFound(`network ${m} not found`);
 }
 

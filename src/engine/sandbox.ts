@@ -33,6 +33,9 @@ export interface SandboxOptions {
   net: NetSpec;
   /** tmpfs mounts inside the root, as "/path[:opts]". */
   tmpfs?: string[];
+  /** A pod VM: the share is an empty directory container roots are bound into
+   * later; no root is mounted at start. */
+  noRoot?: boolean;
 }
 
 export interface Sandbox {
@@ -41,6 +44,8 @@ export interface Sandbox {
   info: StartInfo;
   /** Stops the VM and cleans up what its start left on the host. */
   release(): void;
+  /** The VM belongs to a pod: a container leaving it must not stop it. */
+  shared?: boolean;
 }
 
 /** Tag of the 9p share carrying a container's root, and its name in the guest. */
@@ -62,7 +67,7 @@ export async function startSandbox(opts: SandboxOptions, phases: Record<string, 
   const shape = { assets: opts.assets, accel: opts.accel, memoryMiB: opts.memoryMiB, cpus: opts.cpus };
   // A pool VM's netdev was set up before its container existed: it serves only
   // containers on the default network without published ports.
-  if (opts.templates && opts.pool && !opts.net.restrict && opts.net.forwards.length === 0) {
+  if (opts.templates && opts.pool && !opts.noRoot && !opts.net.restrict && opts.net.forwards.length === 0) {
     const member = await opts.pool.claim(shape, opts.rootfs);
     if (member) {
       vm = member.vm;
@@ -115,7 +120,7 @@ export async function startSandbox(opts: SandboxOptions, phases: Record<string, 
       ? undefined
       : { ipv4: `${USER_NET.guest}/${USER_NET.prefix}`, gateway: USER_NET.gateway, dns: USER_NET.dns };
     await agent.configure({ hostname: opts.hostname, seed: randomBytes(64), network, memoryLimit: opts.memoryLimit });
-    await agent.mountRoot(ROOT_TAG, ROOT_NAME, subdir, opts.tmpfs);
+    if (!opts.noRoot) await agent.mountRoot(ROOT_TAG, ROOT_NAME, subdir, opts.tmpfs);
     mark('configure');
   } catch (err) {
     release();

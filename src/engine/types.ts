@@ -92,6 +92,8 @@ export interface ContainerRecord {
    * process: what a restarted daemon needs to re-attach (live restore). */
   VmRunDir?: string;
   MainProcId?: number;
+  /** The pod whose VM this container runs in. */
+  PodId?: string;
   /** Volumes, binds and tmpfs mounts, resolved at create. */
   MountPoints?: MountPoint[];
   /** Published ports of the current (or last) run. */

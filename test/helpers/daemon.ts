@@ -105,6 +105,8 @@ export class TestDaemon {
       this.proc.kill('SIGTERM');
       await new Promise((r) => this.proc!.once('exit', r));
     }
+    // A test that failed half-way (or killed its daemon on purpose) may leave VMs: none survive the harness.
+    spawnSync('pkill', ['-9', '-f', `qemu-system.*${this.dataRoot}/`]);
     spawnSync('sh', ['-c', `grep -o '${this.dataRoot}[^ ]*' /proc/mounts | sort -r | xargs -r umount -l`]);
     fs.rmSync(this.dataRoot, { recursive: true, force: true });
   }

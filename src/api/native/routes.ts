@@ -1,16 +1,40 @@
 /**
  * hyperbox's own API, next to the Docker one on the same socket, under
- * /hyperbox/...: what Docker has no words for (templates, and later pods).
+ * /hyperbox/...: what Docker has no words for (templates and pods).
  */
 import { z } from 'zod';
 import { notFound } from '../../common/errors.js';
 import type { Engine } from '../../engine/engine.js';
+import type { Pod } from '../../engine/pods.js';
 import type { RouteTable } from '../docker/server.js';
 
 const createTemplateSchema = z.object({
   MemoryMiB: z.number().int().min(64).max(1 << 20).optional(),
   Cpus: z.number().int().min(1).max(64).optional(),
 });
+
+const portBindingsSchema = z.record(z.string(), z.array(z.object({ HostIp: z.string().nullish(), HostPort: z.string().nullish() })).nullish());
+
+const createPodSchema = z
+  .object({
+    Name: z.string().max(128).optional(),
+    Hostname: z.string().max(63).optional(),
+    PortBindings: portBindingsSchema.optional(),
+    Labels: z.record(z.string(), z.string()).optional(),
+  })
+  .strict();
+
+/** What `pod inspect` and `pod ps` show: the record plus its containers and VM. */
+function presentPod(engine: Engine, pod: Pod) {
+  const vm = pod.sandbox?.vm;
+  return {
+    ...pod.record,
+    Ports: pod.record.State.Status === 'running' ? (pod.record.Ports ?? {}) : {},
+    VmPid: vm && !vm.exited ? vm.pid : 0,
+    StartInfo: pod.sandbox?.info,
+    Containers: engine.podContainers(pod).map((c) => ({ Id: c.id, Name: c.name, State: c.record.State.Status, ExitCode: c.record.State.ExitCode })),
+  };
+}
 
 export function nativeRoutes(r: RouteTable, engine: Engine): void {
   r.add('GET', '/hyperbox/templates', (ctx) => ctx.send(200, engine.templates.list()));
@@ -24,5 +48,31 @@ export function nativeRoutes(r: RouteTable, engine: Engine): void {
   r.add('DELETE', '/hyperbox/templates/:key', (ctx) => {
     if (!engine.templates.remove(ctx.params.key!)) throw notFound(`No such template: ${ctx.params.key}`);
     ctx.send(204);
+  });
+
+  r.add('GET', '/hyperbox/pods', (ctx) => ctx.send(200, engine.pods.list().map((p) => presentPod(engine, p))));
+
+  r.add('POST', '/hyperbox/pods', async (ctx) => {
+    const b = await ctx.json(createPodSchema, true);
+    const bindings = Object.fromEntries(Object.entries(b.PortBindings ?? {}).map(([k, l]) => [k, (l ?? []).map((x) => ({ HostIp: x.HostIp ?? '', HostPort: x.HostPort ?? '' }))]));
+    const pod = engine.pods.create({ name: b.Name, hostname: b.Hostname, portBindings: bindings, labels: b.Labels });
+    ctx.send(201, { Id: pod.id, Name: pod.name });
+  });
+
+  r.add('GET', '/hyperbox/pods/:id', (ctx) => ctx.send(200, presentPod(engine, engine.pods.get(ctx.params.id!))));
+
+  r.add('POST', '/hyperbox/pods/:id/start', async (ctx) => {
+    await engine.podStart(ctx.params.id!);
+    ctx.send(204);
+  });
+
+  r.add('POST', '/hyperbox/pods/:id/stop', async (ctx) => {
+    await engine.podStop(ctx.params.id!, ctx.int('t'));
+    ctx.send(204);
+  });
+
+  r.add('DELETE', '/hyperbox/pods/:id', async (ctx) => {
+    const removed = await engine.podRemove(ctx.params.id!, ctx.bool('force'));
+    ctx.send(200, { Containers: removed });
   });
 }

@@ -12,6 +12,7 @@ interface RunOptions {
   tty?: boolean;
   detach?: boolean;
   rm?: boolean;
+  pod?: string;
   env?: string[];
   workdir?: string;
   user?: string;
@@ -100,7 +101,7 @@ function createBody(image: string, command: string[], o: RunOptions) {
     AttachStdin: !!o.interactive && !o.detach,
     AttachStdout: !o.detach,
     AttachStderr: !o.detach,
-    Labels: o.clone === false ? { 'io.hyperbox.no-clone': '1' } : {},
+    Labels: { ...(o.clone === false ? { 'io.hyperbox.no-clone': '1' } : {}), ...(o.pod ? { 'io.hyperbox.pod': o.pod } : {}) },
     ExposedPorts: publish.exposed,
     HostConfig: {
       Binds: o.volume ?? [],
@@ -288,6 +289,7 @@ export function registerContainerCommands(program: Command, act: Act): void {
       .option('-p, --publish <[ip:]hostPort:containerPort[/proto]>', "publish a container's port to the host", collect)
       .option('-P, --publish-all', 'publish all exposed ports to random ports')
       .option('--network <mode>', 'network: default (user-mode NAT) or none')
+      .option('--pod <name>', "run the container in this pod's VM (see pod create)")
       .argument('<image>')
       .argument('[command...]')
       .passThroughOptions();

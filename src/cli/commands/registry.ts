@@ -13,7 +13,7 @@ function authHeader(server: string): Record<string, string> {
   return { 'X-Registry-Auth': encodeRegistryAuth(c ? { ...c, serveraddress: server } : {}) };
 }
 
-async function pull(name: string, o: { platform?: string; quiet?: boolean }): Promise<number> {
+export async function pullImage(name: string, o: { platform?: string; quiet?: boolean }): Promise<number> {
   const ref = parseReference(name);
   const fromImage = familiarName({ ...ref, tag: undefined, digest: undefined });
   const res = await stream('POST', '/images/create', {
@@ -74,7 +74,7 @@ export function registerRegistryCommands(program: Command, act: Act): void {
       .option('--platform <os/arch[/variant]>', 'pick this platform from a multi-platform image')
       .option('-q, --quiet', 'suppress verbose output')
       .argument('<name>')
-      .action(act(pull));
+      .action(act(pullImage));
     parent
       .command('push')
       .description('upload an image to a registry')

@@ -1,0 +1,226 @@
+/**
+ * Pods, Hyper's unit: one VM, several containers. Each container keeps its own
+ * root filesystem (its own overlay on the host, bound into the pod VM's share
+ * and mounted by the agent as its own /c/<name>; its processes chroot there, so
+ * it sees only its image's files), while all of them share the VM's network
+ * (they reach each other on localhost) and IPC. The pod VM is started like a
+ * warm-pool VM (its share is an empty directory, so it can be a clone of the
+ * template), owns the published ports, and lives until the pod stops or its
+ * last container is removed.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { conflict, invalid, notFound } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import { allocatePorts, checkPorts, type PortMap } from './ports.js';
+import { ROOT_TAG, startSandbox, type Sandbox, type SandboxOptions } from './sandbox.js';
+import type { MetadataStore } from './metadata.js';
+import { NULL_TIME } from './types.js';
+
+export interface PodRecord {
+  Id: string;
+  Name: string;
+  Created: string;
+  Hostname: string;
+  PortBindings: PortMap;
+  Ports?: PortMap;
+  Labels: Record<string, string>;
+  State: { Status: 'created' | 'running' | 'exited'; StartedAt: string; FinishedAt: string };
+}
+
+export class Pod {
+  sandbox: Sandbox | undefined;
+  starting: Promise<Sandbox> | undefined;
+  /** Container root names already mounted in the VM. */
+  readonly attached = new Set<string>();
+  constructor(
+    public record: PodRecord,
+    readonly dir: string,
+  ) {}
+  get id(): string {
+    return this.record.Id;
+  }
+  get name(): string {
+    return this.record.Name;
+  }
+  get shareDir(): string {
+    return path.join(this.dir, 'share');
+  }
+}
+
+/** What the pod manager needs from the engine. */
+export interface PodHost {
+  logger: Logger;
+  metadata: MetadataStore;
+  podsDir: string;
+  runRoot: string;
+  sandboxOptions(): Omit<SandboxOptions, 'runDir' | 'hostname' | 'rootfs' | 'net' | 'noRoot'>;
+}
+
+const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+
+function bindInto(target: string, source: string): void {
+  fs.mkdirSync(target, { recursive: true });
+  execFileSync('mount', ['--rbind', source, target], { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+function unbind(target: string): void {
+  try {
+    execFileSync('umount', ['-R', target], { stdio: 'ignore' });
+  } catch {
+    try {
+      execFileSync('umount', ['-l', target], { stdio: 'ignore' });
+    } catch {
+      /* not mounted */
+    }
+  }
+  fs.rmSync(target, { recursive: true, force: true });
+}
+
+export class PodManager {
+  private readonly pods = new Map<string, Pod>();
+
+  constructor(private readonly host: PodHost) {
+    fs.mkdirSync(host.podsDir, { recursive: true });
+    for (const record of host.metadata.allPods<PodRecord>()) {
+      // Pod VMs are not re-attached after a daemon restart (yet): they are stopped.
+      if (record.State.Status === 'running') record.State = { ...record.State, Status: 'exited', FinishedAt: new Date().toISOString() };
+      const pod = new Pod(record, path.join(host.podsDir, record.Id));
+      for (const d of fs.existsSync(pod.shareDir) ? fs.readdirSync(pod.shareDir) : []) unbind(path.join(pod.shareDir, d));
+      this.pods.set(record.Id, pod);
+      this.save(pod);
+    }
+  }
+
+  private save(pod: Pod): void {
+    this.host.metadata.savePod(pod.record);
+  }
+
+  list(): Pod[] {
+    return [...this.pods.values()].sort((a, b) => b.record.Created.localeCompare(a.record.Created));
+  }
+
+  get(idOrName: string): Pod {
+    const byName = [...this.pods.values()].find((p) => p.name === idOrName);
+    if (byName) return byName;
+    const byId = [...this.pods.values()].filter((p) => p.id.startsWith(idOrName));
+    if (byId.length === 1) return byId[0]!;
+    throw notFound(`no such pod: ${idOrName}`);
+  }
+
+  create(opts: { name?: string; portBindings?: PortMap; hostname?: string; labels?: Record<string, string> }): Pod {
+    const id = randomBytes(32).toString('hex');
+    const name = opts.name || `pod-${id.slice(0, 8)}`;
+    if (!NAME_RE.test(name)) throw invalid(`invalid pod name "${name}"`);
+    if ([...this.pods.values()].some((p) => p.name === name)) throw conflict(`a pod named "${name}" already exists`);
+    const { bindings } = checkPorts(opts.portBindings ?? {}, {});
+    const record: PodRecord = {
+      Id: id,
+      Name: name,
+      Created: new Date().toISOString(),
+      Hostname: opts.hostname || name,
+      PortBindings: bindings,
+      Labels: opts.labels ?? {},
+      State: { Status: 'created', StartedAt: NULL_TIME, FinishedAt: NULL_TIME },
+    };
+    const pod = new Pod(record, path.join(this.host.podsDir, id));
+    fs.mkdirSync(pod.shareDir, { recursive: true });
+    this.pods.set(id, pod);
+    this.save(pod);
+    return pod;
+  }
+
+  /** The pod's VM, started on first need (one start at a time). */
+  async ensureVm(pod: Pod): Promise<Sandbox> {
+    if (pod.sandbox && !pod.sandbox.vm.exited) return pod.sandbox;
+    pod.starting ??= this.startVm(pod).finally(() => (pod.starting = undefined));
+    return pod.starting;
+  }
+
+  private async startVm(pod: Pod): Promise<Sandbox> {
+    const exposed = Object.fromEntries(Object.keys(pod.record.PortBindings).map((k) => [k, {}]));
+    const { ports, forwards } = await allocatePorts(pod.record.PortBindings, exposed, false);
+    const phases: Record<string, number> = {};
+    const sandbox = await startSandbox(
+      {
+        ...this.host.sandboxOptions(),
+        runDir: path.join(this.host.runRoot, `pod-${pod.id.slice(0, 12)}`),
+        hostname: pod.record.Hostname,
+        rootfs: pod.shareDir,
+        net: { forwards },
+        noRoot: true,
+      },
+      phases,
+    );
+    pod.attached.clear();
+    pod.sandbox = sandbox;
+    pod.record.Ports = ports;
+    pod.record.State = { Status: 'running', StartedAt: new Date().toISOString(), FinishedAt: NULL_TIME };
+    this.save(pod);
+    sandbox.vm.once('exit', () => {
+      if (pod.sandbox !== sandbox) return;
+      pod.sandbox = undefined;
+      pod.record.State = { ...pod.record.State, Status: 'exited', FinishedAt: new Date().toISOString() };
+      this.save(pod);
+    });
+    this.host.logger.info(`pod ${pod.name}: VM started (${sandbox.info.mode}, ${JSON.stringify(phases)})`);
+    return sandbox;
+  }
+
+  /**
+   * Puts a container's root into the pod VM and returns the sandbox view the
+   * container uses: the pod's VM and agent, released by the pod, not by it.
+   */
+  async attach(pod: Pod, containerId: string, rootfs: string, tmpfs: string[]): Promise<{ sandbox: Sandbox; root: string }> {
+    const vmSandbox = await this.ensureVm(pod);
+    const name = containerId.slice(0, 12);
+    if (!pod.attached.has(name)) {
+      const target = path.join(pod.shareDir, name);
+      if (fs.existsSync(target)) unbind(target);
+      bindInto(target, rootfs);
+      await vmSandbox.agent.mountRoot(ROOT_TAG, name, name, tmpfs);
+      pod.attached.add(name);
+    }
+    return { sandbox: { ...vmSandbox, release: () => undefined, shared: true }, root: name };
+  }
+
+  /** A container left the pod for good: its root is unbound from the share. */
+  detach(pod: Pod, containerId: string): void {
+    const name = containerId.slice(0, 12);
+    pod.attached.delete(name);
+    unbind(path.join(pod.shareDir, name));
+  }
+
+  /** Stops the pod VM (its containers must already be stopped). */
+  stopVm(pod: Pod): void {
+    const sandbox = pod.sandbox;
+    pod.sandbox = undefined;
+    sandbox?.agent.close();
+    sandbox?.release();
+    for (const name of pod.attached) unbind(path.join(pod.shareDir, name));
+    pod.attached.clear();
+    if (pod.record.State.Status === 'running') {
+      pod.record.State = { ...pod.record.State, Status: 'exited', FinishedAt: new Date().toISOString() };
+      this.save(pod);
+    }
+  }
+
+  remove(pod: Pod): void {
+    this.stopVm(pod);
+    for (const d of fs.existsSync(pod.shareDir) ? fs.readdirSync(pod.shareDir) : []) unbind(path.join(pod.shareDir, d));
+    fs.rmSync(pod.dir, { recursive: true, force: true });
+    this.pods.delete(pod.id);
+    this.host.metadata.removePod(pod.id);
+  }
+
+  /** Directory for a pod's emptyDir volumes (removed with the pod). */
+  volumeDir(pod: Pod, name: string): string {
+    if (!NAME_RE.test(name)) throw invalid(`invalid volume name "${name}"`);
+    const dir = path.join(pod.dir, 'volumes', name);
+    fs.mkdirSync(dir, { recursive: true, mode: 0o777 });
+    fs.chmodSync(dir, 0o777);
+    return dir;
+  }
+}
