@@ -120,9 +120,17 @@ describe('pods', () => {
     const logs = await d.run(['logs', 'fails']);
     assert.equal(logs.stdout, 'out\n');
     assert.equal(logs.stderr, 'err\n');
-    // exec runs inside the container's own root.
+    // exec runs inside the container's own root and mount namespace; each container has its own.
     const ex = await d.run(['exec', 'web', 'cat', '/www/index.html']);
     assert.equal(ex.stdout, 'served-by-p1\n');
+    const nsOf = async (args: string[]) => (await d.run(args)).stdout.trim();
+    const webNs = await nsOf(['exec', 'web', 'readlink', '/proc/1/ns/mnt']);
+    assert.match(webNs, /^mnt:\[\d+\]$/);
+    assert.equal(await nsOf(['exec', 'web', 'readlink', '/proc/self/ns/mnt']), (await nsOf(['exec', 'web', 'sh', '-c', 'readlink /proc/$(pidof httpd)/ns/mnt'])));
+    const otherNs = await nsOf(['run', '--rm', '--pod', 'p1', 'busybox', 'readlink', '/proc/self/ns/mnt']);
+    assert.match(otherNs, /^mnt:\[\d+\]$/);
+    assert.notEqual(otherNs, await nsOf(['exec', 'web', 'readlink', '/proc/self/ns/mnt']));
+    assert.notEqual(webNs, await nsOf(['exec', 'web', 'readlink', '/proc/self/ns/mnt']), "the agent (PID 1) stays in the VM's namespace");
     const inspect = JSON.parse((await d.run(['pod', 'inspect', 'p1'])).stdout)[0];
     assert.equal(inspect.State.Status, 'running');
     assert.deepEqual(inspect.Containers.map((c: { Name: string }) => c.Name).sort(), ['/fails', '/web']);

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -358,6 +359,60 @@ static int mount_tmpfs(const char *root, const char *spec, char *msg, size_t cap
   return 0;
 }
 
+/* ---- a mount namespace per container root ------------------------------------ */
+
+/* Each mounted root gets its own mount namespace, a copy of the agent's from
+ * which every other container's root (and the 9p share holding a pod's roots)
+ * is detached: a container's processes join it, so its mounts stay its own and
+ * even a chroot escape finds no other container's files. The agent itself
+ * stays in the initial namespace (it is single-threaded, as setns requires). */
+#define MAX_ROOTS 64
+static struct { char name[80]; int fd; } root_ns[MAX_ROOTS];
+static int init_ns_fd = -1;
+
+static int root_ns_fd(const char *name) {
+  for (int i = 0; i < MAX_ROOTS; i++)
+    if (root_ns[i].fd > 0 && strcmp(root_ns[i].name, name) == 0) return root_ns[i].fd;
+  return -1;
+}
+
+static int make_root_ns(const char *name) {
+  char self[128], line[1024], victims[128][128];
+  int nv = 0, slot = -1, fd;
+  if (init_ns_fd < 0 && (init_ns_fd = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC)) < 0) return errno;
+  for (int i = 0; i < MAX_ROOTS && slot < 0; i++)
+    if (root_ns[i].fd > 0 && strcmp(root_ns[i].name, name) == 0) slot = i;
+  for (int i = 0; i < MAX_ROOTS && slot < 0; i++)
+    if (root_ns[i].fd <= 0) slot = i;
+  if (slot < 0) return ENOSPC;
+  snprintf(self, sizeof self, ROOTS "/%s", name);
+  size_t sl = strlen(self);
+  if (unshare(CLONE_NEWNS) < 0) return errno;
+  FILE *f = fopen("/proc/self/mountinfo", "re");
+  while (f && fgets(line, sizeof line, f) && nv < 128) {
+    char mp[512];
+    if (sscanf(line, "%*s %*s %*s %*s %511s", mp) != 1 || strchr(mp, '\\')) continue;
+    int mine = strncmp(mp, self, sl) == 0 && (mp[sl] == 0 || mp[sl] == '/');
+    if ((strncmp(mp, ROOTS "/", sizeof ROOTS) == 0 && !mine) || strncmp(mp, "/run/share-", 11) == 0)
+      snprintf(victims[nv++], sizeof victims[0], "%s", mp);
+  }
+  if (f) fclose(f);
+  for (int i = 0; i < nv; i++) umount2(victims[i], MNT_DETACH); /* a parent's detach may have taken it already */
+  fd = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+  int e = fd < 0 ? errno : 0;
+  if (setns(init_ns_fd, CLONE_NEWNS) < 0) {
+    /* cannot happen to a single-threaded PID 1; if it does, say so loudly */
+    agent_log("setns back to the initial mount namespace: %s", strerror(errno));
+    if (fd >= 0) close(fd);
+    return errno;
+  }
+  if (e) return e;
+  if (root_ns[slot].fd > 0) close(root_ns[slot].fd);
+  snprintf(root_ns[slot].name, sizeof root_ns[slot].name, "%s", name);
+  root_ns[slot].fd = fd;
+  return 0;
+}
+
 /* Mounts a host-prepared root filesystem (9p tag) at /c/NAME with the kernel
  * filesystems a container expects. Done on request, never at boot, so a clone of
  * a template picks up its own root from scratch. */
@@ -416,6 +471,8 @@ static void handle_mount_root(const uint8_t *p, size_t n) {
     int e = mount_tmpfs(root, spec, msg, sizeof msg);
     if (e) { send_result(e, msg); return; }
   }
+  int e = make_root_ns(name);
+  if (e) { send_result(e, "mount namespace for the root"); return; }
   send_result(0, NULL);
 }
 
@@ -585,6 +642,8 @@ static void handle_start(uint32_t id, const uint8_t *p, size_t n) {
       dup2(out[1], 1);
       dup2(errp[1], 2);
     }
+    int nsfd = root_ns_fd(r.name);
+    if (nsfd >= 0 && setns(nsfd, CLONE_NEWNS) < 0) child_fail(status[1], errno, "join the container's mount namespace");
     if (chroot(root) < 0 || chdir("/") < 0) child_fail(status[1], errno, "chroot");
     if (mkdir_p(r.cwd, 0755) < 0 || chdir(r.cwd) < 0) {
       snprintf(err, sizeof err, "chdir to cwd (\"%s\") set in config.json failed: %s", r.cwd, strerror(errno));
