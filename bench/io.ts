@@ -1,0 +1,127 @@
+/**
+ * bench/io: file and network I/O of a container against the same operation run
+ * natively on the host, in one invocation:
+ *  - sequential write (fsync'd) and read of 128 MB, on the container root (overlay
+ *    over 9p) and on a bind mount (9p), vs. the host's own disk;
+ *  - 1000 small files created and read back by busybox sh, same places;
+ *  - TCP: host -> container through a published port, container -> container
+ *    in one pod (localhost inside a VM) and between two VMs (through the host),
+ *    vs. loopback on the host.
+ * Usage: node dist/bench/io.js
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startDaemonWithBusybox } from '../test/helpers/daemon.js';
+
+const MB = 128;
+const FILES = 1000;
+const d = await startDaemonWithBusybox();
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'hb-bench-io-'));
+const bind = path.join(work, 'bind');
+fs.mkdirSync(bind);
+
+/** Times shell snippets inside the container: each prints "<label> <ms>". */
+function timedScript(dir: string): string {
+  // busybox date has no %N: /proc/uptime gives centiseconds, in the guest and on the host alike.
+  const now = "cut -d' ' -f1 /proc/uptime";
+  const since = (label: string) => `echo ${label} $(awk "BEGIN{print int(($(${now}) - $t) * 1000)}")`;
+  return [
+    `cd ${dir}`,
+    `t=$(${now}); dd if=/dev/zero of=seq bs=1M count=${MB} conv=fsync 2>/dev/null; ${since('seqwrite')}`,
+    `sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null; t=$(${now}); dd if=seq of=/dev/null bs=1M 2>/dev/null; ${since('seqread')}`,
+    `rm -f seq; mkdir -p small; t=$(${now}); i=0; while [ $i -lt ${FILES} ]; do echo hello > small/$i; i=$((i+1)); done; sync; ${since('smallwrite')}`,
+    `t=$(${now}); cat small/* > /dev/null; ${since('smallread')}`,
+    'rm -rf small',
+  ].join('; ');
+}
+
+function parse(out: string): Record<string, number> {
+  return Object.fromEntries(out.trim().split('\n').map((l) => l.split(' ')).filter((p) => p.length === 2).map(([k, v]) => [k!, Number(v)]));
+}
+
+const hostDir = path.join(work, 'native');
+fs.mkdirSync(hostDir);
+const native = parse(execFileSync('busybox', ['sh', '-c', timedScript(hostDir)], { encoding: 'utf8' }));
+const root = await d.run(['run', '--rm', 'busybox', 'sh', '-c', timedScript('/tmp')], { timeoutMs: 600_000 });
+const bound = await d.run(['run', '--rm', '-v', `${bind}:/data`, 'busybox', 'sh', '-c', timedScript('/data')], { timeoutMs: 600_000 });
+const inRoot = parse(root.stdout);
+const inBind = parse(bound.stdout);
+
+// TCP: the receiver times itself from its first byte to the last of 64 MB
+// (busybox `time dd` in the receiving VM, or on the host for the baseline), so
+// buffers along the path cannot flatter the figure. The sender keeps its stdin
+// open afterwards: busybox nc quits at stdin EOF, possibly before the data left.
+const NET_MB = 64;
+const receiver = (port: number, nc = 'nc', dd = 'dd', tm = 'time') =>
+  `rm -f /tmp/hbf-${port}; mkfifo /tmp/hbf-${port}; exec 3<>/tmp/hbf-${port}; ${nc} -l -p ${port} <&3 | (${dd} bs=1 count=1 of=/dev/null 2>/dev/null; ${tm} -p ${dd} bs=65536 count=${NET_MB * 16 - 1} iflag=fullblock of=/dev/null 2>/dev/null) 2>&1 | grep real`;
+const sender = (host: string, port: number, nc = 'nc') => `(head -c ${NET_MB << 20} /dev/zero; sleep 30) | ${nc} ${host} ${port}`;
+const rate = (out: string) => NET_MB / Number(/real\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
+
+async function waitFor(fn: () => Promise<boolean> | boolean): Promise<void> {
+  for (let i = 0; i < 600 && !(await fn()); i++) await new Promise((r) => setTimeout(r, 100));
+}
+
+// Native: both ends on the host's loopback.
+const nativeRecv = spawn('busybox', ['sh', '-c', receiver(25002, 'busybox nc', 'busybox dd', 'busybox time')], { stdio: ['ignore', 'pipe', 'ignore'] });
+let nativeOut = '';
+nativeRecv.stdout.on('data', (c) => (nativeOut += c));
+await new Promise((r) => setTimeout(r, 500));
+const nativeSend = spawn('busybox', ['sh', '-c', sender('127.0.0.1', 25002, 'busybox nc')], { stdio: 'ignore', detached: true });
+await waitFor(() => /real/.test(nativeOut));
+try {
+  process.kill(-nativeSend.pid!, 'SIGKILL');
+} catch {
+  /* already gone */
+}
+nativeRecv.kill('SIGKILL');
+const loopback = rate(nativeOut);
+
+// host -> container through a published port.
+await d.run(['run', '-d', '--name', 'sink', '-p', '25003:5001', 'busybox', 'sh', '-c', receiver(5001)]);
+await new Promise((r) => setTimeout(r, 1500));
+const hostSend = spawn('busybox', ['sh', '-c', sender('127.0.0.1', 25003, 'busybox nc')], { stdio: 'ignore', detached: true });
+await waitFor(async () => /real/.test((await d.run(['logs', 'sink'])).stdout));
+try {
+  process.kill(-hostSend.pid!, 'SIGKILL');
+} catch {
+  /* already gone */
+}
+const toContainer = rate((await d.run(['logs', 'sink'])).stdout);
+await d.run(['rm', '-f', 'sink']);
+
+// container -> container, through the host (user-mode networking: 10.0.2.2 is the host).
+await d.run(['run', '-d', '--name', 'sink2', '-p', '25004:5001', 'busybox', 'sh', '-c', receiver(5001)]);
+await new Promise((r) => setTimeout(r, 1500));
+await d.run(['run', '-d', '--name', 'source', 'busybox', 'sh', '-c', sender('10.0.2.2', 25004)]);
+await waitFor(async () => /real/.test((await d.run(['logs', 'sink2'])).stdout));
+const c2cMBs = rate((await d.run(['logs', 'sink2'])).stdout);
+await d.run(['rm', '-f', 'sink2', 'source']);
+
+// container -> container in one pod: the same VM, over its loopback.
+await d.run(['pod', 'create', '--name', 'bench']);
+await d.run(['run', '-d', '--pod', 'bench', '--name', 'psink', 'busybox', 'sh', '-c', receiver(5001)]);
+await new Promise((r) => setTimeout(r, 1000));
+await d.run(['run', '-d', '--pod', 'bench', '--name', 'psource', 'busybox', 'sh', '-c', sender('127.0.0.1', 5001)]);
+await waitFor(async () => /real/.test((await d.run(['logs', 'psink'])).stdout));
+const inPod = rate((await d.run(['logs', 'psink'])).stdout);
+await d.run(['pod', 'rm', '-f', 'bench']);
+await d.stop();
+fs.rmSync(work, { recursive: true, force: true });
+
+const row = (label: string, key: string) => {
+  const n = native[key]!;
+  const f = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? 'n/a' : `${x} ms (${(x / n).toFixed(1)}x)`);
+  console.log(`${label.padEnd(34)} native ${String(n).padStart(6)} ms | root ${f(inRoot[key]).padEnd(18)} | bind ${f(inBind[key])}`);
+};
+console.log(`file I/O (busybox sh + dd, ${MB} MB sequential, ${FILES} small files; ratios vs native):`);
+row(`sequential write ${MB} MB (fsync)`, 'seqwrite');
+row(`sequential read ${MB} MB`, 'seqread');
+row(`create ${FILES} small files`, 'smallwrite');
+row(`read ${FILES} small files`, 'smallread');
+console.log(`TCP (${NET_MB} MB, timed by the receiver):`);
+console.log(`  host loopback (native)            ${loopback.toFixed(0)} MB/s`);
+console.log(`  host -> container (published port) ${toContainer.toFixed(0)} MB/s (${(toContainer / loopback).toFixed(2)}x)`);
+console.log(`  container -> container (one pod)   ${inPod.toFixed(0)} MB/s (${(inPod / loopback).toFixed(2)}x)`);
+console.log(`  container -> container (via host)  ${c2cMBs.toFixed(0)} MB/s (${(c2cMBs / loopback).toFixed(2)}x)`);
