@@ -145,11 +145,16 @@ describe('networking and published ports', () => {
     assert.match(bad.stderr, /conflicting options/);
   });
 
-  it('lists the networks that exist and refuses to create others', async () => {
+  it('lists the predefined networks and refuses what it cannot create', async () => {
     const list = (await apiGet(d, '/networks')).body as Array<{ Name: string; Driver: string }>;
     assert.deepEqual(list.map((n) => [n.Name, n.Driver]), [['bridge', 'slirp'], ['none', 'null']]);
-    const created = await apiPost(d, '/networks/create', { Name: 'mynet' });
-    assert.equal(created.status, 501);
-    assert.match((created.body as { message: string }).message, /not supported yet in hyperbox: user-defined networks need bridge mode/);
+    const overlay = await apiPost(d, '/networks/create', { Name: 'mynet', Driver: 'overlay' });
+    assert.equal(overlay.status, 400);
+    assert.match((overlay.body as { message: string }).message, /driver "overlay" is not supported/);
+    const predefined = await apiPost(d, '/networks/create', { Name: 'none' });
+    assert.equal(predefined.status, 403);
+    const missing = await d.run(['run', '--rm', '--network', 'nosuchnet', 'busybox', 'true']);
+    assert.equal(missing.code, 125);
+    assert.match(missing.stderr, /network nosuchnet not found/);
   });
 });

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <net/if.h>
+#include <net/if_arp.h>
 #include <net/route.h>
 #include <netinet/in.h>
 #include <sys/ioctl.h>
@@ -110,7 +111,7 @@ static struct proc *find_proc(uint32_t id) {
 
 /* ---- configuration -------------------------------------------------------- */
 
-static int configure_eth0(const char *cidr, const char *gw, const char **what);
+static int configure_eth0(const char *cidr, const char *gw, const uint8_t *mac, const char **what);
 static void loopback_up(void);
 static char dns_server[64];
 
@@ -122,8 +123,11 @@ static void handle_configure(const uint8_t *p, size_t n) {
   uint32_t len;
   int r;
   char ipv4[32] = "", gw[32] = "";
+  uint8_t mac[6];
+  int have_mac = 0;
   while ((r = tlv_next(&it, &tag, &d, &len)) == 1) {
     if (tag == T_IPV4) field_str(d, len, ipv4, sizeof ipv4);
+    else if (tag == T_MAC && len == 6) { memcpy(mac, d, 6); have_mac = !(mac[0] & 1); /* never a multicast address */ }
     else if (tag == T_GATEWAY) field_str(d, len, gw, sizeof gw);
     else if (tag == T_DNS) field_str(d, len, dns_server, sizeof dns_server);
     else if (tag == T_HOSTNAME && len <= 64) {
@@ -155,7 +159,7 @@ static void handle_configure(const uint8_t *p, size_t n) {
   loopback_up();
   if (*ipv4) {
     const char *what = "";
-    int err = configure_eth0(ipv4, gw, &what);
+    int err = configure_eth0(ipv4, gw, have_mac ? mac : NULL, &what);
     if (err) {
       char msg[128];
       snprintf(msg, sizeof msg, "network: eth0 %s: %s", what, strerror(err));
@@ -195,7 +199,7 @@ static void loopback_up(void) {
 /* Configures eth0 (the virtio-net NIC on QEMU's user-mode network) with an IPv4
  * address "a.b.c.d/prefix" and a default route, with plain ioctls. Returns 0 or
  * an errno; *what names the step that failed. */
-static int configure_eth0(const char *cidr, const char *gw, const char **what) {
+static int configure_eth0(const char *cidr, const char *gw, const uint8_t *mac, const char **what) {
   char addr[32];
   struct in_addr a, g, m;
   unsigned prefix = 24;
@@ -214,6 +218,14 @@ static int configure_eth0(const char *cidr, const char *gw, const char **what) {
   memset(&ifr, 0, sizeof ifr);
   snprintf(ifr.ifr_name, IFNAMSIZ, "eth0");
   int err = 0;
+  if (mac) {
+    /* A clone's NIC has its template's MAC: on a shared bridge every VM needs its own. */
+    *what = "mac address";
+    ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+    memcpy(ifr.ifr_hwaddr.sa_data, mac, 6);
+    if (ioctl(sk, SIOCSIFHWADDR, &ifr) < 0) { err = errno; goto out; }
+    *what = "address";
+  }
   set_sin(&ifr.ifr_addr, a);
   if (ioctl(sk, SIOCSIFADDR, &ifr) < 0) { err = errno; goto out; }
   *what = "netmask";

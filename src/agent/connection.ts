@@ -41,6 +41,8 @@ export interface GuestNetwork {
   ipv4: string;
   gateway: string;
   dns: string;
+  /** eth0's MAC, "aa:bb:cc:dd:ee:ff" (clones of one template share the template's otherwise). */
+  mac?: string;
 }
 
 export interface ExitStatus {
@@ -262,6 +264,7 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
     ];
     if (opts.memoryLimit) fields.push([Tag.MemLimit, BigInt(opts.memoryLimit)]);
     if (opts.network) fields.push([Tag.Ipv4, opts.network.ipv4], [Tag.Gateway, opts.network.gateway], [Tag.Dns, opts.network.dns]);
+    if (opts.network?.mac) fields.push([Tag.Mac, Buffer.from(opts.network.mac.split(':').map((h) => parseInt(h, 16)))]);
     return this.checkedRequest(MsgType.Configure, fields);
   }
 

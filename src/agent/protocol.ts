@@ -65,6 +65,7 @@ export const Tag = {
   Tmpfs: 29,
   MemLimit: 30,
   Oom: 31,
+  Mac: 32,
 } as const;
 
 export interface Frame {

@@ -12,6 +12,7 @@ import { registerFileCommands } from './commands/files.js';
 import { registerArchiveCommands } from './commands/archive.js';
 import { registerRegistryCommands } from './commands/registry.js';
 import { registerImageCommands } from './commands/images.js';
+import { registerNetworkCommands } from './commands/networks.js';
 import { registerPodCommands } from './commands/pods.js';
 import { CLIENT_VERSION, registerSystemCommands } from './commands/system.js';
 import { registerTemplateCommands } from './commands/templates.js';
@@ -57,6 +58,7 @@ function buildProgram(setStatus: (n: number) => void): Command {
   registerImageCommands(program, act);
   registerArchiveCommands(program, act);
   registerRegistryCommands(program, act);
+  registerNetworkCommands(program, act);
   registerPodCommands(program, act);
   registerSystemCommands(program, act);
   registerTemplateCommands(program, act);

@@ -8,8 +8,8 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { AgentConnection, GuestProcess, StartError } from '../agent/connection.js';
-import { isQemuOf, QemuVm } from '../vm/qemu.js';
-import { conflict, HyperboxError, internal, invalid, notFound, notModified } from '../common/errors.js';
+import { isQemuOf, QemuVm, type PortForward } from '../vm/qemu.js';
+import { conflict, forbidden, HyperboxError, internal, invalid, notFound, notModified } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { RootfsBuilder, containerLayerPaths, createSizedLayer, mountContainerLayer, sizedLayerUsage, unmountContainerLayer } from '../images/rootfs.js';
 import { containerChanges, type Change } from './changes.js';
@@ -23,13 +23,15 @@ import type { GuestShape, TemplateStore } from '../vm/template.js';
 import { Container, type Attachment } from './container.js';
 import { MetadataStore } from './metadata.js';
 import { PodManager, type Pod } from './pods.js';
+import { NetworkManager, PREDEFINED, type Endpoint, type NetworkRecord } from './net/networks.js';
+import { PortProxy } from './net/proxy.js';
 import { LogWriter, parseLogOptions } from './logs.js';
 import { generateName } from './names.js';
 import { ROOT_NAME, startSandbox, type Sandbox } from './sandbox.js';
 import { parseSignal } from './signals.js';
 import { NO_RESTART, restartDelayMs, restartsWithDaemon, shouldRestart, validateRestartPolicy } from './restart.js';
 import { NULL_TIME, type ContainerRecord, type ContainerSpec, type HostSpec } from './types.js';
-import { allocatePorts, checkPorts, networkModeOf } from './ports.js';
+import { allocatePorts, checkPorts, networkModeOf, parsePortKey, type PortMap } from './ports.js';
 import { mountsUnder, mountVolumes, resolveMounts, restoreRootWritable, unmountVolumes } from './storage.js';
 import { VolumeStore } from './volumes.js';
 
@@ -48,7 +50,7 @@ export interface EngineOptions {
 }
 
 export interface EngineEvent {
-  Type: 'container' | 'image';
+  Type: 'container' | 'image' | 'network';
   Action: string;
   Actor: { ID: string; Attributes: Record<string, string> };
   time: number;
@@ -57,6 +59,8 @@ export interface EngineEvent {
 
 export interface CreateRequest {
   name?: string;
+  /** Network aliases (Docker's NetworkingConfig.EndpointsConfig[*].Aliases). */
+  aliases?: string[];
   config: Partial<ContainerSpec> & { Image: string };
   host: Partial<HostSpec>;
 }
@@ -107,6 +111,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
   private readonly containersDir: string;
   private readonly metadata: MetadataStore;
   readonly pods: PodManager;
+  readonly networks: NetworkManager;
   private readonly runRoot: string;
   readonly recentEvents: EngineEvent[] = [];
   private assets: GuestAssets;
@@ -130,6 +135,18 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
         bootTimeoutMs: this.opts.bootTimeoutMs,
         templates: this.opts.clone ? this.opts.templates : undefined,
       }),
+    });
+    this.networks = new NetworkManager({
+      logger: opts.logger,
+      metadata: this.metadata,
+      dataRoot: opts.dataRoot,
+      members: (networkId) =>
+        [...this.containers.values()]
+          .filter((c) => c.running && c.record.Endpoint?.NetworkId === networkId)
+          .map((c) => ({
+            endpoint: c.record.Endpoint!,
+            names: [c.name.replace(/^\//, ''), c.id.slice(0, 12), c.record.Config.Hostname, ...(c.record.NetworkAliases ?? [])],
+          })),
     });
     this.runRoot = path.join(opts.dataRoot, 'run');
     fs.mkdirSync(this.containersDir, { recursive: true });
@@ -224,10 +241,14 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
             FinishedAt: new Date().toISOString(),
           });
           c.record.VmPid = undefined;
+          c.record.Endpoint = undefined;
           c.save();
           this.releaseStorage(c);
         }),
     );
+    // Bridges and their DNS come back; TAPs nobody runs on go.
+    await this.networks.init();
+    this.networks.sweepTaps(new Set([...this.containers.values()].filter((c) => c.running && c.record.Endpoint).map((c) => c.record.Endpoint!.Tap)));
     const keep = new Set([...this.containers.values()].filter((c) => c.record.State.Running).map((c) => c.record.VmRunDir));
     for (const dir of fs.readdirSync(this.runRoot)) {
       const runDir = path.join(this.runRoot, dir);
@@ -265,6 +286,9 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
         fs.rmSync(runDir, { recursive: true, force: true });
       },
     };
+    // A bridge endpoint's TAP survived with the VM; its port proxies died with the old daemon.
+    const endpoint = c.record.Endpoint;
+    if (endpoint) this.bindEndpoint(sandbox, endpoint, await PortProxy.open(forwardsOf(c.record.Ports ?? {}), endpoint.IPAddress));
     c.sandbox = sandbox;
     c.main = main;
     c.log ??= new LogWriter(c.logFile, parseLogOptions(c.record.HostConfig.LogConfig?.Config));
@@ -381,7 +405,8 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     const ports = checkPorts(req.host.PortBindings ?? {}, { ...(imgCfg.ExposedPorts ?? {}), ...(req.config.ExposedPorts ?? {}) });
     host.PortBindings = ports.bindings;
     config.ExposedPorts = ports.exposed;
-    if (networkModeOf(host.NetworkMode) === 'none' && (Object.values(ports.bindings).some((l) => l?.length) || host.PublishAllPorts)) {
+    const userNet = this.userNetwork(host.NetworkMode);
+    if (!userNet && networkModeOf(host.NetworkMode) === 'none' && (Object.values(ports.bindings).some((l) => l?.length) || host.PublishAllPorts)) {
       throw invalid('conflicting options: port publishing and the container type network mode');
     }
     if (host.Memory < 0 || (host.Memory > 0 && host.Memory < 6 * 1024 * 1024)) throw invalid('Minimum memory limit allowed is 6MB');
@@ -404,8 +429,12 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
       }
       podId = pod.id;
     }
+    if (userNet && podId) throw invalid(`a pod's containers use the pod's network: --network ${userNet.Name} and a pod do not go together`);
+    const aliases = (req.aliases ?? []).filter((a) => a);
+    if (aliases.length && !userNet) throw invalid('network-scoped aliases are supported only for containers on user-defined networks');
     const record: ContainerRecord = {
       PodId: podId,
+      NetworkAliases: aliases.length ? aliases : undefined,
       Id: id,
       Name: `/${name}`,
       Created: new Date().toISOString(),
@@ -484,10 +513,18 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
       const hc = c.record.HostConfig;
       const tmpfs = mountVolumes(rootfs, c.record.MountPoints ?? [], !!hc.ReadonlyRootfs);
       phases.rootfs = Math.round(performance.now() - t);
-      const netMode = networkModeOf(hc.NetworkMode);
+      const userNet = this.userNetwork(hc.NetworkMode);
+      const netMode = userNet ? 'bridge' : networkModeOf(hc.NetworkMode);
       const { ports, forwards } =
         netMode === 'none' ? { ports: {}, forwards: [] } : await allocatePorts(hc.PortBindings ?? {}, c.record.Config.ExposedPorts ?? {}, !!hc.PublishAllPorts);
       c.record.Ports = ports;
+      let endpoint: Endpoint | undefined;
+      try {
+        endpoint = userNet ? this.networks.attach(userNet, c.id) : undefined;
+      } catch (err) {
+        this.releaseStorage(c);
+        throw err;
+      }
       const shape = this.guestShape(
         c.record.HostConfig.Memory ? Math.max(128, Math.ceil(c.record.HostConfig.Memory / 1048576) + 64) : undefined,
         Math.max(1, Math.ceil(c.record.HostConfig.NanoCpus / 1e9)),
@@ -510,14 +547,28 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
           bootTimeoutMs: this.opts.bootTimeoutMs,
           templates: useClone ? this.opts.templates : undefined,
           pool: useClone ? this.opts.pool : undefined,
-          net: { forwards, restrict: netMode === 'none' },
+          // On a bridge network the VM's NIC is a TAP and published ports go through a host proxy.
+          net: endpoint ? { forwards: [], tap: endpoint.Tap } : { forwards, restrict: netMode === 'none' },
+          guestNet: endpoint ? guestNetworkOf(endpoint) : undefined,
           tmpfs,
         },
         phases,
       ).catch((err: unknown) => {
+        if (endpoint) this.networks.detach(endpoint);
         this.releaseStorage(c);
         throw err;
       });
+      if (endpoint) {
+        try {
+          this.bindEndpoint(sandbox, endpoint, await PortProxy.open(forwards, endpoint.IPAddress));
+        } catch (err) {
+          this.networks.detach(endpoint);
+          sandbox.release();
+          this.releaseStorage(c);
+          throw err;
+        }
+      }
+      c.record.Endpoint = endpoint;
       c.sandbox = sandbox;
       if (sandbox.info.fallbackReason) this.opts.logger.warn(`container ${c.id.slice(0, 12)}: cold boot instead of a clone: ${sandbox.info.fallbackReason}`);
       c.log ??= new LogWriter(c.logFile, parseLogOptions(c.record.HostConfig.LogConfig?.Config));
@@ -643,6 +694,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
       FinishedAt: new Date().toISOString(),
     });
     c.record.VmPid = undefined;
+    c.record.Endpoint = undefined;
     c.save();
     for (const a of c.attachments) a.end();
     c.attachments.clear();
@@ -932,6 +984,67 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     return victims.map((c) => c.id);
   }
 
+  // ---- networks ----------------------------------------------------------------
+
+  /** Ties a bridge endpoint's TAP and port proxy to the VM: released with it. */
+  private bindEndpoint(sandbox: Sandbox, endpoint: Endpoint, proxy: PortProxy): void {
+    const release = sandbox.release;
+    sandbox.release = () => {
+      proxy.close();
+      release();
+      this.networks.detach(endpoint);
+    };
+  }
+
+  /** The user-defined network a NetworkMode names, if it names one (404 for an unknown name). */
+  userNetwork(mode: string | undefined): NetworkRecord | undefined {
+    if (!mode || PREDEFINED.includes(mode) || mode.startsWith('container:')) return undefined;
+    return this.networks.get(mode);
+  }
+
+  /** Containers (in any state) set to use a network. */
+  networkUsers(net: NetworkRecord): Container[] {
+    return this.list().filter((c) => {
+      const mode = c.record.HostConfig.NetworkMode;
+      return mode === net.Name || mode === net.Id;
+    });
+  }
+
+  async networkRemove(idOrName: string): Promise<void> {
+    const net = this.networks.get(idOrName);
+    const users = this.networkUsers(net);
+    if (users.length) throw forbidden(`error while removing network: network ${net.Name} id ${net.Id} has active endpoints (${users.map((c) => c.name.replace(/^\//, '')).join(', ')})`);
+    this.networks.remove(net);
+  }
+
+  /**
+   * `network connect`: a VM's NIC is fixed when it starts, so a container moves
+   * to a network while it is stopped, and has one network at a time.
+   */
+  networkConnect(idOrName: string, container: string, aliases: string[]): void {
+    const net = this.networks.get(idOrName);
+    const c = this.get(container);
+    if (c.running) throw conflict(`container ${c.name.replace(/^\//, '')} is running: hyperbox cannot add a NIC to a running VM; stop it, connect, start it`);
+    if (c.record.PodId) throw invalid(`container ${c.name.replace(/^\//, '')} is in a pod and uses its network`);
+    const current = this.userNetwork(c.record.HostConfig.NetworkMode);
+    if (current && current.Id !== net.Id) throw conflict(`container ${c.name.replace(/^\//, '')} is on network ${current.Name}: a hyperbox container VM has one network; disconnect it first`);
+    c.record.HostConfig.NetworkMode = net.Name;
+    c.record.NetworkAliases = aliases.length ? aliases : c.record.NetworkAliases;
+    c.save();
+    this.containerEvent(c, 'update');
+  }
+
+  networkDisconnect(idOrName: string, container: string): void {
+    const net = this.networks.get(idOrName);
+    const c = this.get(container);
+    if (this.userNetwork(c.record.HostConfig.NetworkMode)?.Id !== net.Id) throw notFound(`container ${c.name.replace(/^\//, '')} is not connected to network ${net.Name}`);
+    if (c.running) throw conflict(`container ${c.name.replace(/^\//, '')} is running: hyperbox cannot remove a running VM's NIC; stop it first`);
+    c.record.HostConfig.NetworkMode = 'default';
+    c.record.NetworkAliases = undefined;
+    c.save();
+    this.containerEvent(c, 'update');
+  }
+
   // ---- pods ------------------------------------------------------------------
 
   podContainers(pod: Pod): Container[] {
@@ -1062,6 +1175,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
   async shutdown(opts: { liveRestore?: boolean } = {}): Promise<void> {
     this.shuttingDown = true;
     for (const c of this.containers.values()) if (c.restartTimer) clearTimeout(c.restartTimer);
+    await this.networks.shutdown();
     // Pod VMs are not live-restored (yet): their containers stop with the daemon.
     await Promise.all(this.pods.list().filter((p) => p.sandbox).map((p) => this.podStop(p.id, 0).catch(() => undefined)));
     if (opts.liveRestore) {
@@ -1103,4 +1217,17 @@ function parseLayerLimit(opts: Record<string, string> | undefined): number | und
 
 function sleepMs(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms).unref());
+}
+
+/** What the agent configures on eth0 for a bridge endpoint: the network's DNS is on its gateway. */
+function guestNetworkOf(ep: Endpoint) {
+  return { ipv4: `${ep.IPAddress}/${ep.IPPrefixLen}`, gateway: ep.Gateway, dns: ep.Gateway, mac: ep.MacAddress };
+}
+
+/** Host-side forwards of a running container's published ports (for its proxy). */
+function forwardsOf(ports: PortMap): PortForward[] {
+  return Object.entries(ports).flatMap(([key, list]) => {
+    const [guestPort, proto] = parsePortKey(key);
+    return (list ?? []).map((b) => ({ proto, hostIp: b.HostIp || '0.0.0.0', hostPort: Number(b.HostPort), guestPort }));
+  });
 }

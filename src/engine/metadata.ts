@@ -37,7 +37,14 @@ const MIGRATIONS: Migration[] = [
   (db) => {
     db.exec('CREATE TABLE pods (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, record TEXT NOT NULL, updated_at TEXT NOT NULL)');
   },
+  // 3: user-defined (bridge) networks.
+  (db) => {
+    db.exec('CREATE TABLE networks (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, record TEXT NOT NULL, updated_at TEXT NOT NULL)');
+  },
 ];
+
+/** Tables holding one JSON record per named object, besides containers. */
+export type RecordTable = 'pods' | 'networks';
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
@@ -90,18 +97,19 @@ export class MetadataStore {
     return out;
   }
 
-  savePod(record: { Id: string; Name: string }): void {
+  /** Writes a pod's or network's record (one transaction). */
+  saveRecord(table: RecordTable, record: { Id: string; Name: string }): void {
     this.db
-      .prepare('INSERT INTO pods (id, name, record, updated_at) VALUES (@id, @name, @record, @at) ON CONFLICT(id) DO UPDATE SET name = @name, record = @record, updated_at = @at')
+      .prepare(`INSERT INTO ${table} (id, name, record, updated_at) VALUES (@id, @name, @record, @at) ON CONFLICT(id) DO UPDATE SET name = @name, record = @record, updated_at = @at`)
       .run({ id: record.Id, name: record.Name, record: JSON.stringify(record), at: new Date().toISOString() });
   }
 
-  removePod(id: string): void {
-    this.db.prepare('DELETE FROM pods WHERE id = ?').run(id);
+  removeRecord(table: RecordTable, id: string): void {
+    this.db.prepare(`DELETE FROM ${table} WHERE id = ?`).run(id);
   }
 
-  allPods<T>(): T[] {
-    return (this.db.prepare('SELECT record FROM pods').all() as Array<{ record: string }>).map((r) => JSON.parse(r.record) as T);
+  allRecords<T>(table: RecordTable): T[] {
+    return (this.db.prepare(`SELECT record FROM ${table}`).all() as Array<{ record: string }>).map((r) => JSON.parse(r.record) as T);
   }
 
   schemaVersion(): number {

@@ -84,7 +84,7 @@ export class PodManager {
 
   constructor(private readonly host: PodHost) {
     fs.mkdirSync(host.podsDir, { recursive: true });
-    for (const record of host.metadata.allPods<PodRecord>()) {
+    for (const record of host.metadata.allRecords<PodRecord>('pods')) {
       // Pod VMs are not re-attached after a daemon restart (yet): they are stopped.
       if (record.State.Status === 'running') record.State = { ...record.State, Status: 'exited', FinishedAt: new Date().toISOString() };
       const pod = new Pod(record, path.join(host.podsDir, record.Id));
@@ -95,7 +95,7 @@ export class PodManager {
   }
 
   private save(pod: Pod): void {
-    this.host.metadata.savePod(pod.record);
+    this.host.metadata.saveRecord('pods', pod.record);
   }
 
   list(): Pod[] {
@@ -212,7 +212,7 @@ export class PodManager {
     for (const d of fs.existsSync(pod.shareDir) ? fs.readdirSync(pod.shareDir) : []) unbind(path.join(pod.shareDir, d));
     fs.rmSync(pod.dir, { recursive: true, force: true });
     this.pods.delete(pod.id);
-    this.host.metadata.removePod(pod.id);
+    this.host.metadata.removeRecord('pods', pod.id);
   }
 
   /** Directory for a pod's emptyDir volumes (removed with the pod). */

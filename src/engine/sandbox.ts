@@ -36,6 +36,8 @@ export interface SandboxOptions {
   /** A pod VM: the share is an empty directory container roots are bound into
    * later; no root is mounted at start. */
   noRoot?: boolean;
+  /** eth0's configuration when it is not the user-mode network's (a bridge endpoint). */
+  guestNet?: GuestNetwork;
 }
 
 export interface Sandbox {
@@ -67,7 +69,7 @@ export async function startSandbox(opts: SandboxOptions, phases: Record<string, 
   const shape = { assets: opts.assets, accel: opts.accel, memoryMiB: opts.memoryMiB, cpus: opts.cpus };
   // A pool VM's netdev was set up before its container existed: it serves only
   // containers on the default network without published ports.
-  if (opts.templates && opts.pool && !opts.noRoot && !opts.net.restrict && opts.net.forwards.length === 0) {
+  if (opts.templates && opts.pool && !opts.noRoot && !opts.net.restrict && !opts.net.tap && opts.net.forwards.length === 0) {
     const member = await opts.pool.claim(shape, opts.rootfs);
     if (member) {
       vm = member.vm;
@@ -118,7 +120,7 @@ export async function startSandbox(opts: SandboxOptions, phases: Record<string, 
     mark('boot');
     const network: GuestNetwork | undefined = opts.net.restrict
       ? undefined
-      : { ipv4: `${USER_NET.guest}/${USER_NET.prefix}`, gateway: USER_NET.gateway, dns: USER_NET.dns };
+      : (opts.guestNet ?? { ipv4: `${USER_NET.guest}/${USER_NET.prefix}`, gateway: USER_NET.gateway, dns: USER_NET.dns });
     await agent.configure({ hostname: opts.hostname, seed: randomBytes(64), network, memoryLimit: opts.memoryLimit });
     if (!opts.noRoot) await agent.mountRoot(ROOT_TAG, ROOT_NAME, subdir, opts.tmpfs);
     mark('configure');

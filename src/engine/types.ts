@@ -1,3 +1,4 @@
+import type { Endpoint } from './net/networks.js';
 /** What the engine persists about a container (one JSON file per container). */
 import type { PortMap } from './ports.js';
 import type { MountPoint, MountRequest } from './storage.js';
@@ -94,6 +95,10 @@ export interface ContainerRecord {
   MainProcId?: number;
   /** The pod whose VM this container runs in. */
   PodId?: string;
+  /** Extra names on a user-defined network (`--network-alias`). */
+  NetworkAliases?: string[];
+  /** The VM's address and TAP on a user-defined network, while it runs. */
+  Endpoint?: Endpoint;
   /** Volumes, binds and tmpfs mounts, resolved at create. */
   MountPoints?: MountPoint[];
   /** Published ports of the current (or last) run. */

@@ -34,19 +34,28 @@ export interface NetSpec {
   forwards: PortForward[];
   /** No traffic to or from the outside (`--network none`). */
   restrict?: boolean;
+  /** A TAP device on a bridge network instead of user mode (the NIC is the same). */
+  tap?: string;
 }
 
 /** Addresses of QEMU's user-mode network (its defaults, spelled out). */
 export const USER_NET = { subnet: '10.0.2.0/24', guest: '10.0.2.15', prefix: 24, gateway: '10.0.2.2', dns: '10.0.2.3' } as const;
 
-export function netdevArg(net: NetSpec | undefined): string {
+/** `-netdev` arguments: the NIC's backend (net0), plus what a clone's state needs. */
+export function netdevArgs(net: NetSpec | undefined): string[] {
+  if (net?.tap) {
+    if (!/^[a-zA-Z0-9_-]{1,15}$/.test(net.tap)) throw new Error(`bad TAP name ${net.tap}`);
+    // A template's migration stream carries a slirp section: a clone restores it
+    // into this idle, restricted user netdev, while its NIC uses the TAP.
+    return ['-netdev', `tap,id=net0,ifname=${net.tap},script=no,downscript=no`, '-netdev', 'user,id=slirp0,restrict=on,ipv6=off'];
+  }
   let arg = `user,id=net0,net=${USER_NET.subnet},host=${USER_NET.gateway},dns=${USER_NET.dns},dhcpstart=${USER_NET.guest},ipv6=off`;
   if (net?.restrict) arg += ',restrict=on';
   for (const f of net?.forwards ?? []) {
     if (!/^[0-9a-fA-F.:]*$/.test(f.hostIp)) throw new Error(`bad host address ${f.hostIp}`);
     arg += `,hostfwd=${f.proto}:${f.hostIp}:${f.hostPort}-${USER_NET.guest}:${f.guestPort}`;
   }
-  return arg;
+  return ['-netdev', arg];
 }
 
 export interface VmSpec {
@@ -107,7 +116,7 @@ export function qemuArgs(spec: VmSpec): string[] {
     '-object', 'rng-random,id=rng0,filename=/dev/urandom',
     '-device', 'virtio-rng-device,rng=rng0',
     '-qmp', `unix:${p.qmp},server=on,wait=off`,
-    '-netdev', netdevArg(spec.net),
+    ...netdevArgs(spec.net),
     '-device', 'virtio-net-device,netdev=net0,mac=52:54:00:12:34:56',
   ];
   if (spec.incoming) args.push('-incoming', 'defer');

@@ -2,6 +2,7 @@
 import type { Container } from '../../engine/container.js';
 import { DEFAULT_NETWORK, networkModeOf, parsePortKey } from '../../engine/ports.js';
 import { USER_NET } from '../../vm/qemu.js';
+import { PREDEFINED } from '../../engine/net/networks.js';
 
 /** Published ports in the list form of `GET /containers/json`. */
 function portList(c: Container) {
@@ -33,6 +34,22 @@ function networkMode(c: Container): string {
 
 /** NetworkSettings.Networks: the user-mode network's fixed addresses (while running). */
 function networks(c: Container) {
+  const ep = c.running ? c.record.Endpoint : undefined;
+  const named = c.record.HostConfig.NetworkMode;
+  if (ep || (named && !PREDEFINED.includes(named) && !named.startsWith('container:'))) {
+    return {
+      [ep?.NetworkName ?? named!]: {
+        NetworkID: ep?.NetworkId ?? '',
+        EndpointID: ep ? c.id : '',
+        Gateway: ep?.Gateway ?? '',
+        IPAddress: ep?.IPAddress ?? '',
+        IPPrefixLen: ep?.IPPrefixLen ?? 0,
+        MacAddress: ep?.MacAddress ?? '',
+        Aliases: c.record.NetworkAliases ?? null,
+        DNSNames: ep ? [c.name.replace(/^\//, ''), c.id.slice(0, 12), ...(c.record.NetworkAliases ?? [])] : null,
+      },
+    };
+  }
   let mode: string;
   try {
     mode = networkModeOf(c.record.HostConfig.NetworkMode) === 'none' ? 'none' : DEFAULT_NETWORK;

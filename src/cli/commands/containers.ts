@@ -13,6 +13,7 @@ interface RunOptions {
   detach?: boolean;
   rm?: boolean;
   pod?: string;
+  networkAlias?: string[];
   env?: string[];
   workdir?: string;
   user?: string;
@@ -103,6 +104,7 @@ function createBody(image: string, command: string[], o: RunOptions) {
     AttachStderr: !o.detach,
     Labels: { ...(o.clone === false ? { 'io.hyperbox.no-clone': '1' } : {}), ...(o.pod ? { 'io.hyperbox.pod': o.pod } : {}) },
     ExposedPorts: publish.exposed,
+    NetworkingConfig: o.networkAlias?.length && o.network ? { EndpointsConfig: { [o.network]: { Aliases: o.networkAlias } } } : undefined,
     HostConfig: {
       Binds: o.volume ?? [],
       Mounts: (o.mount ?? []).map(parseMount),
@@ -288,7 +290,8 @@ export function registerContainerCommands(program: Command, act: Act): void {
       .option('--read-only', "mount the container's root filesystem as read only")
       .option('-p, --publish <[ip:]hostPort:containerPort[/proto]>', "publish a container's port to the host", collect)
       .option('-P, --publish-all', 'publish all exposed ports to random ports')
-      .option('--network <mode>', 'network: default (user-mode NAT) or none')
+      .option('--network <mode>', 'network: default (user-mode NAT), none, a user-defined network, or container:NAME')
+      .option('--network-alias <name>', 'add a network-scoped alias (user-defined networks)', collect)
       .option('--pod <name>', "run the container in this pod's VM (see pod create)")
       .argument('<image>')
       .argument('[command...]')

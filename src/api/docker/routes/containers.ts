@@ -23,6 +23,10 @@ function requiredPath(ctx: Ctx): string {
 export const createBodySchema = z
   .object({
     Image: z.string().min(1, 'Image is required'),
+    NetworkingConfig: z
+      .object({ EndpointsConfig: z.record(z.string(), z.object({ Aliases: z.array(z.string()).nullish() }).passthrough().nullish()).nullish() })
+      .passthrough()
+      .nullish(),
     Cmd: stringList,
     Entrypoint: stringList,
     Env: z.array(z.string()).nullish(),
@@ -91,6 +95,7 @@ export function containerRoutes(r: RouteTable, engine: Engine): void {
     const hc = body.HostConfig ?? {};
     const c = await engine.create({
       name: ctx.query.get('name') ?? undefined,
+      aliases: Object.values(body.NetworkingConfig?.EndpointsConfig ?? {}).flatMap((e) => e?.Aliases ?? []),
       config: {
         Image: body.Image,
         Cmd: body.Cmd ?? undefined,

@@ -1,11 +1,13 @@
 /**
- * /networks routes. hyperbox has user-mode networking only (QEMU's slirp: every
- * VM has its own private NAT'ed network), so the networks that exist are the
- * default one (named "bridge", as Docker clients expect, driver "slirp") and
- * "none". User-defined networks need a bridge mode that does not exist yet.
+ * /networks routes. The predefined networks are the default one (QEMU's user
+ * mode, every VM on its own private NAT'ed network; named "bridge", as Docker
+ * clients expect, driver "slirp") and "none". User-defined networks are real
+ * bridges (as root): a TAP per container VM, NAT, DNS for container names.
  */
-import { conflict, notFound, notImplemented } from '../../../common/errors.js';
+import { z } from 'zod';
+import { conflict, invalid, notFound } from '../../../common/errors.js';
 import type { Engine } from '../../../engine/engine.js';
+import type { NetworkRecord } from '../../../engine/net/networks.js';
 import { DEFAULT_NETWORK, networkModeOf } from '../../../engine/ports.js';
 import { USER_NET } from '../../../vm/qemu.js';
 import type { RouteTable } from '../server.js';
@@ -48,27 +50,99 @@ function networkJson(name: string, engine: Engine) {
   };
 }
 
+function userNetworkJson(net: NetworkRecord, engine: Engine) {
+  const members = engine.list().filter((c) => c.running && c.record.Endpoint?.NetworkId === net.Id);
+  return {
+    Name: net.Name,
+    Id: net.Id,
+    Created: net.Created,
+    Scope: 'local',
+    Driver: net.Driver,
+    EnableIPv4: true,
+    EnableIPv6: false,
+    IPAM: { Driver: 'default', Options: {}, Config: [{ Subnet: net.Subnet, Gateway: net.Gateway }] },
+    Internal: net.Internal,
+    Attachable: false,
+    Ingress: false,
+    ConfigFrom: { Network: '' },
+    ConfigOnly: false,
+    Containers: Object.fromEntries(
+      members.map((c) => {
+        const ep = c.record.Endpoint!;
+        return [c.id, { Name: c.name.replace(/^\//, ''), EndpointID: c.id, MacAddress: ep.MacAddress, IPv4Address: `${ep.IPAddress}/${ep.IPPrefixLen}`, IPv6Address: '' }];
+      }),
+    ),
+    Options: { 'com.docker.network.bridge.name': net.Bridge },
+    Labels: net.Labels,
+  };
+}
+
 const NAMES = [DEFAULT_NETWORK, 'none'];
 
+const createSchema = z
+  .object({
+    Name: z.string().min(1),
+    Driver: z.string().nullish(),
+    Internal: z.boolean().nullish(),
+    EnableIPv6: z.boolean().nullish(),
+    Labels: z.record(z.string(), z.string()).nullish(),
+    IPAM: z
+      .object({ Config: z.array(z.object({ Subnet: z.string().nullish(), Gateway: z.string().nullish() }).passthrough()).nullish() })
+      .passthrough()
+      .nullish(),
+  })
+  .passthrough();
+
+const connectSchema = z
+  .object({ Container: z.string().min(1), EndpointConfig: z.object({ Aliases: z.array(z.string()).nullish() }).passthrough().nullish() })
+  .passthrough();
+
 export function networkRoutes(r: RouteTable, engine: Engine): void {
-  r.add('GET', '/networks', (ctx) => ctx.send(200, NAMES.map((n) => networkJson(n, engine))));
+  r.add('GET', '/networks', (ctx) =>
+    ctx.send(200, [...NAMES.map((n) => networkJson(n, engine)), ...engine.networks.list().map((n) => userNetworkJson(n, engine))]),
+  );
   r.add('GET', '/networks/:id', (ctx) => {
     const id = ctx.params.id!;
     const name = id === 'slirp' || id === 'default' ? DEFAULT_NETWORK : id;
-    if (!NAMES.includes(name)) throw notFound(`network ${id} not found`);
-    ctx.send(200, networkJson(name, engine));
+    if (NAMES.includes(name)) return ctx.send(200, networkJson(name, engine));
+    ctx.send(200, userNetworkJson(engine.networks.get(id), engine));
   });
-  r.add('POST', '/networks/create', () => {
-    throw notImplemented('network create is not supported yet in hyperbox: user-defined networks need bridge mode (containers have user-mode networking only)');
+  r.add('POST', '/networks/create', async (ctx) => {
+    const b = await ctx.json(createSchema);
+    if (b.Driver && b.Driver !== 'bridge') throw invalid(`network driver "${b.Driver}" is not supported by hyperbox (bridge is)`);
+    if (b.EnableIPv6) throw invalid('IPv6 networks are not supported by hyperbox');
+    const ipam = b.IPAM?.Config?.[0];
+    const net = await engine.networks.create({ name: b.Name, subnet: ipam?.Subnet ?? undefined, gateway: ipam?.Gateway ?? undefined, internal: !!b.Internal, labels: b.Labels ?? {} });
+    engine.emitEvent('network', 'create', net.Id, { name: net.Name, type: net.Driver });
+    ctx.send(201, { Id: net.Id, Warning: '' });
   });
-  r.add('POST', '/networks/prune', (ctx) => ctx.send(200, { NetworksDeleted: [] }));
-  r.add('DELETE', '/networks/:id', (ctx) => {
+  r.add('POST', '/networks/prune', async (ctx) => {
+    const deleted: string[] = [];
+    for (const net of engine.networks.list()) {
+      if (engine.networkUsers(net).length) continue;
+      await engine.networkRemove(net.Id);
+      engine.emitEvent('network', 'destroy', net.Id, { name: net.Name, type: net.Driver });
+      deleted.push(net.Name);
+    }
+    ctx.send(200, { NetworksDeleted: deleted });
+  });
+  r.add('DELETE', '/networks/:id', async (ctx) => {
     if (NAMES.includes(ctx.params.id!)) throw conflict(`${ctx.params.id} is a pre-defined network and cannot be removed`);
-    throw notFound(`network ${ctx.params.id} not found`);
+    const net = engine.networks.get(ctx.params.id!);
+    await engine.networkRemove(net.Id);
+    engine.emitEvent('network', 'destroy', net.Id, { name: net.Name, type: net.Driver });
+    ctx.send(204);
   });
-  for (const p of ['/networks/:id/connect', '/networks/:id/disconnect']) {
-    r.add('POST', p, () => {
-      throw notImplemented('connecting containers to networks is not supported yet in hyperbox: user-defined networks need bridge mode');
-    });
-  }
+  r.add('POST', '/networks/:id/connect', async (ctx) => {
+    const b = await ctx.json(connectSchema);
+    if (NAMES.includes(ctx.params.id!)) throw invalid(`a container joins ${ctx.params.id} when it is disconnected from its user-defined network`);
+    engine.networkConnect(ctx.params.id!, b.Container, b.EndpointConfig?.Aliases ?? []);
+    ctx.send(200);
+  });
+  r.add('POST', '/networks/:id/disconnect', async (ctx) => {
+    const b = await ctx.json(connectSchema);
+    if (NAMES.includes(ctx.params.id!)) throw notFound(`container ${b.Container} is not connected to network ${ctx.params.id}`);
+    engine.networkDisconnect(ctx.params.id!, b.Container);
+    ctx.send(200);
+  });
 }

@@ -1,0 +1,205 @@
+/**
+ * User-defined bridge networks (`network create`): their records (SQLite),
+ * address management, the TAP endpoint of each container VM on one, and each
+ * network's DNS server. The default network stays QEMU's user mode (no root
+ * needed); bridge networks need root, as Docker's do.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { conflict, forbidden, invalid, notFound } from '../../common/errors.js';
+import type { Logger } from '../../common/logger.js';
+import type { MetadataStore } from '../metadata.js';
+import { BRIDGE_PREFIX, createTap, deleteTap, ensureBridge, hostIpv4Networks, linksWithPrefix, removeBridge } from './bridge.js';
+import { NetworkDns } from './dns.js';
+
+export interface NetworkRecord {
+  Id: string;
+  Name: string;
+  Created: string;
+  Driver: 'bridge';
+  Subnet: string;
+  Gateway: string;
+  Bridge: string;
+  Internal: boolean;
+  Labels: Record<string, string>;
+}
+
+/** A container VM's place on a bridge network (kept in its record while it runs). */
+export interface Endpoint {
+  NetworkId: string;
+  NetworkName: string;
+  IPAddress: string;
+  IPPrefixLen: number;
+  Gateway: string;
+  MacAddress: string;
+  Tap: string;
+}
+
+export interface NetworkHost {
+  logger: Logger;
+  metadata: MetadataStore;
+  dataRoot: string;
+  /** Running containers' endpoints and names, for address allocation and DNS. */
+  members(networkId: string): Array<{ endpoint: Endpoint; names: string[] }>;
+}
+
+/** Names the default network and `none` keep (Docker's predefined ones). */
+export const PREDEFINED = ['bridge', 'default', 'none', 'host', 'slirp'];
+const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+const PREFIX = 24;
+
+function ipToInt(ip: string): number {
+  return ip.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+}
+function intToIp(n: number): string {
+  return [24, 16, 8, 0].map((s) => (n >>> s) & 255).join('.');
+}
+function overlaps(aNet: number, aPrefix: number, bNet: number, bPrefix: number): boolean {
+  const p = Math.min(aPrefix, bPrefix);
+  const mask = p === 0 ? 0 : (0xffffffff << (32 - p)) >>> 0;
+  return ((aNet & mask) >>> 0) === ((bNet & mask) >>> 0);
+}
+
+export class NetworkManager {
+  private readonly nets = new Map<string, NetworkRecord>();
+  private readonly dns = new Map<string, NetworkDns>();
+  /** TAP names carry a tag of the daemon's data root: daemons never sweep each other's. */
+  readonly tapPrefix: string;
+
+  constructor(private readonly host: NetworkHost) {
+    this.tapPrefix = `ht${createHash('sha256').update(host.dataRoot).digest('hex').slice(0, 4)}`;
+    for (const r of host.metadata.allRecords<NetworkRecord>('networks')) this.nets.set(r.Id, r);
+  }
+
+  /** Re-creates bridges, rules and DNS servers (after a reboot, or a crash mid-way). */
+  async init(): Promise<void> {
+    for (const net of this.nets.values()) {
+      try {
+        ensureBridge(this.spec(net));
+        await this.startDns(net);
+      } catch (err) {
+        this.host.logger.warn(`network ${net.Name}: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  /** TAP devices of this daemon that no running container owns. */
+  sweepTaps(inUse: Set<string>): void {
+    for (const tap of linksWithPrefix(this.tapPrefix)) if (!inUse.has(tap)) deleteTap(tap);
+  }
+
+  list(): NetworkRecord[] {
+    return [...this.nets.values()].sort((a, b) => a.Name.localeCompare(b.Name));
+  }
+
+  find(idOrName: string): NetworkRecord | undefined {
+    const all = [...this.nets.values()];
+    const byPrefix = idOrName.length >= 3 ? all.filter((n) => n.Id.startsWith(idOrName)) : [];
+    return all.find((n) => n.Name === idOrName) ?? all.find((n) => n.Id === idOrName) ?? (byPrefix.length === 1 ? byPrefix[0] : undefined);
+  }
+
+  get(idOrName: string): NetworkRecord {
+    const n = this.find(idOrName);
+    if (!n) throw notFound(`network ${idOrName} not found`);
+    return n;
+  }
+
+  async create(opts: { name: string; subnet?: string; gateway?: string; internal?: boolean; labels?: Record<string, string> }): Promise<NetworkRecord> {
+    if (!NAME_RE.test(opts.name)) throw invalid(`invalid network name "${opts.name}"`);
+    if (PREDEFINED.includes(opts.name)) throw forbidden(`${opts.name} is a pre-defined network and cannot be created`);
+    if (this.find(opts.name)?.Name === opts.name) throw conflict(`network with name ${opts.name} already exists`);
+    if (process.getuid?.() !== 0) throw forbidden('bridge networks need root (TAP devices, a Linux bridge and NAT rules); the default network works without');
+    const { subnet, gateway } = this.pickSubnet(opts.subnet, opts.gateway);
+    const id = randomBytes(32).toString('hex');
+    const net: NetworkRecord = {
+      Id: id,
+      Name: opts.name,
+      Created: new Date().toISOString(),
+      Driver: 'bridge',
+      Subnet: subnet,
+      Gateway: gateway,
+      Bridge: `${BRIDGE_PREFIX}${id.slice(0, 10)}`,
+      Internal: !!opts.internal,
+      Labels: opts.labels ?? {},
+    };
+    ensureBridge(this.spec(net));
+    this.nets.set(id, net);
+    this.host.metadata.saveRecord('networks', net);
+    await this.startDns(net).catch((err: Error) => this.host.logger.warn(`network ${net.Name}: no DNS: ${err.message}`));
+    return net;
+  }
+
+  remove(net: NetworkRecord): void {
+    this.dns.get(net.Id)?.close();
+    this.dns.delete(net.Id);
+    removeBridge(this.spec(net));
+    this.nets.delete(net.Id);
+    this.host.metadata.removeRecord('networks', net.Id);
+  }
+
+  /** Gives a starting container an address and a TAP device on the network. */
+  attach(net: NetworkRecord, containerId: string): Endpoint {
+    const used = new Set(this.host.members(net.Id).map((m) => m.endpoint.IPAddress));
+    const base = ipToInt(net.Subnet.split('/')[0]!);
+    const size = 2 ** (32 - Number(net.Subnet.split('/')[1]));
+    const gw = ipToInt(net.Gateway);
+    let ip: string | undefined;
+    for (let i = 1; i < size - 1 && !ip; i++) if (base + i !== gw && !used.has(intToIp(base + i))) ip = intToIp(base + i);
+    if (!ip) throw conflict(`network ${net.Name} has no free address left`);
+    const tap = `${this.tapPrefix}${containerId.slice(0, 9)}`;
+    createTap(tap, net.Bridge);
+    // Docker's convention: 02:42 and the IPv4 address, unique on the network.
+    const mac = ['02', '42', ...ip.split('.').map((o) => Number(o).toString(16).padStart(2, '0'))].join(':');
+    return { NetworkId: net.Id, NetworkName: net.Name, IPAddress: ip, IPPrefixLen: Number(net.Subnet.split('/')[1]), Gateway: net.Gateway, MacAddress: mac, Tap: tap };
+  }
+
+  detach(ep: Endpoint): void {
+    deleteTap(ep.Tap);
+  }
+
+  async shutdown(): Promise<void> {
+    for (const d of this.dns.values()) d.close();
+    this.dns.clear();
+  }
+
+  private spec(net: NetworkRecord) {
+    return { bridge: net.Bridge, subnet: net.Subnet, gateway: net.Gateway, prefix: Number(net.Subnet.split('/')[1]), internal: net.Internal };
+  }
+
+  private async startDns(net: NetworkRecord): Promise<void> {
+    this.dns.get(net.Id)?.close();
+    const server = new NetworkDns(net.Gateway, (name) => this.resolve(net.Id, name), this.host.logger);
+    await server.start();
+    this.dns.set(net.Id, server);
+  }
+
+  private resolve(networkId: string, name: string): string[] {
+    return this.host
+      .members(networkId)
+      .filter((m) => m.names.some((n) => n.toLowerCase() === name))
+      .map((m) => m.endpoint.IPAddress);
+  }
+
+  /** A free /24 in 10.89.0.0/16 (or the one asked for), clear of the host's own networks and of other hyperbox networks. */
+  private pickSubnet(subnet?: string, gateway?: string): { subnet: string; gateway: string } {
+    const taken: Array<[number, number]> = [
+      ...hostIpv4Networks().map(([a, p]) => [ipToInt(a), p] as [number, number]),
+      ...this.list().map((n) => [ipToInt(n.Subnet.split('/')[0]!), Number(n.Subnet.split('/')[1])] as [number, number]),
+    ];
+    if (subnet) {
+      const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d+)$/.exec(subnet);
+      const prefix = Number(m?.[2]);
+      if (!m || m[1]!.split('.').some((o) => Number(o) > 255) || prefix < 16 || prefix > 29) throw invalid(`invalid subnet ${subnet}: expected an IPv4 CIDR with a prefix from /16 to /29`);
+      const mask = (0xffffffff << (32 - prefix)) >>> 0;
+      const net = (ipToInt(m[1]!) & mask) >>> 0;
+      if (taken.some(([a, p]) => overlaps(net, prefix, a, p))) throw conflict(`subnet ${subnet} overlaps a network that already exists on this host`);
+      const gw = gateway ?? intToIp(net + 1);
+      if (!overlaps(ipToInt(gw), 32, net, prefix)) throw invalid(`gateway ${gw} is not in subnet ${subnet}`);
+      return { subnet: `${intToIp(net)}/${prefix}`, gateway: gw };
+    }
+    for (let third = 0; third < 256; third++) {
+      const net = ipToInt(`10.89.${third}.0`);
+      if (!taken.some(([a, p]) => overlaps(net, PREFIX, a, p))) return { subnet: `${intToIp(net)}/${PREFIX}`, gateway: intToIp(net + 1) };
+    }
+    throw conflict('no free subnet left in 10.89.0.0/16: pass --subnet');
+  }
+}

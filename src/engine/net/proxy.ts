@@ -1,0 +1,93 @@
+/**
+ * Published ports of containers on bridge networks: a userland proxy on the
+ * host port relaying to the container's address (Docker's docker-proxy), for
+ * TCP and UDP. The user-mode network does this inside QEMU (hostfwd); a TAP
+ * has no such thing.
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import type { PortForward } from '../../vm/qemu.js';
+
+const UDP_IDLE_MS = 60_000;
+
+export class PortProxy {
+  private constructor(private readonly closers: Array<() => void>) {}
+
+  static async open(forwards: PortForward[], target: string): Promise<PortProxy> {
+    const closers: Array<() => void> = [];
+    try {
+      for (const f of forwards) closers.push(f.proto === 'tcp' ? await tcp(f, target) : await udp(f, target));
+    } catch (err) {
+      for (const c of closers) c();
+      throw err;
+    }
+    return new PortProxy(closers);
+  }
+
+  close(): void {
+    for (const c of this.closers.splice(0)) c();
+  }
+}
+
+async function tcp(f: PortForward, target: string): Promise<() => void> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(f.guestPort, target);
+    sockets.add(client).add(upstream);
+    const done = () => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('error', done).on('close', done);
+    upstream.on('error', done).on('close', done);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host: f.hostIp, port: f.hostPort, exclusive: true }, () => resolve());
+  });
+  return () => {
+    server.close();
+    for (const s of sockets) s.destroy();
+  };
+}
+
+async function udp(f: PortForward, target: string): Promise<() => void> {
+  const server = dgram.createSocket('udp4');
+  // One upstream socket per client address, so replies find their way back.
+  const flows = new Map<string, { socket: dgram.Socket; timer: NodeJS.Timeout }>();
+  server.on('message', (msg, from) => {
+    const key = `${from.address}:${from.port}`;
+    let flow = flows.get(key);
+    if (!flow) {
+      const socket = dgram.createSocket('udp4');
+      socket.on('message', (reply) => server.send(reply, from.port, from.address));
+      socket.on('error', () => undefined);
+      flow = { socket, timer: setTimeout(() => undefined, 0) };
+      flows.set(key, flow);
+    }
+    clearTimeout(flow.timer);
+    const current = flow;
+    flow.timer = setTimeout(() => {
+      current.socket.close();
+      flows.delete(key);
+    }, UDP_IDLE_MS).unref();
+    flow.socket.send(msg, f.guestPort, target);
+  });
+  server.on('error', () => undefined);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.bind(f.hostPort, f.hostIp, () => resolve());
+  });
+  return () => {
+    server.close();
+    for (const fl of flows.values()) {
+      clearTimeout(fl.timer);
+      fl.socket.close();
+    }
+    flows.clear();
+  };
+}
