@@ -9,30 +9,13 @@ import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { fetchText, portFree } from './helpers/net.js';
 import { startDaemonWithBusybox, type TestDaemon, until } from './helpers/daemon.js';
 import { docker } from './helpers/docker.js';
 
 const isRoot = process.getuid?.() === 0;
 
-function fetchText(url: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    http
-      .get(url, (res) => {
-        let body = '';
-        res.on('data', (c) => (body += c));
-        res.on('end', () => resolve(body));
-      })
-      .on('error', reject);
-  });
-}
 
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.once('error', () => resolve(false));
-    s.listen({ host: '0.0.0.0', port, exclusive: true }, () => s.close(() => resolve(true)));
-  });
-}
 
 const SERVER = (text: string) => `mkdir -p /www && echo ${text} > /www/index.html && exec httpd -f -p 80 -h /www`;
 

@@ -6,28 +6,10 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { fetchText, portFree } from './helpers/net.js';
 import { startDaemonWithBusybox, type TestDaemon, until } from './helpers/daemon.js';
 
-function fetchText(url: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    http
-      .get(url, (res) => {
-        let body = '';
-        res.on('data', (c) => (body += c));
-        res.on('end', () => resolve(body));
-      })
-      .on('error', reject);
-  });
-}
 
-/** True if nothing listens on 0.0.0.0:port (we can bind it ourselves). */
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.once('error', () => resolve(false));
-    s.listen({ host: '0.0.0.0', port, exclusive: true }, () => s.close(() => resolve(true)));
-  });
-}
 
 /** Local address of the host's listening TCP sockets on a port ("0.0.0.0", "127.0.0.1"). */
 function listenersOn(port: number): string[] {

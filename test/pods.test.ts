@@ -2,24 +2,13 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ManifestError, parseManifests, planPod } from '../src/cli/kube/manifest.js';
+import { fetchText } from './helpers/net.js';
 import { startDaemonWithBusybox, type TestDaemon, until } from './helpers/daemon.js';
 
-function fetchText(url: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    http
-      .get(url, (res) => {
-        let body = '';
-        res.on('data', (c) => (body += c));
-        res.on('end', () => resolve(body));
-      })
-      .on('error', reject);
-  });
-}
 
 /** QEMU processes whose command line mentions this daemon's data root. */
 function vmsOf(d: TestDaemon): number {

@@ -8,7 +8,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { defaultDataRoot } from '../common/paths.js';
 import { repoRoot } from '../vm/assets.js';
-import { ApiClient, ConnectError } from './client.js';
+import { ApiClient, ApiError, ConnectError } from './client.js';
+import { renderTemplate } from './format.js';
 import { ExitError } from './exit-error.js';
 
 export type Act = (fn: (...args: never[]) => Promise<number>) => (...args: unknown[]) => Promise<void>;
@@ -118,3 +119,23 @@ export function humanSize(n: number): string {
   return `${n < 10 && i ? n.toFixed(2) : n < 100 && i ? n.toFixed(1) : Math.round(n)}${units[i]}`;
 }
 
+/**
+ * `inspect` of several objects, Docker's way: what was found is printed (JSON
+ * array, or one template line each), what was not is reported, status 1.
+ */
+export async function inspectEach(names: string[], pathOf: (name: string) => string, format: string | undefined): Promise<number> {
+  const out: unknown[] = [];
+  let status = 0;
+  for (const n of names) {
+    try {
+      out.push(await api('GET', pathOf(encodeURIComponent(n))));
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      process.stderr.write(`Error: ${err.message}\n`);
+      status = 1;
+    }
+  }
+  if (format) process.stdout.write(out.map((o) => renderTemplate(format, o) + '\n').join(''));
+  else process.stdout.write(JSON.stringify(out, null, 4) + '\n');
+  return status;
+}

@@ -3,7 +3,6 @@
  * agent), its main process, its log and the clients attached to it.
  */
 import { EventEmitter } from 'node:events';
-import fs from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { GuestProcess } from '../agent/connection.js';

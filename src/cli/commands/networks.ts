@@ -1,7 +1,6 @@
 /** `network create/ls/inspect/rm/connect/disconnect/prune`: bridge networks. */
 import type { Command } from 'commander';
-import { ApiError } from '../client.js';
-import { type Act, api, collect, forEach } from '../context.js';
+import { type Act, api, collect, forEach, inspectEach } from '../context.js';
 import { renderTemplate, table } from '../format.js';
 
 interface Network {
@@ -53,24 +52,7 @@ export function registerNetworkCommands(program: Command, act: Act): void {
     .description('display detailed information on networks')
     .option('-f, --format <template>', 'format output using a Go-style template')
     .argument('<network...>')
-    .action(
-      act(async (names: string[], o: { format?: string }) => {
-        const out: unknown[] = [];
-        let status = 0;
-        for (const n of names) {
-          try {
-            out.push(await api('GET', `/networks/${encodeURIComponent(n)}`));
-          } catch (err) {
-            if (!(err instanceof ApiError)) throw err;
-            process.stderr.write(`Error: ${err.message}\n`);
-            status = 1;
-          }
-        }
-        if (o.format) process.stdout.write(out.map((n) => renderTemplate(o.format!, n) + '\n').join(''));
-        else process.stdout.write(JSON.stringify(out, null, 4) + '\n');
-        return status;
-      }),
-    );
+    .action(act(async (names: string[], o: { format?: string }) => inspectEach(names, (n) => `/networks/${n}`, o.format)));
   network
     .command('rm')
     .alias('remove')

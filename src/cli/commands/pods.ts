@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import type { Command } from 'commander';
 import { ApiError } from '../client.js';
-import { type Act, ago, api, collect, forEach } from '../context.js';
+import { type Act, ago, api, collect, forEach, inspectEach } from '../context.js';
 import { ExitError } from '../exit-error.js';
 import { renderTemplate, table } from '../format.js';
 import { ManifestError, parseManifests, planPod, type PodPlan } from '../kube/manifest.js';
@@ -149,24 +149,7 @@ export function registerPodCommands(program: Command, act: Act): void {
     .description('show low-level information on pods')
     .option('-f, --format <template>', 'format output with a Go-like template')
     .argument('<pod...>')
-    .action(
-      act(async (pods: string[], o: { format?: string }) => {
-        const out: PodView[] = [];
-        let status = 0;
-        for (const p of pods) {
-          try {
-            out.push(await api<PodView>('GET', `/hyperbox/pods/${encodeURIComponent(p)}`));
-          } catch (err) {
-            if (!(err instanceof ApiError)) throw err;
-            process.stderr.write(`Error: ${err.message}\n`);
-            status = 1;
-          }
-        }
-        if (o.format) process.stdout.write(out.map((p) => renderTemplate(o.format!, p) + '\n').join(''));
-        else process.stdout.write(JSON.stringify(out, null, 4) + '\n');
-        return status;
-      }),
-    );
+    .action(act(async (pods: string[], o: { format?: string }) => inspectEach(pods, (p) => `/hyperbox/pods/${p}`, o.format)));
 
   const kube = program.command('kube').description('run Kubernetes Pod manifests');
   kube
