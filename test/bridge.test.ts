@@ -116,6 +116,19 @@ describe('bridge networks', { skip: isRoot ? false : 'bridge networks need root'
     assert.equal((await d.run(['network', 'create', 'back'])).code, 0);
   });
 
+  it('puts a pod on a network: one address, reachable by the pod name and its containers\' names', async () => {
+    assert.equal((await d.run(['pod', 'create', '--name', 'pnet', '--network', 'front'])).code, 0);
+    assert.equal((await d.run(['run', '-d', '--pod', 'pnet', '--name', 'psrv', 'busybox', 'sh', '-c', SERVER('pod-page')])).code, 0);
+    const pod = JSON.parse((await d.run(['pod', 'inspect', 'pnet'])).stdout)[0];
+    assert.match(pod.Endpoint.IPAddress, /^10\./);
+    const r = await d.run(['run', '--rm', '--network', 'front', 'busybox', 'sh', '-c', 'until wget -qO- http://pnet/; do sleep 0.2; done; wget -qO- http://psrv/']);
+    assert.equal(r.stdout, 'pod-page\npod-page\n', r.stderr);
+    const inUse = await d.run(['network', 'rm', 'front']);
+    assert.match(inUse.stderr, /pod pnet/);
+    assert.equal((await d.run(['pod', 'rm', '-f', 'pnet'])).code, 0);
+    assert.ok(!fs.readdirSync('/sys/class/net').some((n) => n.endsWith(pod.Id.slice(0, 9))), 'the pod TAP is gone');
+  });
+
   it('the docker CLI creates, uses, inspects and removes a network', async () => {
     const created = await docker(d, ['network', 'create', 'dnet']);
     assert.equal(created.code, 0, created.stderr);

@@ -45,7 +45,12 @@ describe('container files', () => {
     const followed = await docker(d, ['cp', '-L', 'box:/tmp/pw', path.join(work, 'pw-followed')]);
     assert.equal(followed.code, 0, followed.stderr);
     const content = fs.readFileSync(path.join(work, 'pw-followed'), 'utf8');
-    assert.equal(content, fs.readFileSync(path.join(repoBusyboxEtc(), 'passwd'), 'utf8'), "the container's passwd, not the host's");
+    const etc = repoBusyboxEtc();
+    try {
+      assert.equal(content, fs.readFileSync(path.join(etc, 'passwd'), 'utf8'), "the container's passwd, not the host's");
+    } finally {
+      fs.rmSync(path.dirname(etc), { recursive: true, force: true });
+    }
     assert.notEqual(content, fs.readFileSync('/etc/passwd', 'utf8'));
   });
 

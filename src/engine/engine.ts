@@ -23,7 +23,7 @@ import type { GuestShape, TemplateStore } from '../vm/template.js';
 import { Container, type Attachment } from './container.js';
 import { MetadataStore } from './metadata.js';
 import { PodManager, type Pod } from './pods.js';
-import { NetworkManager, PREDEFINED, type Endpoint, type NetworkRecord } from './net/networks.js';
+import { guestNetworkOf, NetworkManager, PREDEFINED, type Endpoint, type NetworkRecord } from './net/networks.js';
 import { PortProxy } from './net/proxy.js';
 import { LogWriter, parseLogOptions } from './logs.js';
 import { generateName } from './names.js';
@@ -135,18 +135,28 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
         bootTimeoutMs: this.opts.bootTimeoutMs,
         templates: this.opts.clone ? this.opts.templates : undefined,
       }),
+      networks: () => this.networks,
     });
     this.networks = new NetworkManager({
       logger: opts.logger,
       metadata: this.metadata,
       dataRoot: opts.dataRoot,
-      members: (networkId) =>
-        [...this.containers.values()]
+      members: (networkId) => [
+        ...[...this.containers.values()]
           .filter((c) => c.running && c.record.Endpoint?.NetworkId === networkId)
           .map((c) => ({
             endpoint: c.record.Endpoint!,
             names: [c.name.replace(/^\//, ''), c.id.slice(0, 12), c.record.Config.Hostname, ...(c.record.NetworkAliases ?? [])],
           })),
+        // A pod on a bridge network has one address: its name and its containers' names resolve to it.
+        ...this.pods
+          .list()
+          .filter((p) => p.record.Endpoint?.NetworkId === networkId)
+          .map((p) => ({
+            endpoint: p.record.Endpoint!,
+            names: [p.name, p.record.Hostname, ...this.podContainers(p).filter((c) => c.running).map((c) => c.name.replace(/^\//, ''))],
+          })),
+      ],
     });
     this.runRoot = path.join(opts.dataRoot, 'run');
     fs.mkdirSync(this.containersDir, { recursive: true });
@@ -1002,18 +1012,19 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     return this.networks.get(mode);
   }
 
-  /** Containers (in any state) set to use a network. */
-  networkUsers(net: NetworkRecord): Container[] {
-    return this.list().filter((c) => {
-      const mode = c.record.HostConfig.NetworkMode;
-      return mode === net.Name || mode === net.Id;
-    });
+  /** Names of the containers (in any state) and pods set to use a network. */
+  networkUsers(net: NetworkRecord): string[] {
+    const uses = (mode: string | undefined) => mode === net.Name || mode === net.Id;
+    return [
+      ...this.list().filter((c) => uses(c.record.HostConfig.NetworkMode)).map((c) => c.name.replace(/^\//, '')),
+      ...this.pods.list().filter((p) => uses(p.record.NetworkMode)).map((p) => `pod ${p.name}`),
+    ];
   }
 
   async networkRemove(idOrName: string): Promise<void> {
     const net = this.networks.get(idOrName);
     const users = this.networkUsers(net);
-    if (users.length) throw forbidden(`error while removing network: network ${net.Name} id ${net.Id} has active endpoints (${users.map((c) => c.name.replace(/^\//, '')).join(', ')})`);
+    if (users.length) throw forbidden(`error while removing network: network ${net.Name} id ${net.Id} has active endpoints (${users.join(', ')})`);
     this.networks.remove(net);
   }
 
@@ -1217,11 +1228,6 @@ function parseLayerLimit(opts: Record<string, string> | undefined): number | und
 
 function sleepMs(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms).unref());
-}
-
-/** What the agent configures on eth0 for a bridge endpoint: the network's DNS is on its gateway. */
-function guestNetworkOf(ep: Endpoint) {
-  return { ipv4: `${ep.IPAddress}/${ep.IPPrefixLen}`, gateway: ep.Gateway, dns: ep.Gateway, mac: ep.MacAddress };
 }
 
 /** Host-side forwards of a running container's published ports (for its proxy). */

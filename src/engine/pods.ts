@@ -17,6 +17,8 @@ import type { Logger } from '../common/logger.js';
 import { allocatePorts, checkPorts, type PortMap } from './ports.js';
 import { ROOT_TAG, startSandbox, type Sandbox, type SandboxOptions } from './sandbox.js';
 import type { MetadataStore } from './metadata.js';
+import { guestNetworkOf, PREDEFINED, type Endpoint, type NetworkManager } from './net/networks.js';
+import { PortProxy } from './net/proxy.js';
 import { NULL_TIME } from './types.js';
 
 export interface PodRecord {
@@ -26,6 +28,10 @@ export interface PodRecord {
   Hostname: string;
   PortBindings: PortMap;
   Ports?: PortMap;
+  /** A user-defined (bridge) network for the pod's VM; the user-mode network if unset. */
+  NetworkMode?: string;
+  /** The VM's address and TAP on that network, while it runs. */
+  Endpoint?: Endpoint;
   Labels: Record<string, string>;
   State: { Status: 'created' | 'running' | 'exited'; StartedAt: string; FinishedAt: string };
 }
@@ -57,6 +63,7 @@ export interface PodHost {
   podsDir: string;
   runRoot: string;
   sandboxOptions(): Omit<SandboxOptions, 'runDir' | 'hostname' | 'rootfs' | 'net' | 'noRoot'>;
+  networks(): NetworkManager;
 }
 
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
@@ -87,6 +94,7 @@ export class PodManager {
     for (const record of host.metadata.allRecords<PodRecord>('pods')) {
       // Pod VMs are not re-attached after a daemon restart (yet): they are stopped.
       if (record.State.Status === 'running') record.State = { ...record.State, Status: 'exited', FinishedAt: new Date().toISOString() };
+      record.Endpoint = undefined;
       const pod = new Pod(record, path.join(host.podsDir, record.Id));
       for (const d of fs.existsSync(pod.shareDir) ? fs.readdirSync(pod.shareDir) : []) unbind(path.join(pod.shareDir, d));
       this.pods.set(record.Id, pod);
@@ -110,18 +118,20 @@ export class PodManager {
     throw notFound(`no such pod: ${idOrName}`);
   }
 
-  create(opts: { name?: string; portBindings?: PortMap; hostname?: string; labels?: Record<string, string> }): Pod {
+  create(opts: { name?: string; portBindings?: PortMap; hostname?: string; labels?: Record<string, string>; network?: string }): Pod {
     const id = randomBytes(32).toString('hex');
     const name = opts.name || `pod-${id.slice(0, 8)}`;
     if (!NAME_RE.test(name)) throw invalid(`invalid pod name "${name}"`);
     if ([...this.pods.values()].some((p) => p.name === name)) throw conflict(`a pod named "${name}" already exists`);
     const { bindings } = checkPorts(opts.portBindings ?? {}, {});
+    const network = opts.network && !PREDEFINED.includes(opts.network) ? this.host.networks().get(opts.network).Name : undefined;
     const record: PodRecord = {
       Id: id,
       Name: name,
       Created: new Date().toISOString(),
       Hostname: opts.hostname || name,
       PortBindings: bindings,
+      NetworkMode: network,
       Labels: opts.labels ?? {},
       State: { Status: 'created', StartedAt: NULL_TIME, FinishedAt: NULL_TIME },
     };
@@ -143,25 +153,51 @@ export class PodManager {
     const exposed = Object.fromEntries(Object.keys(pod.record.PortBindings).map((k) => [k, {}]));
     const { ports, forwards } = await allocatePorts(pod.record.PortBindings, exposed, false);
     const phases: Record<string, number> = {};
-    const sandbox = await startSandbox(
-      {
-        ...this.host.sandboxOptions(),
-        runDir: path.join(this.host.runRoot, `pod-${pod.id.slice(0, 12)}`),
-        hostname: pod.record.Hostname,
-        rootfs: pod.shareDir,
-        net: { forwards },
-        noRoot: true,
-      },
-      phases,
-    );
+    // On a bridge network the pod VM gets a TAP and an address; its ports go through a host proxy.
+    const net = pod.record.NetworkMode ? this.host.networks().get(pod.record.NetworkMode) : undefined;
+    const endpoint = net ? this.host.networks().attach(net, pod.id) : undefined;
+    let sandbox: Sandbox;
+    try {
+      sandbox = await startSandbox(
+        {
+          ...this.host.sandboxOptions(),
+          runDir: path.join(this.host.runRoot, `pod-${pod.id.slice(0, 12)}`),
+          hostname: pod.record.Hostname,
+          rootfs: pod.shareDir,
+          net: endpoint ? { forwards: [], tap: endpoint.Tap } : { forwards },
+          guestNet: endpoint ? guestNetworkOf(endpoint) : undefined,
+          noRoot: true,
+        },
+        phases,
+      );
+    } catch (err) {
+      if (endpoint) this.host.networks().detach(endpoint);
+      throw err;
+    }
+    if (endpoint) {
+      const proxy = await PortProxy.open(forwards, endpoint.IPAddress).catch((err: unknown) => {
+        sandbox.release();
+        this.host.networks().detach(endpoint);
+        throw err;
+      });
+      const release = sandbox.release;
+      sandbox.release = () => {
+        proxy.close();
+        release();
+        this.host.networks().detach(endpoint);
+      };
+    }
     pod.attached.clear();
     pod.sandbox = sandbox;
     pod.record.Ports = ports;
+    pod.record.Endpoint = endpoint;
     pod.record.State = { Status: 'running', StartedAt: new Date().toISOString(), FinishedAt: NULL_TIME };
     this.save(pod);
     sandbox.vm.once('exit', () => {
       if (pod.sandbox !== sandbox) return;
       pod.sandbox = undefined;
+      sandbox.release();
+      pod.record.Endpoint = undefined;
       pod.record.State = { ...pod.record.State, Status: 'exited', FinishedAt: new Date().toISOString() };
       this.save(pod);
     });
@@ -201,6 +237,7 @@ export class PodManager {
     sandbox?.release();
     for (const name of pod.attached) unbind(path.join(pod.shareDir, name));
     pod.attached.clear();
+    pod.record.Endpoint = undefined;
     if (pod.record.State.Status === 'running') {
       pod.record.State = { ...pod.record.State, Status: 'exited', FinishedAt: new Date().toISOString() };
       this.save(pod);

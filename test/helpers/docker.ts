@@ -6,6 +6,7 @@ import path from 'node:path';
 import type { RunResult, TestDaemon } from './daemon.js';
 
 const dockerConfig = fs.mkdtempSync(path.join(os.tmpdir(), 'hbt-docker-config-'));
+process.once('exit', () => fs.rmSync(dockerConfig, { recursive: true, force: true }));
 
 export function dockerEnv(d: TestDaemon): NodeJS.ProcessEnv {
   // Own config dir: nothing from the user's ~/.docker (contexts, credential helpers) leaks in.

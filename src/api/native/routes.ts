@@ -21,6 +21,7 @@ const createPodSchema = z
     Hostname: z.string().max(63).optional(),
     PortBindings: portBindingsSchema.optional(),
     Labels: z.record(z.string(), z.string()).optional(),
+    NetworkMode: z.string().max(128).optional(),
   })
   .strict();
 
@@ -55,7 +56,7 @@ export function nativeRoutes(r: RouteTable, engine: Engine): void {
   r.add('POST', '/hyperbox/pods', async (ctx) => {
     const b = await ctx.json(createPodSchema, true);
     const bindings = Object.fromEntries(Object.entries(b.PortBindings ?? {}).map(([k, l]) => [k, (l ?? []).map((x) => ({ HostIp: x.HostIp ?? '', HostPort: x.HostPort ?? '' }))]));
-    const pod = engine.pods.create({ name: b.Name, hostname: b.Hostname, portBindings: bindings, labels: b.Labels });
+    const pod = engine.pods.create({ name: b.Name, hostname: b.Hostname, portBindings: bindings, labels: b.Labels, network: b.NetworkMode });
     ctx.send(201, { Id: pod.id, Name: pod.name });
   });
 

@@ -89,11 +89,12 @@ export function registerPodCommands(program: Command, act: Act): void {
     .option('--hostname <name>', 'host name of the pod VM')
     .option('-p, --publish <[ip:]hostPort:containerPort[/proto]>', "publish a port of the pod's VM to the host", collect)
     .option('-l, --label <key=value>', 'set metadata on the pod', collect)
+    .option('--network <name>', 'a user-defined network for the pod VM (default: user-mode networking)')
     .action(
-      act(async (o: { name?: string; hostname?: string; publish?: string[]; label?: string[] }) => {
+      act(async (o: { name?: string; hostname?: string; publish?: string[]; label?: string[]; network?: string }) => {
         const labels = Object.fromEntries((o.label ?? []).map((l) => [l.split('=')[0]!, l.split('=').slice(1).join('=')]));
         const r = await api<{ Id: string }>('POST', '/hyperbox/pods', {
-          body: { Name: o.name, Hostname: o.hostname, PortBindings: parsePublish(o.publish ?? []).bindings, Labels: labels },
+          body: { Name: o.name, Hostname: o.hostname, PortBindings: parsePublish(o.publish ?? []).bindings, Labels: labels, NetworkMode: o.network },
         });
         process.stdout.write(`${r.Id}\n`);
         return 0;

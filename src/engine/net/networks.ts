@@ -203,3 +203,8 @@ export class NetworkManager {
     throw conflict('no free subnet left in 10.89.0.0/16: pass --subnet');
   }
 }
+
+/** What the agent configures on eth0 for a bridge endpoint: the network's DNS is on its gateway. */
+export function guestNetworkOf(ep: Endpoint) {
+  return { ipv4: `${ep.IPAddress}/${ep.IPPrefixLen}`, gateway: ep.Gateway, dns: ep.Gateway, mac: ep.MacAddress };
+}
