@@ -1,5 +1,6 @@
 /** Hostile layer archives are refused or confined: nothing outside the root is touched. */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -59,6 +60,18 @@ describe('layer apply', () => {
     assert.equal(fs.statSync(path.join(root, 'bin/hard')).ino, fs.statSync(path.join(root, 'bin/tool')).ino);
     assert.equal(fs.existsSync(path.join(root, 'etc/gone')), false);
     assert.deepEqual(fs.readdirSync(path.join(root, 'opaque')), ['new']);
+  });
+
+  it('applies a zstd layer and refuses a corrupt one', async () => {
+    const { root, base } = sandbox();
+    const plain = path.join(base, 'layer.tar');
+    fs.writeFileSync(plain, await makeTar([{ name: 'z/file', body: 'zstd body' }]));
+    execFileSync('zstd', ['-q', '-f', plain, '-o', `${plain}.zst`]);
+    const zst = fs.readFileSync(`${plain}.zst`);
+    await applyLayer(root, Readable.from([zst]));
+    assert.equal(fs.readFileSync(path.join(root, 'z/file'), 'utf8'), 'zstd body');
+    const corrupt = Buffer.concat([zst.subarray(0, 8), Buffer.alloc(64, 0xff)]);
+    await assert.rejects(applyLayer(path.join(base, 'outside'), Readable.from([corrupt])), /zstd|truncated|tar/i);
   });
 
   it('refuses ../ paths', async () => {

@@ -69,7 +69,7 @@ describe('registry', () => {
     assert.match(copy.stdout, /: Mounted from test\/bb/);
   });
 
-  it('pulls what skopeo pushed (gzip layers), and skopeo reads what hyperbox pushed', async () => {
+  it('pulls what skopeo pushed (gzip and zstd layers), and skopeo reads what hyperbox pushed', async () => {
     const saved = path.join(xdg, 'bb.tar');
     assert.equal((await hb(['save', '-o', saved, 'busybox'])).code, 0);
     execFileSync('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `docker-archive:${saved}`, `docker://${reg.host}/interop/bb:gz`]);
@@ -78,6 +78,30 @@ describe('registry', () => {
     const layers = JSON.parse(execFileSync('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${reg.host}/interop/bb:gz`], { encoding: 'utf8' })) as { layers: Array<{ mediaType: string }> };
     assert.match(layers.layers[0]!.mediaType, /gzip/);
     assert.equal((await hb(['run', '--rm', `${reg.host}/interop/bb:gz`, 'echo', 'gzip-ok'])).stdout, 'gzip-ok\n');
+
+    // zstd layers (OCI +zstd), as skopeo and buildkit can write them. A layer of its own
+    // content: skopeo would otherwise reuse the gzip blob it already pushed.
+    const rootfs = path.join(xdg, 'zstd-rootfs.tar');
+    const marker = path.join(xdg, 'zstd-marker');
+    fs.copyFileSync(busyboxTar, rootfs);
+    fs.writeFileSync(marker, 'from a zstd layer\n');
+    execFileSync('tar', ['-rf', rootfs, '-C', xdg, 'zstd-marker']);
+    assert.equal((await hb(['import', rootfs, 'zstdsrc:1'])).code, 0);
+    const zsrc = path.join(xdg, 'zsrc.tar');
+    assert.equal((await hb(['save', '-o', zsrc, 'zstdsrc:1'])).code, 0);
+    assert.equal((await hb(['rmi', 'zstdsrc:1'])).code, 0);
+    const ociDir = path.join(xdg, 'bb-zstd-oci');
+    execFileSync('skopeo', ['copy', '--quiet', '--dest-compress', '--dest-compress-format', 'zstd', `docker-archive:${zsrc}`, `oci:${ociDir}:z`]);
+    execFileSync('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${ociDir}:z`, `docker://${reg.host}/interop/bb:zstd`]);
+    const zlayers = JSON.parse(execFileSync('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${reg.host}/interop/bb:zstd`], { encoding: 'utf8' })) as { layers: Array<{ mediaType: string }> };
+    assert.equal(zlayers.layers[0]!.mediaType, 'application/vnd.oci.image.layer.v1.tar+zstd');
+    const zpull = await hb(['pull', `${reg.host}/interop/bb:zstd`]);
+    assert.equal(zpull.code, 0, zpull.stderr);
+    assert.equal((await hb(['run', '--rm', `${reg.host}/interop/bb:zstd`, 'cat', '/zstd-marker'])).stdout, 'from a zstd layer\n');
+    // ...and saved for docker: the layer goes in uncompressed, as docker load expects.
+    const zsaved = path.join(xdg, 'bbz.tar');
+    assert.equal((await hb(['save', '-o', zsaved, `${reg.host}/interop/bb:zstd`])).code, 0);
+    assert.match(execFileSync('skopeo', ['inspect', `docker-archive:${zsaved}`], { encoding: 'utf8' }), /"Layers"/);
 
     const inspected = JSON.parse(execFileSync('skopeo', ['inspect', '--tls-verify=false', `docker://${reg.host}/test/bb:1`], { encoding: 'utf8' })) as { Os: string; Architecture: string };
     assert.deepEqual([inspected.Os, inspected.Architecture], ['linux', 'amd64']);

@@ -4,7 +4,7 @@
  */
 import type { Readable } from 'node:stream';
 import { invalid } from '../common/errors.js';
-import { maybeGunzip } from './layer.js';
+import { maybeDecompress } from './layer.js';
 import { MediaType, type ContentStore, type ImageConfig } from './store.js';
 
 type ContainerConfig = ImageConfig['config'];
@@ -72,7 +72,7 @@ export async function importRootfs(
 }
 
 async function importUnderLease(store: ContentStore, source: Readable, opts: { ref?: string; changes?: string[]; message?: string }): Promise<string> {
-  const layer = await store.putBlob(await maybeGunzip(source));
+  const layer = await store.putBlob(await maybeDecompress(source));
   const now = new Date().toISOString();
   const config: ImageConfig = {
     architecture: 'amd64',

@@ -1,5 +1,5 @@
 /**
- * Applies an image layer (tar, optionally gzip) onto a root filesystem directory
+ * Applies an image layer (tar, optionally gzip or zstd) onto a root filesystem directory
  * on the host, with OCI whiteouts. Layers are hostile input:
  *  - entries with ".." components are refused; absolute names are taken relative
  *    to the root (as Docker does);
@@ -12,10 +12,11 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import tar from 'tar-stream';
+import { Decompress as ZstdDecompress } from 'fzstd';
 import { invalid } from '../common/errors.js';
 
 export interface ApplyOptions {
@@ -108,7 +109,34 @@ function setMetadata(target: string, header: tar.Header, isLink: boolean): void 
   }
 }
 
-export async function maybeGunzip(source: Readable): Promise<Readable> {
+/** A streaming zstd decompressor (fzstd: pure JS; Node 20's zlib has no zstd). */
+function zstdDecompressor(): Transform {
+  let out: Transform;
+  // Copied: the chunks may be views of the decompressor's window, which it reuses.
+  const d = new ZstdDecompress((data) => out.push(Buffer.from(data)));
+  out = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      try {
+        d.push(chunk);
+        cb();
+      } catch (err) {
+        cb(new Error(`zstd: ${(err as Error).message}`));
+      }
+    },
+    flush(cb) {
+      try {
+        d.push(new Uint8Array(0), true);
+        cb();
+      } catch (err) {
+        cb(new Error(`zstd: ${(err as Error).message}`));
+      }
+    },
+  });
+  return out;
+}
+
+/** A layer stream, decompressed when it starts with a gzip or zstd magic number. */
+export async function maybeDecompress(source: Readable): Promise<Readable> {
   const it = source[Symbol.asyncIterator]();
   const first = await it.next();
   const head: Buffer = first.done ? Buffer.alloc(0) : (first.value as Buffer);
@@ -123,6 +151,7 @@ export async function maybeGunzip(source: Readable): Promise<Readable> {
     })(),
   );
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return rest.pipe(zlib.createGunzip());
+  if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return rest.pipe(zstdDecompressor());
   return rest;
 }
 
@@ -131,7 +160,7 @@ export async function applyLayer(root: string, source: Readable, opts: ApplyOpti
   let written = 0;
   const extract = tar.extract();
   const dirTimes: Array<[string, tar.Header]> = [];
-  const input = await maybeGunzip(source);
+  const input = await maybeDecompress(source);
 
   const consume = (async () => {
     for await (const entry of extract) {

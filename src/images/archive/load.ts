@@ -17,7 +17,7 @@ import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { z } from 'zod';
 import { invalid } from '../../common/errors.js';
-import { maybeGunzip } from '../layer.js';
+import { maybeDecompress } from '../layer.js';
 import { familiarName, parseReference } from '../reference.js';
 import { imageConfigSchema, manifestSchema, MediaType, type ContentStore, type Descriptor } from '../store.js';
 
@@ -74,7 +74,7 @@ export async function loadImages(store: ContentStore, source: Readable, log: (li
         }
       }
     })();
-    const [piped, consumed] = await Promise.allSettled([pipeline(await maybeGunzip(source), extract), consume]);
+    const [piped, consumed] = await Promise.allSettled([pipeline(await maybeDecompress(source), extract), consume]);
     if (consumed.status === 'rejected') throw consumed.reason instanceof Error && 'kind' in consumed.reason ? consumed.reason : invalid(`malformed archive: ${(consumed.reason as Error).message}`);
     if (piped.status === 'rejected') throw invalid(`malformed archive: ${(piped.reason as Error).message}`);
 
@@ -177,7 +177,7 @@ async function buildImage(store: ContentStore, config: Entry, layers: Entry[], t
     if (layer.digest !== diffIds[i]) {
       // A compressed layer (OCI layouts usually gzip): its content must still be the diff_id.
       const hash = createHash('sha256');
-      await pipeline(await maybeGunzip(fs.createReadStream(store.blobPath(layer.digest))), async function* (src: AsyncIterable<Buffer>) {
+      await pipeline(await maybeDecompress(fs.createReadStream(store.blobPath(layer.digest))), async function* (src: AsyncIterable<Buffer>) {
         for await (const c of src) hash.update(c);
       });
       if (`sha256:${hash.digest('hex')}` !== diffIds[i]) throw invalid(`layer ${i + 1} does not match the image config (diff_id ${diffIds[i]})`);

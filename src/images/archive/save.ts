@@ -13,7 +13,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { invalid } from '../../common/errors.js';
-import { maybeGunzip } from '../layer.js';
+import { maybeDecompress } from '../layer.js';
 import { familiarName, formatReference, parseReference } from '../reference.js';
 import { MediaType, type ContentStore, type Image } from '../store.js';
 
@@ -50,7 +50,7 @@ export function saveImages(store: ContentStore, requests: SaveRequest[], tmpRoot
     }
     const plain = path.join(tmp, diffId.slice(7));
     const hash = createHash('sha256');
-    await pipeline(await maybeGunzip(fs.createReadStream(store.blobPath(stored))), async function* (src: AsyncIterable<Buffer>) {
+    await pipeline(await maybeDecompress(fs.createReadStream(store.blobPath(stored))), async function* (src: AsyncIterable<Buffer>) {
       for await (const c of src) {
         hash.update(c);
         yield c;

@@ -21,7 +21,7 @@ export const ManifestTypes = {
 } as const;
 const ACCEPT = Object.values(ManifestTypes).join(', ');
 const MAX_MANIFEST = 4 * 1024 * 1024;
-const LAYER_TYPES = /^application\/vnd\.(oci\.image\.layer\.v1\.tar(\+gzip)?|docker\.image\.rootfs\.diff\.tar\.gzip)$/;
+const LAYER_TYPES = /^application\/vnd\.(oci\.image\.layer\.v1\.tar(\+gzip|\+zstd)?|docker\.image\.rootfs\.diff\.tar\.gzip)$/;
 
 export type Progress = (msg: { status: string; id?: string; progressDetail?: { current?: number; total?: number }; progress?: string }) => void;
 
@@ -140,7 +140,7 @@ export async function pullImage(store: ContentStore, ref: ImageRef, opts: Regist
     if (!parsed.success) throw invalid('registry sent a malformed image manifest');
     const manifest = parsed.data;
     for (const l of manifest.layers) {
-      if (!LAYER_TYPES.test(l.mediaType)) throw invalid(`unsupported layer type "${l.mediaType}"${l.mediaType.includes('zstd') ? ' (zstd layers are not supported yet)' : ''}`);
+      if (!LAYER_TYPES.test(l.mediaType)) throw invalid(`unsupported layer type "${l.mediaType}"`);
     }
     const alreadyHad = store.hasBlob(top.digest);
     let downloaded = false;
