@@ -28,6 +28,20 @@ export function defaultConfigFile(): string {
 }
 
 /** "unix:///run/x.sock" -> "/run/x.sock". Only unix sockets for now. */
+/** A daemon address: a unix socket path, or a TCP host and port. */
+export type DaemonAddress = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
+
+export function parseHost(host: string): DaemonAddress {
+  if (host.startsWith('tcp://')) {
+    const m = /^tcp:\/\/(\[[0-9a-fA-F:]+\]|[^:/]+)?(?::(\d+))?\/?$/.exec(host);
+    if (!m) throw new Error(`invalid host "${host}": expected tcp://host:port`);
+    const port = m[2] ? Number(m[2]) : 2376;
+    if (port < 1 || port > 65535) throw new Error(`invalid port in "${host}"`);
+    return { kind: 'tcp', host: (m[1] ?? '127.0.0.1').replace(/^\[|\]$/g, ''), port };
+  }
+  return { kind: 'unix', path: socketPathFromHost(host) };
+}
+
 export function socketPathFromHost(host: string): string {
   if (host.startsWith('unix://')) return host.slice('unix://'.length);
   if (host.startsWith('/')) return host;

@@ -8,9 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { z } from 'zod';
-import { createDockerApiServer, listenUnix } from '../api/docker/server.js';
+import { createDockerApiServer, listenTcp, listenUnix, type TlsFiles } from '../api/docker/server.js';
 import { createLogger, parseLogLevel, type LogLevel } from '../common/logger.js';
-import { defaultConfigFile, defaultDataRoot, defaultHost, socketPathFromHost } from '../common/paths.js';
+import { defaultConfigFile, defaultDataRoot, defaultHost, parseHost, type DaemonAddress } from '../common/paths.js';
 import { Engine } from '../engine/engine.js';
 import { chooseAccelerator, parseAccel } from '../vm/accel.js';
 import { locateGuestAssets } from '../vm/assets.js';
@@ -33,6 +33,11 @@ const configSchema = z
     'pool-size': z.number().int().min(0).max(1000).optional(),
     'live-restore': z.boolean().optional(),
     'insecure-registries': z.array(z.string()).optional(),
+    tls: z.boolean().optional(),
+    tlsverify: z.boolean().optional(),
+    tlscacert: z.string().optional(),
+    tlscert: z.string().optional(),
+    tlskey: z.string().optional(),
   })
   .strict();
 type DaemonConfig = z.infer<typeof configSchema>;
@@ -89,6 +94,26 @@ function cacheDir(): string {
   return path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'hyperbox');
 }
 
+/** The TLS files for TCP listeners, from flags or the config file (dockerd's names). */
+function tlsFiles(o: { tls?: boolean; tlsverify?: boolean; tlscacert?: string; tlscert?: string; tlskey?: string }, config: DaemonConfig): TlsFiles | undefined {
+  const verify = o.tlsverify ?? config.tlsverify ?? false;
+  if (!verify && !(o.tls ?? config.tls)) return undefined;
+  const cert = o.tlscert ?? config.tlscert;
+  const key = o.tlskey ?? config.tlskey;
+  const ca = o.tlscacert ?? config.tlscacert;
+  if (!cert || !key) throw new Error('--tls and --tlsverify need --tlscert and --tlskey');
+  if (verify && !ca) throw new Error('--tlsverify needs --tlscacert (the CA that signs client certificates)');
+  return { cert, key, ca: verify ? ca : undefined };
+}
+
+/** Like dockerd, no unauthenticated API on a network address: plain TCP only on loopback. */
+function checkTcpSafety(a: DaemonAddress, tls: TlsFiles | undefined): void {
+  if (a.kind !== 'tcp' || tls) return;
+  if (!['127.0.0.1', 'localhost', '::1'].includes(a.host)) {
+    throw new Error(`refusing to serve the API on tcp://${a.host}:${a.port} without TLS (anyone who can connect controls the host): use --tlsverify, or a loopback address`);
+  }
+}
+
 async function run(argv: string[]): Promise<void> {
   const program = new Command('hyperboxd')
     .description('hyperbox daemon: containers in lightweight VMs, behind the Docker Engine API')
@@ -101,15 +126,36 @@ async function run(argv: string[]): Promise<void> {
     .option('--pool-size <n>', 'paused clones kept ready per guest shape (warm pool)')
     .option('--insecure-registry <host[:port]>', 'a registry reachable over plain HTTP (loopback ones always are)', (v, prev: string[] = []) => [...prev, v])
     .option('--live-restore', 'leave containers running when the daemon stops; the next daemon re-attaches them')
+    .option('--tls', 'serve TCP hosts over TLS (--tlscert, --tlskey)')
+    .option('--tlsverify', 'serve TCP hosts over TLS and require client certificates signed by --tlscacert')
+    .option('--tlscacert <file>', 'CA that signs client certificates')
+    .option('--tlscert <file>', "the daemon's TLS certificate")
+    .option('--tlskey <file>', "the daemon's TLS key")
     .version(VERSION, '-v, --version')
     .exitOverride();
   program.parse(argv);
-  const o = program.opts<{ host?: string[]; dataRoot?: string; logLevel?: string; accel?: string; configFile?: string; clone: boolean; poolSize?: string; liveRestore?: boolean; insecureRegistry?: string[] }>();
+  const o = program.opts<{
+    host?: string[];
+    dataRoot?: string;
+    logLevel?: string;
+    accel?: string;
+    configFile?: string;
+    clone: boolean;
+    poolSize?: string;
+    liveRestore?: boolean;
+    insecureRegistry?: string[];
+    tls?: boolean;
+    tlsverify?: boolean;
+    tlscacert?: string;
+    tlscert?: string;
+    tlskey?: string;
+  }>();
   const config = loadConfig(o.configFile ?? defaultConfigFile(), !!o.configFile);
   const level: LogLevel = parseLogLevel(o.logLevel ?? config['log-level'] ?? 'info');
   const logger = createLogger(level);
-  const host = o.host?.[0] ?? config.hosts?.[0] ?? defaultHost();
-  const socketPath = socketPathFromHost(host);
+  const addresses = (o.host ?? config.hosts ?? [defaultHost()]).map(parseHost);
+  const tls = tlsFiles(o, config);
+  for (const a of addresses) checkTcpSafety(a, tls);
   const dataRoot = path.resolve(o.dataRoot ?? config['data-root'] ?? defaultDataRoot());
   checkDataRoot(dataRoot);
   const requested = parseAccel(o.accel ?? process.env.HYPERBOX_ACCEL ?? config.accel);
@@ -147,10 +193,22 @@ async function run(argv: string[]): Promise<void> {
       .then(() => pool?.fill(shape))
       .catch((err: Error) => logger.warn(`template: ${err.message}`));
   }
-  const server = createDockerApiServer(engine, { defaultMemoryMiB, version: VERSION, accel: accel.accel, accelReason: accel.reason, dataRoot, qemuVersion: qemu, liveRestore, insecureRegistries }, logger);
-  await listenUnix(server, socketPath);
+  const serverInfo = { defaultMemoryMiB, version: VERSION, accel: accel.accel, accelReason: accel.reason, dataRoot, qemuVersion: qemu, liveRestore, insecureRegistries };
+  const servers: Array<ReturnType<typeof createDockerApiServer>> = [];
+  const sockets: string[] = [];
+  for (const a of addresses) {
+    const server = createDockerApiServer(engine, serverInfo, logger, a.kind === 'tcp' ? tls : undefined);
+    if (a.kind === 'unix') {
+      await listenUnix(server, a.path);
+      sockets.push(a.path);
+    } else {
+      await listenTcp(server, a.host, a.port);
+    }
+    servers.push(server);
+    const where = a.kind === 'unix' ? a.path : `tcp://${a.host}:${a.port}${tls ? (tls.ca ? ' (TLS, client certificates verified)' : ' (TLS)') : ''}`;
+    logger.info(`API listen on ${where} (data root ${dataRoot})`);
+  }
   fs.writeFileSync(path.join(dataRoot, 'hyperboxd.pid'), String(process.pid));
-  logger.info(`API listen on ${socketPath} (data root ${dataRoot})`);
   engine.restartOnBoot();
 
   let stopping = false;
@@ -158,9 +216,9 @@ async function run(argv: string[]): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info(`received ${sig}: ${liveRestore ? 'leaving containers running (live restore)' : 'stopping containers'} and exiting`);
-    server.close();
+    for (const server of servers) server.close();
     await engine.shutdown({ liveRestore });
-    fs.rmSync(socketPath, { force: true });
+    for (const socket of sockets) fs.rmSync(socket, { force: true });
     fs.rmSync(path.join(dataRoot, 'hyperboxd.pid'), { force: true });
     process.exit(0);
   };

@@ -174,6 +174,9 @@ export class Ctx {
     this.answered = true;
     if (this.socket) {
       const sock = this.socket;
+      // The client half-closes when it has no more input (docker run without -i). Over
+      // TLS that is a close_notify, which must not end our half: output is still coming.
+      (sock as Duplex & { allowHalfOpen: boolean }).allowHalfOpen = true;
       const headers = Object.entries(this.commonHeaders).map(([k, v]) => `${k}: ${v}\r\n`).join('');
       sock.write(`HTTP/1.1 101 UPGRADED\r\nContent-Type: ${contentType}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n${headers}\r\n`);
       const input = new PassThrough();

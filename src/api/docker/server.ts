@@ -5,6 +5,7 @@
  */
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import FindMyWay from 'find-my-way';
@@ -41,7 +42,18 @@ export interface ServerInfo {
   insecureRegistries: string[];
 }
 
-export function createDockerApiServer(engine: Engine, info: ServerInfo, logger: Logger): http.Server {
+/** TLS for a TCP listener: the server's certificate, and a CA to verify clients against (`--tlsverify`). */
+export interface TlsFiles {
+  cert: string;
+  key: string;
+  ca?: string;
+}
+
+/**
+ * The API as an HTTP server. Called once per listener (unix socket, TCP, TLS):
+ * routes are only registrations, the state they reach is the engine's.
+ */
+export function createDockerApiServer(engine: Engine, info: ServerInfo, logger: Logger, tls?: TlsFiles): http.Server {
   const router = FindMyWay({ ignoreTrailingSlash: true, maxParamLength: 500 });
   const table: RouteTable = {
     add(method, p, handler) {
@@ -67,7 +79,9 @@ export function createDockerApiServer(engine: Engine, info: ServerInfo, logger: 
   };
 
   async function dispatch(req: http.IncomingMessage, res: http.ServerResponse | undefined, socket?: Duplex, head?: Buffer) {
-    const ctx = new Ctx(req, res, socket, head, commonHeaders);
+    // A copy per request: a route may add headers (/_ping does) for its answer only.
+    const ctx = new Ctx(req, res, socket, head, { ...commonHeaders });
+    logger.debug(`${req.method} ${req.url}${socket ? ' (upgrade)' : ''}`);
     try {
       let p = ctx.path;
       const m = /^\/v([0-9]+\.[0-9]+)(\/.*)$/.exec(p);
@@ -91,7 +105,18 @@ export function createDockerApiServer(engine: Engine, info: ServerInfo, logger: 
     }
   }
 
-  const server = http.createServer((req, res) => void dispatch(req, res));
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => void dispatch(req, res);
+  const server = tls
+    ? https.createServer(
+        {
+          cert: fs.readFileSync(tls.cert),
+          key: fs.readFileSync(tls.key),
+          // With a CA, only clients holding a certificate it signed get in (dockerd's --tlsverify).
+          ...(tls.ca ? { ca: fs.readFileSync(tls.ca), requestCert: true, rejectUnauthorized: true } : {}),
+        },
+        onRequest,
+      )
+    : http.createServer(onRequest);
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => undefined);
     void dispatch(req, undefined, socket, head);
@@ -123,4 +148,12 @@ export async function listenUnix(server: http.Server, socketPath: string): Promi
     server.listen(socketPath, () => resolve());
   });
   fs.chmodSync(socketPath, 0o660);
+}
+
+/** Listens on TCP (`-H tcp://host:port`). */
+export async function listenTcp(server: http.Server, host: string, port: number): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port }, () => resolve());
+  });
 }
