@@ -74,6 +74,26 @@ describe('layer apply', () => {
     await assert.rejects(applyLayer(path.join(base, 'outside'), Readable.from([corrupt])), /zstd|truncated|tar/i);
   });
 
+  it('applies user xattrs and file capabilities byte for byte, and skips others', async () => {
+    const { root, base } = sandbox();
+    const src = path.join(base, 'src');
+    fs.mkdirSync(src);
+    fs.writeFileSync(path.join(src, 'ping'), 'binary');
+    // A VFS capability (cap_net_raw+ep), binary with NUL and high bytes: what UTF-8 decoding would mangle.
+    const cap = '0x0100000200200000000000000000000000000000';
+    execFileSync('setfattr', ['-n', 'security.capability', '-v', cap, path.join(src, 'ping')]);
+    execFileSync('setfattr', ['-n', 'user.note', '-v', '0x00ff10', path.join(src, 'ping')]);
+    execFileSync('setfattr', ['-n', 'trusted.overlay.opaque', '-v', 'y', src]);
+    const tarFile = path.join(base, 'x.tar');
+    execFileSync('tar', ['--xattrs', '--xattrs-include=*', '--format=pax', '-cf', tarFile, '-C', src, '.']);
+    await applyLayer(root, Readable.from([fs.readFileSync(tarFile)]));
+    const dump = (p: string) => execFileSync('getfattr', ['-d', '-m', '-', '-e', 'hex', p], { encoding: 'utf8' });
+    const got = dump(path.join(root, 'ping'));
+    assert.match(got, new RegExp(`security\\.capability=${cap}`));
+    assert.match(got, /user\.note=0x00ff10/);
+    assert.doesNotMatch(dump(root), /trusted\.overlay/, 'an image cannot set overlayfs markers');
+  });
+
   it('refuses ../ paths', async () => {
     const { root, outside } = sandbox();
     await assert.rejects(applyLayer(root, Readable.from([await makeTar([{ name: '../outside/evil', body: 'x' }])])), /escapes the root/);

@@ -7,7 +7,9 @@
  *    followed as if the root were "/", so nothing is ever written outside it;
  *  - the last component is never followed: an existing symlink there is replaced;
  *  - hard links must point at a regular file inside the root;
- *  - the total size written is bounded, so a huge (sparse) entry cannot fill the disk.
+ *  - the total size written is bounded, so a huge (sparse) entry cannot fill the disk;
+ *  - extended attributes are applied byte for byte (read from the raw PAX headers),
+ *    but only user.* and file capabilities: others could change how the host treats a file.
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -18,6 +20,7 @@ import zlib from 'node:zlib';
 import tar from 'tar-stream';
 import { Decompress as ZstdDecompress } from 'fzstd';
 import { invalid } from '../common/errors.js';
+import { PaxXattrScanner } from './pax-xattrs.js';
 
 export interface ApplyOptions {
   /** Refuse a layer that writes more than this many bytes of file data. */
@@ -155,6 +158,24 @@ export async function maybeDecompress(source: Readable): Promise<Readable> {
   return rest;
 }
 
+/**
+ * The xattrs an image may set: user ones and file capabilities. Others
+ * (trusted.*, e.g. overlayfs' own markers, security.selinux, system.*) could
+ * change how the host treats the file, so they are skipped.
+ */
+function xattrAllowed(name: string): boolean {
+  return name.startsWith('user.') || name === 'security.capability';
+}
+
+function applyXattrs(target: string, xattrs: Map<string, Buffer>, entryName: string): void {
+  for (const [name, value] of xattrs) {
+    if (!xattrAllowed(name) || /[\0\n]/.test(name)) continue;
+    // Node has no setxattr: setfattr (package attr), the value base64-encoded so any bytes pass.
+    const r = spawnSync('setfattr', ['-h', '-n', name, '-v', `0s${value.toString('base64')}`, target], { encoding: 'utf8' });
+    if (r.status !== 0) throw invalid(`cannot set xattr ${name} on ${entryName}: ${(r.stderr || r.error?.message || '').trim()}`);
+  }
+}
+
 export async function applyLayer(root: string, source: Readable, opts: ApplyOptions = {}): Promise<void> {
   const maxBytes = opts.maxBytes ?? DEFAULT_MAX_BYTES;
   let written = 0;
@@ -162,18 +183,24 @@ export async function applyLayer(root: string, source: Readable, opts: ApplyOpti
   const dirTimes: Array<[string, tar.Header]> = [];
   const input = await maybeDecompress(source);
 
+  const scanner = new PaxXattrScanner();
   const consume = (async () => {
+    let index = 0;
     for await (const entry of extract) {
       const h = entry.header;
       try {
-        await applyEntry(h, entry as unknown as Readable);
+        const target = await applyEntry(h, entry as unknown as Readable);
+        const xattrs = scanner.xattrs.get(index);
+        if (target && xattrs) applyXattrs(target, xattrs, h.name);
       } finally {
         entry.resume();
+        index++;
       }
     }
   })();
 
-  async function applyEntry(h: tar.Header, entry: Readable): Promise<void> {
+  /** Applies one entry; returns the path of a file or directory it made (for xattrs). */
+  async function applyEntry(h: tar.Header, entry: Readable): Promise<string | undefined> {
     const parts = entryComponents(h.name);
     if (parts.length === 0) return; // the root itself
     const base = parts[parts.length - 1]!;
@@ -200,7 +227,7 @@ export async function applyLayer(root: string, source: Readable, opts: ApplyOpti
         if (!existing || !existing.isDirectory()) fs.mkdirSync(target, { mode: 0o755 });
         dirTimes.push([target, h]);
         setMetadata(target, h, false);
-        return;
+        return target;
       case 'file':
       case 'contiguous-file': {
         const size = h.size ?? 0;
@@ -208,7 +235,7 @@ export async function applyLayer(root: string, source: Readable, opts: ApplyOpti
         written += size;
         await pipeline(entry, fs.createWriteStream(target, { mode: 0o600 }));
         setMetadata(target, h, false);
-        return;
+        return target;
       }
       case 'symlink':
         if (!h.linkname) throw invalid(`symlink ${h.name} has no target`);
@@ -243,7 +270,7 @@ export async function applyLayer(root: string, source: Readable, opts: ApplyOpti
     }
   }
 
-  const [piped, consumed] = await Promise.allSettled([pipeline(input, extract), consume]);
+  const [piped, consumed] = await Promise.allSettled([pipeline(input, scanner, extract), consume]);
   // The entry error is the meaningful one; the pipeline then only reports a premature close.
   if (consumed.status === 'rejected') throw consumed.reason;
   if (piped.status === 'rejected') throw invalid(`malformed layer archive: ${(piped.reason as Error).message}`);
