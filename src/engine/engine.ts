@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { AgentConnection, GuestProcess, StartError } from '../agent/connection.js';
-import { isQemuOf, QemuVm, type PortForward } from '../vm/qemu.js';
+import { isQemuOf, QemuVm } from '../vm/qemu.js';
 import { conflict, forbidden, HyperboxError, internal, invalid, notFound, notModified } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { RootfsBuilder, containerLayerPaths, createSizedLayer, mountContainerLayer, sizedLayerUsage, unmountContainerLayer } from '../images/rootfs.js';
@@ -31,7 +31,7 @@ import { ROOT_NAME, startSandbox, type Sandbox } from './sandbox.js';
 import { parseSignal } from './signals.js';
 import { NO_RESTART, restartDelayMs, restartsWithDaemon, shouldRestart, validateRestartPolicy } from './restart.js';
 import { NULL_TIME, type ContainerRecord, type ContainerSpec, type HostSpec } from './types.js';
-import { allocatePorts, checkPorts, networkModeOf, parsePortKey, type PortMap } from './ports.js';
+import { allocatePorts, checkPorts, forwardsOf, networkModeOf } from './ports.js';
 import { mountsUnder, mountVolumes, resolveMounts, restoreRootWritable, unmountVolumes } from './storage.js';
 import { VolumeStore } from './volumes.js';
 
@@ -230,6 +230,12 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
    */
   async recover(): Promise<void> {
     const owned = new Set<number>();
+    // Pod VMs first: their members' processes are adopted on the pod's one agent channel.
+    const podRunDirs = await this.pods.recover((pod) =>
+      this.podContainers(pod)
+        .filter((c) => c.record.State.Running && c.record.MainProcId)
+        .map((c) => c.record.MainProcId!),
+    );
     await Promise.all(
       [...this.containers.values()]
         .filter((c) => c.record.State.Running)
@@ -259,7 +265,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     // Bridges and their DNS come back; TAPs nobody runs on go.
     await this.networks.init();
     this.networks.sweepTaps(new Set([...this.containers.values()].filter((c) => c.running && c.record.Endpoint).map((c) => c.record.Endpoint!.Tap)));
-    const keep = new Set([...this.containers.values()].filter((c) => c.record.State.Running).map((c) => c.record.VmRunDir));
+    const keep = new Set<string | undefined>([...[...this.containers.values()].filter((c) => c.record.State.Running).map((c) => c.record.VmRunDir), ...podRunDirs]);
     for (const dir of fs.readdirSync(this.runRoot)) {
       const runDir = path.join(this.runRoot, dir);
       if (keep.has(runDir)) continue;
@@ -278,6 +284,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
   }
 
   private async reattach(c: Container): Promise<string | undefined> {
+    if (c.record.PodId) return this.reattachPodMember(c);
     const { VmPid: pid, VmRunDir: runDir, MainProcId: procId } = c.record;
     if (!pid || !runDir || !procId) return 'the daemon restarted and this container has no live-restore record';
     const vm = QemuVm.adopt(pid, runDir);
@@ -304,6 +311,24 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     c.log ??= new LogWriter(c.logFile, parseLogOptions(c.record.HostConfig.LogConfig?.Config));
     this.wireMainProcess(c, main);
     this.opts.logger.info(`re-attached container ${c.id.slice(0, 12)} (VM pid ${pid})`);
+    return undefined;
+  }
+
+  /** A pod member after a daemon restart: its process, adopted on its pod's re-attached agent. */
+  private reattachPodMember(c: Container): string | undefined {
+    let pod: Pod;
+    try {
+      pod = this.pods.get(c.record.PodId!);
+    } catch {
+      return 'its pod is gone';
+    }
+    const main = c.record.MainProcId ? pod.sandbox?.agent.adopted(c.record.MainProcId) : undefined;
+    if (!pod.sandbox || !main) return "the pod's VM exited while the daemon was down";
+    c.sandbox = { ...pod.sandbox, release: () => undefined, shared: true };
+    c.main = main;
+    c.log ??= new LogWriter(c.logFile, parseLogOptions(c.record.HostConfig.LogConfig?.Config));
+    this.wireMainProcess(c, main);
+    this.opts.logger.info(`re-attached container ${c.id.slice(0, 12)} in pod ${pod.name}`);
     return undefined;
   }
 
@@ -615,9 +640,9 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
       c.main = main;
       c.record.StartInfo = sandbox.info;
       c.record.VmPid = sandbox.vm.pid;
-      // A pod's containers are not re-attached after a daemon restart (yet): no live-restore record.
+      // A pod member's VM is the pod's: the pod keeps its run directory; the member its process.
       c.record.VmRunDir = pod ? undefined : sandbox.vm.runDir;
-      c.record.MainProcId = pod ? undefined : main.id;
+      c.record.MainProcId = main.id;
       Object.assign(c.record.State, {
         Status: 'running',
         Running: true,
@@ -1187,15 +1212,15 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     this.shuttingDown = true;
     for (const c of this.containers.values()) if (c.restartTimer) clearTimeout(c.restartTimer);
     await this.networks.shutdown();
-    // Pod VMs are not live-restored (yet): their containers stop with the daemon.
-    await Promise.all(this.pods.list().filter((p) => p.sandbox).map((p) => this.podStop(p.id, 0).catch(() => undefined)));
     if (opts.liveRestore) {
+      for (const p of this.pods.list()) p.sandbox?.agent.close();
       for (const c of this.containers.values()) c.sandbox?.agent.close();
       await this.opts.pool?.drain();
       return;
     }
     // Starts in progress finish first, so their VMs are stopped too, not orphaned.
     for (let i = 0; [...this.containers.values()].some((c) => c.busy === 'starting') && i < 600; i++) await sleepMs(50);
+    await Promise.all(this.pods.list().filter((p) => p.sandbox).map((p) => this.podStop(p.id, 0).catch(() => undefined)));
     const running = [...this.containers.values()].filter((c) => c.running);
     await Promise.all([
       this.opts.pool?.drain(),
@@ -1228,12 +1253,4 @@ function parseLayerLimit(opts: Record<string, string> | undefined): number | und
 
 function sleepMs(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms).unref());
-}
-
-/** Host-side forwards of a running container's published ports (for its proxy). */
-function forwardsOf(ports: PortMap): PortForward[] {
-  return Object.entries(ports).flatMap(([key, list]) => {
-    const [guestPort, proto] = parsePortKey(key);
-    return (list ?? []).map((b) => ({ proto, hostIp: b.HostIp || '0.0.0.0', hostPort: Number(b.HostPort), guestPort }));
-  });
 }

@@ -14,12 +14,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { conflict, invalid, notFound } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import { allocatePorts, checkPorts, type PortMap } from './ports.js';
+import { AgentConnection } from '../agent/connection.js';
+import { QemuVm } from '../vm/qemu.js';
+import { allocatePorts, checkPorts, forwardsOf, type PortMap } from './ports.js';
 import { ROOT_TAG, startSandbox, type Sandbox, type SandboxOptions } from './sandbox.js';
 import type { MetadataStore } from './metadata.js';
 import { guestNetworkOf, PREDEFINED, type Endpoint, type NetworkManager } from './net/networks.js';
 import { PortProxy } from './net/proxy.js';
-import { NULL_TIME } from './types.js';
+import { NULL_TIME, type StartInfo } from './types.js';
 
 export interface PodRecord {
   Id: string;
@@ -32,6 +34,10 @@ export interface PodRecord {
   NetworkMode?: string;
   /** The VM's address and TAP on that network, while it runs. */
   Endpoint?: Endpoint;
+  /** The running VM, for the next daemon to re-attach (live restore). */
+  VmPid?: number;
+  VmRunDir?: string;
+  StartInfo?: StartInfo;
   Labels: Record<string, string>;
   State: { Status: 'created' | 'running' | 'exited'; StartedAt: string; FinishedAt: string };
 }
@@ -91,15 +97,90 @@ export class PodManager {
 
   constructor(private readonly host: PodHost) {
     fs.mkdirSync(host.podsDir, { recursive: true });
+    // Running pods are re-attached (or found gone) by recover(), once the engine is up.
     for (const record of host.metadata.allRecords<PodRecord>('pods')) {
-      // Pod VMs are not re-attached after a daemon restart (yet): they are stopped.
-      if (record.State.Status === 'running') record.State = { ...record.State, Status: 'exited', FinishedAt: new Date().toISOString() };
-      record.Endpoint = undefined;
       const pod = new Pod(record, path.join(host.podsDir, record.Id));
-      for (const d of fs.existsSync(pod.shareDir) ? fs.readdirSync(pod.shareDir) : []) unbind(path.join(pod.shareDir, d));
+      if (record.State.Status !== 'running') this.clearShare(pod);
       this.pods.set(record.Id, pod);
-      this.save(pod);
     }
+  }
+
+  private clearShare(pod: Pod): void {
+    for (const d of fs.existsSync(pod.shareDir) ? fs.readdirSync(pod.shareDir) : []) unbind(path.join(pod.shareDir, d));
+    pod.attached.clear();
+  }
+
+  /**
+   * Live restore: the VMs of pods that were running get their agent back, with
+   * the given main processes of their containers adopted. A pod whose VM is gone
+   * is marked exited. Returns the run directories of the VMs kept.
+   */
+  async recover(mainProcesses: (pod: Pod) => number[]): Promise<Set<string>> {
+    const kept = new Set<string>();
+    for (const pod of this.pods.values()) {
+      if (pod.record.State.Status !== 'running') continue;
+      try {
+        await this.reattach(pod, mainProcesses(pod));
+        kept.add(pod.record.VmRunDir!);
+        this.host.logger.info(`re-attached pod ${pod.name} (VM pid ${pod.record.VmPid})`);
+      } catch (err) {
+        this.host.logger.warn(`pod ${pod.name} could not be re-attached: ${(err as Error).message}`);
+        this.clearShare(pod);
+        this.markExited(pod);
+      }
+    }
+    return kept;
+  }
+
+  private async reattach(pod: Pod, procIds: number[]): Promise<void> {
+    const { VmPid: pid, VmRunDir: runDir } = pod.record;
+    if (!pid || !runDir) throw new Error('no live-restore record');
+    const vm = QemuVm.adopt(pid, runDir);
+    if (!vm) throw new Error('the VM exited while the daemon was down');
+    const agent = await AgentConnection.connect(vm.paths.control, { timeoutMs: 5000, adopt: procIds });
+    const sandbox: Sandbox = {
+      vm,
+      agent,
+      info: pod.record.StartInfo ?? { mode: 'cold', accel: 'tcg', phases: {} },
+      release: () => {
+        vm.kill();
+        fs.rmSync(runDir, { recursive: true, force: true });
+      },
+    };
+    const endpoint = pod.record.Endpoint;
+    if (endpoint) this.bindEndpoint(sandbox, endpoint, await PortProxy.open(forwardsOf(pod.record.Ports ?? {}), endpoint.IPAddress));
+    // The roots bound into the share survived on the host; the agent still has them mounted.
+    for (const d of fs.existsSync(pod.shareDir) ? fs.readdirSync(pod.shareDir) : []) pod.attached.add(d);
+    this.own(pod, sandbox);
+  }
+
+  private markExited(pod: Pod): void {
+    pod.record.Endpoint = undefined;
+    pod.record.VmPid = undefined;
+    pod.record.VmRunDir = undefined;
+    if (pod.record.State.Status === 'running') pod.record.State = { ...pod.record.State, Status: 'exited', FinishedAt: new Date().toISOString() };
+    this.save(pod);
+  }
+
+  /** A bridge endpoint's TAP and port proxy go with the VM. */
+  private bindEndpoint(sandbox: Sandbox, endpoint: Endpoint, proxy: PortProxy): void {
+    const release = sandbox.release;
+    sandbox.release = () => {
+      proxy.close();
+      release();
+      this.host.networks().detach(endpoint);
+    };
+  }
+
+  /** Makes a started or re-attached VM the pod's, and follows its exit. */
+  private own(pod: Pod, sandbox: Sandbox): void {
+    pod.sandbox = sandbox;
+    sandbox.vm.once('exit', () => {
+      if (pod.sandbox !== sandbox) return;
+      pod.sandbox = undefined;
+      sandbox.release();
+      this.markExited(pod);
+    });
   }
 
   private save(pod: Pod): void {
@@ -180,27 +261,17 @@ export class PodManager {
         this.host.networks().detach(endpoint);
         throw err;
       });
-      const release = sandbox.release;
-      sandbox.release = () => {
-        proxy.close();
-        release();
-        this.host.networks().detach(endpoint);
-      };
+      this.bindEndpoint(sandbox, endpoint, proxy);
     }
     pod.attached.clear();
-    pod.sandbox = sandbox;
     pod.record.Ports = ports;
     pod.record.Endpoint = endpoint;
+    pod.record.VmPid = sandbox.vm.pid;
+    pod.record.VmRunDir = sandbox.vm.runDir;
+    pod.record.StartInfo = sandbox.info;
     pod.record.State = { Status: 'running', StartedAt: new Date().toISOString(), FinishedAt: NULL_TIME };
     this.save(pod);
-    sandbox.vm.once('exit', () => {
-      if (pod.sandbox !== sandbox) return;
-      pod.sandbox = undefined;
-      sandbox.release();
-      pod.record.Endpoint = undefined;
-      pod.record.State = { ...pod.record.State, Status: 'exited', FinishedAt: new Date().toISOString() };
-      this.save(pod);
-    });
+    this.own(pod, sandbox);
     this.host.logger.info(`pod ${pod.name}: VM started (${sandbox.info.mode}, ${JSON.stringify(phases)})`);
     return sandbox;
   }
@@ -237,11 +308,7 @@ export class PodManager {
     sandbox?.release();
     for (const name of pod.attached) unbind(path.join(pod.shareDir, name));
     pod.attached.clear();
-    pod.record.Endpoint = undefined;
-    if (pod.record.State.Status === 'running') {
-      pod.record.State = { ...pod.record.State, Status: 'exited', FinishedAt: new Date().toISOString() };
-      this.save(pod);
-    }
+    this.markExited(pod);
   }
 
   remove(pod: Pod): void {

@@ -119,3 +119,11 @@ export async function allocatePorts(bindings: PortMap, exposed: Record<string, o
   }
   return { ports, forwards };
 }
+
+/** Host-side forwards of published ports already allocated (a re-attached VM's proxy). */
+export function forwardsOf(ports: PortMap): PortForward[] {
+  return Object.entries(ports).flatMap(([key, list]) => {
+    const [guestPort, proto] = parsePortKey(key);
+    return (list ?? []).map((b) => ({ proto, hostIp: b.HostIp || '0.0.0.0', hostPort: Number(b.HostPort), guestPort }));
+  });
+}
