@@ -21,6 +21,7 @@ import { locateGuestAssets, type GuestAssets } from '../vm/assets.js';
 import type { ClonePool } from '../vm/pool.js';
 import type { GuestShape, TemplateStore } from '../vm/template.js';
 import { Container, type Attachment } from './container.js';
+import { ExecManager, forwardStdin } from './exec.js';
 import { MetadataStore } from './metadata.js';
 import { PodManager, type Pod } from './pods.js';
 import { guestNetworkOf, NetworkManager, PREDEFINED, type Endpoint, type NetworkRecord } from './net/networks.js';
@@ -65,30 +66,6 @@ export interface CreateRequest {
   host: Partial<HostSpec>;
 }
 
-export interface ExecConfig {
-  Cmd: string[];
-  Env: string[];
-  User: string;
-  WorkingDir: string;
-  Tty: boolean;
-  AttachStdin: boolean;
-  AttachStdout: boolean;
-  AttachStderr: boolean;
-  ConsoleSize?: [number, number];
-}
-
-export interface ExecRecord {
-  ID: string;
-  ContainerID: string;
-  Config: ExecConfig;
-  Running: boolean;
-  ExitCode: number | null;
-  Pid: number;
-  proc?: GuestProcess;
-  done: Promise<void>;
-  markDone: () => void;
-}
-
 /** A container with this label always cold-boots (`hyperbox run --no-clone`). */
 export const NO_CLONE_LABEL = 'io.hyperbox.no-clone';
 /** A container with this label joins the named pod's VM (`run --pod NAME`). */
@@ -107,7 +84,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
   readonly rootfs: RootfsBuilder;
   readonly volumes: VolumeStore;
   private readonly containers = new Map<string, Container>();
-  private readonly execs = new Map<string, ExecRecord>();
+  readonly execs: ExecManager;
   private readonly containersDir: string;
   private readonly metadata: MetadataStore;
   readonly pods: PodManager;
@@ -157,6 +134,11 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
             names: [p.name, p.record.Hostname, ...this.podContainers(p).filter((c) => c.running).map((c) => c.name.replace(/^\//, ''))],
           })),
       ],
+    });
+    this.execs = new ExecManager({
+      get: (id) => this.get(id),
+      processEnv: (c, extra) => this.processEnv(c, extra),
+      containerEvent: (c, action, extra) => this.containerEvent(c, action, extra),
     });
     this.runRoot = path.join(opts.dataRoot, 'run');
     fs.mkdirSync(this.containersDir, { recursive: true });
@@ -733,13 +715,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     c.save();
     for (const a of c.attachments) a.end();
     c.attachments.clear();
-    for (const e of this.execs.values()) {
-      if (e.ContainerID === c.id && e.Running) {
-        e.Running = false;
-        e.ExitCode ??= 137;
-        e.markDone();
-      }
-    }
+    this.execs.containerExited(c.id);
     const layer = sizedLayerUsage(c.dir);
     if (layer && layer.free < 1024 * 1024) {
       this.opts.logger.warn(`container ${c.id.slice(0, 12)}: its writable layer is full (${Math.round(layer.used / 1048576)} MiB used): writes in it fail with "No space left on device"`);
@@ -906,7 +882,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     fs.rmSync(path.join(this.runRoot, c.id.slice(0, 12)), { recursive: true, force: true });
     if (!recordGone) this.metadata.remove(c.id);
     if (c.record.PodId) this.leavePod(c.record.PodId, c.id);
-    for (const [id, e] of this.execs) if (e.ContainerID === c.id) this.execs.delete(id);
+    this.execs.forget(c.id);
     this.containerEvent(c, 'destroy');
     c.markRemoved();
   }
@@ -1120,83 +1096,6 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     return members.map((c) => c.id);
   }
 
-  // ---- exec ------------------------------------------------------------------
-
-  execCreate(idOrName: string, config: ExecConfig): ExecRecord {
-    const c = this.get(idOrName);
-    if (!c.running) throw conflict(`container ${c.id} is not running`);
-    if (!config.Cmd.length) throw invalid('No exec command specified');
-    let markDone!: () => void;
-    const done = new Promise<void>((r) => (markDone = r));
-    const e: ExecRecord = { ID: randomBytes(32).toString('hex'), ContainerID: c.id, Config: config, Running: false, ExitCode: null, Pid: 0, done, markDone };
-    this.execs.set(e.ID, e);
-    this.containerEvent(c, `exec_create: ${config.Cmd.join(' ')}`);
-    return e;
-  }
-
-  getExec(id: string): ExecRecord {
-    const e = this.execs.get(id);
-    if (!e) throw notFound(`No such exec instance: ${id}`);
-    return e;
-  }
-
-  /** Starts an exec'd process. Output goes to the attachment; the promise
-   * resolves once the process started (its exit is signalled by `end`). */
-  async execStart(id: string, a: Attachment): Promise<void> {
-    const e = this.getExec(id);
-    if (e.Running || e.ExitCode !== null) throw conflict(`exec ${id} has already been started`);
-    const c = this.get(e.ContainerID);
-    if (!c.sandbox || !c.main) throw conflict(`container ${c.id} is not running`);
-    const cfg = e.Config;
-    const [rows, cols] = cfg.ConsoleSize ?? [0, 0];
-    e.Running = true;
-    let proc: GuestProcess;
-    try {
-      proc = await c.sandbox.agent.start({
-        root: c.record.PodId ? c.id.slice(0, 12) : ROOT_NAME,
-        args: cfg.Cmd,
-        env: this.processEnv(c, [...cfg.Env, ...(cfg.Tty ? ['TERM=xterm'] : [])]),
-        cwd: cfg.WorkingDir || c.record.Config.WorkingDir,
-        user: cfg.User || c.record.Config.User,
-        tty: cfg.Tty,
-        stdin: cfg.AttachStdin,
-        rows,
-        cols,
-      });
-    } catch (err) {
-      e.Running = false;
-      if (err instanceof StartError) {
-        e.ExitCode = /executable file not found|no such file or directory/.test(err.message) ? 127 : 126;
-        e.markDone();
-        throw invalid(`OCI runtime exec failed: exec failed: unable to start container process: ${err.message}: unknown`);
-      }
-      e.ExitCode = 126;
-      e.markDone();
-      throw err;
-    }
-    e.proc = proc;
-    e.Pid = proc.pid;
-    proc.on('stdout', (d) => a.stdout?.(d));
-    proc.on('stderr', (d) => a.stderr?.(d));
-    proc.on('exit', (st) => {
-      // Recorded before the stream ends: the CLI reads the exit code right after.
-      e.ExitCode = st.code;
-      e.Running = false;
-      e.markDone();
-      a.end();
-      this.containerEvent(c, 'exec_die', { execID: e.ID, exitCode: String(st.code) });
-    });
-    if (a.stdin) forwardStdin(a.stdin, proc, () => proc.endStdin());
-    proc.release();
-    this.containerEvent(c, `exec_start: ${cfg.Cmd.join(' ')}`);
-  }
-
-  execResize(id: string, rows: number, cols: number): void {
-    const e = this.getExec(id);
-    if (!e.proc || !e.Running) throw conflict(`exec ${id} is not running`);
-    if (e.Config.Tty) e.proc.resize(rows, cols);
-  }
-
   /** The guest shape a container with this much memory and these vCPUs runs in. */
   guestShape(memoryMiB = this.opts.defaultMemoryMiB, cpus = 1): GuestShape {
     return { assets: this.currentAssets(), accel: this.opts.accel.accel, memoryMiB, cpus };
@@ -1227,15 +1126,6 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
       ...running.map((c) => this.stop(c.id, { timeout: 0, byDaemon: true }).catch(() => undefined)),
     ]);
   }
-}
-
-/** Client input to a guest process, with backpressure from the guest's stdin window. */
-function forwardStdin(input: import('node:stream').Readable, proc: GuestProcess, onEnd: () => void): void {
-  input.on('data', (chunk: Buffer) => {
-    input.pause();
-    void proc.write(chunk).then(() => input.resume());
-  });
-  input.once('end', onEnd);
 }
 
 /** `--storage-opt size=64m` in bytes (undefined: no limit). */

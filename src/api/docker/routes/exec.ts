@@ -25,7 +25,7 @@ const execStartSchema = z
 export function execRoutes(r: RouteTable, engine: Engine): void {
   r.add('POST', '/containers/:id/exec', async (ctx) => {
     const b = await ctx.json(execCreateSchema);
-    const e = engine.execCreate(ctx.params.id!, {
+    const e = engine.execs.create(ctx.params.id!, {
       Cmd: b.Cmd,
       Env: b.Env ?? [],
       User: b.User ?? '',
@@ -41,17 +41,17 @@ export function execRoutes(r: RouteTable, engine: Engine): void {
 
   r.add('POST', '/exec/:id/start', async (ctx) => {
     const b = await ctx.json(execStartSchema, true);
-    const e = engine.getExec(ctx.params.id!);
+    const e = engine.execs.get(ctx.params.id!);
     if (b.ConsoleSize && b.ConsoleSize[0] > 0) e.Config.ConsoleSize = b.ConsoleSize as [number, number];
     if (b.Detach) {
-      await engine.execStart(e.ID, { end: () => undefined });
+      await engine.execs.start(e.ID, { end: () => undefined });
       return ctx.send(200);
     }
     const tty = e.Config.Tty;
     const stream = ctx.hijack(tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream');
     if (!e.Config.AttachStdin) stream.input.resume();
     try {
-      await engine.execStart(e.ID, {
+      await engine.execs.start(e.ID, {
         stdout: e.Config.AttachStdout ? (d) => stream.write(tty ? d : muxFrame(1, d)) : undefined,
         stderr: e.Config.AttachStderr ? (d) => stream.write(tty ? d : muxFrame(2, d)) : undefined,
         stdin: e.Config.AttachStdin ? stream.input : undefined,
@@ -66,12 +66,12 @@ export function execRoutes(r: RouteTable, engine: Engine): void {
   });
 
   r.add('POST', '/exec/:id/resize', (ctx) => {
-    engine.execResize(ctx.params.id!, ctx.int('h') ?? 0, ctx.int('w') ?? 0);
+    engine.execs.resize(ctx.params.id!, ctx.int('h') ?? 0, ctx.int('w') ?? 0);
     ctx.send(200);
   });
 
   r.add('GET', '/exec/:id/json', (ctx) => {
-    const e = engine.getExec(ctx.params.id!);
+    const e = engine.execs.get(ctx.params.id!);
     ctx.send(200, {
       ID: e.ID,
       ContainerID: e.ContainerID,
