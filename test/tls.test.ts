@@ -85,6 +85,19 @@ describe('Docker API over TCP with TLS', () => {
     assert.equal(cat.stdout, 'PIPED THROUGH A VM\n', cat.stderr);
   });
 
+  it('the hyperbox CLI connects with -H tcp:// and its client certificate', async () => {
+    const env = { HYPERBOX_HOST: `tcp://127.0.0.1:${port}`, HYPERBOX_CERT_PATH: path.join(dir, 'client'), HYPERBOX_TLS_VERIFY: '1' };
+    const r = await d.run(['run', '--rm', 'busybox', 'sh', '-c', 'echo cli-over-tls; exit 4'], { env });
+    assert.equal(r.code, 4, r.stderr);
+    assert.equal(r.stdout, 'cli-over-tls\n');
+    assert.match((await d.run(['ps', '-a'], { env })).stdout, /CONTAINER ID/);
+    // Without a client certificate the daemon refuses the TLS handshake.
+    const refused = await d.run(['--tlscacert', path.join(dir, 'ca.pem'), 'ps'], { env: { HYPERBOX_HOST: `tcp://127.0.0.1:${port}` }, timeoutMs: 20_000 });
+    assert.equal(refused.code, 125);
+    assert.doesNotMatch(refused.stdout, /CONTAINER ID/);
+    assert.notEqual(refused.stderr, '');
+  });
+
   it('turns away clients without a certificate the CA signed', () => {
     const url = `https://127.0.0.1:${port}/_ping`;
     const withCert = spawnSync('curl', ['-sS', '--cacert', path.join(dir, 'ca.pem'), '--cert', path.join(dir, 'client-cert.pem'), '--key', path.join(dir, 'client-key.pem'), url], { encoding: 'utf8' });

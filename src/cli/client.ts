@@ -1,11 +1,25 @@
 /**
- * A small Docker Engine API client over a unix socket: JSON requests, streamed
- * responses, and hijacked connections for attach/exec (the same wire protocol
- * the docker CLI uses, so `hyperbox` and `docker` are interchangeable clients).
+ * A small Docker Engine API client over a unix socket or TCP (optionally TLS with
+ * a client certificate): JSON requests, streamed responses, and hijacked
+ * connections for attach/exec (the same wire protocol the docker CLI uses, so
+ * `hyperbox` and `docker` are interchangeable clients).
  */
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import { Readable } from 'node:stream';
+import type { DaemonAddress } from '../common/paths.js';
+
+/** TLS to the daemon: the CA that signed its certificate, and ours. */
+export interface ClientTls {
+  ca: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+}
+
+function describe(a: DaemonAddress): string {
+  return a.kind === 'unix' ? `unix://${a.path}` : `tcp://${a.host}:${a.port}`;
+}
 
 export class ApiError extends Error {
   constructor(
@@ -19,12 +33,14 @@ export class ApiError extends Error {
 /** The daemon could not be reached at all. */
 export class ConnectError extends Error {
   constructor(
-    readonly socketPath: string,
+    readonly where: string,
     readonly code: string | undefined,
   ) {
-    super(`Cannot connect to the hyperbox daemon at unix://${socketPath}. Is the hyperbox daemon running?`);
+    super(`Cannot connect to the hyperbox daemon at ${where}. Is the hyperbox daemon running?`);
   }
 }
+
+const UNREACHABLE = ['ENOENT', 'ECONNREFUSED', 'EACCES', 'EHOSTUNREACH', 'ETIMEDOUT'];
 
 export interface RequestOptions {
   query?: Record<string, string | number | boolean | undefined | string[]>;
@@ -62,7 +78,29 @@ function errorFrom(status: number, body: Buffer): ApiError {
 }
 
 export class ApiClient {
-  constructor(readonly socketPath: string) {}
+  constructor(
+    readonly address: DaemonAddress,
+    private readonly tls?: ClientTls,
+  ) {}
+
+  /** The unix socket path (the default daemon is started on one). */
+  get socketPath(): string {
+    if (this.address.kind !== 'unix') throw new Error('not a unix socket address');
+    return this.address.path;
+  }
+
+  private connectError(err: NodeJS.ErrnoException): Error {
+    return UNREACHABLE.includes(err.code ?? '') ? new ConnectError(describe(this.address), err.code) : err;
+  }
+
+  /** Where and how requests go: the socket, or host and port (with TLS when configured). */
+  private send(options: http.RequestOptions, onResponse?: (res: http.IncomingMessage) => void): http.ClientRequest {
+    const a = this.address;
+    if (a.kind === 'unix') return http.request({ ...options, socketPath: a.path }, onResponse);
+    const target = { ...options, host: a.host, port: a.port };
+    if (!this.tls) return http.request(target, onResponse);
+    return https.request({ ...target, ca: this.tls.ca, cert: this.tls.cert, key: this.tls.key, servername: net.isIP(a.host) ? undefined : a.host }, onResponse);
+  }
 
   /** Starts a request and resolves with the response once its headers arrive. */
   open(method: string, p: string, opts: RequestOptions = {}): Promise<http.IncomingMessage> {
@@ -74,10 +112,8 @@ export class ApiClient {
         headers['Content-Type'] = 'application/json';
         headers['Content-Length'] = String(payload.length);
       }
-      const req = http.request({ socketPath: this.socketPath, method, path: buildPath(p, opts.query), headers }, resolve);
-      req.on('error', (err: NodeJS.ErrnoException) => {
-        reject(['ENOENT', 'ECONNREFUSED', 'EACCES'].includes(err.code ?? '') ? new ConnectError(this.socketPath, err.code) : err);
-      });
+      const req = this.send({ method, path: buildPath(p, opts.query), headers }, resolve);
+      req.on('error', (err: NodeJS.ErrnoException) => reject(this.connectError(err)));
       if (opts.stream) opts.stream.pipe(req);
       else req.end(payload);
     });
@@ -108,15 +144,13 @@ export class ApiClient {
         headers['Content-Type'] = 'application/json';
         headers['Content-Length'] = String(payload.length);
       }
-      const req = http.request({ socketPath: this.socketPath, method: 'POST', path: buildPath(p, opts.query), headers });
+      const req = this.send({ method: 'POST', path: buildPath(p, opts.query), headers });
       req.on('upgrade', (res, socket, head) => {
         if (head.length) socket.unshift(head);
         resolve(socket);
       });
       req.on('response', async (res) => reject(errorFrom(res.statusCode ?? 500, await readAll(res))));
-      req.on('error', (err: NodeJS.ErrnoException) =>
-        reject(['ENOENT', 'ECONNREFUSED'].includes(err.code ?? '') ? new ConnectError(this.socketPath, err.code) : err),
-      );
+      req.on('error', (err: NodeJS.ErrnoException) => reject(this.connectError(err)));
       req.end(payload);
     });
   }

@@ -4,8 +4,10 @@
  * Each group of commands lives in commands/; this file wires them together.
  */
 import { Command, CommanderError } from 'commander';
-import { defaultHost, socketPathFromHost } from '../common/paths.js';
-import { ApiClient, ApiError, ConnectError } from './client.js';
+import fs from 'node:fs';
+import path from 'node:path';
+import { defaultHost, parseHost } from '../common/paths.js';
+import { ApiClient, ApiError, ConnectError, type ClientTls } from './client.js';
 import { registerContainerCommands } from './commands/containers.js';
 import { registerContainerStateCommands } from './commands/inspect-container.js';
 import { registerFileCommands } from './commands/files.js';
@@ -23,6 +25,35 @@ import { ExitError } from './exit-error.js';
 function hostFromEnv(opts: { host?: string }): { host: string; isDefault: boolean } {
   const explicit = opts.host ?? process.env.HYPERBOX_HOST;
   return { host: explicit ?? defaultHost(), isDefault: !explicit };
+}
+
+interface TlsOptions {
+  tlsverify?: boolean;
+  tlscacert?: string;
+  tlscert?: string;
+  tlskey?: string;
+}
+
+/**
+ * TLS to a TCP daemon, the docker CLI's way: `--tlsverify` or HYPERBOX_TLS_VERIFY,
+ * files from the flags or from HYPERBOX_CERT_PATH (ca.pem, cert.pem, key.pem).
+ */
+function clientTls(o: TlsOptions): ClientTls | undefined {
+  const certPath = process.env.HYPERBOX_CERT_PATH;
+  if (!(o.tlsverify || process.env.HYPERBOX_TLS_VERIFY || o.tlscacert)) return undefined;
+  const file = (flag: string | undefined, name: string) => flag ?? (certPath ? path.join(certPath, name) : undefined);
+  const read = (f: string | undefined, flag: string) => {
+    if (!f) throw new ExitError(125, `TLS needs ${flag} or HYPERBOX_CERT_PATH`);
+    try {
+      return fs.readFileSync(f);
+    } catch (err) {
+      throw new ExitError(125, `cannot read ${f}: ${(err as Error).message}`);
+    }
+  };
+  const ca = read(file(o.tlscacert, 'ca.pem'), '--tlscacert');
+  const certFile = file(o.tlscert, 'cert.pem');
+  if (!certFile || !fs.existsSync(certFile)) return { ca };
+  return { ca, cert: read(certFile, '--tlscert'), key: read(file(o.tlskey, 'key.pem'), '--tlskey') };
 }
 
 function stopReason(msg: string): number {
@@ -44,12 +75,23 @@ function buildProgram(setStatus: (n: number) => void): Command {
   program
     .description('Run containers, each in its own lightweight virtual machine')
     .version(CLIENT_VERSION, '-v, --version', 'print the client version')
-    .option('-H, --host <host>', 'daemon socket to connect to (env HYPERBOX_HOST)')
+    .option('-H, --host <host>', 'daemon to connect to: unix:///path or tcp://host:port (env HYPERBOX_HOST)')
+    .option('--tlsverify', 'use TLS and verify the daemon (env HYPERBOX_TLS_VERIFY)')
+    .option('--tlscacert <file>', 'trust certificates signed by this CA (default $HYPERBOX_CERT_PATH/ca.pem)')
+    .option('--tlscert <file>', 'client certificate (default $HYPERBOX_CERT_PATH/cert.pem)')
+    .option('--tlskey <file>', 'client key (default $HYPERBOX_CERT_PATH/key.pem)')
     .enablePositionalOptions()
     .showSuggestionAfterError(false)
     .hook('preAction', (cmd) => {
-      const { host, isDefault } = hostFromEnv(cmd.opts());
-      useClient(new ApiClient(socketPathFromHost(host)), isDefault);
+      const opts = cmd.opts<{ host?: string } & TlsOptions>();
+      const { host, isDefault } = hostFromEnv(opts);
+      let address;
+      try {
+        address = parseHost(host);
+      } catch (err) {
+        throw new ExitError(125, (err as Error).message);
+      }
+      useClient(new ApiClient(address, address.kind === 'tcp' ? clientTls(opts) : undefined), isDefault);
     });
 
   registerContainerCommands(program, act);
