@@ -1,6 +1,8 @@
 /**
  * bench/start: wall time of `hyperbox run --rm busybox true` per start mode,
- * against `runc run` of the same busybox rootfs, in one invocation.
+ * against `runc run` of the same busybox rootfs, in one invocation; and the
+ * start of pods (Hyper's unit): a whole pod by `kube play`, and one more
+ * container in a running pod.
  * Usage: node dist/bench/start.js [runs=10]
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -77,6 +79,7 @@ async function main(): Promise<void> {
   ];
   const results = [];
   for (const [label, args] of modes) results.push(await hyperboxMode(label, args));
+  results.push(...(await podModes()));
   const runc = runcBaseline();
   const runcMed = median(runc);
   console.log(`bench/start: ${runs} runs each, median wall time of 'run --rm busybox true' (${os.cpus().length} cores, accelerator: ${accel})`);
@@ -91,6 +94,44 @@ async function main(): Promise<void> {
   const cold = results.find((r) => r.label.includes('cold'));
   for (const r of results) if (cold && r !== cold) console.log(`${r.label}: ${(median(cold.times) / median(r.times)).toFixed(1)}x faster than cold boot`);
   await memoryBench();
+}
+
+/** `kube play` of a one-container pod (VM clone + container), and `run --rm --pod` into a running pod. */
+async function podModes(): Promise<Array<{ label: string; times: number[]; phases: string }>> {
+  const d = new TestDaemon();
+  await d.start();
+  await d.importBusybox();
+  const manifest = path.join(d.dataRoot, 'pod.yaml');
+  fs.writeFileSync(manifest, 'apiVersion: v1\nkind: Pod\nmetadata: {name: bench}\nspec:\n  restartPolicy: Never\n  containers: [{name: c, image: busybox, command: [sleep, "1000"]}]\n');
+  const must = async (args: string[]) => {
+    const r = await d.run(args);
+    if (r.code !== 0) throw new Error(`${args.join(' ')}: ${r.stderr}`);
+  };
+  try {
+    await must(['kube', 'play', manifest]); // warm-up
+    await must(['kube', 'down', manifest]);
+    const play: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const t0 = performance.now();
+      await must(['kube', 'play', manifest]);
+      play.push(performance.now() - t0);
+      await must(['kube', 'down', manifest]);
+    }
+    await must(['pod', 'create', '--name', 'warm']);
+    await must(['run', '-d', '--pod', 'warm', 'busybox', 'sleep', '1000']);
+    const join: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const t0 = performance.now();
+      await must(['run', '--rm', '--pod', 'warm', 'busybox', 'true']);
+      join.push(performance.now() - t0);
+    }
+    return [
+      { label: 'pod: kube play (1 ctr)', times: play, phases: '' },
+      { label: 'pod: run --rm --pod', times: join, phases: '' },
+    ];
+  } finally {
+    await d.stop();
+  }
 }
 
 /** Proportional set size of a process, in MiB (shared pages divided among sharers). */

@@ -142,11 +142,14 @@ describe('pods', () => {
     assert.equal((await d.run(['pod', 'ps', '-q'])).stdout, '');
   });
 
-  it('refuses published ports on a pod container and unknown pods', async () => {
+  it('refuses published ports and limits on a pod container, and unknown pods', async () => {
     assert.equal((await d.run(['pod', 'create', '--name', 'p2'])).code, 0);
     const r = await d.run(['run', '-d', '--pod', 'p2', '-p', '18094:80', 'busybox', 'true']);
     assert.equal(r.code, 125);
     assert.match(r.stderr, /published by the pod/);
+    const limited = await d.run(['run', '-d', '--pod', 'p2', '-m', '64m', 'busybox', 'true']);
+    assert.equal(limited.code, 125);
+    assert.match(limited.stderr, /share its VM/);
     const missing = await d.run(['run', '--pod', 'nope', 'busybox', 'true']);
     assert.equal(missing.code, 125);
     assert.match(missing.stderr, /no such pod: nope/);

@@ -41,7 +41,7 @@ enum hb_tag {
   T_ARG = 13, T_ENV = 14, T_CWD = 15, T_USER = 16, T_TTY = 17, T_ROWS = 18,
   T_COLS = 19, T_STDIN = 20, T_SUBDIR = 21, T_MEMINFO = 22, T_CPUSTAT = 23, T_UPTIME = 24,
   T_PROCESS = 25, T_IPV4 = 26, T_GATEWAY = 27, T_DNS = 28, T_TMPFS = 29, T_MEMLIMIT = 30, T_OOM = 31,
-  T_MAC = 32,
+  T_MAC = 32, T_ISOLATE = 33,
 };
 
 /* Builder for an outgoing TLV payload. Silently refuses to grow past the limit;

@@ -269,12 +269,13 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
   }
 
   /** Mounts the 9p share TAG as container root NAME (or its SUBDIR, for pool VMs). */
-  mountRoot(tag: string, name: string, subdir?: string, tmpfs: string[] = []): Promise<void> {
+  mountRoot(tag: string, name: string, subdir?: string, tmpfs: string[] = [], opts: { isolate?: boolean } = {}): Promise<void> {
     const fields: Array<[number, TlvValue]> = [
       [Tag.MountTag, tag],
       [Tag.Name, name],
     ];
     if (subdir) fields.push([Tag.Subdir, subdir]);
+    if (opts.isolate) fields.push([Tag.Isolate, 1]);
     for (const t of tmpfs) fields.push([Tag.Tmpfs, t]);
     return this.checkedRequest(MsgType.MountRoot, fields);
   }

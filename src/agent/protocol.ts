@@ -66,6 +66,7 @@ export const Tag = {
   MemLimit: 30,
   Oom: 31,
   Mac: 32,
+  Isolate: 33,
 } as const;
 
 export interface Frame {

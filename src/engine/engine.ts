@@ -444,6 +444,9 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
       if (Object.values(host.PortBindings ?? {}).some((l) => l?.length) || host.PublishAllPorts) {
         throw invalid(`ports of a pod are published by the pod (pod create -p), not by its containers`);
       }
+      if (host.Memory || host.NanoCpus) {
+        throw invalid(`a pod's containers share its VM: per-container --memory and --cpus are not supported in a pod`);
+      }
       podId = pod.id;
     }
     if (userNet && podId) throw invalid(`a pod's containers use the pod's network: --network ${userNet.Name} and a pod do not go together`);

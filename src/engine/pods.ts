@@ -287,7 +287,8 @@ export class PodManager {
       const target = path.join(pod.shareDir, name);
       if (fs.existsSync(target)) unbind(target);
       bindInto(target, rootfs);
-      await vmSandbox.agent.mountRoot(ROOT_TAG, name, name, tmpfs);
+      // Its own mount namespace: the other containers' roots are not in it.
+      await vmSandbox.agent.mountRoot(ROOT_TAG, name, name, tmpfs, { isolate: true });
       pod.attached.add(name);
     }
     return { sandbox: { ...vmSandbox, release: () => undefined, shared: true }, root: name };

@@ -8,7 +8,7 @@ import { ApiError } from '../client.js';
 import { type Act, ago, api, collect, forEach, inspectEach } from '../context.js';
 import { ExitError } from '../exit-error.js';
 import { renderTemplate, table } from '../format.js';
-import { ManifestError, parseManifests, planPod, type PodPlan } from '../kube/manifest.js';
+import type { PodPlan } from '../kube/manifest.js';
 import { parsePublish } from './containers.js';
 import { pullImage } from './registry.js';
 
@@ -65,7 +65,9 @@ async function play(plan: PodPlan): Promise<void> {
   process.stdout.write(`Pod:\n${pod.Id}\nContainers:\n${ids.join('\n')}\n`);
 }
 
-function readPlans(file: string): PodPlan[] {
+/** Loaded on use: YAML and schema validation cost the other commands' start-up time. */
+async function readPlans(file: string): Promise<PodPlan[]> {
+  const { ManifestError, parseManifests, planPod } = await import('../kube/manifest.js');
   let text: string;
   try {
     text = fs.readFileSync(file === '-' ? 0 : file, 'utf8');
@@ -159,7 +161,7 @@ export function registerPodCommands(program: Command, act: Act): void {
     .argument('<file>', "manifest file ('-' for stdin)")
     .action(
       act(async (file: string) => {
-        for (const plan of readPlans(file)) await play(plan);
+        for (const plan of await readPlans(file)) await play(plan);
         return 0;
       }),
     );
@@ -169,7 +171,7 @@ export function registerPodCommands(program: Command, act: Act): void {
     .argument('<file>', "manifest file ('-' for stdin)")
     .action(
       act(async (file: string) => {
-        for (const plan of readPlans(file)) {
+        for (const plan of await readPlans(file)) {
           await api('DELETE', `/hyperbox/pods/${encodeURIComponent(plan.pod.Name)}`, { query: { force: true } });
           for (const v of plan.emptyDirs) await api('DELETE', `/volumes/${encodeURIComponent(v)}`).catch(() => undefined);
           process.stdout.write(`${plan.pod.Name}\n`);
