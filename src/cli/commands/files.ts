@@ -4,8 +4,6 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Command } from 'commander';
-import { packTree } from '../../images/archive/tree.js';
-import { applyLayer } from '../../images/layer.js';
 import { ApiError } from '../client.js';
 import { type Act, api, apiClient, collect, stream } from '../context.js';
 import { ExitError } from '../exit-error.js';
@@ -42,6 +40,8 @@ async function copyOut(container: string, src: string, dest: string, follow: boo
     await pipeline(res, process.stdout);
     return;
   }
+  // Loaded on use: tar and decompression code would slow every other command's start.
+  const { applyLayer } = await import('../../images/layer.js');
   const destIsDir = fs.existsSync(dest) && fs.statSync(dest).isDirectory();
   if (destIsDir) return applyLayer(dest, res, { whiteouts: false });
   // A new name: unpack next to it, then rename the archive's top entry.
@@ -70,6 +70,7 @@ async function copyIn(src: string, container: string, dest: string, archive: boo
       if (dest.endsWith('/')) throw new ExitError(1, `destination directory ${dest} does not exist in the container`);
       dir = path.posix.dirname(dest);
     }
+    const { packTree } = await import('../../images/archive/tree.js');
     body = packTree(src, { topName: intoDir ? path.basename(path.resolve(src)) : path.posix.basename(dest) });
   }
   await api('PUT', `/containers/${container}/archive`, {
