@@ -9,25 +9,34 @@ import fs from 'node:fs';
 import dnsPacket from 'dns-packet';
 import type { Logger } from '../../common/logger.js';
 
+/** Relays in flight at once per network: a guest flooding queries cannot exhaust the daemon's sockets. */
+const MAX_RELAYS = 64;
+
 /** Addresses of a container name on this network, [] if it is none of them. */
 export type NameLookup = (name: string) => string[];
 
-function upstreamServer(): string | undefined {
+/** Where names that are not the network's go: the host's first IPv4 nameserver. */
+export type Upstream = () => { address: string; port: number } | undefined;
+
+const hostResolver: Upstream = () => {
   try {
     const text = fs.readFileSync('/etc/resolv.conf', 'utf8');
-    return /^\s*nameserver\s+(\d+\.\d+\.\d+\.\d+)\s*$/m.exec(text)?.[1];
+    const address = /^\s*nameserver\s+(\d+\.\d+\.\d+\.\d+)\s*$/m.exec(text)?.[1];
+    return address ? { address, port: 53 } : undefined;
   } catch {
     return undefined;
   }
-}
+};
 
 export class NetworkDns {
   private socket: dgram.Socket | undefined;
+  private relays = 0;
 
   constructor(
     private readonly address: string,
     private readonly lookup: NameLookup,
     private readonly logger: Logger,
+    private readonly upstream: Upstream = hostResolver,
   ) {}
 
   async start(): Promise<void> {
@@ -75,25 +84,25 @@ export class NetworkDns {
   }
 
   private relay(msg: Buffer, query: dnsPacket.Packet, from: dgram.RemoteInfo): void {
-    const server = upstreamServer();
+    const server = this.upstream();
     const fail = () =>
       this.reply(dnsPacket.encode({ type: 'response', id: query.id, flags: dnsPacket.RECURSION_AVAILABLE | 2 /* SERVFAIL */, questions: query.questions }), from);
-    if (!server) return fail();
+    if (!server || this.relays >= MAX_RELAYS) return fail();
+    this.relays++;
     const up = dgram.createSocket('udp4');
-    const timer = setTimeout(() => {
-      up.close();
-      fail();
-    }, 3000);
-    up.on('error', () => {
+    let done = false;
+    const finish = (answer?: Buffer) => {
+      if (done) return;
+      done = true;
+      this.relays--;
       clearTimeout(timer);
       up.close();
-      fail();
-    });
-    up.on('message', (answer) => {
-      clearTimeout(timer);
-      up.close();
-      this.reply(answer, from);
-    });
-    up.send(msg, 53, server);
+      if (answer) this.reply(answer, from);
+      else fail();
+    };
+    const timer = setTimeout(() => finish(), 3000);
+    up.on('error', () => finish());
+    up.on('message', (answer) => finish(answer));
+    up.send(msg, server.port, server.address);
   }
 }

@@ -9,6 +9,8 @@ import net from 'node:net';
 import type { PortForward } from '../../vm/qemu.js';
 
 const UDP_IDLE_MS = 60_000;
+/** Client flows of one UDP port at once; datagrams of further new clients are dropped. */
+const MAX_UDP_FLOWS = 256;
 
 export class PortProxy {
   private constructor(private readonly closers: Array<() => void>) {}
@@ -62,6 +64,7 @@ async function udp(f: PortForward, target: string): Promise<() => void> {
   server.on('message', (msg, from) => {
     const key = `${from.address}:${from.port}`;
     let flow = flows.get(key);
+    if (!flow && flows.size >= MAX_UDP_FLOWS) return;
     if (!flow) {
       const socket = dgram.createSocket('udp4');
       socket.on('message', (reply) => server.send(reply, from.port, from.address));
