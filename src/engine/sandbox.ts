@@ -122,8 +122,9 @@ export async function startSandbox(opts: SandboxOptions, phases: Record<string, 
       ? undefined
       : (opts.guestNet ?? { ipv4: `${USER_NET.guest}/${USER_NET.prefix}`, gateway: USER_NET.gateway, dns: USER_NET.dns });
     await agent.configure({ hostname: opts.hostname, seed: randomBytes(64), network, memoryLimit: opts.memoryLimit });
-    if (!opts.noRoot) await agent.mountRoot(ROOT_TAG, ROOT_NAME, subdir, opts.tmpfs);
     mark('configure');
+    if (!opts.noRoot) await agent.mountRoot(ROOT_TAG, ROOT_NAME, subdir, opts.tmpfs);
+    mark('mount');
   } catch (err) {
     release();
     throw err instanceof Error && 'kind' in err ? err : internal(`VM failed to start: ${(err as Error).message}`);
