@@ -83,6 +83,11 @@ export function stream(method: string, p: string, opts: Parameters<ApiClient['re
   return withDaemon((c) => c.stream(method, p, opts));
 }
 
+/** `--label key=value` flags (repeated) as Docker's Labels object. */
+export function parseLabels(flags: string[] | undefined): Record<string, string> {
+  return Object.fromEntries((flags ?? []).map((l) => [l.split('=')[0]!, l.split('=').slice(1).join('=')]));
+}
+
 export function collect(value: string, prev: string[] = []): string[] {
   return [...prev, value];
 }

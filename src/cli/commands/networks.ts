@@ -1,6 +1,6 @@
 /** `network create/ls/inspect/rm/connect/disconnect/prune`: bridge networks. */
 import type { Command } from 'commander';
-import { type Act, api, collect, forEach, inspectEach } from '../context.js';
+import { type Act, api, collect, forEach, inspectEach, parseLabels } from '../context.js';
 import { renderTemplate, table } from '../format.js';
 
 interface Network {
@@ -23,7 +23,7 @@ export function registerNetworkCommands(program: Command, act: Act): void {
     .option('--label <key=value>', 'set metadata on the network', collect)
     .action(
       act(async (name: string, o: { driver: string; subnet?: string; gateway?: string; internal?: boolean; label?: string[] }) => {
-        const labels = Object.fromEntries((o.label ?? []).map((l) => [l.split('=')[0]!, l.split('=').slice(1).join('=')]));
+        const labels = parseLabels(o.label);
         const body = { Name: name, Driver: o.driver, Internal: !!o.internal, Labels: labels, IPAM: o.subnet ? { Config: [{ Subnet: o.subnet, Gateway: o.gateway }] } : undefined };
         const r = await api<{ Id: string }>('POST', '/networks/create', { body });
         process.stdout.write(`${r.Id}\n`);

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import type { Command } from 'commander';
 import { ApiError } from '../client.js';
-import { type Act, ago, api, collect, forEach, inspectEach } from '../context.js';
+import { type Act, ago, api, collect, forEach, inspectEach, parseLabels } from '../context.js';
 import { ExitError } from '../exit-error.js';
 import { renderTemplate, table } from '../format.js';
 import type { PodPlan } from '../kube/manifest.js';
@@ -94,7 +94,7 @@ export function registerPodCommands(program: Command, act: Act): void {
     .option('--network <name>', 'a user-defined network for the pod VM (default: user-mode networking)')
     .action(
       act(async (o: { name?: string; hostname?: string; publish?: string[]; label?: string[]; network?: string }) => {
-        const labels = Object.fromEntries((o.label ?? []).map((l) => [l.split('=')[0]!, l.split('=').slice(1).join('=')]));
+        const labels = parseLabels(o.label);
         const r = await api<{ Id: string }>('POST', '/hyperbox/pods', {
           body: { Name: o.name, Hostname: o.hostname, PortBindings: parsePublish(o.publish ?? []).bindings, Labels: labels, NetworkMode: o.network },
         });

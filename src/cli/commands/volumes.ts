@@ -1,6 +1,6 @@
 /** `volume create/ls/inspect/rm/prune`: named volumes. */
 import type { Command } from 'commander';
-import { type Act, api, collect, forEach } from '../context.js';
+import { type Act, api, collect, forEach, parseLabels } from '../context.js';
 import { renderTemplate, table } from '../format.js';
 
 interface Volume {
@@ -20,7 +20,7 @@ export function registerVolumeCommands(program: Command, act: Act): void {
     .option('--label <key=value>', 'set metadata for a volume', collect)
     .action(
       act(async (name: string | undefined, o: { driver: string; label?: string[] }) => {
-        const labels = Object.fromEntries((o.label ?? []).map((l) => [l.split('=')[0]!, l.split('=').slice(1).join('=')]));
+        const labels = parseLabels(o.label);
         const v = await api<Volume>('POST', '/volumes/create', { body: { Name: name ?? '', Driver: o.driver, Labels: labels } });
         process.stdout.write(`${v.Name}\n`);
         return 0;
