@@ -129,6 +129,16 @@ describe('bridge networks', { skip: isRoot ? false : 'bridge networks need root'
     assert.ok(!fs.readdirSync('/sys/class/net').some((n) => n.endsWith(pod.Id.slice(0, 9))), 'the pod TAP is gone');
   });
 
+  it('gives containers started at the same moment different addresses', async () => {
+    const names = ['c1', 'c2', 'c3'];
+    const runs = await Promise.all(names.map((n) => d.run(['run', '-d', '--network', 'front', '--name', n, 'busybox', 'sleep', '300'])));
+    for (const r of runs) assert.equal(r.code, 0, r.stderr);
+    const ips = await Promise.all(names.map(async (n) => (await d.run(['inspect', '-f', '{{json .NetworkSettings.Networks}}', n])).stdout));
+    const addrs = ips.map((j) => JSON.parse(j).front.IPAddress as string);
+    assert.equal(new Set(addrs).size, 3, addrs.join(' '));
+    assert.equal((await d.run(['rm', '-f', ...names])).code, 0);
+  });
+
   it('the docker CLI creates, uses, inspects and removes a network', async () => {
     const created = await docker(d, ['network', 'create', 'dnet']);
     assert.equal(created.code, 0, created.stderr);

@@ -287,7 +287,10 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     };
     // A bridge endpoint's TAP survived with the VM; its port proxies died with the old daemon.
     const endpoint = c.record.Endpoint;
-    if (endpoint) this.bindEndpoint(sandbox, endpoint, await PortProxy.open(forwardsOf(c.record.Ports ?? {}), endpoint.IPAddress));
+    if (endpoint) {
+      this.networks.adopt(endpoint);
+      this.bindEndpoint(sandbox, endpoint, await PortProxy.open(forwardsOf(c.record.Ports ?? {}), endpoint.IPAddress));
+    }
     c.sandbox = sandbox;
     c.main = main;
     c.log ??= new LogWriter(c.logFile, parseLogOptions(c.record.HostConfig.LogConfig?.Config));

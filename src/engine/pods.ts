@@ -148,7 +148,10 @@ export class PodManager {
       },
     };
     const endpoint = pod.record.Endpoint;
-    if (endpoint) this.bindEndpoint(sandbox, endpoint, await PortProxy.open(forwardsOf(pod.record.Ports ?? {}), endpoint.IPAddress));
+    if (endpoint) {
+      this.host.networks().adopt(endpoint);
+      this.bindEndpoint(sandbox, endpoint, await PortProxy.open(forwardsOf(pod.record.Ports ?? {}), endpoint.IPAddress));
+    }
     // The roots bound into the share survived on the host; the agent still has them mounted.
     for (const d of fs.existsSync(pod.shareDir) ? fs.readdirSync(pod.shareDir) : []) pod.attached.add(d);
     this.own(pod, sandbox);

@@ -62,6 +62,8 @@ function overlaps(aNet: number, aPrefix: number, bNet: number, bPrefix: number):
 export class NetworkManager {
   private readonly nets = new Map<string, NetworkRecord>();
   private readonly dns = new Map<string, NetworkDns>();
+  /** Addresses handed out and not yet given back, per network: starts in flight included. */
+  private readonly leased = new Map<string, Set<string>>();
   /** TAP names carry a tag of the daemon's data root: daemons never sweep each other's. */
   readonly tapPrefix: string;
 
@@ -138,7 +140,8 @@ export class NetworkManager {
 
   /** Gives a starting container an address and a TAP device on the network. */
   attach(net: NetworkRecord, containerId: string): Endpoint {
-    const used = new Set(this.host.members(net.Id).map((m) => m.endpoint.IPAddress));
+    const leased = this.leasesOf(net.Id);
+    const used = new Set([...this.host.members(net.Id).map((m) => m.endpoint.IPAddress), ...leased]);
     const base = ipToInt(net.Subnet.split('/')[0]!);
     const size = 2 ** (32 - Number(net.Subnet.split('/')[1]));
     const gw = ipToInt(net.Gateway);
@@ -147,6 +150,7 @@ export class NetworkManager {
     if (!ip) throw conflict(`network ${net.Name} has no free address left`);
     const tap = `${this.tapPrefix}${containerId.slice(0, 9)}`;
     createTap(tap, net.Bridge);
+    leased.add(ip);
     // Docker's convention: 02:42 and the IPv4 address, unique on the network.
     const mac = ['02', '42', ...ip.split('.').map((o) => Number(o).toString(16).padStart(2, '0'))].join(':');
     return { NetworkId: net.Id, NetworkName: net.Name, IPAddress: ip, IPPrefixLen: Number(net.Subnet.split('/')[1]), Gateway: net.Gateway, MacAddress: mac, Tap: tap };
@@ -154,6 +158,18 @@ export class NetworkManager {
 
   detach(ep: Endpoint): void {
     deleteTap(ep.Tap);
+    this.leasesOf(ep.NetworkId).delete(ep.IPAddress);
+  }
+
+  /** An endpoint that survived a daemon restart keeps its address. */
+  adopt(ep: Endpoint): void {
+    this.leasesOf(ep.NetworkId).add(ep.IPAddress);
+  }
+
+  private leasesOf(networkId: string): Set<string> {
+    let set = this.leased.get(networkId);
+    if (!set) this.leased.set(networkId, (set = new Set()));
+    return set;
   }
 
   async shutdown(): Promise<void> {
