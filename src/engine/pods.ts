@@ -1,12 +1,14 @@
 /**
  * Pods, Hyper's unit: one VM, several containers. Each container keeps its own
  * root filesystem (its own overlay on the host, bound into the pod VM's share
- * and mounted by the agent as its own /c/<name>; its processes chroot there, so
- * it sees only its image's files), while all of them share the VM's network
- * (they reach each other on localhost) and IPC. The pod VM is started like a
+ * and mounted by the agent as its own /c/<name> in a mount namespace of its own
+ * that lacks the other roots; its processes join it and chroot there, so it
+ * sees only its image's files), while all of them share the VM's network (they
+ * reach each other on localhost) and IPC. The pod VM is started like a
  * warm-pool VM (its share is an empty directory, so it can be a clone of the
- * template), owns the published ports, and lives until the pod stops or its
- * last container is removed.
+ * template), owns the published ports (and its address on a bridge network),
+ * lives until the pod stops or its last container is removed, and survives a
+ * daemon crash like a container's VM (live restore).
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
