@@ -536,93 +536,11 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
       const hc = c.record.HostConfig;
       const tmpfs = mountVolumes(rootfs, c.record.MountPoints ?? [], !!hc.ReadonlyRootfs);
       phases.rootfs = Math.round(performance.now() - t);
-      const userNet = this.userNetwork(hc.NetworkMode);
-      const netMode = userNet ? 'bridge' : networkModeOf(hc.NetworkMode);
-      const { ports, forwards } =
-        netMode === 'none' ? { ports: {}, forwards: [] } : await allocatePorts(hc.PortBindings ?? {}, c.record.Config.ExposedPorts ?? {}, !!hc.PublishAllPorts);
-      c.record.Ports = ports;
-      let endpoint: Endpoint | undefined;
-      try {
-        endpoint = userNet ? this.networks.attach(userNet, c.id) : undefined;
-      } catch (err) {
-        this.releaseStorage(c);
-        throw err;
-      }
-      const shape = this.guestShape(
-        c.record.HostConfig.Memory ? Math.max(128, Math.ceil(c.record.HostConfig.Memory / 1048576) + 64) : undefined,
-        Math.max(1, Math.ceil(c.record.HostConfig.NanoCpus / 1e9)),
-      );
-      const useClone = this.opts.clone && c.record.Config.Labels[NO_CLONE_LABEL] === undefined;
-      const pod = c.record.PodId ? this.pods.get(c.record.PodId) : undefined;
-      const attached = pod
-        ? await this.pods.attach(pod, c.id, rootfs, tmpfs).catch((err: unknown) => {
-            this.releaseStorage(c);
-            throw err;
-          })
-        : undefined;
-      const sandbox = attached?.sandbox ?? await startSandbox(
-        {
-          runDir: path.join(this.runRoot, c.id.slice(0, 12)),
-          ...shape,
-          hostname: c.record.Config.Hostname,
-          memoryLimit: c.record.HostConfig.Memory,
-          rootfs,
-          bootTimeoutMs: this.opts.bootTimeoutMs,
-          templates: useClone ? this.opts.templates : undefined,
-          pool: useClone ? this.opts.pool : undefined,
-          // On a bridge network the VM's NIC is a TAP and published ports go through a host proxy.
-          net: endpoint ? { forwards: [], tap: endpoint.Tap } : { forwards, restrict: netMode === 'none' },
-          guestNet: endpoint ? guestNetworkOf(endpoint) : undefined,
-          tmpfs,
-        },
-        phases,
-      ).catch((err: unknown) => {
-        if (endpoint) this.networks.detach(endpoint);
-        this.releaseStorage(c);
-        throw err;
-      });
-      if (endpoint) {
-        try {
-          this.bindEndpoint(sandbox, endpoint, await PortProxy.open(forwards, endpoint.IPAddress));
-        } catch (err) {
-          this.networks.detach(endpoint);
-          sandbox.release();
-          this.releaseStorage(c);
-          throw err;
-        }
-      }
-      c.record.Endpoint = endpoint;
-      c.sandbox = sandbox;
+      const { sandbox, root, pod } = await this.startVm(c, rootfs, tmpfs, phases);
       if (sandbox.info.fallbackReason) this.opts.logger.warn(`container ${c.id.slice(0, 12)}: cold boot instead of a clone: ${sandbox.info.fallbackReason}`);
       c.log ??= new LogWriter(c.logFile, parseLogOptions(c.record.HostConfig.LogConfig?.Config));
       t = performance.now();
-      const cfg = c.record.Config;
-      const [rows, cols] = c.record.HostConfig.ConsoleSize ?? [0, 0];
-      let main: GuestProcess;
-      try {
-        main = await sandbox.agent.start({
-          root: attached?.root ?? ROOT_NAME,
-          args: [...cfg.Entrypoint, ...cfg.Cmd],
-          env: this.processEnv(c),
-          cwd: cfg.WorkingDir,
-          user: cfg.User,
-          tty: cfg.Tty,
-          stdin: cfg.OpenStdin,
-          rows,
-          cols,
-        });
-      } catch (err) {
-        sandbox.release();
-        c.sandbox = undefined;
-        this.releaseStorage(c);
-        if (err instanceof StartError) {
-          const code = /executable file not found|no such file or directory/.test(err.message) ? 127 : err.errno === 13 ? 126 : 128;
-          Object.assign(c.record.State, { ExitCode: code, Error: err.message });
-          c.save();
-          throw invalid(`failed to create task for container: failed to start the container process: ${err.message}: unknown`);
-        }
-        throw err;
-      }
+      const main = await this.startMainProcess(c, sandbox, root);
       phases.exec = Math.round(performance.now() - t);
       phases.total = Math.round(performance.now() - t0);
       c.main = main;
@@ -662,6 +580,97 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
       throw err;
     } finally {
       c.busy = undefined;
+    }
+  }
+
+  /**
+   * The VM a starting container runs in, with its root mounted: its pod's, or
+   * its own (a clone, a pool VM or a cold boot), on its network. On failure,
+   * everything the start set up (storage, network endpoint) is released.
+   */
+  private async startVm(c: Container, rootfs: string, tmpfs: string[], phases: Record<string, number>): Promise<{ sandbox: Sandbox; root: string; pod?: Pod }> {
+    const hc = c.record.HostConfig;
+    const fail = (err: unknown, endpoint?: Endpoint): never => {
+      if (endpoint) this.networks.detach(endpoint);
+      this.releaseStorage(c);
+      throw err;
+    };
+    const userNet = this.userNetwork(hc.NetworkMode);
+    const netMode = userNet ? 'bridge' : networkModeOf(hc.NetworkMode);
+    const { ports, forwards } =
+      netMode === 'none' ? { ports: {}, forwards: [] } : await allocatePorts(hc.PortBindings ?? {}, c.record.Config.ExposedPorts ?? {}, !!hc.PublishAllPorts).catch((err: unknown) => fail(err));
+    c.record.Ports = ports;
+    const pod = c.record.PodId ? this.pods.get(c.record.PodId) : undefined;
+    if (pod) {
+      // Its pod's VM: the pod publishes the ports (a member has none bound, see create).
+      const attached = await this.pods.attach(pod, c.id, rootfs, tmpfs).catch((err: unknown) => fail(err));
+      return { ...attached, pod };
+    }
+    let endpoint: Endpoint | undefined;
+    try {
+      endpoint = userNet ? this.networks.attach(userNet, c.id) : undefined;
+    } catch (err) {
+      fail(err);
+    }
+    const useClone = this.opts.clone && c.record.Config.Labels[NO_CLONE_LABEL] === undefined;
+    const sandbox = await startSandbox(
+      {
+        runDir: path.join(this.runRoot, c.id.slice(0, 12)),
+        ...this.guestShape(hc.Memory ? Math.max(128, Math.ceil(hc.Memory / 1048576) + 64) : undefined, Math.max(1, Math.ceil(hc.NanoCpus / 1e9))),
+        hostname: c.record.Config.Hostname,
+        memoryLimit: hc.Memory,
+        rootfs,
+        bootTimeoutMs: this.opts.bootTimeoutMs,
+        templates: useClone ? this.opts.templates : undefined,
+        pool: useClone ? this.opts.pool : undefined,
+        // On a bridge network the VM's NIC is a TAP and published ports go through a host proxy.
+        net: endpoint ? { forwards: [], tap: endpoint.Tap } : { forwards, restrict: netMode === 'none' },
+        guestNet: endpoint ? guestNetworkOf(endpoint) : undefined,
+        tmpfs,
+      },
+      phases,
+    ).catch((err: unknown) => fail(err, endpoint));
+    if (endpoint) {
+      try {
+        this.bindEndpoint(sandbox, endpoint, await PortProxy.open(forwards, endpoint.IPAddress));
+      } catch (err) {
+        sandbox.release();
+        fail(err, endpoint);
+      }
+    }
+    c.record.Endpoint = endpoint;
+    return { sandbox, root: ROOT_NAME };
+  }
+
+  /** Starts the image's process in the container's root; a failure releases the VM and storage. */
+  private async startMainProcess(c: Container, sandbox: Sandbox, root: string): Promise<GuestProcess> {
+    c.sandbox = sandbox;
+    const cfg = c.record.Config;
+    const [rows, cols] = c.record.HostConfig.ConsoleSize ?? [0, 0];
+    try {
+      return await sandbox.agent.start({
+        root,
+        args: [...cfg.Entrypoint, ...cfg.Cmd],
+        env: this.processEnv(c),
+        cwd: cfg.WorkingDir,
+        user: cfg.User,
+        tty: cfg.Tty,
+        stdin: cfg.OpenStdin,
+        rows,
+        cols,
+      });
+    } catch (err) {
+      sandbox.release();
+      c.sandbox = undefined;
+      c.record.Endpoint = undefined;
+      this.releaseStorage(c);
+      if (err instanceof StartError) {
+        const code = /executable file not found|no such file or directory/.test(err.message) ? 127 : err.errno === 13 ? 126 : 128;
+        Object.assign(c.record.State, { ExitCode: code, Error: err.message });
+        c.save();
+        throw invalid(`failed to create task for container: failed to start the container process: ${err.message}: unknown`);
+      }
+      throw err;
     }
   }
 
