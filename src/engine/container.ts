@@ -48,6 +48,14 @@ export class Container extends EventEmitter<{ output: [LogRecord]; exit: [number
   get name(): string {
     return this.record.Name;
   }
+  /** The name without Docker's leading slash, as users type it. */
+  get shortName(): string {
+    return this.record.Name.replace(/^\//, '');
+  }
+  /** What the DNS of its bridge network answers for: name, short ID, host name, aliases. */
+  get dnsNames(): string[] {
+    return [this.shortName, this.id.slice(0, 12), this.record.Config.Hostname, ...(this.record.NetworkAliases ?? [])];
+  }
   get running(): boolean {
     return this.record.State.Running;
   }

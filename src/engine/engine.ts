@@ -22,13 +22,13 @@ import type { ClonePool } from '../vm/pool.js';
 import type { GuestShape, TemplateStore } from '../vm/template.js';
 import { Container, type Attachment } from './container.js';
 import { ExecManager, forwardStdin } from './exec.js';
+import { NO_CLONE_LABEL, POD_LABEL } from '../common/labels.js';
 import { MetadataStore } from './metadata.js';
 import { PodManager, type Pod } from './pods.js';
-import { guestNetworkOf, NetworkManager, PREDEFINED, type Endpoint, type NetworkRecord } from './net/networks.js';
-import { PortProxy } from './net/proxy.js';
+import { NetworkManager, PREDEFINED, type NetworkRecord } from './net/networks.js';
 import { LogWriter, parseLogOptions } from './logs.js';
 import { generateName } from './names.js';
-import { ROOT_NAME, startSandbox, type Sandbox } from './sandbox.js';
+import { adoptedSandbox, ROOT_NAME, startSandbox, type Sandbox } from './sandbox.js';
 import { parseSignal } from './signals.js';
 import { NO_RESTART, restartDelayMs, restartsWithDaemon, shouldRestart, validateRestartPolicy } from './restart.js';
 import { NULL_TIME, type ContainerRecord, type ContainerSpec, type HostSpec } from './types.js';
@@ -66,10 +66,6 @@ export interface CreateRequest {
   host: Partial<HostSpec>;
 }
 
-/** A container with this label always cold-boots (`hyperbox run --no-clone`). */
-export const NO_CLONE_LABEL = 'io.hyperbox.no-clone';
-/** A container with this label joins the named pod's VM (`run --pod NAME`). */
-export const POD_LABEL = 'io.hyperbox.pod';
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const NAME_RE = /^\/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
 
@@ -123,7 +119,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
           .filter((c) => c.running && c.record.Endpoint?.NetworkId === networkId)
           .map((c) => ({
             endpoint: c.record.Endpoint!,
-            names: [c.name.replace(/^\//, ''), c.id.slice(0, 12), c.record.Config.Hostname, ...(c.record.NetworkAliases ?? [])],
+            names: c.dnsNames,
           })),
         // A pod on a bridge network has one address: its name and its containers' names resolve to it.
         ...this.pods
@@ -131,7 +127,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
           .filter((p) => p.record.Endpoint?.NetworkId === networkId)
           .map((p) => ({
             endpoint: p.record.Endpoint!,
-            names: [p.name, p.record.Hostname, ...this.podContainers(p).filter((c) => c.running).map((c) => c.name.replace(/^\//, ''))],
+            names: [p.name, p.record.Hostname, ...this.podContainers(p).filter((c) => c.running).map((c) => c.shortName)],
           })),
       ],
     });
@@ -276,20 +272,12 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     const agent = await AgentConnection.connect(vm.paths.control, { timeoutMs: 5000, adopt: [procId] });
     if (c.record.State.Paused) await vm.qmp('stop');
     const main = agent.adopted(procId)!;
-    const sandbox: Sandbox = {
-      vm,
-      agent,
-      info: c.record.StartInfo ?? { mode: 'cold', accel: this.opts.accel.accel, phases: {} },
-      release: () => {
-        vm.kill();
-        fs.rmSync(runDir, { recursive: true, force: true });
-      },
-    };
+    const sandbox = adoptedSandbox(vm, agent, c.record.StartInfo ?? { mode: 'cold', accel: this.opts.accel.accel, phases: {} });
     // A bridge endpoint's TAP survived with the VM; its port proxies died with the old daemon.
     const endpoint = c.record.Endpoint;
     if (endpoint) {
       this.networks.adopt(endpoint);
-      this.bindEndpoint(sandbox, endpoint, await PortProxy.open(forwardsOf(c.record.Ports ?? {}), endpoint.IPAddress));
+      await this.networks.bindToVm(sandbox, endpoint, forwardsOf(c.record.Ports ?? {}));
     }
     c.sandbox = sandbox;
     c.main = main;
@@ -309,7 +297,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     }
     const main = c.record.MainProcId ? pod.sandbox?.agent.adopted(c.record.MainProcId) : undefined;
     if (!pod.sandbox || !main) return "the pod's VM exited while the daemon was down";
-    c.sandbox = { ...pod.sandbox, release: () => undefined, shared: true };
+    c.sandbox = podMemberView(pod.sandbox, c);
     c.main = main;
     c.log ??= new LogWriter(c.logFile, parseLogOptions(c.record.HostConfig.LogConfig?.Config));
     this.wireMainProcess(c, main);
@@ -590,54 +578,37 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
    */
   private async startVm(c: Container, rootfs: string, tmpfs: string[], phases: Record<string, number>): Promise<{ sandbox: Sandbox; root: string; pod?: Pod }> {
     const hc = c.record.HostConfig;
-    const fail = (err: unknown, endpoint?: Endpoint): never => {
-      if (endpoint) this.networks.detach(endpoint);
+    const fail = (err: unknown): never => {
       this.releaseStorage(c);
       throw err;
     };
     const userNet = this.userNetwork(hc.NetworkMode);
     const netMode = userNet ? 'bridge' : networkModeOf(hc.NetworkMode);
     const { ports, forwards } =
-      netMode === 'none' ? { ports: {}, forwards: [] } : await allocatePorts(hc.PortBindings ?? {}, c.record.Config.ExposedPorts ?? {}, !!hc.PublishAllPorts).catch((err: unknown) => fail(err));
+      netMode === 'none' ? { ports: {}, forwards: [] } : await allocatePorts(hc.PortBindings ?? {}, c.record.Config.ExposedPorts ?? {}, !!hc.PublishAllPorts).catch(fail);
     c.record.Ports = ports;
     const pod = c.record.PodId ? this.pods.get(c.record.PodId) : undefined;
     if (pod) {
       // Its pod's VM: the pod publishes the ports (a member has none bound, see create).
-      const attached = await this.pods.attach(pod, c.id, rootfs, tmpfs).catch((err: unknown) => fail(err));
-      return { ...attached, pod };
-    }
-    let endpoint: Endpoint | undefined;
-    try {
-      endpoint = userNet ? this.networks.attach(userNet, c.id) : undefined;
-    } catch (err) {
-      fail(err);
+      const attached = await this.pods.attach(pod, c.id, rootfs, tmpfs).catch(fail);
+      return { sandbox: podMemberView(attached.sandbox, c), root: attached.root, pod };
     }
     const useClone = this.opts.clone && c.record.Config.Labels[NO_CLONE_LABEL] === undefined;
-    const sandbox = await startSandbox(
-      {
-        runDir: path.join(this.runRoot, c.id.slice(0, 12)),
-        ...this.guestShape(hc.Memory ? Math.max(128, Math.ceil(hc.Memory / 1048576) + 64) : undefined, Math.max(1, Math.ceil(hc.NanoCpus / 1e9))),
-        hostname: c.record.Config.Hostname,
-        memoryLimit: hc.Memory,
-        rootfs,
-        bootTimeoutMs: this.opts.bootTimeoutMs,
-        templates: useClone ? this.opts.templates : undefined,
-        pool: useClone ? this.opts.pool : undefined,
-        // On a bridge network the VM's NIC is a TAP and published ports go through a host proxy.
-        net: endpoint ? { forwards: [], tap: endpoint.Tap } : { forwards, restrict: netMode === 'none' },
-        guestNet: endpoint ? guestNetworkOf(endpoint) : undefined,
-        tmpfs,
-      },
-      phases,
-    ).catch((err: unknown) => fail(err, endpoint));
-    if (endpoint) {
-      try {
-        this.bindEndpoint(sandbox, endpoint, await PortProxy.open(forwards, endpoint.IPAddress));
-      } catch (err) {
-        sandbox.release();
-        fail(err, endpoint);
-      }
-    }
+    const options = {
+      runDir: path.join(this.runRoot, c.id.slice(0, 12)),
+      ...this.guestShape(hc.Memory ? Math.max(128, Math.ceil(hc.Memory / 1048576) + 64) : undefined, Math.max(1, Math.ceil(hc.NanoCpus / 1e9))),
+      hostname: c.record.Config.Hostname,
+      memoryLimit: hc.Memory,
+      rootfs,
+      bootTimeoutMs: this.opts.bootTimeoutMs,
+      templates: useClone ? this.opts.templates : undefined,
+      pool: useClone ? this.opts.pool : undefined,
+      tmpfs,
+    };
+    // On a bridge network the VM's NIC is a TAP and published ports go through a host proxy.
+    const { sandbox, endpoint } = userNet
+      ? await this.networks.startOn(userNet, c.id, forwards, (net, guestNet) => startSandbox({ ...options, net, guestNet }, phases)).catch(fail)
+      : { sandbox: await startSandbox({ ...options, net: { forwards, restrict: netMode === 'none' } }, phases).catch(fail), endpoint: undefined };
     c.record.Endpoint = endpoint;
     return { sandbox, root: ROOT_NAME };
   }
@@ -709,11 +680,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     c.main = undefined;
     const sandbox = c.sandbox;
     c.sandbox = undefined;
-    // A pod's VM and agent outlive its containers: the pod releases them.
-    if (!sandbox?.shared) {
-      sandbox?.agent.close();
-      sandbox?.release();
-    }
+    sandbox?.release();
     this.releaseStorage(c);
     Object.assign(c.record.State, {
       Status: 'exited',
@@ -797,10 +764,10 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     // Killing it (not signalling it, e.g. the CLI's forwarded SIGWINCH) is a manual stop.
     if (signo === 9 || signo === parseSignal(c.record.Config.StopSignal, 'SIGTERM')) c.record.ManuallyStopped = true;
     c.main.signal(signo);
-    if (signo === 9 && !c.sandbox?.shared) {
-      // The guest may be wedged: make SIGKILL certain by stopping the VM too.
-      const vm = c.sandbox?.vm;
-      setTimeout(() => vm?.kill(), 2000).unref();
+    if (signo === 9) {
+      // The guest may be wedged: make SIGKILL certain.
+      const sandbox = c.sandbox;
+      setTimeout(() => sandbox?.forceStop(), 2000).unref();
     }
     this.containerEvent(c, 'kill', { signal: String(signo) });
   }
@@ -828,9 +795,9 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     const graceful = timeout < 0 ? await exited.then(() => true) : await Promise.race([exited.then(() => true), sleepMs(timeout * 1000).then(() => false)]);
     if (!graceful && c.main) {
       c.main.signal(9);
-      const vm = c.sandbox?.vm;
+      const sandbox = c.sandbox;
       const forced = await Promise.race([exited.then(() => true), sleepMs(2000).then(() => false)]);
-      if (!forced && !c.sandbox?.shared) vm?.kill();
+      if (!forced) sandbox?.forceStop();
       await exited;
     }
     this.containerEvent(c, 'stop');
@@ -856,8 +823,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
         throw conflict(`cannot remove container "${c.name}": container is running: stop the container before removing or force remove`);
       }
       const exited = c.waitNextExit();
-      if (c.sandbox?.shared) c.main?.signal(9);
-      else c.sandbox?.vm.kill();
+      c.sandbox?.forceStop();
       await Promise.race([exited, sleepMs(5000)]);
     }
     if (c.restartTimer) clearTimeout(c.restartTimer);
@@ -1012,16 +978,6 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
 
   // ---- networks ----------------------------------------------------------------
 
-  /** Ties a bridge endpoint's TAP and port proxy to the VM: released with it. */
-  private bindEndpoint(sandbox: Sandbox, endpoint: Endpoint, proxy: PortProxy): void {
-    const release = sandbox.release;
-    sandbox.release = () => {
-      proxy.close();
-      release();
-      this.networks.detach(endpoint);
-    };
-  }
-
   /** The user-defined network a NetworkMode names, if it names one (404 for an unknown name). */
   userNetwork(mode: string | undefined): NetworkRecord | undefined {
     if (!mode || PREDEFINED.includes(mode) || mode.startsWith('container:')) return undefined;
@@ -1032,16 +988,17 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
   networkUsers(net: NetworkRecord): string[] {
     const uses = (mode: string | undefined) => mode === net.Name || mode === net.Id;
     return [
-      ...this.list().filter((c) => uses(c.record.HostConfig.NetworkMode)).map((c) => c.name.replace(/^\//, '')),
+      ...this.list().filter((c) => uses(c.record.HostConfig.NetworkMode)).map((c) => c.shortName),
       ...this.pods.list().filter((p) => uses(p.record.NetworkMode)).map((p) => `pod ${p.name}`),
     ];
   }
 
-  async networkRemove(idOrName: string): Promise<void> {
+  networkRemove(idOrName: string): void {
     const net = this.networks.get(idOrName);
     const users = this.networkUsers(net);
     if (users.length) throw forbidden(`error while removing network: network ${net.Name} id ${net.Id} has active endpoints (${users.join(', ')})`);
     this.networks.remove(net);
+    this.emitEvent('network', 'destroy', net.Id, { name: net.Name, type: net.Driver });
   }
 
   /**
@@ -1051,10 +1008,10 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
   networkConnect(idOrName: string, container: string, aliases: string[]): void {
     const net = this.networks.get(idOrName);
     const c = this.get(container);
-    if (c.running) throw conflict(`container ${c.name.replace(/^\//, '')} is running: hyperbox cannot add a NIC to a running VM; stop it, connect, start it`);
-    if (c.record.PodId) throw invalid(`container ${c.name.replace(/^\//, '')} is in a pod and uses its network`);
+    if (c.running) throw conflict(`container ${c.shortName} is running: hyperbox cannot add a NIC to a running VM; stop it, connect, start it`);
+    if (c.record.PodId) throw invalid(`container ${c.shortName} is in a pod and uses its network`);
     const current = this.userNetwork(c.record.HostConfig.NetworkMode);
-    if (current && current.Id !== net.Id) throw conflict(`container ${c.name.replace(/^\//, '')} is on network ${current.Name}: a hyperbox container VM has one network; disconnect it first`);
+    if (current && current.Id !== net.Id) throw conflict(`container ${c.shortName} is on network ${current.Name}: a hyperbox container VM has one network; disconnect it first`);
     c.record.HostConfig.NetworkMode = net.Name;
     c.record.NetworkAliases = aliases.length ? aliases : c.record.NetworkAliases;
     c.save();
@@ -1064,8 +1021,8 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
   networkDisconnect(idOrName: string, container: string): void {
     const net = this.networks.get(idOrName);
     const c = this.get(container);
-    if (this.userNetwork(c.record.HostConfig.NetworkMode)?.Id !== net.Id) throw notFound(`container ${c.name.replace(/^\//, '')} is not connected to network ${net.Name}`);
-    if (c.running) throw conflict(`container ${c.name.replace(/^\//, '')} is running: hyperbox cannot remove a running VM's NIC; stop it first`);
+    if (this.userNetwork(c.record.HostConfig.NetworkMode)?.Id !== net.Id) throw notFound(`container ${c.shortName} is not connected to network ${net.Name}`);
+    if (c.running) throw conflict(`container ${c.shortName} is running: hyperbox cannot remove a running VM's NIC; stop it first`);
     c.record.HostConfig.NetworkMode = 'default';
     c.record.NetworkAliases = undefined;
     c.save();
@@ -1127,6 +1084,7 @@ export class Engine extends EventEmitter<{ event: [EngineEvent] }> {
     for (const c of this.containers.values()) if (c.restartTimer) clearTimeout(c.restartTimer);
     await this.networks.shutdown();
     if (opts.liveRestore) {
+      // Only the channels close: the VMs keep running for the next daemon.
       for (const p of this.pods.list()) p.sandbox?.agent.close();
       for (const c of this.containers.values()) c.sandbox?.agent.close();
       await this.opts.pool?.drain();
@@ -1158,4 +1116,10 @@ function parseLayerLimit(opts: Record<string, string> | undefined): number | und
 
 function sleepMs(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms).unref());
+}
+
+/** A pod member's view of its pod's VM: releasing it leaves the VM to the pod;
+ * forcing it to stop kills only the member's process. */
+function podMemberView(pod: Sandbox, c: Container): Sandbox {
+  return { ...pod, release: () => undefined, forceStop: () => c.main?.signal(9) };
 }

@@ -19,10 +19,9 @@ import type { Logger } from '../common/logger.js';
 import { AgentConnection } from '../agent/connection.js';
 import { QemuVm } from '../vm/qemu.js';
 import { allocatePorts, checkPorts, forwardsOf, type PortMap } from './ports.js';
-import { ROOT_TAG, startSandbox, type Sandbox, type SandboxOptions } from './sandbox.js';
+import { adoptedSandbox, ROOT_TAG, startSandbox, type Sandbox, type SandboxOptions } from './sandbox.js';
 import type { MetadataStore } from './metadata.js';
-import { guestNetworkOf, PREDEFINED, type Endpoint, type NetworkManager } from './net/networks.js';
-import { PortProxy } from './net/proxy.js';
+import { PREDEFINED, type Endpoint, type NetworkManager } from './net/networks.js';
 import { NULL_TIME, type StartInfo } from './types.js';
 
 export interface PodRecord {
@@ -140,19 +139,11 @@ export class PodManager {
     const vm = QemuVm.adopt(pid, runDir);
     if (!vm) throw new Error('the VM exited while the daemon was down');
     const agent = await AgentConnection.connect(vm.paths.control, { timeoutMs: 5000, adopt: procIds });
-    const sandbox: Sandbox = {
-      vm,
-      agent,
-      info: pod.record.StartInfo ?? { mode: 'cold', accel: 'tcg', phases: {} },
-      release: () => {
-        vm.kill();
-        fs.rmSync(runDir, { recursive: true, force: true });
-      },
-    };
+    const sandbox = adoptedSandbox(vm, agent, pod.record.StartInfo ?? { mode: 'cold', accel: 'tcg', phases: {} });
     const endpoint = pod.record.Endpoint;
     if (endpoint) {
       this.host.networks().adopt(endpoint);
-      this.bindEndpoint(sandbox, endpoint, await PortProxy.open(forwardsOf(pod.record.Ports ?? {}), endpoint.IPAddress));
+      await this.host.networks().bindToVm(sandbox, endpoint, forwardsOf(pod.record.Ports ?? {}));
     }
     // The roots bound into the share survived on the host; the agent still has them mounted.
     for (const d of fs.existsSync(pod.shareDir) ? fs.readdirSync(pod.shareDir) : []) pod.attached.add(d);
@@ -165,16 +156,6 @@ export class PodManager {
     pod.record.VmRunDir = undefined;
     if (pod.record.State.Status === 'running') pod.record.State = { ...pod.record.State, Status: 'exited', FinishedAt: new Date().toISOString() };
     this.save(pod);
-  }
-
-  /** A bridge endpoint's TAP and port proxy go with the VM. */
-  private bindEndpoint(sandbox: Sandbox, endpoint: Endpoint, proxy: PortProxy): void {
-    const release = sandbox.release;
-    sandbox.release = () => {
-      proxy.close();
-      release();
-      this.host.networks().detach(endpoint);
-    };
   }
 
   /** Makes a started or re-attached VM the pod's, and follows its exit. */
@@ -239,35 +220,18 @@ export class PodManager {
     const exposed = Object.fromEntries(Object.keys(pod.record.PortBindings).map((k) => [k, {}]));
     const { ports, forwards } = await allocatePorts(pod.record.PortBindings, exposed, false);
     const phases: Record<string, number> = {};
+    const options = {
+      ...this.host.sandboxOptions(),
+      runDir: path.join(this.host.runRoot, `pod-${pod.id.slice(0, 12)}`),
+      hostname: pod.record.Hostname,
+      rootfs: pod.shareDir,
+      noRoot: true,
+    };
     // On a bridge network the pod VM gets a TAP and an address; its ports go through a host proxy.
     const net = pod.record.NetworkMode ? this.host.networks().get(pod.record.NetworkMode) : undefined;
-    const endpoint = net ? this.host.networks().attach(net, pod.id) : undefined;
-    let sandbox: Sandbox;
-    try {
-      sandbox = await startSandbox(
-        {
-          ...this.host.sandboxOptions(),
-          runDir: path.join(this.host.runRoot, `pod-${pod.id.slice(0, 12)}`),
-          hostname: pod.record.Hostname,
-          rootfs: pod.shareDir,
-          net: endpoint ? { forwards: [], tap: endpoint.Tap } : { forwards },
-          guestNet: endpoint ? guestNetworkOf(endpoint) : undefined,
-          noRoot: true,
-        },
-        phases,
-      );
-    } catch (err) {
-      if (endpoint) this.host.networks().detach(endpoint);
-      throw err;
-    }
-    if (endpoint) {
-      const proxy = await PortProxy.open(forwards, endpoint.IPAddress).catch((err: unknown) => {
-        sandbox.release();
-        this.host.networks().detach(endpoint);
-        throw err;
-      });
-      this.bindEndpoint(sandbox, endpoint, proxy);
-    }
+    const { sandbox, endpoint } = net
+      ? await this.host.networks().startOn(net, pod.id, forwards, (spec, guestNet) => startSandbox({ ...options, net: spec, guestNet }, phases))
+      : { sandbox: await startSandbox({ ...options, net: { forwards } }, phases), endpoint: undefined };
     pod.attached.clear();
     pod.record.Ports = ports;
     pod.record.Endpoint = endpoint;
@@ -296,7 +260,7 @@ export class PodManager {
       await vmSandbox.agent.mountRoot(ROOT_TAG, name, name, tmpfs, { isolate: true });
       pod.attached.add(name);
     }
-    return { sandbox: { ...vmSandbox, release: () => undefined, shared: true }, root: name };
+    return { sandbox: vmSandbox, root: name };
   }
 
   /** A container left the pod for good: its root is unbound from the share. */
@@ -310,7 +274,6 @@ export class PodManager {
   stopVm(pod: Pod): void {
     const sandbox = pod.sandbox;
     pod.sandbox = undefined;
-    sandbox?.agent.close();
     sandbox?.release();
     for (const name of pod.attached) unbind(path.join(pod.shareDir, name));
     pod.attached.clear();

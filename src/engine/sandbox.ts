@@ -5,6 +5,7 @@
  * times each phase for `inspect`.
  */
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 import { AgentConnection, type GuestNetwork } from '../agent/connection.js';
 import { internal } from '../common/errors.js';
 import type { GuestAssets } from '../vm/assets.js';
@@ -44,10 +45,13 @@ export interface Sandbox {
   vm: QemuVm;
   agent: AgentConnection;
   info: StartInfo;
-  /** Stops the VM and cleans up what its start left on the host. */
+  /** The container is done with it: closes the agent channel, stops the VM and
+   * cleans up what its start left on the host (for a pod's member: nothing, the
+   * pod releases its VM). */
   release(): void;
-  /** The VM belongs to a pod: a container leaving it must not stop it. */
-  shared?: boolean;
+  /** Ends the container for certain when its process does not stop: the VM is
+   * stopped (a pod's member: its process is killed, the VM is the pod's). */
+  forceStop(): void;
 }
 
 /** Tag of the 9p share carrying a container's root, and its name in the guest. */
@@ -129,5 +133,29 @@ export async function startSandbox(opts: SandboxOptions, phases: Record<string, 
     release();
     throw err instanceof Error && 'kind' in err ? err : internal(`VM failed to start: ${(err as Error).message}`);
   }
-  return { vm, agent, info: { mode, accel: opts.accel, phases, fallbackReason }, release };
+  return {
+    vm,
+    agent,
+    info: { mode, accel: opts.accel, phases, fallbackReason },
+    release: () => {
+      agent.close();
+      release();
+    },
+    forceStop: () => started.kill(),
+  };
+}
+
+/** The sandbox of a VM that outlived the daemon (live restore), once its agent answered again. */
+export function adoptedSandbox(vm: QemuVm, agent: AgentConnection, info: StartInfo): Sandbox {
+  return {
+    vm,
+    agent,
+    info,
+    release: () => {
+      agent.close();
+      vm.kill();
+      fs.rmSync(vm.runDir, { recursive: true, force: true });
+    },
+    forceStop: () => vm.kill(),
+  };
 }

@@ -46,7 +46,7 @@ function networks(c: Container) {
         IPPrefixLen: ep?.IPPrefixLen ?? 0,
         MacAddress: ep?.MacAddress ?? '',
         Aliases: c.record.NetworkAliases ?? null,
-        DNSNames: ep ? [c.name.replace(/^\//, ''), c.id.slice(0, 12), ...(c.record.NetworkAliases ?? [])] : null,
+        DNSNames: ep ? c.dnsNames : null,
       },
     };
   }

@@ -1,4 +1,5 @@
 /** Container commands: run, create, start, exec, ps, logs, stop, restart, kill, rm, wait, inspect. */
+import { NO_CLONE_LABEL, POD_LABEL } from '../../common/labels.js';
 import { Command, Option } from 'commander';
 import { monitorResize, pumpHijacked, rawTerminal, terminalSize } from '../attach.js';
 import { ApiError, Demuxer } from '../client.js';
@@ -102,7 +103,7 @@ function createBody(image: string, command: string[], o: RunOptions) {
     AttachStdin: !!o.interactive && !o.detach,
     AttachStdout: !o.detach,
     AttachStderr: !o.detach,
-    Labels: { ...(o.clone === false ? { 'io.hyperbox.no-clone': '1' } : {}), ...(o.pod ? { 'io.hyperbox.pod': o.pod } : {}) },
+    Labels: { ...(o.clone === false ? { [NO_CLONE_LABEL]: '1' } : {}), ...(o.pod ? { [POD_LABEL]: o.pod } : {}) },
     ExposedPorts: publish.exposed,
     NetworkingConfig: o.networkAlias?.length && o.network ? { EndpointsConfig: { [o.network]: { Aliases: o.networkAlias } } } : undefined,
     HostConfig: {

@@ -4,6 +4,7 @@
  */
 import fs from 'node:fs';
 import type { Command } from 'commander';
+import { POD_LABEL } from '../../common/labels.js';
 import { ApiError } from '../client.js';
 import { type Act, ago, api, collect, forEach, inspectEach, parseLabels } from '../context.js';
 import { ExitError } from '../exit-error.js';
@@ -12,8 +13,6 @@ import type { PodPlan } from '../kube/manifest.js';
 import { parsePublish } from './containers.js';
 import { pullImage } from './registry.js';
 
-/** The label that makes a container join a pod (engine POD_LABEL). */
-export const POD_LABEL = 'io.hyperbox.pod';
 
 interface PodView {
   Id: string;

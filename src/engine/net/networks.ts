@@ -9,7 +9,11 @@ import { conflict, forbidden, invalid, notFound } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import type { MetadataStore } from '../metadata.js';
 import { BRIDGE_PREFIX, createTap, deleteTap, ensureBridge, hostIpv4Networks, linksWithPrefix, removeBridge } from './bridge.js';
+import type { GuestNetwork } from '../../agent/connection.js';
+import type { NetSpec, PortForward } from '../../vm/qemu.js';
+import type { Sandbox } from '../sandbox.js';
 import { NetworkDns } from './dns.js';
+import { PortProxy } from './proxy.js';
 
 export interface NetworkRecord {
   Id: string;
@@ -138,8 +142,8 @@ export class NetworkManager {
     this.host.metadata.removeRecord('networks', net.Id);
   }
 
-  /** Gives a starting container an address and a TAP device on the network. */
-  attach(net: NetworkRecord, containerId: string): Endpoint {
+  /** Gives a starting VM an address and a TAP device on the network. */
+  private attach(net: NetworkRecord, containerId: string): Endpoint {
     const leased = this.leasesOf(net.Id);
     const used = new Set([...this.host.members(net.Id).map((m) => m.endpoint.IPAddress), ...leased]);
     const base = ipToInt(net.Subnet.split('/')[0]!);
@@ -156,7 +160,51 @@ export class NetworkManager {
     return { NetworkId: net.Id, NetworkName: net.Name, IPAddress: ip, IPPrefixLen: Number(net.Subnet.split('/')[1]), Gateway: net.Gateway, MacAddress: mac, Tap: tap };
   }
 
-  detach(ep: Endpoint): void {
+  /**
+   * Starts a VM on a bridge network: it gets a TAP and an address, its published
+   * ports are proxied, and all of it is given back if the start fails (or, later,
+   * when the VM is released).
+   */
+  async startOn(
+    net: NetworkRecord,
+    ownerId: string,
+    forwards: PortForward[],
+    start: (spec: NetSpec, guest: GuestNetwork) => Promise<Sandbox>,
+  ): Promise<{ sandbox: Sandbox; endpoint: Endpoint }> {
+    const endpoint = this.attach(net, ownerId);
+    let sandbox: Sandbox;
+    try {
+      sandbox = await start({ forwards: [], tap: endpoint.Tap }, guestNetworkOf(endpoint));
+    } catch (err) {
+      this.detach(endpoint);
+      throw err;
+    }
+    try {
+      await this.bindToVm(sandbox, endpoint, forwards);
+    } catch (err) {
+      sandbox.release();
+      this.detach(endpoint);
+      throw err;
+    }
+    return { sandbox, endpoint };
+  }
+
+  /**
+   * Ties an endpoint to the VM on it: published ports are proxied to its
+   * address, and releasing the VM closes the proxy and gives the TAP and
+   * address back. (If the proxy cannot open, nothing is tied: the caller detaches.)
+   */
+  async bindToVm(sandbox: Sandbox, ep: Endpoint, forwards: PortForward[]): Promise<void> {
+    const proxy = await PortProxy.open(forwards, ep.IPAddress);
+    const release = sandbox.release;
+    sandbox.release = () => {
+      proxy.close();
+      release();
+      this.detach(ep);
+    };
+  }
+
+  private detach(ep: Endpoint): void {
     deleteTap(ep.Tap);
     this.leasesOf(ep.NetworkId).delete(ep.IPAddress);
   }
@@ -221,6 +269,6 @@ export class NetworkManager {
 }
 
 /** What the agent configures on eth0 for a bridge endpoint: the network's DNS is on its gateway. */
-export function guestNetworkOf(ep: Endpoint) {
+function guestNetworkOf(ep: Endpoint): GuestNetwork {
   return { ipv4: `${ep.IPAddress}/${ep.IPPrefixLen}`, gateway: ep.Gateway, dns: ep.Gateway, mac: ep.MacAddress };
 }

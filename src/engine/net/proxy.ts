@@ -60,7 +60,7 @@ async function tcp(f: PortForward, target: string): Promise<() => void> {
 async function udp(f: PortForward, target: string): Promise<() => void> {
   const server = dgram.createSocket('udp4');
   // One upstream socket per client address, so replies find their way back.
-  const flows = new Map<string, { socket: dgram.Socket; timer: NodeJS.Timeout }>();
+  const flows = new Map<string, { socket: dgram.Socket; timer?: NodeJS.Timeout }>();
   server.on('message', (msg, from) => {
     const key = `${from.address}:${from.port}`;
     let flow = flows.get(key);
@@ -69,7 +69,7 @@ async function udp(f: PortForward, target: string): Promise<() => void> {
       const socket = dgram.createSocket('udp4');
       socket.on('message', (reply) => server.send(reply, from.port, from.address));
       socket.on('error', () => undefined);
-      flow = { socket, timer: setTimeout(() => undefined, 0) };
+      flow = { socket };
       flows.set(key, flow);
     }
     clearTimeout(flow.timer);

@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { conflict, invalid, notFound } from '../../../common/errors.js';
+import type { Container } from '../../../engine/container.js';
 import type { Engine } from '../../../engine/engine.js';
 import type { NetworkRecord } from '../../../engine/net/networks.js';
 import { DEFAULT_NETWORK, networkModeOf } from '../../../engine/ports.js';
@@ -14,6 +15,42 @@ import type { RouteTable } from '../server.js';
 
 const CREATED = '2024-01-01T00:00:00Z';
 
+interface NetworkView {
+  Name: string;
+  Id: string;
+  Created: string;
+  Driver: string;
+  Internal: boolean;
+  Subnets: Array<{ Subnet: string; Gateway: string }>;
+  /** Running members and their address (with prefix) and MAC on the network. */
+  Members: Array<[Container, { ipv4: string; mac: string }]>;
+  Options: Record<string, string>;
+  Labels: Record<string, string>;
+}
+
+/** A network as Docker's API shows one; the fields hyperbox has no use for get their fixed values. */
+function networkResource(n: NetworkView) {
+  return {
+    Name: n.Name,
+    Id: n.Id,
+    Created: n.Created,
+    Scope: 'local',
+    Driver: n.Driver,
+    EnableIPv4: true,
+    EnableIPv6: false,
+    IPAM: { Driver: 'default', Options: {}, Config: n.Subnets },
+    Internal: n.Internal,
+    Attachable: false,
+    Ingress: false,
+    ConfigFrom: { Network: '' },
+    ConfigOnly: false,
+    Containers: Object.fromEntries(n.Members.map(([c, a]) => [c.id, { Name: c.shortName, EndpointID: c.id, MacAddress: a.mac, IPv4Address: a.ipv4, IPv6Address: '' }])),
+    Options: n.Options,
+    Labels: n.Labels,
+  };
+}
+
+/** The predefined networks: the user-mode one (named `bridge`) and `none`. */
 function networkJson(name: string, engine: Engine) {
   const user = name === DEFAULT_NETWORK;
   const members = engine.list().filter((c) => {
@@ -23,22 +60,14 @@ function networkJson(name: string, engine: Engine) {
       return false;
     }
   });
-  return {
+  return networkResource({
     Name: name,
     Id: name,
     Created: CREATED,
-    Scope: 'local',
     Driver: user ? 'slirp' : 'null',
-    EnableIPv6: false,
-    IPAM: { Driver: 'default', Options: null, Config: user ? [{ Subnet: USER_NET.subnet, Gateway: USER_NET.gateway }] : [] },
     Internal: false,
-    Attachable: false,
-    Ingress: false,
-    ConfigFrom: { Network: '' },
-    ConfigOnly: false,
-    Containers: Object.fromEntries(
-      members.map((c) => [c.id, { Name: c.name.replace(/^\//, ''), EndpointID: c.id, MacAddress: '', IPv4Address: user ? `${USER_NET.guest}/${USER_NET.prefix}` : '', IPv6Address: '' }]),
-    ),
+    Subnets: user ? [{ Subnet: USER_NET.subnet, Gateway: USER_NET.gateway }] : [],
+    Members: members.map((c) => [c, { ipv4: user ? `${USER_NET.guest}/${USER_NET.prefix}` : '', mac: '' }]),
     Options: user
       ? {
           'io.hyperbox.network.mode': 'user',
@@ -47,34 +76,24 @@ function networkJson(name: string, engine: Engine) {
         }
       : {},
     Labels: {},
-  };
+  });
 }
 
 function userNetworkJson(net: NetworkRecord, engine: Engine) {
-  const members = engine.list().filter((c) => c.running && c.record.Endpoint?.NetworkId === net.Id);
-  return {
+  return networkResource({
     Name: net.Name,
     Id: net.Id,
     Created: net.Created,
-    Scope: 'local',
     Driver: net.Driver,
-    EnableIPv4: true,
-    EnableIPv6: false,
-    IPAM: { Driver: 'default', Options: {}, Config: [{ Subnet: net.Subnet, Gateway: net.Gateway }] },
     Internal: net.Internal,
-    Attachable: false,
-    Ingress: false,
-    ConfigFrom: { Network: '' },
-    ConfigOnly: false,
-    Containers: Object.fromEntries(
-      members.map((c) => {
-        const ep = c.record.Endpoint!;
-        return [c.id, { Name: c.name.replace(/^\//, ''), EndpointID: c.id, MacAddress: ep.MacAddress, IPv4Address: `${ep.IPAddress}/${ep.IPPrefixLen}`, IPv6Address: '' }];
-      }),
-    ),
+    Subnets: [{ Subnet: net.Subnet, Gateway: net.Gateway }],
+    Members: engine
+      .list()
+      .filter((c) => c.running && c.record.Endpoint?.NetworkId === net.Id)
+      .map((c) => [c, { ipv4: `${c.record.Endpoint!.IPAddress}/${c.record.Endpoint!.IPPrefixLen}`, mac: c.record.Endpoint!.MacAddress }]),
     Options: { 'com.docker.network.bridge.name': net.Bridge },
     Labels: net.Labels,
-  };
+  });
 }
 
 const NAMES = [DEFAULT_NETWORK, 'none'];
@@ -116,21 +135,18 @@ export function networkRoutes(r: RouteTable, engine: Engine): void {
     engine.emitEvent('network', 'create', net.Id, { name: net.Name, type: net.Driver });
     ctx.send(201, { Id: net.Id, Warning: '' });
   });
-  r.add('POST', '/networks/prune', async (ctx) => {
+  r.add('POST', '/networks/prune', (ctx) => {
     const deleted: string[] = [];
     for (const net of engine.networks.list()) {
       if (engine.networkUsers(net).length) continue;
-      await engine.networkRemove(net.Id);
-      engine.emitEvent('network', 'destroy', net.Id, { name: net.Name, type: net.Driver });
+      engine.networkRemove(net.Id);
       deleted.push(net.Name);
     }
     ctx.send(200, { NetworksDeleted: deleted });
   });
-  r.add('DELETE', '/networks/:id', async (ctx) => {
+  r.add('DELETE', '/networks/:id', (ctx) => {
     if (NAMES.includes(ctx.params.id!)) throw conflict(`${ctx.params.id} is a pre-defined network and cannot be removed`);
-    const net = engine.networks.get(ctx.params.id!);
-    await engine.networkRemove(net.Id);
-    engine.emitEvent('network', 'destroy', net.Id, { name: net.Name, type: net.Driver });
+    engine.networkRemove(ctx.params.id!);
     ctx.send(204);
   });
   r.add('POST', '/networks/:id/connect', async (ctx) => {
