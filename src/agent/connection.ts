@@ -156,7 +156,19 @@ export class GuestProcess extends EventEmitter<{
 interface Pending {
   resolve: (f: Frame) => void;
   reject: (e: Error) => void;
+  /** Timed out: its answer, when it comes, is dropped. */
+  abandoned?: boolean;
 }
+
+/** How long a request (configure, mount, stats) may take before it fails. */
+const REQUEST_TIMEOUT_MS = 15_000;
+/** How long the agent may take to answer a START (fork, exec, setns in the guest). */
+const START_TIMEOUT_MS = 30_000;
+/** Unanswered requests after which the guest is considered gone. */
+const MAX_ABANDONED = 16;
+
+/** A request the guest did not answer in time (the channel stays open). */
+export class AgentTimeoutError extends Error {}
 
 export interface ConnectOptions {
   signal?: AbortSignal;
@@ -236,14 +248,28 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
     this.sock.write(encodeFrame(type, proc, payload));
   }
 
-  private request(type: number, fields: Array<[number, TlvValue]>, timeoutMs = 15000): Promise<Frame> {
+  /**
+   * Sends a request and waits for its RESULT. Results come back in order, so a
+   * request that times out keeps its place in the queue (its late answer is
+   * consumed and dropped) and only this request fails: a slow guest (a STATS
+   * under load) is not a dead one. A guest that leaves too many requests
+   * unanswered is: its channel closes.
+   */
+  private request(type: number, fields: Array<[number, TlvValue]>, timeoutMs = REQUEST_TIMEOUT_MS): Promise<Frame> {
     return new Promise((resolve, reject) => {
       if (this.closed) return reject(new Error('agent channel closed'));
-      const timer = setTimeout(() => this.shutdown(new Error('guest agent did not answer in time')), timeoutMs);
-      this.results.push({
+      const slot: Pending = {
         resolve: (f) => (clearTimeout(timer), resolve(f)),
         reject: (e) => (clearTimeout(timer), reject(e)),
-      });
+      };
+      const timer = setTimeout(() => {
+        slot.resolve = () => undefined;
+        slot.reject = () => undefined;
+        slot.abandoned = true;
+        reject(new AgentTimeoutError(`guest agent did not answer in ${timeoutMs} ms`));
+        if (this.results.filter((p) => p.abandoned).length > MAX_ABANDONED) this.shutdown(new Error('guest agent stopped answering requests'));
+      }, timeoutMs);
+      this.results.push(slot);
       this.send(type, 0, encodeTlv(fields));
     });
   }
@@ -287,14 +313,14 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
   private adoptedProcs = new Map<number, GuestProcess>();
 
   /** A snapshot of the guest's memory, CPU time and processes (top, stats). */
-  async stats(): Promise<GuestStats> {
-    const frame = await this.request(MsgType.Stats, [], 5000);
+  async stats(timeoutMs = 5000): Promise<GuestStats> {
+    const frame = await this.request(MsgType.Stats, [], timeoutMs);
     return parseStats(frame.payload);
   }
 
   /** Starts a process. Its events are held until the caller calls `release()`
    * on it, after attaching its listeners, so no early output is lost. */
-  async start(spec: ProcessSpec): Promise<GuestProcess> {
+  async start(spec: ProcessSpec, timeoutMs = START_TIMEOUT_MS): Promise<GuestProcess> {
     const id = this.nextProc++;
     const proc = new GuestProcess(id, this);
     const fields: Array<[number, TlvValue]> = [
@@ -310,7 +336,21 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
     if (spec.cols) fields.push([Tag.Cols, spec.cols]);
     const frame = await new Promise<Frame>((resolve, reject) => {
       if (this.closed) return reject(new Error('agent channel closed'));
-      this.starting.set(id, { proc, resolve, reject });
+      // A start the guest does not answer fails after a while; if the process
+      // starts after all, it is killed when its STARTED arrives (see dispatch).
+      const timer = setTimeout(() => {
+        const entry = this.starting.get(id);
+        if (!entry) return;
+        entry.abandoned = true;
+        entry.resolve = () => undefined;
+        entry.reject = () => undefined;
+        reject(new AgentTimeoutError(`guest agent did not start the process in ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.starting.set(id, {
+        proc,
+        resolve: (f) => (clearTimeout(timer), resolve(f)),
+        reject: (e) => (clearTimeout(timer), reject(e)),
+      });
       this.send(MsgType.Start, id, encodeTlv(fields));
     });
     const f = Fields.of(frame.payload);
@@ -359,6 +399,11 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
         const s = this.starting.get(f.proc);
         if (!s) throw new ProtocolError(`guest answered a start for unknown process ${f.proc}`);
         this.starting.delete(f.proc);
+        if (s.abandoned) {
+          // Its caller gave up: a process that started late must not run unowned.
+          if (f.type === MsgType.Started) this.send(MsgType.Signal, f.proc, encodeTlv([[Tag.Signal, 9]]));
+          return;
+        }
         if (f.type === MsgType.Started) this.procs.set(f.proc, s.proc);
         return s.resolve(f);
       }

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { defaultDataRoot } from '../common/paths.js';
-import { repoRoot } from '../vm/assets.js';
+import { repoRoot } from '../common/paths.js';
 import { ApiClient, ApiError, ConnectError } from './client.js';
 import { renderTemplate } from './format.js';
 import { ExitError } from './exit-error.js';

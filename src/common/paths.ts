@@ -5,6 +5,10 @@
  */
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The checkout hyperbox runs from (build/ holds the guest kernel and agent). */
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
 const isRoot = process.getuid?.() === 0;
 

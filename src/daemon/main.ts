@@ -12,11 +12,7 @@ import { createDockerApiServer, listenTcp, listenUnix, type TlsFiles } from '../
 import { createLogger, parseLogLevel, type LogLevel } from '../common/logger.js';
 import { defaultConfigFile, defaultDataRoot, defaultHost, parseHost, type DaemonAddress } from '../common/paths.js';
 import { Engine } from '../engine/engine.js';
-import { chooseAccelerator, parseAccel } from '../vm/accel.js';
-import { locateGuestAssets } from '../vm/assets.js';
-import { QEMU_BINARY } from '../vm/qemu.js';
-import { ClonePool } from '../vm/pool.js';
-import { TemplateStore } from '../vm/template.js';
+import { chooseAccelerator, createDriver, locateGuestAssets, parseAccel } from '../vm/index.js';
 
 const VERSION = '0.1.0';
 
@@ -77,15 +73,6 @@ function checkDataRoot(dir: string): void {
       }
     }
     throw new Error(`data root ${dir} is not writable: ${code ?? (err as Error).message}`);
-  }
-}
-
-function qemuVersion(): string {
-  try {
-    const out = execFileSync(QEMU_BINARY, ['--version'], { encoding: 'utf8' });
-    return /version (\S+)/.exec(out)?.[1] ?? 'unknown';
-  } catch {
-    throw new Error(`${QEMU_BINARY} not found: run 'npm run setup' (installs qemu-system-x86)`);
   }
 }
 
@@ -159,7 +146,6 @@ async function run(argv: string[]): Promise<void> {
   const dataRoot = path.resolve(o.dataRoot ?? config['data-root'] ?? defaultDataRoot());
   checkDataRoot(dataRoot);
   const requested = parseAccel(o.accel ?? process.env.HYPERBOX_ACCEL ?? config.accel);
-  const qemu = qemuVersion();
   const assets = locateGuestAssets({ kernel: config.kernel, initrd: config.initrd });
   const accel = await chooseAccelerator({ requested, assets, cacheDir: cacheDir() });
   logger.info(`accelerator: ${accel.accel} (${accel.reason})`);
@@ -167,12 +153,17 @@ async function run(argv: string[]): Promise<void> {
   const clone = o.clone && config.clone !== false;
   const liveRestore = !!o.liveRestore || config['live-restore'] === true;
   const insecureRegistries = [...(o.insecureRegistry ?? []), ...(config['insecure-registries'] ?? [])];
-  const templates = new TemplateStore(path.join(dataRoot, 'templates'), qemu, logger);
-  for (const k of templates.removeStale(assets)) logger.info(`removed stale template ${k}`);
   const defaultMemoryMiB = config['default-memory-mib'] ?? 512;
   const poolSize = o.poolSize !== undefined ? Number(o.poolSize) : (config['pool-size'] ?? 0);
   if (!Number.isInteger(poolSize) || poolSize < 0) throw new Error(`invalid --pool-size "${o.poolSize}": expected a whole number`);
-  const pool = clone && poolSize > 0 ? new ClonePool(templates, path.join(dataRoot, 'run'), poolSize, logger) : undefined;
+  const driver = createDriver({
+    // HYPERBOX_TEMPLATE_DIR lets several daemons (the test suite's) share templates.
+    templateDir: process.env.HYPERBOX_TEMPLATE_DIR ?? path.join(dataRoot, 'templates'),
+    runRoot: path.join(dataRoot, 'run'),
+    poolSize: clone ? poolSize : 0,
+    logger,
+  });
+  for (const k of driver.templates.removeStale(assets)) logger.info(`removed stale template ${k}`);
   const engine = new Engine({
     dataRoot,
     assetOverrides: { kernel: config.kernel, initrd: config.initrd },
@@ -181,19 +172,18 @@ async function run(argv: string[]): Promise<void> {
     bootTimeoutMs: accel.accel === 'kvm' ? 10_000 : 30_000,
     logger,
     clone,
-    templates,
-    pool,
+    driver,
   });
   await engine.recover();
   // The default shape's template is made ahead of time, off the start path.
   if (clone) {
     const shape = { assets, accel: accel.accel, memoryMiB: defaultMemoryMiB, cpus: 1 };
-    void templates
+    void driver.templates
       .ensure(shape)
-      .then(() => pool?.fill(shape))
+      .then(() => driver.fillPool(shape))
       .catch((err: Error) => logger.warn(`template: ${err.message}`));
   }
-  const serverInfo = { defaultMemoryMiB, version: VERSION, accel: accel.accel, accelReason: accel.reason, dataRoot, qemuVersion: qemu, liveRestore, insecureRegistries };
+  const serverInfo = { defaultMemoryMiB, version: VERSION, accel: accel.accel, accelReason: accel.reason, dataRoot, qemuVersion: driver.version, liveRestore, insecureRegistries };
   const servers: Array<ReturnType<typeof createDockerApiServer>> = [];
   const sockets: string[] = [];
   for (const a of addresses) {
@@ -209,7 +199,7 @@ async function run(argv: string[]): Promise<void> {
     logger.info(`API listen on ${where} (data root ${dataRoot})`);
   }
   fs.writeFileSync(path.join(dataRoot, 'hyperboxd.pid'), String(process.pid));
-  engine.restartOnBoot();
+  engine.restarts.onDaemonStart();
 
   let stopping = false;
   const shutdown = async (sig: string) => {

@@ -7,7 +7,8 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { GuestProcess } from '../agent/connection.js';
 import type { LogRecord, LogWriter } from './logs.js';
-import type { Sandbox } from './sandbox.js';
+import type { Sandbox } from '../sandbox/sandbox.js';
+import { OperationLock } from './state.js';
 import type { ContainerRecord } from './types.js';
 
 /** A client attached to a container's stdio (the hijacked connection of `attach`). */
@@ -25,8 +26,8 @@ export class Container extends EventEmitter<{ output: [LogRecord]; exit: [number
   main: GuestProcess | undefined;
   log: LogWriter | undefined;
   readonly attachments = new Set<Attachment>();
-  /** Set while start/stop/remove is in progress, to refuse conflicting operations. */
-  busy: string | undefined;
+  /** Serialises start, stop, restart, pause and remove (see state.ts). */
+  readonly lock = new OperationLock();
   removed = false;
   /** A pending restart by the restart policy. */
   restartTimer: NodeJS.Timeout | undefined;
@@ -59,6 +60,10 @@ export class Container extends EventEmitter<{ output: [LogRecord]; exit: [number
   get running(): boolean {
     return this.record.State.Running;
   }
+  /** A start is in progress (its VM is booting). */
+  get starting(): boolean {
+    return this.lock.current === 'start';
+  }
 
   get logFile(): string {
     return path.join(this.dir, 'container.log');
@@ -81,7 +86,7 @@ export class Container extends EventEmitter<{ output: [LogRecord]; exit: [number
 
   /** Resolves when the container next stops running (or now, if it is not running). */
   waitNotRunning(): Promise<number> {
-    if (!this.running && !this.busy) return Promise.resolve(this.record.State.ExitCode);
+    if (!this.running && !this.starting) return Promise.resolve(this.record.State.ExitCode);
     return this.waitNextExit();
   }
 

@@ -7,7 +7,7 @@ import type { Readable } from 'node:stream';
 import { StartError, type GuestProcess } from '../agent/connection.js';
 import { conflict, invalid, notFound } from '../common/errors.js';
 import type { Attachment, Container } from './container.js';
-import { ROOT_NAME } from './sandbox.js';
+import { ROOT_NAME } from '../sandbox/sandbox.js';
 
 export interface ExecConfig {
   Cmd: string[];

@@ -21,12 +21,12 @@ function deleteUnused(engine: Engine, img: Image, out: DeleteResponseItem[]): vo
   engine.store.deleteImage(img.manifestDigest);
   engine.rootfs.removeImageRootfs(img.id);
   out.push({ Deleted: img.id });
-  engine.emitEvent('image', 'delete', img.id, { name: img.id });
+  engine.events.publish('image', 'delete', img.id, { name: img.id });
 }
 
 export function removeImage(engine: Engine, name: string, force: boolean): DeleteResponseItem[] {
   const img = engine.store.resolve(name);
-  const user = engine.imageInUse(img.id);
+  const user = engine.registry.imageUser(img.id);
   const byId = isIdReference(img, name);
   const shortId = img.id.slice(7, 19);
   const out: DeleteResponseItem[] = [];
@@ -39,7 +39,7 @@ export function removeImage(engine: Engine, name: string, force: boolean): Delet
     }
     engine.store.untag(ref);
     out.push({ Untagged: ref });
-    engine.emitEvent('image', 'untag', img.id, { name: ref });
+    engine.events.publish('image', 'untag', img.id, { name: ref });
     if (last && !user) deleteUnused(engine, img, out);
   } else {
     if (user) {
@@ -52,7 +52,7 @@ export function removeImage(engine: Engine, name: string, force: boolean): Delet
     for (const ref of img.refs) {
       engine.store.untag(ref);
       out.push({ Untagged: ref });
-      engine.emitEvent('image', 'untag', img.id, { name: ref });
+      engine.events.publish('image', 'untag', img.id, { name: ref });
     }
     if (!user) deleteUnused(engine, img, out);
     // A stopped container keeps a forced-away image alive, dangling, as Docker does.
@@ -66,7 +66,7 @@ export function removeImage(engine: Engine, name: string, force: boolean): Delet
 export function pruneImages(engine: Engine, all: boolean): { ImagesDeleted: DeleteResponseItem[]; SpaceReclaimed: number } {
   const out: DeleteResponseItem[] = [];
   for (const img of engine.store.list()) {
-    if (engine.imageInUse(img.id)) continue;
+    if (engine.registry.imageUser(img.id)) continue;
     if (img.refs.length && !all) continue;
     for (const ref of img.refs) out.push({ Untagged: ref });
     deleteUnused(engine, img, out);

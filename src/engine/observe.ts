@@ -6,6 +6,7 @@
  */
 import { conflict } from '../common/errors.js';
 import type { GuestProcessInfo, GuestStats } from '../agent/stats.js';
+import type { HostUsage } from '../vm/index.js';
 import type { Container } from './container.js';
 
 const TICK_NS = 10_000_000; // USER_HZ = 100
@@ -45,7 +46,7 @@ export async function top(c: Container): Promise<{ Titles: string[]; Processes: 
 export interface StatsSample {
   at: Date;
   guest: GuestStats | undefined;
-  host: ReturnType<NonNullable<Container['sandbox']>['vm']['hostUsage']>;
+  host: HostUsage;
 }
 
 export async function sample(c: Container): Promise<StatsSample> {
@@ -54,7 +55,7 @@ export async function sample(c: Container): Promise<StatsSample> {
   if (!c.running || !sandbox) return { at: new Date(), guest: undefined, host: empty };
   // A paused VM cannot answer; its memory and host usage are still there.
   const guest = c.record.State.Paused ? undefined : await sandbox.agent.stats().catch(() => undefined);
-  return { at: new Date(), guest, host: sandbox.vm.hostUsage() };
+  return { at: new Date(), guest, host: sandbox.hostUsage() };
 }
 
 function cpuStats(s: StatsSample | undefined, cpus: number) {

@@ -10,19 +10,19 @@
  * lives until the pod stops or its last container is removed, and survives a
  * daemon crash like a container's VM (live restore).
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { conflict, invalid, notFound } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import { AgentConnection } from '../agent/connection.js';
-import { QemuVm } from '../vm/qemu.js';
+import { mountsUnder } from '../common/mounts.js';
+import { bindRoot, unbindRoot } from '../sandbox/roots.js';
+import { adoptSandbox, startSandbox, type Sandbox, type SandboxOptions, type StartInfo } from '../sandbox/sandbox.js';
+import type { VmDriver } from '../vm/index.js';
 import { allocatePorts, checkPorts, forwardsOf, type PortMap } from './ports.js';
-import { adoptedSandbox, ROOT_TAG, startSandbox, type Sandbox, type SandboxOptions } from './sandbox.js';
 import type { MetadataStore } from './metadata.js';
 import { PREDEFINED, type Endpoint, type NetworkManager } from './net/networks.js';
-import { NULL_TIME, type StartInfo } from './types.js';
+import { NULL_TIME } from './types.js';
 
 export interface PodRecord {
   Id: string;
@@ -69,28 +69,16 @@ export interface PodHost {
   metadata: MetadataStore;
   podsDir: string;
   runRoot: string;
+  driver: VmDriver;
   sandboxOptions(): Omit<SandboxOptions, 'runDir' | 'hostname' | 'rootfs' | 'net' | 'noRoot'>;
   networks(): NetworkManager;
 }
 
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 
-function bindInto(target: string, source: string): void {
-  fs.mkdirSync(target, { recursive: true });
-  execFileSync('mount', ['--rbind', source, target], { stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
-function unbind(target: string): void {
-  try {
-    execFileSync('umount', ['-R', target], { stdio: 'ignore' });
-  } catch {
-    try {
-      execFileSync('umount', ['-l', target], { stdio: 'ignore' });
-    } catch {
-      /* not mounted */
-    }
-  }
-  fs.rmSync(target, { recursive: true, force: true });
+/** Unbinds a container root from a pod's share; a root that cannot be unbound is kept, not deleted through. */
+function unbind(target: string, logger: Logger): void {
+  if (!unbindRoot(target)) logger.warn(`${target} is still mounted: kept (never deleted through a mount)`);
 }
 
 export class PodManager {
@@ -107,7 +95,7 @@ export class PodManager {
   }
 
   private clearShare(pod: Pod): void {
-    for (const d of fs.existsSync(pod.shareDir) ? fs.readdirSync(pod.shareDir) : []) unbind(path.join(pod.shareDir, d));
+    for (const d of fs.existsSync(pod.shareDir) ? fs.readdirSync(pod.shareDir) : []) unbind(path.join(pod.shareDir, d), this.host.logger);
     pod.attached.clear();
   }
 
@@ -136,10 +124,7 @@ export class PodManager {
   private async reattach(pod: Pod, procIds: number[]): Promise<void> {
     const { VmPid: pid, VmRunDir: runDir } = pod.record;
     if (!pid || !runDir) throw new Error('no live-restore record');
-    const vm = QemuVm.adopt(pid, runDir);
-    if (!vm) throw new Error('the VM exited while the daemon was down');
-    const agent = await AgentConnection.connect(vm.paths.control, { timeoutMs: 5000, adopt: procIds });
-    const sandbox = adoptedSandbox(vm, agent, pod.record.StartInfo ?? { mode: 'cold', accel: 'tcg', phases: {} });
+    const sandbox = await adoptSandbox(this.host.driver, { pid, runDir, procIds, info: pod.record.StartInfo ?? { mode: 'cold', accel: 'tcg', phases: {} } });
     const endpoint = pod.record.Endpoint;
     if (endpoint) {
       this.host.networks().adopt(endpoint);
@@ -211,7 +196,7 @@ export class PodManager {
 
   /** The pod's VM, started on first need (one start at a time). */
   async ensureVm(pod: Pod): Promise<Sandbox> {
-    if (pod.sandbox && !pod.sandbox.vm.exited) return pod.sandbox;
+    if (pod.sandbox && !pod.sandbox.exited) return pod.sandbox;
     pod.starting ??= this.startVm(pod).finally(() => (pod.starting = undefined));
     return pod.starting;
   }
@@ -235,8 +220,8 @@ export class PodManager {
     pod.attached.clear();
     pod.record.Ports = ports;
     pod.record.Endpoint = endpoint;
-    pod.record.VmPid = sandbox.vm.pid;
-    pod.record.VmRunDir = sandbox.vm.runDir;
+    pod.record.VmPid = sandbox.pid;
+    pod.record.VmRunDir = sandbox.runDir;
     pod.record.StartInfo = sandbox.info;
     pod.record.State = { Status: 'running', StartedAt: new Date().toISOString(), FinishedAt: NULL_TIME };
     this.save(pod);
@@ -254,10 +239,10 @@ export class PodManager {
     const name = containerId.slice(0, 12);
     if (!pod.attached.has(name)) {
       const target = path.join(pod.shareDir, name);
-      if (fs.existsSync(target)) unbind(target);
-      bindInto(target, rootfs);
+      if (fs.existsSync(target)) unbind(target, this.host.logger);
+      bindRoot(target, rootfs);
       // Its own mount namespace: the other containers' roots are not in it.
-      await vmSandbox.agent.mountRoot(ROOT_TAG, name, name, tmpfs, { isolate: true });
+      await vmSandbox.mountRoot(name, name, tmpfs, { isolate: true });
       pod.attached.add(name);
     }
     return { sandbox: vmSandbox, root: name };
@@ -267,7 +252,7 @@ export class PodManager {
   detach(pod: Pod, containerId: string): void {
     const name = containerId.slice(0, 12);
     pod.attached.delete(name);
-    unbind(path.join(pod.shareDir, name));
+    unbind(path.join(pod.shareDir, name), this.host.logger);
   }
 
   /** Stops the pod VM (its containers must already be stopped). */
@@ -275,15 +260,17 @@ export class PodManager {
     const sandbox = pod.sandbox;
     pod.sandbox = undefined;
     sandbox?.release();
-    for (const name of pod.attached) unbind(path.join(pod.shareDir, name));
+    for (const name of pod.attached) unbind(path.join(pod.shareDir, name), this.host.logger);
     pod.attached.clear();
     this.markExited(pod);
   }
 
   remove(pod: Pod): void {
     this.stopVm(pod);
-    for (const d of fs.existsSync(pod.shareDir) ? fs.readdirSync(pod.shareDir) : []) unbind(path.join(pod.shareDir, d));
-    fs.rmSync(pod.dir, { recursive: true, force: true });
+    for (const d of fs.existsSync(pod.shareDir) ? fs.readdirSync(pod.shareDir) : []) unbind(path.join(pod.shareDir, d), this.host.logger);
+    const left = mountsUnder(pod.dir);
+    if (left.length) this.host.logger.warn(`pod ${pod.name}: still mounted, its directory is kept: ${left.join(', ')}`);
+    else fs.rmSync(pod.dir, { recursive: true, force: true });
     this.pods.delete(pod.id);
     this.host.metadata.removeRecord('pods', pod.id);
   }

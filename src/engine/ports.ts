@@ -8,7 +8,7 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { conflict, invalid, notFound } from '../common/errors.js';
-import type { PortForward } from '../vm/qemu.js';
+import type { PortForward } from '../vm/index.js';
 
 export interface PortBinding {
   HostIp: string;

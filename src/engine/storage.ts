@@ -17,6 +17,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { mountsUnder } from '../common/mounts.js';
 import { internal, invalid } from '../common/errors.js';
 import { entryComponents, resolveInRoot } from '../images/layer.js';
 import { VOLUME_NAME_RE, type VolumeStore } from './volumes.js';
@@ -127,22 +128,6 @@ function run(cmd: string, args: string[]): void {
   }
 }
 
-/** Mount points currently under `dir` (not `dir` itself), deepest first. */
-export function mountsUnder(dir: string): string[] {
-  const prefix = dir.endsWith('/') ? dir : `${dir}/`;
-  const decode = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-  let text = '';
-  try {
-    text = fs.readFileSync('/proc/self/mountinfo', 'utf8');
-  } catch {
-    return [];
-  }
-  return text
-    .split('\n')
-    .map((l) => decode(l.split(' ')[4] ?? ''))
-    .filter((p) => p.startsWith(prefix))
-    .sort((a, b) => b.length - a.length);
-}
 
 /** Unmounts everything mounted under a container root (volumes, binds). */
 export function unmountVolumes(root: string): void {
@@ -243,3 +228,5 @@ export function mountVolumes(root: string, mounts: MountPoint[], readonlyRoot: b
   }
   return tmpfs;
 }
+
+export { mountsUnder };

@@ -1,5 +1,5 @@
+import type { StartInfo } from '../sandbox/sandbox.js';
 import type { Endpoint } from './net/networks.js';
-/** What the engine persists about a container (one JSON file per container). */
 import type { PortMap } from './ports.js';
 import type { MountPoint, MountRequest } from './storage.js';
 
@@ -61,15 +61,6 @@ export interface ContainerState {
   OOMKilled: boolean;
   StartedAt: string;
   FinishedAt: string;
-}
-
-/** How a container's VM came to be, for `inspect`. */
-export interface StartInfo {
-  mode: 'cold' | 'clone' | 'pool';
-  accel: string;
-  /** Milliseconds per phase (rootfs, vm, boot, configure, exec) and total. */
-  phases: Record<string, number>;
-  fallbackReason?: string;
 }
 
 export interface ContainerRecord {

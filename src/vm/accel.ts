@@ -10,7 +10,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { AgentConnection } from '../agent/connection.js';
 import type { GuestAssets } from './assets.js';
-import { QemuVm, type Accel } from './qemu.js';
+import type { Accel } from './driver.js';
+import { QemuVm } from './qemu/process.js';
 
 export interface AccelDecision {
   accel: Accel;
@@ -31,11 +32,11 @@ async function probeKvm(assets: GuestAssets, runDir: string): Promise<AccelDecis
   } catch (err) {
     return { accel: 'tcg', reason: `/dev/kvm is not usable (${(err as NodeJS.ErrnoException).code}): using TCG software emulation` };
   }
-  const vm = QemuVm.launch({ runDir, assets, accel: 'kvm', memoryMiB: 128, cpus: 1, shares: [] });
+  const vm = QemuVm.launch({ runDir, shape: { assets, accel: 'kvm', memoryMiB: 128, cpus: 1 }, sharePaths: [] });
   const started = Date.now();
   const died = new Promise<never>((_, reject) => vm.once('exit', () => reject(new Error('QEMU exited'))));
   try {
-    const conn = await Promise.race([AgentConnection.connect(vm.paths.control, { timeoutMs: PROBE_TIMEOUT_MS }), died]);
+    const conn = await Promise.race([AgentConnection.connect(vm.controlSocket, { timeoutMs: PROBE_TIMEOUT_MS }), died]);
     conn.close();
     return { accel: 'kvm', reason: `KVM: a guest booted under KVM in ${Date.now() - started} ms` };
   } catch (err) {
@@ -45,7 +46,7 @@ async function probeKvm(assets: GuestAssets, runDir: string): Promise<AccelDecis
       reason: `/dev/kvm exists but a guest did not boot with it within ${PROBE_TIMEOUT_MS / 1000} s (${detail}): using TCG software emulation`,
     };
   } finally {
-    vm.kill();
+    vm.stop();
     await vm.waitExit();
     fs.rmSync(runDir, { recursive: true, force: true });
   }

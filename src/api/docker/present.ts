@@ -1,7 +1,7 @@
 /** Engine objects rendered in the shapes the Docker API returns. */
 import type { Container } from '../../engine/container.js';
 import { DEFAULT_NETWORK, networkModeOf, parsePortKey } from '../../engine/ports.js';
-import { USER_NET } from '../../vm/qemu.js';
+import type { BuiltinNetwork } from '../../vm/index.js';
 import { PREDEFINED } from '../../engine/net/networks.js';
 
 /** Published ports in the list form of `GET /containers/json`. */
@@ -33,7 +33,7 @@ function networkMode(c: Container): string {
 }
 
 /** NetworkSettings.Networks: the user-mode network's fixed addresses (while running). */
-function networks(c: Container) {
+function networks(c: Container, net: BuiltinNetwork) {
   const ep = c.running ? c.record.Endpoint : undefined;
   const named = c.record.HostConfig.NetworkMode;
   if (ep || (named && !PREDEFINED.includes(named) && !named.startsWith('container:'))) {
@@ -61,9 +61,9 @@ function networks(c: Container) {
     [mode]: {
       NetworkID: mode,
       EndpointID: up ? c.id : '',
-      Gateway: up ? USER_NET.gateway : '',
-      IPAddress: up ? USER_NET.guest : '',
-      IPPrefixLen: up ? USER_NET.prefix : 0,
+      Gateway: up ? net.gateway : '',
+      IPAddress: up ? net.guest : '',
+      IPPrefixLen: up ? net.prefix : 0,
       MacAddress: up ? '52:54:00:12:34:56' : '',
       DNSNames: null,
     },
@@ -92,7 +92,7 @@ export function statusText(c: Container): string {
   return `Exited (${st.ExitCode}) ${humanDuration(Date.now() - Date.parse(st.FinishedAt))} ago`;
 }
 
-export function containerSummary(c: Container) {
+export function containerSummary(c: Container, net: BuiltinNetwork) {
   const r = c.record;
   return {
     Id: r.Id,
@@ -106,12 +106,12 @@ export function containerSummary(c: Container) {
     State: r.State.Status,
     Status: statusText(c),
     HostConfig: { NetworkMode: networkMode(c) },
-    NetworkSettings: { Networks: networks(c) },
+    NetworkSettings: { Networks: networks(c, net) },
     Mounts: mountList(c),
   };
 }
 
-export function containerInspect(c: Container) {
+export function containerInspect(c: Container, net: BuiltinNetwork) {
   const r = c.record;
   const args = [...r.Config.Entrypoint, ...r.Config.Cmd];
   return {
@@ -177,10 +177,10 @@ export function containerInspect(c: Container) {
     },
     NetworkSettings: {
       Ports: c.running ? (r.Ports ?? {}) : {},
-      Networks: networks(c),
-      IPAddress: c.running && onUserNetwork(c) ? USER_NET.guest : '',
-      Gateway: c.running && onUserNetwork(c) ? USER_NET.gateway : '',
-      IPPrefixLen: c.running && onUserNetwork(c) ? USER_NET.prefix : 0,
+      Networks: networks(c, net),
+      IPAddress: c.running && onUserNetwork(c) ? net.guest : '',
+      Gateway: c.running && onUserNetwork(c) ? net.gateway : '',
+      IPPrefixLen: c.running && onUserNetwork(c) ? net.prefix : 0,
       MacAddress: '',
     },
     /** hyperbox's own: how this container's VM was started, phase by phase. */

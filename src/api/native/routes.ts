@@ -27,27 +27,27 @@ const createPodSchema = z
 
 /** What `pod inspect` and `pod ps` show: the record plus its containers and VM. */
 function presentPod(engine: Engine, pod: Pod) {
-  const vm = pod.sandbox?.vm;
+  const vm = pod.sandbox;
   return {
     ...pod.record,
     Ports: pod.record.State.Status === 'running' ? (pod.record.Ports ?? {}) : {},
     VmPid: vm && !vm.exited ? vm.pid : 0,
     StartInfo: pod.sandbox?.info,
-    Containers: engine.podContainers(pod).map((c) => ({ Id: c.id, Name: c.name, State: c.record.State.Status, ExitCode: c.record.State.ExitCode })),
+    Containers: engine.pods.members(pod).map((c) => ({ Id: c.id, Name: c.name, State: c.record.State.Status, ExitCode: c.record.State.ExitCode })),
   };
 }
 
 export function nativeRoutes(r: RouteTable, engine: Engine): void {
-  r.add('GET', '/hyperbox/templates', (ctx) => ctx.send(200, engine.templates.list()));
+  r.add('GET', '/hyperbox/templates', (ctx) => ctx.send(200, engine.driver.templates.list()));
 
   r.add('POST', '/hyperbox/templates', async (ctx) => {
     const b = await ctx.json(createTemplateSchema, true);
-    const t = await engine.templates.ensure(engine.guestShape(b.MemoryMiB, b.Cpus));
+    const t = await engine.driver.templates.ensure(engine.guestShape(b.MemoryMiB, b.Cpus));
     ctx.send(201, { Key: t.key, Created: t.created, BootMs: t.bootMs });
   });
 
   r.add('DELETE', '/hyperbox/templates/:key', (ctx) => {
-    if (!engine.templates.remove(ctx.params.key!)) throw notFound(`No such template: ${ctx.params.key}`);
+    if (!engine.driver.templates.remove(ctx.params.key!)) throw notFound(`No such template: ${ctx.params.key}`);
     ctx.send(204);
   });
 
@@ -63,17 +63,17 @@ export function nativeRoutes(r: RouteTable, engine: Engine): void {
   r.add('GET', '/hyperbox/pods/:id', (ctx) => ctx.send(200, presentPod(engine, engine.pods.get(ctx.params.id!))));
 
   r.add('POST', '/hyperbox/pods/:id/start', async (ctx) => {
-    await engine.podStart(ctx.params.id!);
+    await engine.pods.start(ctx.params.id!);
     ctx.send(204);
   });
 
   r.add('POST', '/hyperbox/pods/:id/stop', async (ctx) => {
-    await engine.podStop(ctx.params.id!, ctx.int('t'));
+    await engine.pods.stop(ctx.params.id!, ctx.int('t'));
     ctx.send(204);
   });
 
   r.add('DELETE', '/hyperbox/pods/:id', async (ctx) => {
-    const removed = await engine.podRemove(ctx.params.id!, ctx.bool('force'));
+    const removed = await engine.pods.remove(ctx.params.id!, ctx.bool('force'));
     ctx.send(200, { Containers: removed });
   });
 }

@@ -10,8 +10,8 @@ import type { Logger } from '../../common/logger.js';
 import type { MetadataStore } from '../metadata.js';
 import { BRIDGE_PREFIX, createTap, deleteTap, ensureBridge, hostIpv4Networks, linksWithPrefix, removeBridge } from './bridge.js';
 import type { GuestNetwork } from '../../agent/connection.js';
-import type { NetSpec, PortForward } from '../../vm/qemu.js';
-import type { Sandbox } from '../sandbox.js';
+import type { Sandbox } from '../../sandbox/sandbox.js';
+import type { NetSpec, PortForward } from '../../vm/index.js';
 import { NetworkDns } from './dns.js';
 import { PortProxy } from './proxy.js';
 
@@ -196,12 +196,10 @@ export class NetworkManager {
    */
   async bindToVm(sandbox: Sandbox, ep: Endpoint, forwards: PortForward[]): Promise<void> {
     const proxy = await PortProxy.open(forwards, ep.IPAddress);
-    const release = sandbox.release;
-    sandbox.release = () => {
+    sandbox.onRelease(() => {
       proxy.close();
-      release();
       this.detach(ep);
-    };
+    });
   }
 
   private detach(ep: Endpoint): void {

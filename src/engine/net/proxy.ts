@@ -6,7 +6,7 @@
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
-import type { PortForward } from '../../vm/qemu.js';
+import type { PortForward } from '../../vm/index.js';
 
 const UDP_IDLE_MS = 60_000;
 /** Client flows of one UDP port at once; datagrams of further new clients are dropped. */

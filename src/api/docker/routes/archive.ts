@@ -28,7 +28,7 @@ function saveRequests(engine: Engine, names: string[]): SaveRequest[] {
 async function sendArchive(ctx: Ctx, engine: Engine, names: string[]): Promise<void> {
   const requests = saveRequests(engine, names);
   const out = ctx.beginStream('application/x-tar');
-  for (const r of requests) engine.emitEvent('image', 'save', r.image.id, { name: r.tags[0] ?? r.image.id });
+  for (const r of requests) engine.events.publish('image', 'save', r.image.id, { name: r.tags[0] ?? r.image.id });
   await pipeline(saveImages(engine.store, requests, os.tmpdir()), out).catch((err: Error) => out.destroy(err));
 }
 
@@ -40,7 +40,7 @@ export function archiveRoutes(r: RouteTable, images: ImagePaths, engine: Engine)
     const messages = ctx.beginJsonMessages();
     try {
       const loaded = await loadImages(engine.store, ctx.req, (line) => messages.send({ stream: `${line}\n` }));
-      for (const l of loaded) engine.emitEvent('image', 'load', l.id, { name: l.tags[0] ?? l.id });
+      for (const l of loaded) engine.events.publish('image', 'load', l.id, { name: l.tags[0] ?? l.id });
     } catch (err) {
       messages.fail(err);
       engine.store.gc();

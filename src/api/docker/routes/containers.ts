@@ -93,7 +93,7 @@ export function containerRoutes(r: RouteTable, engine: Engine): void {
   r.add('POST', '/containers/create', async (ctx) => {
     const body = await ctx.json(createBodySchema);
     const hc = body.HostConfig ?? {};
-    const c = await engine.create({
+    const c = await engine.containers.create({
       name: ctx.query.get('name') ?? undefined,
       aliases: Object.values(body.NetworkingConfig?.EndpointsConfig ?? {}).flatMap((e) => e?.Aliases ?? []),
       config: {
@@ -146,8 +146,8 @@ export function containerRoutes(r: RouteTable, engine: Engine): void {
   r.add('GET', '/containers/json', (ctx) => {
     const all = ctx.bool('all');
     const filters = parseFilters(ctx);
-    let list = engine.list().filter((c) => all || c.running);
-    if (filters.status) list = engine.list().filter((c) => filters.status!.includes(c.record.State.Status));
+    let list = engine.registry.list().filter((c) => all || c.running);
+    if (filters.status) list = engine.registry.list().filter((c) => filters.status!.includes(c.record.State.Status));
     if (filters.name) list = list.filter((c) => filters.name!.some((n) => c.name.includes(n.replace(/^\//, ''))));
     if (filters.id) list = list.filter((c) => filters.id!.some((i) => c.id.startsWith(i)));
     if (filters.label) {
@@ -160,43 +160,41 @@ export function containerRoutes(r: RouteTable, engine: Engine): void {
     }
     const limit = ctx.int('limit');
     if (limit && limit > 0) list = list.slice(0, limit);
-    ctx.send(200, list.map(containerSummary));
+    ctx.send(200, list.map((c) => containerSummary(c, engine.driver.builtinNetwork)));
   });
 
-  r.add('GET', '/containers/:id/json', (ctx) => ctx.send(200, containerInspect(engine.get(ctx.params.id!))));
+  r.add('GET', '/containers/:id/json', (ctx) => ctx.send(200, containerInspect(engine.registry.get(ctx.params.id!), engine.driver.builtinNetwork)));
 
   r.add('POST', '/containers/:id/start', async (ctx) => {
-    await engine.start(ctx.params.id!);
+    await engine.lifecycle.start(ctx.params.id!);
     ctx.send(204);
   });
 
   r.add('POST', '/containers/:id/stop', async (ctx) => {
-    await engine.stop(ctx.params.id!, { timeout: ctx.int('t'), signal: ctx.query.get('signal') ?? undefined });
+    await engine.lifecycle.stop(ctx.params.id!, { timeout: ctx.int('t'), signal: ctx.query.get('signal') ?? undefined });
     ctx.send(204);
   });
 
   r.add('POST', '/containers/:id/restart', async (ctx) => {
-    const c = engine.get(ctx.params.id!);
-    if (c.running) await engine.stop(c.id, { timeout: ctx.int('t'), signal: ctx.query.get('signal') ?? undefined });
-    await engine.start(c.id);
+    await engine.lifecycle.restart(ctx.params.id!, { timeout: ctx.int('t'), signal: ctx.query.get('signal') ?? undefined });
     ctx.send(204);
   });
 
   r.add('POST', '/containers/:id/kill', async (ctx) => {
     const signal = ctx.query.get('signal') || undefined;
-    const c = engine.get(ctx.params.id!);
+    const c = engine.registry.get(ctx.params.id!);
     // The CLI's signal proxy forwards SIGWINCH etc.; a container that has just
     // exited must not turn that into an error for `run`.
     if (!c.running && signal && signal !== 'KILL' && signal !== 'SIGKILL' && signal !== '9') return ctx.send(204);
-    await engine.kill(c.id, signal);
+    await engine.lifecycle.kill(c.id, signal);
     ctx.send(204);
   });
 
   r.add('POST', '/containers/:id/wait', async (ctx) => {
     const cond = ctx.query.get('condition') || 'not-running';
     if (!['not-running', 'next-exit', 'removed'].includes(cond)) throw invalid(`invalid condition: "${cond}"`);
-    const c = engine.get(ctx.params.id!);
-    const code = engine.wait(c.id, cond as 'not-running');
+    const c = engine.registry.get(ctx.params.id!);
+    const code = engine.lifecycle.wait(c.id, cond as 'not-running');
     const res = ctx.beginStream('application/json');
     const status = await code;
     const err = c.record.State.Error;
@@ -204,12 +202,12 @@ export function containerRoutes(r: RouteTable, engine: Engine): void {
   });
 
   r.add('POST', '/containers/:id/resize', (ctx) => {
-    engine.resize(ctx.params.id!, ctx.int('h') ?? 0, ctx.int('w') ?? 0);
+    engine.lifecycle.resize(ctx.params.id!, ctx.int('h') ?? 0, ctx.int('w') ?? 0);
     ctx.send(200);
   });
 
   r.add('POST', '/containers/:id/attach', async (ctx) => {
-    const c = engine.get(ctx.params.id!);
+    const c = engine.registry.get(ctx.params.id!);
     const tty = c.record.Config.Tty;
     const wantStdin = ctx.bool('stdin') && c.record.Config.OpenStdin;
     const wantOut = ctx.bool('stdout');
@@ -227,12 +225,12 @@ export function containerRoutes(r: RouteTable, engine: Engine): void {
       end: () => stream.end(),
     };
     if (!wantStdin) stream.input.resume();
-    engine.attach(c.id, a);
-    stream.onClose(() => engine.detach(c, a));
+    engine.lifecycle.attach(c.id, a);
+    stream.onClose(() => engine.lifecycle.detach(c, a));
   });
 
   r.add('GET', '/containers/:id/logs', (ctx) => {
-    const c = engine.get(ctx.params.id!);
+    const c = engine.registry.get(ctx.params.id!);
     const wantOut = ctx.bool('stdout');
     const wantErr = ctx.bool('stderr');
     if (!wantOut && !wantErr) throw invalid('You must choose at least one stream');
@@ -269,36 +267,36 @@ export function containerRoutes(r: RouteTable, engine: Engine): void {
   });
 
   r.add('POST', '/containers/:id/pause', async (ctx) => {
-    await engine.pause(ctx.params.id!);
+    await engine.lifecycle.pause(ctx.params.id!);
     ctx.send(204);
   });
 
   r.add('POST', '/containers/:id/unpause', async (ctx) => {
-    await engine.unpause(ctx.params.id!);
+    await engine.lifecycle.unpause(ctx.params.id!);
     ctx.send(204);
   });
 
   r.add('POST', '/containers/:id/rename', (ctx) => {
     const name = ctx.query.get('name');
     if (!name) throw invalid('Neither old nor new names may be empty');
-    engine.rename(ctx.params.id!, name);
+    engine.containers.rename(ctx.params.id!, name);
     ctx.send(204);
   });
 
   r.add('POST', '/containers/prune', async (ctx) => {
-    const ids = await engine.prune();
+    const ids = await engine.containers.prune();
     ctx.send(200, { ContainersDeleted: ids, SpaceReclaimed: 0 });
   });
 
   r.add('HEAD', '/containers/:id/archive', async (ctx) => {
-    const { root } = await engine.containerRoot(ctx.params.id!);
+    const { root } = await engine.files.root(ctx.params.id!);
     const stat = statPath(root, requiredPath(ctx));
     ctx.res!.setHeader('X-Docker-Container-Path-Stat', encodePathStat(stat));
     ctx.send(200);
   });
 
   r.add('GET', '/containers/:id/archive', async (ctx) => {
-    const { root } = await engine.containerRoot(ctx.params.id!);
+    const { root } = await engine.files.root(ctx.params.id!);
     const p = requiredPath(ctx);
     const stat = statPath(root, p);
     ctx.res!.setHeader('X-Docker-Container-Path-Stat', encodePathStat(stat));
@@ -307,17 +305,17 @@ export function containerRoutes(r: RouteTable, engine: Engine): void {
   });
 
   r.add('PUT', '/containers/:id/archive', async (ctx) => {
-    const { container, root } = await engine.containerRoot(ctx.params.id!);
+    const { container, root } = await engine.files.root(ctx.params.id!);
     if (container.record.HostConfig.ReadonlyRootfs) throw forbidden('container rootfs is marked read-only');
     await extractInto(root, requiredPath(ctx), ctx.req, { copyUidGid: ctx.bool('copyUIDGID') });
-    engine.emitEvent('container', 'extract-to-dir', container.id, { name: container.name.replace(/^\//, '') });
+    engine.events.publish('container', 'extract-to-dir', container.id, { name: container.name.replace(/^\//, '') });
     ctx.send(200);
   });
 
   r.add('GET', '/containers/:id/export', async (ctx) => {
-    const { container, root } = await engine.containerRoot(ctx.params.id!);
+    const { container, root } = await engine.files.root(ctx.params.id!);
     const out = ctx.beginStream('application/x-tar');
-    engine.emitEvent('container', 'export', container.id, { name: container.name.replace(/^\//, '') });
+    engine.events.publish('container', 'export', container.id, { name: container.name.replace(/^\//, '') });
     await pipeline(packTree(root), out).catch(() => out.destroy());
   });
 
@@ -326,7 +324,7 @@ export function containerRoutes(r: RouteTable, engine: Engine): void {
     if (!container) throw invalid('container is required');
     const repo = ctx.query.get('repo');
     const tag = ctx.query.get('tag');
-    const id = await engine.commit(container, {
+    const id = await engine.files.commit(container, {
       ref: repo ? `${repo}:${tag || 'latest'}` : undefined,
       comment: ctx.query.get('comment') ?? undefined,
       author: ctx.query.get('author') ?? undefined,
@@ -336,12 +334,12 @@ export function containerRoutes(r: RouteTable, engine: Engine): void {
     ctx.send(201, { Id: id });
   });
 
-  r.add('GET', '/containers/:id/changes', (ctx) => ctx.send(200, engine.changes(ctx.params.id!)));
+  r.add('GET', '/containers/:id/changes', (ctx) => ctx.send(200, engine.files.changes(ctx.params.id!)));
 
-  r.add('GET', '/containers/:id/top', async (ctx) => ctx.send(200, await top(engine.get(ctx.params.id!))));
+  r.add('GET', '/containers/:id/top', async (ctx) => ctx.send(200, await top(engine.registry.get(ctx.params.id!))));
 
   r.add('GET', '/containers/:id/stats', async (ctx) => {
-    const c = engine.get(ctx.params.id!);
+    const c = engine.registry.get(ctx.params.id!);
     const stream = ctx.bool('stream', true) && !ctx.bool('one-shot');
     let prev = await sample(c);
     if (!stream) {
@@ -364,7 +362,7 @@ export function containerRoutes(r: RouteTable, engine: Engine): void {
   });
 
   r.add('DELETE', '/containers/:id', async (ctx) => {
-    await engine.remove(ctx.params.id!, { force: ctx.bool('force'), volumes: ctx.bool('v') });
+    await engine.containers.remove(ctx.params.id!, { force: ctx.bool('force'), volumes: ctx.bool('v') });
     ctx.send(204);
   });
 }

@@ -35,7 +35,7 @@ export async function pullRoute(ctx: Ctx, engine: Engine, insecure: string[]): P
     engine.store.tag(formatReference(ref), r.manifestDigest, undefined, `${repo}@${r.repoDigest}`);
     messages.send({ status: `Digest: ${r.repoDigest}` });
     messages.send({ status: r.downloaded ? `Status: Downloaded newer image for ${name}` : `Status: Image is up to date for ${name}` });
-    engine.emitEvent('image', 'pull', name, { name });
+    engine.events.publish('image', 'pull', name, { name });
   } catch (err) {
     messages.fail(err);
   } finally {
@@ -56,7 +56,7 @@ export function distributionRoutes(r: RouteTable, images: ImagePaths, engine: En
       messages.send({ status: `${t}: digest: ${res.digest} size: ${res.size}` });
       messages.send({ progressDetail: {}, aux: { Tag: t, Digest: res.digest, Size: res.size } });
       engine.store.tag(familiarName(ref), image.manifestDigest, image.manifest.mediaType, `${familiarName({ ...ref, tag: undefined })}@${res.digest}`);
-      engine.emitEvent('image', 'push', familiarName(ref), { name: familiarName(ref) });
+      engine.events.publish('image', 'push', familiarName(ref), { name: familiarName(ref) });
     } catch (err) {
       messages.fail(err);
     } finally {

@@ -72,7 +72,7 @@ export function imageRoutes(r: RouteTable, images: ImagePaths, engine: Engine, i
       const tag = ctx.query.get('tag');
       const ref = repo ? `${repo}${tag ? `:${tag}` : ''}` : undefined;
       const id = await importRootfs(engine.store, ctx.req, { ref, changes: ctx.query.getAll('changes'), message: ctx.query.get('message') ?? undefined });
-      engine.emitEvent('image', 'import', id, { name: ref ?? id });
+      engine.events.publish('image', 'import', id, { name: ref ?? id });
       return ctx.send(200, { status: id });
     }
     if (!ctx.query.get('fromImage')) throw invalid('fromImage or fromSrc is required');
@@ -87,7 +87,7 @@ export function imageRoutes(r: RouteTable, images: ImagePaths, engine: Engine, i
     if (!repo) return ctx.send(400, { message: 'repository name must have at least one component' });
     const tag = ctx.query.get('tag') || 'latest';
     engine.store.tag(`${repo}:${tag}`, img.manifestDigest);
-    engine.emitEvent('image', 'tag', img.id, { name: `${repo}:${tag}` });
+    engine.events.publish('image', 'tag', img.id, { name: `${repo}:${tag}` });
     ctx.send(201);
   });
 

@@ -10,7 +10,6 @@ import type { Container } from '../../../engine/container.js';
 import type { Engine } from '../../../engine/engine.js';
 import type { NetworkRecord } from '../../../engine/net/networks.js';
 import { DEFAULT_NETWORK, networkModeOf } from '../../../engine/ports.js';
-import { USER_NET } from '../../../vm/qemu.js';
 import type { RouteTable } from '../server.js';
 
 const CREATED = '2024-01-01T00:00:00Z';
@@ -53,7 +52,8 @@ function networkResource(n: NetworkView) {
 /** The predefined networks: the user-mode one (named `bridge`) and `none`. */
 function networkJson(name: string, engine: Engine) {
   const user = name === DEFAULT_NETWORK;
-  const members = engine.list().filter((c) => {
+  const net = engine.driver.builtinNetwork;
+  const members = engine.registry.list().filter((c) => {
     try {
       return c.running && networkModeOf(c.record.HostConfig.NetworkMode) === (user ? 'user' : 'none');
     } catch {
@@ -66,13 +66,13 @@ function networkJson(name: string, engine: Engine) {
     Created: CREATED,
     Driver: user ? 'slirp' : 'null',
     Internal: false,
-    Subnets: user ? [{ Subnet: USER_NET.subnet, Gateway: USER_NET.gateway }] : [],
-    Members: members.map((c) => [c, { ipv4: user ? `${USER_NET.guest}/${USER_NET.prefix}` : '', mac: '' }]),
+    Subnets: user ? [{ Subnet: net.subnet, Gateway: net.gateway }] : [],
+    Members: members.map((c) => [c, { ipv4: user ? `${net.guest}/${net.prefix}` : '', mac: '' }]),
     Options: user
       ? {
           'io.hyperbox.network.mode': 'user',
           'io.hyperbox.network.description':
-            'QEMU user-mode networking: each container VM has its own private NAT network (guest 10.0.2.15, host 10.0.2.2, DNS 10.0.2.3); containers reach each other only through published ports',
+            `the VM driver's built-in NAT network: each container VM has its own private one (guest ${net.guest}, host ${net.gateway}, DNS ${net.dns}); containers reach each other only through published ports`,
         }
       : {},
     Labels: {},
@@ -87,7 +87,7 @@ function userNetworkJson(net: NetworkRecord, engine: Engine) {
     Driver: net.Driver,
     Internal: net.Internal,
     Subnets: [{ Subnet: net.Subnet, Gateway: net.Gateway }],
-    Members: engine
+    Members: engine.registry
       .list()
       .filter((c) => c.running && c.record.Endpoint?.NetworkId === net.Id)
       .map((c) => [c, { ipv4: `${c.record.Endpoint!.IPAddress}/${c.record.Endpoint!.IPPrefixLen}`, mac: c.record.Endpoint!.MacAddress }]),
@@ -132,33 +132,26 @@ export function networkRoutes(r: RouteTable, engine: Engine): void {
     if (b.EnableIPv6) throw invalid('IPv6 networks are not supported by hyperbox');
     const ipam = b.IPAM?.Config?.[0];
     const net = await engine.networks.create({ name: b.Name, subnet: ipam?.Subnet ?? undefined, gateway: ipam?.Gateway ?? undefined, internal: !!b.Internal, labels: b.Labels ?? {} });
-    engine.emitEvent('network', 'create', net.Id, { name: net.Name, type: net.Driver });
     ctx.send(201, { Id: net.Id, Warning: '' });
   });
   r.add('POST', '/networks/prune', (ctx) => {
-    const deleted: string[] = [];
-    for (const net of engine.networks.list()) {
-      if (engine.networkUsers(net).length) continue;
-      engine.networkRemove(net.Id);
-      deleted.push(net.Name);
-    }
-    ctx.send(200, { NetworksDeleted: deleted });
+    ctx.send(200, { NetworksDeleted: engine.networks.prune() });
   });
   r.add('DELETE', '/networks/:id', (ctx) => {
     if (NAMES.includes(ctx.params.id!)) throw conflict(`${ctx.params.id} is a pre-defined network and cannot be removed`);
-    engine.networkRemove(ctx.params.id!);
+    engine.networks.remove(ctx.params.id!);
     ctx.send(204);
   });
   r.add('POST', '/networks/:id/connect', async (ctx) => {
     const b = await ctx.json(connectSchema);
     if (NAMES.includes(ctx.params.id!)) throw invalid(`a container joins ${ctx.params.id} when it is disconnected from its user-defined network`);
-    engine.networkConnect(ctx.params.id!, b.Container, b.EndpointConfig?.Aliases ?? []);
+    engine.networks.connect(ctx.params.id!, b.Container, b.EndpointConfig?.Aliases ?? []);
     ctx.send(200);
   });
   r.add('POST', '/networks/:id/disconnect', async (ctx) => {
     const b = await ctx.json(connectSchema);
     if (NAMES.includes(ctx.params.id!)) throw notFound(`container ${b.Container} is not connected to network ${ctx.params.id}`);
-    engine.networkDisconnect(ctx.params.id!, b.Container);
+    engine.networks.disconnect(ctx.params.id!, b.Container);
     ctx.send(200);
   });
 }

@@ -38,7 +38,7 @@ export function systemRoutes(r: RouteTable, engine: Engine, info: ServerInfo): v
   });
 
   r.add('GET', '/info', (ctx) => {
-    const containers = engine.list();
+    const containers = engine.registry.list();
     const running = containers.filter((c) => c.running).length;
     ctx.send(200, {
       ID: 'hyperbox',
@@ -62,7 +62,7 @@ export function systemRoutes(r: RouteTable, engine: Engine, info: ServerInfo): v
       LoggingDriver: 'json-file',
       CgroupDriver: 'none',
       CgroupVersion: '2',
-      NEventsListener: engine.listenerCount('event'),
+      NEventsListener: engine.events.listenerCount('event'),
       KernelVersion: os.release(),
       OperatingSystem: `hyperbox (QEMU ${info.qemuVersion} microvm, accelerator: ${info.accel})`,
       OSVersion: '',
@@ -89,9 +89,9 @@ export function systemRoutes(r: RouteTable, engine: Engine, info: ServerInfo): v
         Accelerator: info.accel,
         AcceleratorReason: info.accelReason,
         QemuVersion: info.qemuVersion,
-        Templates: engine.templates.list().length,
-        PoolSize: engine.opts.pool?.size ?? 0,
-        PoolReady: engine.opts.pool?.readyCount ?? 0,
+        Templates: engine.driver.templates.list().length,
+        PoolSize: engine.driver.poolSize,
+        PoolReady: engine.driver.poolReady,
       },
     });
   });
@@ -110,21 +110,21 @@ export function systemRoutes(r: RouteTable, engine: Engine, info: ServerInfo): v
       if (!match(ev)) return;
       res.write(JSON.stringify({ ...ev, status: ev.Action, id: ev.Actor.ID, from: ev.Actor.Attributes.image, scope: 'local' }) + '\n');
     };
-    if (Number.isFinite(since)) for (const ev of engine.recentEvents) if (ev.time >= since && (!Number.isFinite(until) || ev.time <= until)) write(ev);
+    if (Number.isFinite(since)) for (const ev of engine.events.recent) if (ev.time >= since && (!Number.isFinite(until) || ev.time <= until)) write(ev);
     if (Number.isFinite(until) && until * 1000 <= Date.now()) return void res.end();
-    engine.on('event', write);
-    const stop = () => engine.off('event', write);
+    engine.events.on('event', write);
+    const stop = () => engine.events.off('event', write);
     res.once('close', stop);
     if (Number.isFinite(until)) setTimeout(() => (stop(), res.end()), until * 1000 - Date.now()).unref();
   });
 
   r.add('GET', '/system/df', (ctx) => {
     const images = engine.store.list();
-    const containers = engine.list();
+    const containers = engine.registry.list();
     ctx.send(200, {
       LayersSize: images.reduce((n, i) => n + i.size, 0),
       Images: images.map((i) => ({ ...imageSummary(i), Containers: containers.filter((c) => c.record.ImageId === i.id).length })),
-      Containers: containers.map((c) => ({ ...containerSummary(c), SizeRw: engine.writableLayerSize(c.id), SizeRootFs: 0 })),
+      Containers: containers.map((c) => ({ ...containerSummary(c, engine.driver.builtinNetwork), SizeRw: engine.files.writableLayerSize(c.id), SizeRootFs: 0 })),
       Volumes: [],
       BuildCache: [],
     });

@@ -17,7 +17,7 @@ const createSchema = z
 function present(v: VolumeMeta, engine: Engine, withUsage = false) {
   const { Anonymous, ...rest } = v;
   void Anonymous;
-  const users = engine.volumeUsers(v.Name);
+  const users = engine.volumes.users(v.Name);
   return {
     ...rest,
     ...(withUsage ? { UsageData: { Size: engine.volumes.size(v.Name), RefCount: users.length } } : {}),
@@ -31,7 +31,7 @@ export function volumeRoutes(r: RouteTable, engine: Engine): void {
     if (f.name) list = list.filter((v) => f.name!.some((n) => v.Name.includes(n)));
     if (f.dangling) {
       const want = f.dangling.includes('true') || f.dangling.includes('1');
-      list = list.filter((v) => (engine.volumeUsers(v.Name).length === 0) === want);
+      list = list.filter((v) => (engine.volumes.users(v.Name).length === 0) === want);
     }
     if (f.label) {
       list = list.filter((v) =>
@@ -58,15 +58,7 @@ export function volumeRoutes(r: RouteTable, engine: Engine): void {
   r.add('POST', '/volumes/prune', (ctx) => {
     const f = parseFilters(ctx);
     // As Docker >= 23: only anonymous volumes unless all=true.
-    const all = f.all?.includes('true') || f.all?.includes('1');
-    const deleted: string[] = [];
-    let space = 0;
-    for (const v of engine.volumes.list()) {
-      if (engine.volumeUsers(v.Name).length || (!all && !v.Anonymous)) continue;
-      space += Math.max(0, engine.volumes.size(v.Name));
-      engine.volumes.remove(v.Name, []);
-      deleted.push(v.Name);
-    }
+    const { deleted, space } = engine.volumes.prune(!!(f.all?.includes('true') || f.all?.includes('1')));
     ctx.send(200, { VolumesDeleted: deleted, SpaceReclaimed: space });
   });
 
@@ -76,7 +68,7 @@ export function volumeRoutes(r: RouteTable, engine: Engine): void {
     const name = ctx.params.name!;
     // force: no error for a missing volume; a volume in use is still refused (as dockerd).
     if (ctx.bool('force') && !engine.volumes.exists(name)) return ctx.send(204);
-    engine.volumes.remove(name, engine.volumeUsers(name));
+    engine.volumes.remove(name);
     ctx.send(204);
   });
 }

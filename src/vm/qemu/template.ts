@@ -16,23 +16,15 @@
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { AgentConnection } from '../agent/connection.js';
-import type { Logger } from '../common/logger.js';
-import type { GuestAssets } from './assets.js';
+import { AgentConnection } from '../../agent/connection.js';
+import type { Logger } from '../../common/logger.js';
+import type { GuestAssets } from '../assets.js';
+import type { Accel, GuestShape, NetSpec, TemplateInfo } from '../driver.js';
+import { QEMU_LAYOUT } from './args.js';
+import { QemuVm } from './process.js';
 import { QmpClient } from './qmp.js';
-import { QemuVm, type Accel, type NetSpec, type Share } from './qemu.js';
 
-/** Bump when qemuArgs' device line changes: clones must match their template. */
-const DEVICE_LAYOUT = 2; // 2: virtio-net NIC on a user-mode netdev
-
-export interface GuestShape {
-  assets: GuestAssets;
-  accel: Accel;
-  memoryMiB: number;
-  cpus: number;
-}
-
-export interface Template {
+export interface Template extends TemplateInfo {
   key: string;
   dir: string;
   memFile: string;
@@ -83,7 +75,7 @@ export class TemplateStore {
 
   keyOf(shape: GuestShape): string {
     return createHash('sha256')
-      .update(JSON.stringify([DEVICE_LAYOUT, shape.assets.fingerprint, this.qemuVersion, shape.accel, shape.memoryMiB, shape.cpus]))
+      .update(JSON.stringify([QEMU_LAYOUT, shape.assets.fingerprint, this.qemuVersion, shape.accel, shape.memoryMiB, shape.cpus]))
       .digest('hex')
       .slice(0, 16);
   }
@@ -141,7 +133,7 @@ export class TemplateStore {
 
   private toTemplate(meta: TemplateMeta, shape: GuestShape): Template {
     const dir = path.join(this.dir, meta.key);
-    return { key: meta.key, dir, memFile: meta.memFile, stateFile: path.join(dir, 'state'), shape, created: meta.created, bootMs: meta.bootMs };
+    return { key: meta.key, dir, memFile: meta.memFile, stateFile: path.join(dir, 'state'), shape, accel: shape.accel, memoryMiB: shape.memoryMiB, cpus: shape.cpus, created: meta.created, bootMs: meta.bootMs };
   }
 
   private async create(key: string, shape: GuestShape): Promise<Template> {
@@ -152,17 +144,9 @@ export class TemplateStore {
     fs.mkdirSync(placeholder, { recursive: true });
     const memFile = path.join(this.memDir, `${key}.mem`);
     const t0 = Date.now();
-    const vm = QemuVm.launch({
-      runDir,
-      assets: shape.assets,
-      accel: shape.accel,
-      memoryMiB: shape.memoryMiB,
-      cpus: shape.cpus,
-      shares: templateShares(placeholder),
-      memoryFile: { path: memFile, shared: true },
-    });
+    const vm = QemuVm.launch({ runDir, shape, sharePaths: [placeholder], memoryFile: { path: memFile, shared: true } });
     try {
-      const agent = await AgentConnection.connect(vm.paths.control, { timeoutMs: 60_000 });
+      const agent = await AgentConnection.connect(vm.controlSocket, { timeoutMs: 60_000 });
       const bootMs = Date.now() - t0;
       const qmp = await QmpClient.connect(vm.paths.qmp);
       await qmp.execute('stop');
@@ -191,17 +175,12 @@ export class TemplateStore {
       this.logger.info(`template ${key} ready (${shape.memoryMiB} MiB, ${shape.cpus} vCPU, ${shape.accel}; guest booted in ${bootMs} ms)`);
       return this.toTemplate(meta, shape);
     } catch (err) {
-      vm.kill();
+      vm.stop();
       await vm.waitExit();
       this.remove(key);
       throw new Error(`cannot create template: ${(err as Error).message}; ${vm.diagnostics(300)}`);
     }
   }
-}
-
-/** Templates and clones have the same device line; a template's share is a placeholder. */
-export function templateShares(rootPath: string): Share[] {
-  return [{ tag: 'hbroot0', path: rootPath }];
 }
 
 /**
@@ -211,14 +190,11 @@ export function templateShares(rootPath: string): Share[] {
  */
 export async function startClone(template: Template, opts: { runDir: string; rootPath: string; paused?: boolean; net?: NetSpec }): Promise<QemuVm> {
   checkStateFile(template);
-  const s = template.shape;
+  // Templates and clones have the same device line; a template's share was a placeholder.
   const vm = QemuVm.launch({
     runDir: opts.runDir,
-    assets: s.assets,
-    accel: s.accel,
-    memoryMiB: s.memoryMiB,
-    cpus: s.cpus,
-    shares: templateShares(opts.rootPath),
+    shape: template.shape,
+    sharePaths: [opts.rootPath],
     memoryFile: { path: template.memFile, shared: false },
     incoming: true,
     net: opts.net,
@@ -244,7 +220,7 @@ export async function startClone(template: Template, opts: { runDir: string; roo
     return vm;
   } catch (err) {
     qmp?.close();
-    vm.kill();
+    vm.stop();
     throw new Error(`clone restore failed: ${(err as Error).message}; ${vm.diagnostics(300)}`);
   }
 }

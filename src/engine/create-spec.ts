@@ -1,0 +1,156 @@
+/**
+ * `create`'s pure part: a client's request plus the image's config become the
+ * container's spec, with Docker's defaults and Docker's validation errors. No
+ * I/O: what it must look up (networks, pods, other containers) it asks through
+ * `CreateContext`, so it is unit-tested with plain objects.
+ */
+import { invalid } from '../common/errors.js';
+import { POD_LABEL } from '../common/labels.js';
+import type { ImageConfig } from '../images/store.js';
+import { parseLogOptions } from './logs.js';
+import { checkPorts, networkModeOf } from './ports.js';
+import { NO_RESTART, validateRestartPolicy } from './restart.js';
+import { parseSignal } from './signals.js';
+import type { ContainerSpec, HostSpec } from './types.js';
+
+export interface CreateRequest {
+  name?: string;
+  /** Network aliases (Docker's NetworkingConfig.EndpointsConfig[*].Aliases). */
+  aliases?: string[];
+  config: Partial<ContainerSpec> & { Image: string };
+  host: Partial<HostSpec>;
+}
+
+export interface CreateContext {
+  /** The user-defined network a NetworkMode names (undefined for predefined modes; throws 404 for unknown names). */
+  userNetwork(mode: string | undefined): { Name: string } | undefined;
+  /** The ID of the pod named NAME (throws 404). */
+  podId(name: string): string;
+  /** The pod ID of the container a `container:NAME` mode names, with its display name (throws 404). */
+  containerPod(name: string): { name: string; podId?: string };
+}
+
+export interface CreateSpec {
+  config: ContainerSpec;
+  host: HostSpec;
+  podId?: string;
+  aliases?: string[];
+  /** `--storage-opt size`: the writable layer's size in bytes. */
+  layerBytes?: number;
+}
+
+const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** Later entries win, by variable name; order of first appearance is kept. */
+export function mergeEnv(base: string[], extra: string[]): string[] {
+  const out = new Map<string, string>();
+  for (const e of [...base, ...extra]) out.set(e.split('=')[0]!, e);
+  return [...out.values()];
+}
+
+/** The environment of a process in a container: its Env, Docker's PATH/HOSTNAME/TERM/HOME defaults, then EXTRA. */
+export function processEnv(config: Pick<ContainerSpec, 'Env' | 'Hostname' | 'Tty'>, extra: string[] = []): string[] {
+  let env = mergeEnv(config.Env, extra);
+  if (!env.some((e) => e.startsWith('PATH='))) env = [DEFAULT_PATH, ...env];
+  env = mergeEnv([`HOSTNAME=${config.Hostname}`], env);
+  if (config.Tty && !env.some((e) => e.startsWith('TERM='))) env.push('TERM=xterm');
+  if (!env.some((e) => e.startsWith('HOME='))) env.push('HOME=/root');
+  return env;
+}
+
+/** `--storage-opt size=64m` in bytes (undefined: no limit). */
+export function parseLayerLimit(opts: Record<string, string> | undefined): number | undefined {
+  for (const [k, v] of Object.entries(opts ?? {})) {
+    if (k !== 'size') throw invalid(`unknown storage option "${k}" (hyperbox supports size)`);
+    const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(v.trim());
+    if (!m) throw invalid(`invalid storage size "${v}"`);
+    const bytes = Math.floor(Number(m[1]) * 1024 ** 'bkmgt'.indexOf((m[2] || 'b').toLowerCase()));
+    if (bytes < 16 * 1024 * 1024) throw invalid('the writable layer must be at least 16MB');
+    return bytes;
+  }
+  return undefined;
+}
+
+export function buildCreateSpec(req: CreateRequest, id: string, image: ImageConfig['config'], ctx: CreateContext): CreateSpec {
+  const imgCfg = image ?? {};
+  const entrypoint = req.config.Entrypoint ?? imgCfg.Entrypoint ?? [];
+  // As in Docker: an Entrypoint given at create time drops the image's Cmd.
+  const cmd = req.config.Cmd?.length ? req.config.Cmd : req.config.Entrypoint ? [] : (imgCfg.Cmd ?? []);
+  if (entrypoint.length + cmd.length === 0) throw invalid('no command specified');
+  const config: ContainerSpec = {
+    Image: req.config.Image,
+    Cmd: cmd,
+    Entrypoint: entrypoint,
+    Env: mergeEnv(imgCfg.Env ?? [], req.config.Env ?? []),
+    WorkingDir: req.config.WorkingDir || imgCfg.WorkingDir || '/',
+    User: req.config.User || imgCfg.User || '',
+    Hostname: req.config.Hostname || id.slice(0, 12),
+    Tty: !!req.config.Tty,
+    OpenStdin: !!req.config.OpenStdin,
+    StdinOnce: !!req.config.StdinOnce,
+    AttachStdin: !!req.config.AttachStdin,
+    AttachStdout: req.config.AttachStdout ?? true,
+    AttachStderr: req.config.AttachStderr ?? true,
+    Labels: { ...(imgCfg.Labels ?? {}), ...(req.config.Labels ?? {}) },
+    StopSignal: req.config.StopSignal || imgCfg.StopSignal || 'SIGTERM',
+    StopTimeout: req.config.StopTimeout,
+    ExposedPorts: {},
+  };
+  if (!config.WorkingDir.startsWith('/')) throw invalid(`the working directory '${config.WorkingDir}' is invalid, it needs to be an absolute path`);
+  parseSignal(config.StopSignal);
+  const host: HostSpec = {
+    AutoRemove: !!req.host.AutoRemove,
+    Memory: req.host.Memory ?? 0,
+    NanoCpus: req.host.NanoCpus ?? 0,
+    ConsoleSize: req.host.ConsoleSize,
+    RestartPolicy: req.host.RestartPolicy ?? NO_RESTART,
+    LogConfig: req.host.LogConfig,
+    Binds: req.host.Binds,
+    Mounts: req.host.Mounts,
+    Tmpfs: req.host.Tmpfs,
+    ReadonlyRootfs: !!req.host.ReadonlyRootfs,
+    StorageOpt: req.host.StorageOpt,
+    NetworkMode: req.host.NetworkMode || 'default',
+    PublishAllPorts: !!req.host.PublishAllPorts,
+  };
+  if (host.LogConfig?.Type && !['json-file', 'local'].includes(host.LogConfig.Type)) {
+    throw invalid(`logging driver "${host.LogConfig.Type}" is not supported by hyperbox (json-file only)`);
+  }
+  try {
+    parseLogOptions(host.LogConfig?.Config);
+  } catch (err) {
+    throw invalid((err as Error).message);
+  }
+  const policyError = validateRestartPolicy(host.RestartPolicy, host.AutoRemove);
+  if (policyError) throw invalid(policyError);
+  const ports = checkPorts(req.host.PortBindings ?? {}, { ...(imgCfg.ExposedPorts ?? {}), ...(req.config.ExposedPorts ?? {}) });
+  host.PortBindings = ports.bindings;
+  config.ExposedPorts = ports.exposed;
+  const publishes = Object.values(ports.bindings).some((l) => l?.length) || host.PublishAllPorts;
+  const userNet = ctx.userNetwork(host.NetworkMode);
+  if (!userNet && networkModeOf(host.NetworkMode) === 'none' && publishes) {
+    throw invalid('conflicting options: port publishing and the container type network mode');
+  }
+  if (host.Memory < 0 || (host.Memory > 0 && host.Memory < 6 * 1024 * 1024)) throw invalid('Minimum memory limit allowed is 6MB');
+  if (host.NanoCpus < 0) throw invalid('Range of CPUs is from 0.01 to the number of CPUs available');
+  let podId: string | undefined;
+  const podName = req.config.Labels?.[POD_LABEL];
+  if (podName) podId = ctx.podId(podName);
+  if (host.NetworkMode?.startsWith('container:')) {
+    // Docker's way of sharing a network namespace; in hyperbox, sharing a VM, which is what pods are.
+    const target = ctx.containerPod(host.NetworkMode.slice('container:'.length));
+    if (!target.podId) {
+      throw invalid(`cannot join container ${target.name}'s network: it is not in a pod (a container shares a VM only through a pod: pod create, run --pod)`);
+    }
+    if (podId && podId !== target.podId) throw invalid(`conflicting options: --pod ${podName} and --network ${host.NetworkMode}`);
+    podId = target.podId;
+  }
+  if (podId) {
+    if (publishes) throw invalid(`ports of a pod are published by the pod (pod create -p), not by its containers`);
+    if (host.Memory || host.NanoCpus) throw invalid(`a pod's containers share its VM: per-container --memory and --cpus are not supported in a pod`);
+  }
+  if (userNet && podId) throw invalid(`a pod's containers use the pod's network: --network ${userNet.Name} and a pod do not go together`);
+  const aliases = (req.aliases ?? []).filter((a) => a);
+  if (aliases.length && !userNet) throw invalid('network-scoped aliases are supported only for containers on user-defined networks');
+  return { config, host, podId, aliases: aliases.length ? aliases : undefined, layerBytes: parseLayerLimit(host.StorageOpt) };
+}

@@ -1,0 +1,120 @@
+/**
+ * The start path of a container below the lifecycle: its root on the host
+ * (overlay plus volumes), the VM it runs in (its pod's, or its own: a warm-pool
+ * VM, a clone or a cold boot, on its network), and its main process. Each step
+ * undoes what it set up when a later one fails.
+ */
+import path from 'node:path';
+import { StartError, type GuestProcess } from '../agent/connection.js';
+import { invalid } from '../common/errors.js';
+import { NO_CLONE_LABEL } from '../common/labels.js';
+import { containerLayerPaths, mountContainerLayer } from '../images/rootfs.js';
+import { ROOT_NAME, startSandbox, type Sandbox } from '../sandbox/sandbox.js';
+import type { Container } from './container.js';
+import type { EngineContext } from './context.js';
+import { processEnv } from './create-spec.js';
+import { userNetworkOf } from './network-service.js';
+import type { Pod } from './pods.js';
+import { allocatePorts, networkModeOf } from './ports.js';
+import { mountVolumes, restoreRootWritable, unmountVolumes } from './storage.js';
+
+/** Unmounts a container's volumes and binds from its root (after its VM is gone or going). */
+export function releaseStorage(c: Container): void {
+  const root = containerLayerPaths(c.dir).merged;
+  unmountVolumes(root);
+  restoreRootWritable(root);
+}
+
+/** Mounts the container's overlay and volumes; returns the root and the tmpfs mounts the guest makes. */
+export async function prepareRoot(ctx: EngineContext, c: Container): Promise<{ rootfs: string; tmpfs: string[] }> {
+  const image = ctx.store.resolve(c.record.ImageId);
+  const rootfs = mountContainerLayer(await ctx.rootfs.imageRootfs(image), c.dir);
+  const tmpfs = mountVolumes(rootfs, c.record.MountPoints ?? [], !!c.record.HostConfig.ReadonlyRootfs);
+  return { rootfs, tmpfs };
+}
+
+/**
+ * The VM a starting container runs in, with its root mounted: its pod's, or
+ * its own, on its network. On failure, everything the start set up (storage,
+ * network endpoint) is released.
+ */
+export async function startContainerVm(
+  ctx: EngineContext,
+  c: Container,
+  rootfs: string,
+  tmpfs: string[],
+  phases: Record<string, number>,
+): Promise<{ sandbox: Sandbox; root: string; pod?: Pod }> {
+  const hc = c.record.HostConfig;
+  const fail = (err: unknown): never => {
+    releaseStorage(c);
+    throw err;
+  };
+  const userNet = userNetworkOf(ctx, hc.NetworkMode);
+  const netMode = userNet ? 'bridge' : networkModeOf(hc.NetworkMode);
+  const { ports, forwards } =
+    netMode === 'none' ? { ports: {}, forwards: [] } : await allocatePorts(hc.PortBindings ?? {}, c.record.Config.ExposedPorts ?? {}, !!hc.PublishAllPorts).catch(fail);
+  c.record.Ports = ports;
+  const pod = c.record.PodId ? ctx.pods.get(c.record.PodId) : undefined;
+  if (pod) {
+    // Its pod's VM: the pod publishes the ports (a member has none bound, see create).
+    const attached = await ctx.pods.attach(pod, c.id, rootfs, tmpfs).catch(fail);
+    return { sandbox: attached.sandbox.memberView(() => c.main?.signal(9)), root: attached.root, pod };
+  }
+  const useClone = ctx.opts.clone && c.record.Config.Labels[NO_CLONE_LABEL] === undefined;
+  const options = {
+    driver: ctx.driver,
+    runDir: path.join(ctx.runRoot, c.id.slice(0, 12)),
+    shape: ctx.guestShape(hc.Memory ? Math.max(128, Math.ceil(hc.Memory / 1048576) + 64) : undefined, Math.max(1, Math.ceil(hc.NanoCpus / 1e9))),
+    hostname: c.record.Config.Hostname,
+    memoryLimit: hc.Memory,
+    rootfs,
+    bootTimeoutMs: ctx.opts.bootTimeoutMs,
+    clone: useClone,
+    warm: useClone,
+    tmpfs,
+  };
+  // On a bridge network the VM's NIC is a TAP and published ports go through a host proxy.
+  const { sandbox, endpoint } = userNet
+    ? await ctx.networks.startOn(userNet, c.id, forwards, (net, guestNet) => startSandbox({ ...options, net, guestNet }, phases)).catch(fail)
+    : { sandbox: await startSandbox({ ...options, net: { forwards, restrict: netMode === 'none' } }, phases).catch(fail), endpoint: undefined };
+  c.record.Endpoint = endpoint;
+  return { sandbox, root: ROOT_NAME };
+}
+
+/** Docker's exit code for a process that could not be started. */
+export function startFailureCode(err: StartError): number {
+  if (/executable file not found|no such file or directory/.test(err.message)) return 127;
+  return err.errno === 13 ? 126 : 128;
+}
+
+/** Starts the image's process in the container's root; a failure releases the VM and storage. */
+export async function startMainProcess(c: Container, sandbox: Sandbox, root: string): Promise<GuestProcess> {
+  c.sandbox = sandbox;
+  const cfg = c.record.Config;
+  const [rows, cols] = c.record.HostConfig.ConsoleSize ?? [0, 0];
+  try {
+    return await sandbox.exec({
+      root,
+      args: [...cfg.Entrypoint, ...cfg.Cmd],
+      env: processEnv(cfg),
+      cwd: cfg.WorkingDir,
+      user: cfg.User,
+      tty: cfg.Tty,
+      stdin: cfg.OpenStdin,
+      rows,
+      cols,
+    });
+  } catch (err) {
+    sandbox.release();
+    c.sandbox = undefined;
+    c.record.Endpoint = undefined;
+    releaseStorage(c);
+    if (err instanceof StartError) {
+      Object.assign(c.record.State, { ExitCode: startFailureCode(err), Error: err.message });
+      c.save();
+      throw invalid(`failed to create task for container: failed to start the container process: ${err.message}: unknown`);
+    }
+    throw err;
+  }
+}

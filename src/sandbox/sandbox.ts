@@ -1,0 +1,274 @@
+/**
+ * A sandbox is one VM with a connected agent and, usually, a container root
+ * mounted in it: the thing a container (or a pod) runs its processes in. This
+ * module owns how a sandbox comes to be (a warm-pool VM, an instant clone, or a
+ * cold boot, in that order of preference, saying why it fell back), times each
+ * phase for `inspect`, and how it ends. It depends only on a VmDriver and the
+ * agent protocol, so programs other than hyperboxd can use it (see ./index.ts).
+ */
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { AgentConnection, type GuestNetwork, type GuestProcess, type ProcessSpec } from '../agent/connection.js';
+import type { GuestStats } from '../agent/stats.js';
+import { internal } from '../common/errors.js';
+import { mountsUnder } from '../common/mounts.js';
+import type { GuestShape, HostUsage, NetSpec, VmDriver, VmHandle } from '../vm/driver.js';
+import { bindRoot, unbindRoot } from './roots.js';
+
+/** How a sandbox's VM came to be, for `inspect`. */
+export interface StartInfo {
+  mode: 'cold' | 'clone' | 'pool';
+  accel: string;
+  /** Milliseconds per phase (rootfs, vm, boot, configure, mount, exec) and total. */
+  phases: Record<string, number>;
+  fallbackReason?: string;
+}
+
+export interface SandboxOptions {
+  driver: VmDriver;
+  runDir: string;
+  shape: GuestShape;
+  hostname: string;
+  /** The container's --memory, enforced by a cgroup in the guest (bytes; 0: none). */
+  memoryLimit?: number;
+  /** Host directory with the container's merged root filesystem (or, with
+   * `noRoot`, the directory shared empty that roots are bound into later). */
+  rootfs: string;
+  bootTimeoutMs: number;
+  /** Start as a clone of a template (falls back to a cold boot, saying why). */
+  clone?: boolean;
+  /** Take a pre-started clone from the driver's warm pool when one is ready. */
+  warm?: boolean;
+  /** The NIC's backend: published ports, `restrict` for `--network none`, or a TAP. */
+  net: NetSpec;
+  /** tmpfs mounts inside the root, as "/path[:opts]". */
+  tmpfs?: string[];
+  /** A pod VM: the share is an empty directory container roots are bound into
+   * later; no root is mounted at start. */
+  noRoot?: boolean;
+  /** eth0's configuration when it is not the driver's built-in network's (a bridge endpoint). */
+  guestNet?: GuestNetwork;
+}
+
+/** Name of the root a plain sandbox mounts (processes name it in `exec`). */
+export const ROOT_NAME = 'root';
+/** Where a warm-pool VM's root is bound under its share. */
+const WARM_SUBDIR = 'root';
+
+export class Sandbox {
+  private readonly releaseHooks: Array<() => void> = [];
+  private released = false;
+
+  constructor(
+    readonly vm: VmHandle,
+    readonly agent: AgentConnection,
+    readonly info: StartInfo,
+    readonly rootTag: string,
+    private readonly cleanup: () => void,
+    private readonly forceStopOverride?: () => void,
+  ) {}
+
+  /**
+   * A view of this sandbox for one member of a pod: releasing it leaves the VM
+   * to the pod; forcing it to stop runs FORCESTOP (kill the member's process).
+   */
+  memberView(forceStop: () => void): Sandbox {
+    return new Sandbox(this.vm, this.agent, this.info, this.rootTag, () => undefined, forceStop);
+  }
+
+  get pid(): number {
+    return this.vm.pid;
+  }
+  get runDir(): string {
+    return this.vm.runDir;
+  }
+  get exited(): boolean {
+    return this.vm.exited;
+  }
+
+  /** Starts a process in one of the sandbox's roots. */
+  exec(spec: ProcessSpec): Promise<GuestProcess> {
+    return this.agent.start(spec);
+  }
+
+  /** Mounts another root: DIR under the root share, with a mount namespace of its own if `isolate`. */
+  mountRoot(name: string, subdir: string, tmpfs: string[] = [], opts: { isolate?: boolean } = {}): Promise<void> {
+    return this.agent.mountRoot(this.rootTag, name, subdir, tmpfs, opts);
+  }
+
+  stats(): Promise<GuestStats> {
+    return this.agent.stats();
+  }
+
+  hostUsage(): HostUsage {
+    return this.vm.hostUsage();
+  }
+
+  pause(): Promise<void> {
+    return this.vm.pause();
+  }
+
+  resume(): Promise<void> {
+    return this.vm.resume();
+  }
+
+  /** Done with it: closes the agent channel, stops the VM and cleans up what its start left on the host. */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.agent.close();
+    this.cleanup();
+    for (const hook of this.releaseHooks.splice(0)) hook();
+  }
+
+  /** Runs FN when the sandbox is released (after its VM was told to stop). */
+  onRelease(fn: () => void): void {
+    if (this.released) fn();
+    else this.releaseHooks.push(fn);
+  }
+
+  /** Ends it for certain when its processes do not stop: the VM is stopped. */
+  forceStop(): void {
+    if (this.forceStopOverride) this.forceStopOverride();
+    else this.vm.stop();
+  }
+
+  waitExit(): Promise<void> {
+    return this.vm.waitExit();
+  }
+}
+
+function phaseClock(phases: Record<string, number>): (phase: string) => void {
+  let t = performance.now();
+  return (phase) => {
+    const now = performance.now();
+    phases[phase] = Math.round(now - t);
+    t = now;
+  };
+}
+
+/** Stops VM and removes RUNDIR once it is gone, never through a mount. */
+function stopAndRemove(vm: VmHandle, runDir: string, before?: () => void): () => void {
+  return () => {
+    vm.stop();
+    void vm.waitExit().then(() => {
+      before?.();
+      if (mountsUnder(runDir).length === 0) fs.rmSync(runDir, { recursive: true, force: true });
+    });
+  };
+}
+
+export async function startSandbox(opts: SandboxOptions, phases: Record<string, number> = {}): Promise<Sandbox> {
+  const { driver } = opts;
+  const rootTag = driver.layout.shares[0]!.tag;
+  const mark = phaseClock(phases);
+  let vm: VmHandle | undefined;
+  let mode: StartInfo['mode'] = 'cold';
+  let fallbackReason: string | undefined;
+  let subdir: string | undefined;
+  let cleanup = (): void => vm?.stop();
+  // A pool VM's NIC backend was set up before its container existed: it serves
+  // only sandboxes on the built-in network without published ports.
+  if (opts.clone && opts.warm && !opts.noRoot && !opts.net.restrict && !opts.net.tap && opts.net.forwards.length === 0) {
+    const warm = driver.takeWarm(opts.shape);
+    if (warm) {
+      const target = path.join(warm.shareDir, WARM_SUBDIR);
+      try {
+        bindRoot(target, opts.rootfs);
+        await warm.vm.resume();
+        vm = warm.vm;
+        mode = 'pool';
+        subdir = WARM_SUBDIR;
+        cleanup = () => {
+          warm.vm.stop();
+          void warm.vm.waitExit().then(() => {
+            unbindRoot(target);
+            warm.discard();
+          });
+        };
+      } catch (err) {
+        fallbackReason = `warm pool: ${(err as Error).message}`;
+        warm.vm.stop();
+        void warm.vm.waitExit().then(() => (unbindRoot(target), warm.discard()));
+      }
+      mark('vm');
+    }
+  }
+  if (opts.clone && !vm) {
+    try {
+      vm = await driver.clone({ runDir: opts.runDir, shape: opts.shape, rootDir: opts.rootfs, net: opts.net });
+      mode = 'clone';
+      cleanup = stopAndRemove(vm, opts.runDir);
+      mark('vm');
+    } catch (err) {
+      fallbackReason = (err as Error).message;
+    }
+  }
+  if (!vm) {
+    vm = driver.launch({ runDir: opts.runDir, shape: opts.shape, rootDir: opts.rootfs, net: opts.net });
+    cleanup = stopAndRemove(vm, opts.runDir);
+    mark('vm');
+  }
+  const started = vm;
+  try {
+    const agent = await connectAgent(started, opts.bootTimeoutMs, mode);
+    mark('boot');
+    const builtin = driver.builtinNetwork;
+    const network: GuestNetwork | undefined = opts.net.restrict
+      ? undefined
+      : (opts.guestNet ?? { ipv4: `${builtin.guest}/${builtin.prefix}`, gateway: builtin.gateway, dns: builtin.dns });
+    const sandbox = new Sandbox(started, agent, { mode, accel: opts.shape.accel, phases, fallbackReason }, rootTag, cleanup);
+    try {
+      await agent.configure({ hostname: opts.hostname, seed: randomBytes(64), network, memoryLimit: opts.memoryLimit });
+      mark('configure');
+      if (!opts.noRoot) await agent.mountRoot(rootTag, ROOT_NAME, subdir, opts.tmpfs);
+      mark('mount');
+    } catch (err) {
+      sandbox.release();
+      throw err;
+    }
+    return sandbox;
+  } catch (err) {
+    cleanup();
+    throw err instanceof Error && 'kind' in err ? err : internal(`VM failed to start: ${(err as Error).message}`);
+  }
+}
+
+/** Waits for the agent's hello, or for the VM to die trying. */
+async function connectAgent(vm: VmHandle, timeoutMs: number, mode: string, adopt?: number[]): Promise<AgentConnection> {
+  let onExit: (() => void) | undefined;
+  const died = new Promise<never>((_, reject) => {
+    onExit = () => reject(internal(`VM exited during boot: ${vm.diagnostics(600) || 'no output'}`));
+    vm.once('exit', onExit);
+  });
+  try {
+    return await Promise.race([
+      AgentConnection.connect(vm.controlSocket, { timeoutMs, adopt }).catch((err: Error) => {
+        throw internal(`${err.message} (${mode}); console: ${vm.diagnostics(400) || 'empty'}`);
+      }),
+      died,
+    ]);
+  } finally {
+    vm.off('exit', onExit!);
+  }
+}
+
+/**
+ * The sandbox of a VM that outlived the process that started it (live
+ * restore): the VM is re-found by pid and run directory, its agent answers
+ * again, and the given processes are adopted (their output and exit, kept by
+ * the agent meanwhile, are delivered). A paused VM is resumed for the handshake
+ * and paused again.
+ */
+export async function adoptSandbox(
+  driver: VmDriver,
+  rec: { pid: number; runDir: string; procIds: number[]; paused?: boolean; info: StartInfo },
+): Promise<Sandbox> {
+  const vm = driver.adopt(rec.pid, rec.runDir);
+  if (!vm) throw new Error('the VM exited while the daemon was down');
+  if (rec.paused) await vm.resume();
+  const agent = await AgentConnection.connect(vm.controlSocket, { timeoutMs: 5000, adopt: rec.procIds });
+  if (rec.paused) await vm.pause();
+  return new Sandbox(vm, agent, rec.info, driver.layout.shares[0]!.tag, stopAndRemove(vm, rec.runDir));
+}

@@ -1,0 +1,161 @@
+/**
+ * The VM layer's contract: what the layers above (the sandbox library, the
+ * engine) may know about virtual machines. A driver boots guests of a given
+ * shape with a fixed device layout, clones them from templates, keeps a warm
+ * pool, and re-finds VMs that outlived the daemon. QEMU (`./qemu/`) is one
+ * implementation; nothing outside src/vm/ imports it (test/unit/layers.test.ts
+ * fails if something does).
+ */
+import type { EventEmitter } from 'node:events';
+import type { GuestAssets } from './assets.js';
+
+export type Accel = 'kvm' | 'tcg';
+
+/** Everything that shapes a booted guest: one template per shape. */
+export interface GuestShape {
+  assets: GuestAssets;
+  accel: Accel;
+  memoryMiB: number;
+  cpus: number;
+}
+
+/**
+ * The devices every VM of a driver has, as data. Clones must have their
+ * template's layout, so it is part of every template's key; a change here
+ * retires all templates.
+ */
+export interface DeviceLayout {
+  /** Bumped whenever the device line changes in a way the fields below do not show. */
+  revision: number;
+  console: 'serial';
+  /** The agent's control channel: transport and port name. */
+  control: { transport: 'virtio-serial'; port: string };
+  rng: 'virtio-rng';
+  /** One NIC, always present (a clone restores its state). */
+  nic: 'virtio-net';
+  /** Shared directories, by 9p mount tag: the first carries the container root(s). */
+  shares: Array<{ tag: string; transport: 'virtio-9p' }>;
+}
+
+/** A published port forwarded by the VM's built-in network to the guest. */
+export interface PortForward {
+  proto: 'tcp' | 'udp';
+  hostIp: string;
+  hostPort: number;
+  guestPort: number;
+}
+
+/** The backend of a VM's one NIC. */
+export interface NetSpec {
+  /** Ports of the built-in (NAT) network forwarded to the guest. */
+  forwards: PortForward[];
+  /** No traffic to or from the outside (`--network none`). */
+  restrict?: boolean;
+  /** A TAP device on a bridge network instead of the built-in network. */
+  tap?: string;
+}
+
+/** Addresses of a driver's built-in NAT network, as the guest must configure them. */
+export interface BuiltinNetwork {
+  subnet: string;
+  guest: string;
+  prefix: number;
+  gateway: string;
+  dns: string;
+}
+
+export interface HostUsage {
+  rssBytes: number;
+  cpuNs: number;
+  readBytes: number;
+  writeBytes: number;
+}
+
+/** One running (or paused) VM. */
+export interface VmHandle extends EventEmitter<{ exit: [code: number | null, signal: NodeJS.Signals | null] }> {
+  /** Host process id of the VM (for `inspect`, live restore). */
+  readonly pid: number;
+  /** The VM's own run directory (sockets, logs); recorded for live restore. */
+  readonly runDir: string;
+  /** Unix socket of the agent's control channel. */
+  readonly controlSocket: string;
+  readonly exited: boolean;
+  /** Stops the vCPUs (memory kept). */
+  pause(): Promise<void>;
+  resume(): Promise<void>;
+  /** Ends the VM now (no guest shutdown). */
+  stop(): void;
+  waitExit(): Promise<void>;
+  /** What the VM costs the host (memory, CPU, I/O). */
+  hostUsage(): HostUsage;
+  /** The tail of the VM's own log and console, for error messages. */
+  diagnostics(maxBytes?: number): string;
+}
+
+export interface LaunchRequest {
+  /** Run directory for this VM (kept short: unix socket paths are limited to 107 bytes). */
+  runDir: string;
+  shape: GuestShape;
+  /** Host directory shared as the root share (the layout's first share). */
+  rootDir: string;
+  net?: NetSpec;
+}
+
+/** A pre-started clone from the warm pool, paused, with an empty share. */
+export interface WarmVm {
+  vm: VmHandle;
+  /** The VM's root share (an empty directory): the caller binds a root under it. */
+  shareDir: string;
+  /** Stops the VM and removes its run directory (never through a mount). */
+  discard(): void;
+}
+
+export interface TemplateInfo {
+  key: string;
+  accel: Accel;
+  memoryMiB: number;
+  cpus: number;
+  created: string;
+  bootMs: number;
+}
+
+export interface VmDriver {
+  readonly name: string;
+  /** Version of the hypervisor, e.g. "QEMU emulator version 7.2.19". */
+  readonly version: string;
+  readonly layout: DeviceLayout;
+  readonly builtinNetwork: BuiltinNetwork;
+
+  /** Cold boot. */
+  launch(req: LaunchRequest): VmHandle;
+  /**
+   * An instant clone of the shape's template (made first if missing), running
+   * or left paused. A template found corrupt is dropped before this throws, so
+   * the next clone builds a good one.
+   */
+  clone(req: LaunchRequest & { paused?: boolean }): Promise<VmHandle>;
+  /** A ready paused clone from the warm pool, if one is; the pool refills itself. */
+  takeWarm(shape: GuestShape): WarmVm | undefined;
+  /** Starts warm pool VMs for a shape (no-op without a pool). */
+  fillPool(shape: GuestShape): void;
+  /** Warm-pool VMs kept per shape, and how many are ready now. */
+  readonly poolSize: number;
+  readonly poolReady: number;
+  /** Stops the warm pool (daemon shutdown). */
+  drainPool(): Promise<void>;
+
+  /** A VM an earlier process started (live restore), if PID still is that VM. */
+  adopt(pid: number, runDir: string): VmHandle | undefined;
+  /** Whether PID is the live VM of RUNDIR (sweeping VMs nobody owns). */
+  isLive(pid: number, runDir: string): boolean;
+  /** The pid recorded in a run directory, if a VM was started there. */
+  recordedPid(runDir: string): number | undefined;
+
+  templates: {
+    list(): TemplateInfo[];
+    ensure(shape: GuestShape): Promise<TemplateInfo>;
+    remove(key: string): boolean;
+    /** Deletes templates made from other guest assets or another hypervisor build. */
+    removeStale(current: GuestAssets): string[];
+  };
+}

@@ -1,0 +1,113 @@
+/**
+ * The QEMU command line of a VM: the `microvm` machine with virtio-mmio devices
+ * only (the layout below, as data), guest RAM optionally in a file (templates
+ * and clones), and the NIC's backend (user-mode network or a TAP). Pure.
+ */
+import path from 'node:path';
+import type { BuiltinNetwork, DeviceLayout, GuestShape, NetSpec } from '../driver.js';
+
+/** The device line qemuArgs builds. Templates are keyed by it. */
+export const QEMU_LAYOUT: DeviceLayout = {
+  revision: 2, // 2: virtio-net NIC on a user-mode netdev
+  console: 'serial',
+  control: { transport: 'virtio-serial', port: 'hyperbox.0' },
+  rng: 'virtio-rng',
+  nic: 'virtio-net',
+  shares: [{ tag: 'hbroot0', transport: 'virtio-9p' }],
+};
+
+/** Addresses of QEMU's user-mode network (its defaults, spelled out). */
+export const USER_NET = { subnet: '10.0.2.0/24', guest: '10.0.2.15', prefix: 24, gateway: '10.0.2.2', dns: '10.0.2.3' } as const;
+
+/** `-netdev` arguments: the NIC's backend (net0), plus what a clone's state needs. */
+export function netdevArgs(net: NetSpec | undefined): string[] {
+  if (net?.tap) {
+    if (!/^[a-zA-Z0-9_-]{1,15}$/.test(net.tap)) throw new Error(`bad TAP name ${net.tap}`);
+    // A template's migration stream carries a slirp section: a clone restores it
+    // into this idle, restricted user netdev, while its NIC uses the TAP.
+    return ['-netdev', `tap,id=net0,ifname=${net.tap},script=no,downscript=no`, '-netdev', 'user,id=slirp0,restrict=on,ipv6=off'];
+  }
+  let arg = `user,id=net0,net=${USER_NET.subnet},host=${USER_NET.gateway},dns=${USER_NET.dns},dhcpstart=${USER_NET.guest},ipv6=off`;
+  if (net?.restrict) arg += ',restrict=on';
+  for (const f of net?.forwards ?? []) {
+    if (!/^[0-9a-fA-F.:]*$/.test(f.hostIp)) throw new Error(`bad host address ${f.hostIp}`);
+    arg += `,hostfwd=${f.proto}:${f.hostIp}:${f.hostPort}-${USER_NET.guest}:${f.guestPort}`;
+  }
+  return ['-netdev', arg];
+}
+
+export const USER_NET_INFO: BuiltinNetwork = { ...USER_NET };
+
+export interface VmSpec {
+  /** Run directory for this VM's sockets and logs (kept short: unix socket paths are limited to 107 bytes). */
+  runDir: string;
+  shape: GuestShape;
+  /** Host directories for the layout's shares, in order (an empty list: no shares, e.g. the KVM probe). */
+  sharePaths: string[];
+  /** Guest RAM in a file: shared for a template (the file becomes its memory image),
+   * private for a clone (copy-on-write pages over the template's file). */
+  memoryFile?: { path: string; shared: boolean };
+  /** Start paused, waiting for `migrate-incoming` (clones). */
+  incoming?: boolean;
+  /** The NIC's backend (forwards differ per VM; the NIC is always present). */
+  net?: NetSpec;
+}
+
+export const QEMU_BINARY = process.env.HYPERBOX_QEMU ?? 'qemu-system-x86_64';
+
+export function vmPaths(runDir: string) {
+  return {
+    control: path.join(runDir, 'ctl.sock'),
+    qmp: path.join(runDir, 'qmp.sock'),
+    console: path.join(runDir, 'console.log'),
+    qemuLog: path.join(runDir, 'qemu.log'),
+    pidFile: path.join(runDir, 'qemu.pid'),
+  };
+}
+
+/** The QEMU command line for a spec (pure; unit-tested). */
+export function qemuArgs(spec: VmSpec, layout: DeviceLayout = QEMU_LAYOUT): string[] {
+  const p = vmPaths(spec.runDir);
+  const { shape } = spec;
+  let machine = 'microvm,x-option-roms=off,rtc=off,acpi=off,isa-serial=on';
+  const memArgs: string[] = [];
+  if (spec.memoryFile) {
+    machine += ',memory-backend=mem';
+    memArgs.push('-object', `memory-backend-file,id=mem,size=${shape.memoryMiB}M,mem-path=${spec.memoryFile.path},share=${spec.memoryFile.shared ? 'on' : 'off'}`);
+  }
+  const args = [
+    '-name', `hyperbox,debug-threads=off`,
+    '-M', machine,
+    ...memArgs,
+    '-accel', shape.accel === 'kvm' ? 'kvm' : 'tcg,tb-size=64',
+    '-cpu', shape.accel === 'kvm' ? 'host' : 'max',
+    '-m', `${shape.memoryMiB}M`,
+    '-smp', String(shape.cpus),
+    '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',
+    '-kernel', shape.assets.kernel,
+    '-initrd', shape.assets.initrd,
+    // panic=-1 + -no-reboot: if the agent (PID 1) dies, QEMU exits instead of hanging.
+    '-append', 'console=ttyS0 quiet panic=-1',
+    '-serial', `file:${p.console}`,
+    '-device', 'virtio-serial-device,max_ports=2',
+    '-chardev', `socket,id=ctl,path=${p.control},server=on,wait=off`,
+    '-device', `virtserialport,chardev=ctl,name=${layout.control.port}`,
+    '-object', 'rng-random,id=rng0,filename=/dev/urandom',
+    '-device', 'virtio-rng-device,rng=rng0',
+    '-qmp', `unix:${p.qmp},server=on,wait=off`,
+    ...netdevArgs(spec.net),
+    '-device', 'virtio-net-device,netdev=net0,mac=52:54:00:12:34:56',
+  ];
+  if (spec.incoming) args.push('-incoming', 'defer');
+  spec.sharePaths.forEach((sharePath, i) => {
+    const share = layout.shares[i];
+    if (!share) throw new Error(`the device layout has no share #${i}`);
+    args.push(
+      '-fsdev',
+      `local,id=fs${i},path=${sharePath},security_model=passthrough,multidevs=remap`,
+      '-device',
+      `virtio-9p-device,fsdev=fs${i},mount_tag=${share.tag}`,
+    );
+  });
+  return args;
+}

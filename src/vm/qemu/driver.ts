@@ -1,0 +1,102 @@
+/**
+ * The QEMU implementation of VmDriver: `microvm` guests (./args.ts), templates
+ * and instant clones (./template.ts), the warm pool (./pool.ts), QMP for pause
+ * and resume (./qmp.ts).
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Logger } from '../../common/logger.js';
+import type { GuestShape, LaunchRequest, VmDriver, VmHandle, WarmVm } from '../driver.js';
+import { QEMU_BINARY, QEMU_LAYOUT, USER_NET_INFO, vmPaths } from './args.js';
+import { ClonePool } from './pool.js';
+import { isQemuOf, QemuVm } from './process.js';
+import { startClone, TemplateCorruptError, TemplateStore } from './template.js';
+
+export interface QemuDriverOptions {
+  /** Where templates (device state, metadata) are kept. */
+  templateDir: string;
+  /** Where warm pool VMs get their run directories. */
+  runRoot: string;
+  /** Warm pool VMs per shape (0: no pool). */
+  poolSize?: number;
+  logger: Logger;
+}
+
+/** QEMU's version ("7.2.19"); throws a clear error when QEMU is missing. */
+export function qemuVersion(): string {
+  try {
+    const out = execFileSync(QEMU_BINARY, ['--version'], { encoding: 'utf8' });
+    return /version (\S+)/.exec(out)?.[1] ?? 'unknown';
+  } catch {
+    throw new Error(`${QEMU_BINARY} not found: run 'npm run setup' (installs qemu-system-x86)`);
+  }
+}
+
+export class QemuDriver implements VmDriver {
+  readonly name = 'qemu';
+  readonly layout = QEMU_LAYOUT;
+  readonly builtinNetwork = USER_NET_INFO;
+  readonly templates: TemplateStore;
+  private readonly pool: ClonePool | undefined;
+
+  constructor(
+    readonly version: string,
+    opts: QemuDriverOptions,
+  ) {
+    this.templates = new TemplateStore(opts.templateDir, version, opts.logger);
+    this.pool = opts.poolSize ? new ClonePool(this.templates, opts.runRoot, opts.poolSize, opts.logger) : undefined;
+  }
+
+  launch(req: LaunchRequest): VmHandle {
+    return QemuVm.launch({ runDir: req.runDir, shape: req.shape, sharePaths: [req.rootDir], net: req.net });
+  }
+
+  async clone(req: LaunchRequest & { paused?: boolean }): Promise<VmHandle> {
+    const template = await this.templates.ensure(req.shape);
+    try {
+      return await startClone(template, { runDir: req.runDir, rootPath: req.rootDir, net: req.net, paused: req.paused });
+    } catch (err) {
+      // A broken template is dropped, so the next clone builds a good one.
+      if (err instanceof TemplateCorruptError) this.templates.remove(template.key);
+      throw err;
+    }
+  }
+
+  takeWarm(shape: GuestShape): WarmVm | undefined {
+    return this.pool?.take(shape);
+  }
+
+  fillPool(shape: GuestShape): void {
+    this.pool?.fill(shape);
+  }
+
+  get poolSize(): number {
+    return this.pool?.size ?? 0;
+  }
+
+  get poolReady(): number {
+    return this.pool?.readyCount ?? 0;
+  }
+
+  async drainPool(): Promise<void> {
+    await this.pool?.drain();
+  }
+
+  adopt(pid: number, runDir: string): VmHandle | undefined {
+    return QemuVm.adopt(pid, runDir);
+  }
+
+  isLive(pid: number, runDir: string): boolean {
+    return isQemuOf(pid, runDir);
+  }
+
+  recordedPid(runDir: string): number | undefined {
+    try {
+      const pid = Number(fs.readFileSync(vmPaths(path.resolve(runDir)).pidFile, 'utf8'));
+      return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+    } catch {
+      return undefined; // no VM was started there
+    }
+  }
+}

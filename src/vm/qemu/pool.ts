@@ -1,0 +1,100 @@
+/**
+ * Warm pool: clones restored ahead of time and left paused, per guest shape, so
+ * a container start skips QEMU's process start and the device-state load.
+ *
+ * A pool VM is started before its container exists, and QEMU opens a 9p share's
+ * directory once, at start. So each pool VM shares an empty directory of its
+ * own; whoever takes it binds a root under that directory (the sandbox layer
+ * does: the VM layer mounts nothing) and resumes the VM.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Logger } from '../../common/logger.js';
+import { mountsUnder } from '../../common/mounts.js';
+import type { GuestShape, WarmVm } from '../driver.js';
+import type { QemuVm } from './process.js';
+import { newRunId, startClone, type TemplateStore } from './template.js';
+
+interface PoolMember extends WarmVm {
+  vm: QemuVm;
+  templateKey: string;
+}
+
+export class ClonePool {
+  private ready = new Map<string, PoolMember[]>();
+  private filling = new Map<string, number>();
+  private closed = false;
+
+  constructor(
+    private readonly templates: TemplateStore,
+    private readonly runRoot: string,
+    readonly size: number,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Starts pool VMs for a shape until `size` are ready or starting. */
+  fill(shape: GuestShape): void {
+    if (this.size <= 0 || this.closed) return;
+    const key = this.templates.keyOf(shape);
+    const have = (this.ready.get(key)?.length ?? 0) + (this.filling.get(key) ?? 0);
+    for (let i = have; i < this.size; i++) {
+      this.filling.set(key, (this.filling.get(key) ?? 0) + 1);
+      void this.startMember(shape)
+        .then((m) => {
+          if (this.closed || m.templateKey !== key) return m.discard();
+          const list = this.ready.get(key) ?? [];
+          list.push(m);
+          this.ready.set(key, list);
+          m.vm.once('exit', () => this.ready.set(key, (this.ready.get(key) ?? []).filter((x) => x !== m)));
+        })
+        .catch((err: Error) => this.logger.warn(`warm pool: ${err.message}`))
+        .finally(() => this.filling.set(key, (this.filling.get(key) ?? 1) - 1));
+    }
+  }
+
+  private async startMember(shape: GuestShape): Promise<PoolMember> {
+    const template = await this.templates.ensure(shape);
+    const runDir = path.join(this.runRoot, `pool-${newRunId()}`);
+    const shareDir = path.join(runDir, 'share');
+    fs.mkdirSync(shareDir, { recursive: true });
+    const vm = await startClone(template, { runDir, rootPath: shareDir, paused: true });
+    return { vm, shareDir, templateKey: template.key, discard: () => discardRunDir(vm, runDir) };
+  }
+
+  /** Takes a ready (paused) VM for the shape, or undefined if none is ready. */
+  take(shape: GuestShape): WarmVm | undefined {
+    const key = this.templates.keyOf(shape);
+    const m = this.ready.get(key)?.shift();
+    this.fill(shape);
+    return m;
+  }
+
+  /** Stops every pool VM (daemon shutdown). */
+  async drain(): Promise<void> {
+    this.closed = true;
+    const all = [...this.ready.values()].flat();
+    this.ready.clear();
+    await Promise.all(
+      all.map(async (m) => {
+        m.discard();
+        await m.vm.waitExit();
+      }),
+    );
+  }
+
+  get readyCount(): number {
+    return [...this.ready.values()].reduce((n, l) => n + l.length, 0);
+  }
+}
+
+/**
+ * Stops VM and, once it is gone, removes its run directory, unless something is
+ * still mounted under it: a run directory is never removed through a mount.
+ */
+export function discardRunDir(vm: QemuVm, runDir: string): void {
+  vm.stop();
+  void vm.waitExit().then(() => {
+    if (mountsUnder(runDir).length) return;
+    fs.rmSync(runDir, { recursive: true, force: true });
+  });
+}

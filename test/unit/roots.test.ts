@@ -1,0 +1,56 @@
+/**
+ * Unbinding a container root from a pod's share never deletes through a mount
+ * (as root: it makes real bind mounts). The old code removed the directory
+ * recursively after a failed unmount, which went through a bind mount below it
+ * and deleted the host files behind it.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { bindRoot, unbindRoot } from '../../src/sandbox/roots.js';
+
+const asRoot = process.getuid?.() === 0;
+
+describe('container roots in a share', { skip: asRoot ? false : 'needs root (bind mounts)' }, () => {
+  it('keeps a target with a mount below it, and the host files behind that mount', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hbroots-'));
+    const hostData = path.join(dir, 'host-data');
+    fs.mkdirSync(hostData);
+    fs.writeFileSync(path.join(hostData, 'canary'), 'precious');
+    // The target itself is not a mount point (so unmounting it fails), but something below it is.
+    const target = path.join(dir, 'share', 'abc123');
+    fs.mkdirSync(path.join(target, 'sub'), { recursive: true });
+    execFileSync('mount', ['--bind', hostData, path.join(target, 'sub')]);
+    try {
+      assert.equal(unbindRoot(target), false);
+      assert.equal(fs.readFileSync(path.join(hostData, 'canary'), 'utf8'), 'precious');
+    } finally {
+      execFileSync('umount', [path.join(target, 'sub')]);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('unbinds a bound root (and the mounts inside it) and removes the mount point', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hbroots-'));
+    const root = path.join(dir, 'root');
+    const volume = path.join(dir, 'volume');
+    fs.mkdirSync(path.join(root, 'data'), { recursive: true });
+    fs.mkdirSync(volume);
+    fs.writeFileSync(path.join(volume, 'keep'), 'x');
+    execFileSync('mount', ['--bind', volume, path.join(root, 'data')]);
+    const target = path.join(dir, 'share', 'abc123');
+    try {
+      bindRoot(target, root);
+      assert.ok(fs.existsSync(path.join(target, 'data', 'keep')));
+      assert.equal(unbindRoot(target), true);
+      assert.equal(fs.existsSync(target), false);
+      assert.equal(fs.readFileSync(path.join(volume, 'keep'), 'utf8'), 'x');
+    } finally {
+      execFileSync('umount', [path.join(root, 'data')]);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
