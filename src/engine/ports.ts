@@ -1,9 +1,8 @@
 /**
- * Networking of a container VM: QEMU's user-mode network (slirp). Each VM has
- * its own private 10.0.2.0/24 behind QEMU's NAT (guest 10.0.2.15, host/gateway
- * 10.0.2.2, DNS 10.0.2.3); published ports are QEMU `hostfwd` rules, so a host
- * port is held by the QEMU process and freed when it exits. `--network none`
- * restricts the netdev and leaves the guest's NIC unconfigured.
+ * Published ports of a container VM: Docker's `-p`/`-P` specs checked and
+ * turned into forwards of the VM driver's built-in network (for QEMU, `hostfwd`
+ * rules, so a host port is held by the VM's process and freed when it exits),
+ * with free host ports chosen for `-p PORT` and `-P`. `--network none` has none.
  */
 import dgram from 'node:dgram';
 import net from 'node:net';

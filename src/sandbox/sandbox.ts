@@ -13,7 +13,7 @@ import { AgentConnection, type GuestNetwork, type GuestProcess, type ProcessSpec
 import type { GuestStats } from '../agent/stats.js';
 import { internal } from '../common/errors.js';
 import { mountsUnder } from '../common/mounts.js';
-import type { GuestShape, HostUsage, NetSpec, VmDriver, VmHandle } from '../vm/driver.js';
+import type { GuestShape, HostUsage, NetSpec, VmDriver, VmHandle } from '../vm/index.js';
 import { bindRoot, unbindRoot } from './roots.js';
 
 /** How a sandbox's VM came to be, for `inspect`. */

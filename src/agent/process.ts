@@ -1,0 +1,143 @@
+/**
+ * One process running in the guest, as the host sees it: its stdio with the
+ * guest's stdin window (backpressure), signals, resize, and its exit. Events
+ * that arrive before the owner listens are held until `release()`.
+ */
+import { EventEmitter } from 'node:events';
+import { encodeTlv, MsgType, STDIN_WINDOW, Tag } from './protocol.js';
+
+/** What a process needs of its channel. */
+export interface FrameSender {
+  send(type: number, proc: number, payload?: Buffer): void;
+}
+
+export interface ProcessSpec {
+  /** Name of the container root (as mounted with mountRoot). */
+  root: string;
+  args: string[];
+  env: string[];
+  cwd: string;
+  user: string;
+  tty: boolean;
+  stdin: boolean;
+  rows?: number;
+  cols?: number;
+}
+
+/** IPv4 setup of the guest's eth0: "a.b.c.d/prefix", gateway and DNS server. */
+export interface GuestNetwork {
+  ipv4: string;
+  gateway: string;
+  dns: string;
+  /** eth0's MAC, "aa:bb:cc:dd:ee:ff" (clones of one template share the template's otherwise). */
+  mac?: string;
+}
+
+export interface ExitStatus {
+  code: number;
+  signal: number;
+  /** The guest's memory cgroup OOM-killed a process while this one ran. */
+  oomKilled?: boolean;
+}
+
+/** Error from the guest while starting a process: errno plus Docker-worded message. */
+export class StartError extends Error {
+  constructor(
+    readonly errno: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** One process running in the guest, as seen from the host. */
+export class GuestProcess extends EventEmitter<{
+  stdout: [Buffer];
+  stderr: [Buffer];
+  exit: [ExitStatus];
+}> {
+  pid = 0;
+  exited: ExitStatus | undefined;
+  /** Output and exit that arrive before the owner has attached its listeners
+   * (they can come in the same read as STARTED) are held until `release()`. */
+  private held: Array<() => void> | undefined = [];
+  private credit = STDIN_WINDOW;
+  private pending: Buffer[] = [];
+  private eofPending = false;
+  private drainWaiters: Array<() => void> = [];
+
+  constructor(
+    readonly id: number,
+    private readonly conn: FrameSender,
+  ) {
+    super();
+  }
+
+  /** Queues stdin bytes; they are sent as the guest's window allows. Resolves
+   * when the bytes have been handed to the channel (for backpressure). */
+  write(data: Buffer): Promise<void> {
+    if (this.exited) return Promise.resolve();
+    this.pending.push(data);
+    this.pump();
+    if (this.pending.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  endStdin(): void {
+    this.eofPending = true;
+    this.pump();
+  }
+
+  signal(signo: number): void {
+    this.conn.send(MsgType.Signal, this.id, encodeTlv([[Tag.Signal, signo]]));
+  }
+
+  resize(rows: number, cols: number): void {
+    this.conn.send(MsgType.Resize, this.id, encodeTlv([[Tag.Rows, rows], [Tag.Cols, cols]]));
+  }
+
+  /** Delivers held events; from now on events are emitted as they come. */
+  release(): void {
+    const held = this.held ?? [];
+    this.held = undefined;
+    for (const deliver of held) deliver();
+  }
+
+  /** Emits now, or holds the event until `release()`. */
+  deliver(fn: () => void): void {
+    if (this.held) this.held.push(fn);
+    else fn();
+  }
+
+  /** Called when the guest acknowledges consumed stdin. */
+  grant(count: number): void {
+    this.credit = Math.min(STDIN_WINDOW, this.credit + count);
+    this.pump();
+  }
+
+  private pump(): void {
+    while (this.pending.length && this.credit > 0) {
+      const head = this.pending[0]!;
+      const n = Math.min(head.length, this.credit, 32768);
+      this.conn.send(MsgType.Stdin, this.id, head.subarray(0, n));
+      this.credit -= n;
+      if (n === head.length) this.pending.shift();
+      else this.pending[0] = head.subarray(n);
+    }
+    if (this.pending.length === 0) {
+      if (this.eofPending) {
+        this.eofPending = false;
+        this.conn.send(MsgType.StdinEof, this.id);
+      }
+      for (const w of this.drainWaiters.splice(0)) w();
+    }
+  }
+
+  finish(status: ExitStatus): void {
+    if (this.exited) return;
+    this.exited = status;
+    for (const w of this.drainWaiters.splice(0)) w();
+    this.deliver(() => this.emit('exit', status));
+  }
+}
+
