@@ -1,0 +1,77 @@
+/** `create`'s pure part: Docker's defaults and validation, with plain-object lookups. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { HyperboxError } from '../../src/common/errors.js';
+import { buildCreateSpec, mergeEnv, parseLayerLimit, processEnv, type CreateContext } from '../../src/engine/create-spec.js';
+
+const ID = 'a'.repeat(64);
+const ctx: CreateContext = {
+  userNetwork: (mode) => (mode === 'front' ? { Name: 'front' } : undefined),
+  podId: (name) => {
+    if (name !== 'web') throw new Error(`no such pod: ${name}`);
+    return 'pod-web';
+  },
+  containerPod: (name) => (name === 'member' ? { name: '/member', podId: 'pod-web' } : { name: `/${name}` }),
+};
+const image = { Cmd: ['sh'], Env: ['PATH=/bin', 'A=image'], WorkingDir: '/srv', Labels: { from: 'image' }, ExposedPorts: { '80/tcp': {} } };
+const build = (config: Record<string, unknown>, host: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) =>
+  buildCreateSpec({ config: { Image: 'busybox', ...config }, host, ...extra }, ID, image, ctx);
+const invalid = (fn: () => unknown, re: RegExp) =>
+  assert.throws(fn, (e: unknown) => e instanceof HyperboxError && e.kind === 'invalid' && re.test(e.message));
+
+describe('create spec', () => {
+  it("applies the image's config and Docker's defaults", () => {
+    const s = build({ Env: ['A=user', 'B=1'], Labels: { mine: 'x' } });
+    assert.deepEqual(s.config.Cmd, ['sh']);
+    assert.deepEqual(s.config.Env, ['PATH=/bin', 'A=user', 'B=1']);
+    assert.equal(s.config.WorkingDir, '/srv');
+    assert.equal(s.config.Hostname, ID.slice(0, 12));
+    assert.equal(s.config.StopSignal, 'SIGTERM');
+    assert.deepEqual(s.config.Labels, { from: 'image', mine: 'x' });
+    assert.deepEqual(Object.keys(s.config.ExposedPorts ?? {}), ['80/tcp']);
+    assert.equal(s.host.NetworkMode, 'default');
+    assert.equal(s.podId, undefined);
+  });
+
+  it('drops the image Cmd when an Entrypoint is given (as Docker)', () => {
+    const s = build({ Entrypoint: ['/bin/echo'] });
+    assert.deepEqual([s.config.Entrypoint, s.config.Cmd], [['/bin/echo'], []]);
+  });
+
+  it('refuses what Docker refuses, with its words', () => {
+    invalid(() => build({ WorkingDir: 'rel' }), /needs to be an absolute path/);
+    invalid(() => build({}, { AutoRemove: true, RestartPolicy: { Name: 'always', MaximumRetryCount: 0 } }), /both --restart and --rm/);
+    invalid(() => build({}, { Memory: 1024 }), /Minimum memory limit/);
+    invalid(() => build({}, { NetworkMode: 'none', PublishAllPorts: true }), /port publishing/);
+    invalid(() => build({}, { LogConfig: { Type: 'syslog', Config: {} } }), /logging driver "syslog"/);
+    invalid(() => build({}, {}, { aliases: ['x'] }), /aliases are supported only/);
+    assert.throws(() => build({ StopSignal: 'SIGNOPE' }));
+  });
+
+  it('puts containers into pods by label or by container:NAME, and refuses what a pod owns', () => {
+    assert.equal(build({ Labels: { 'io.hyperbox.pod': 'web' } }).podId, 'pod-web');
+    assert.equal(build({}, { NetworkMode: 'container:member' }).podId, 'pod-web');
+    invalid(() => build({}, { NetworkMode: 'container:loner' }), /not in a pod/);
+    invalid(() => build({ Labels: { 'io.hyperbox.pod': 'web' } }, { PortBindings: { '80/tcp': [{ HostPort: '8080' }] } }), /published by the pod/);
+    invalid(() => build({ Labels: { 'io.hyperbox.pod': 'web' } }, { Memory: 64 << 20 }), /share its VM/);
+    invalid(() => build({ Labels: { 'io.hyperbox.pod': 'web' } }, { NetworkMode: 'front' }), /do not go together/);
+  });
+
+  it('keeps network aliases only on user-defined networks', () => {
+    assert.deepEqual(build({}, { NetworkMode: 'front' }, { aliases: ['db', ''] }).aliases, ['db']);
+  });
+
+  it('sizes the writable layer from --storage-opt', () => {
+    assert.equal(parseLayerLimit({ size: '64m' }), 64 << 20);
+    assert.equal(parseLayerLimit(undefined), undefined);
+    invalid(() => parseLayerLimit({ size: '1m' }), /at least 16MB/);
+    invalid(() => parseLayerLimit({ dm: 'x' }), /unknown storage option/);
+  });
+
+  it("builds a process's environment with Docker's defaults", () => {
+    assert.deepEqual(mergeEnv(['A=1', 'B=2'], ['A=3']), ['A=3', 'B=2']);
+    const env = processEnv({ Env: ['X=1'], Hostname: 'h', Tty: true });
+    assert.ok(env.some((e) => e.startsWith('PATH=/usr/local/sbin')));
+    assert.ok(env.includes('HOSTNAME=h') && env.includes('TERM=xterm') && env.includes('HOME=/root') && env.includes('X=1'));
+  });
+});
