@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { fetchText, portFree } from './helpers/net.js';
+import { fetchText, freePort, portFree } from './helpers/net.js';
 import { startDaemonWithBusybox, type TestDaemon, until } from './helpers/daemon.js';
 import { docker } from './helpers/docker.js';
 
@@ -69,10 +69,11 @@ describe('bridge networks', { skip: isRoot ? false : 'bridge networks need root'
   });
 
   it('publishes ports through the host and reaches servers on the host', async () => {
-    const r = await d.run(['run', '-d', '--network', 'front', '-p', '18097:80', '--name', 'pub', 'busybox', 'sh', '-c', SERVER('published')]);
+    const hostPort = await freePort();
+    const r = await d.run(['run', '-d', '--network', 'front', '-p', `${hostPort}:80`, '--name', 'pub', 'busybox', 'sh', '-c', SERVER('published')]);
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(await until('the page', () => fetchText('http://127.0.0.1:18097/').catch(() => undefined), 20_000), 'published\n');
-    assert.match((await d.run(['port', 'pub'])).stdout, /80\/tcp -> 0\.0\.0\.0:18097/);
+    assert.equal(await until('the page', () => fetchText(`http://127.0.0.1:${hostPort}/`).catch(() => undefined), 20_000), 'published\n');
+    assert.ok((await d.run(['port', 'pub'])).stdout.includes(`80/tcp -> 0.0.0.0:${hostPort}`));
     const srv = http.createServer((_req, res) => res.end('host says hi\n'));
     await new Promise<void>((ok) => srv.listen(0, '0.0.0.0', ok));
     try {
@@ -85,11 +86,11 @@ describe('bridge networks', { skip: isRoot ? false : 'bridge networks need root'
     }
     // The daemon dies (SIGKILL) and comes back: the VM kept its address; proxy and DNS return.
     await d.restart('SIGKILL');
-    assert.equal(await until('the page after a daemon restart', () => fetchText('http://127.0.0.1:18097/').catch(() => undefined), 20_000), 'published\n');
+    assert.equal(await until('the page after a daemon restart', () => fetchText(`http://127.0.0.1:${hostPort}/`).catch(() => undefined), 20_000), 'published\n');
     const named = await d.run(['run', '--rm', '--network', 'front', 'busybox', 'wget', '-qO-', 'http://pub/']);
     assert.equal(named.stdout, 'published\n', named.stderr);
     assert.equal((await d.run(['rm', '-f', 'pub'])).code, 0);
-    await until('port 18097 to be free', () => portFree(18097), 10_000);
+    await until(`port ${hostPort} to be free`, () => portFree(hostPort), 10_000);
   });
 
   it('connects stopped containers, refuses running ones, and removes a network only when unused', async () => {

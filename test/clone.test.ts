@@ -9,7 +9,8 @@ import { repo, startDaemonWithBusybox, TestDaemon, until } from './helpers/daemo
 describe('instant clone', () => {
   let d: TestDaemon;
   before(async () => {
-    d = await startDaemonWithBusybox();
+    // Its own template directory: these tests build, corrupt and replace templates.
+    d = await startDaemonWithBusybox([], { ownTemplates: true });
     assert.equal((await d.run(['template', 'create'])).code, 0);
   });
   after(async () => {
@@ -48,7 +49,7 @@ describe('instant clone', () => {
     const dir = fs.mkdtempSync(path.join(d.dataRoot, 'agent-'));
     const initrd = path.join(dir, 'initrd.img');
     fs.copyFileSync(path.join(repo, 'build/guest/initrd.img'), initrd);
-    const own = new TestDaemon([], { HYPERBOX_INITRD: initrd });
+    const own = new TestDaemon([], { HYPERBOX_INITRD: initrd }, { ownTemplates: true });
     await own.start();
     try {
       await own.importBusybox();
@@ -65,7 +66,7 @@ describe('instant clone', () => {
       const second = (await own.run(['template', 'ls', '-q'])).stdout.trim().split('\n');
       assert.equal(second.length, 1);
       assert.notEqual(second[0], first[0]);
-      assert.equal(fs.existsSync(path.join(own.dataRoot, 'data/templates', first[0]!)), false);
+      assert.equal(fs.existsSync(path.join(own.templateDir, first[0]!)), false);
       const inspect = await own.run(['run', '--rm', 'busybox', 'true']);
       assert.equal(inspect.code, 0);
     } finally {
@@ -75,7 +76,7 @@ describe('instant clone', () => {
 
   it('falls back to a cold boot, says why, and rebuilds a corrupt template', async () => {
     const key = (await d.run(['template', 'ls', '-q'])).stdout.trim().split('\n')[0]!;
-    fs.writeFileSync(path.join(d.dataRoot, 'data/templates', key, 'state'), 'garbage');
+    fs.writeFileSync(path.join(d.templateDir, key, 'state'), 'garbage');
     const id = (await d.run(['run', '-d', 'busybox', 'sleep', '100'])).stdout.trim();
     const start = JSON.parse((await d.run(['inspect', '-f', '{{json .HyperBox.Start}}', id])).stdout);
     assert.equal(start.mode, 'cold');
@@ -110,7 +111,7 @@ describe('instant clone', () => {
     assert.deepEqual(left, [], 'pool VMs left behind after the daemon stopped');
   });
 
-  it('runs 50 idle containers at once and ps still answers within 1 s', async () => {
+  it('runs 50 idle containers at once; ps and exec still answer', async (t) => {
     const ids: string[] = [];
     try {
       for (let i = 0; i < 50; i++) {
@@ -121,9 +122,10 @@ describe('instant clone', () => {
       await until('50 running', async () => (await d.run(['ps', '-q'])).stdout.trim().split('\n').length === 50, 60_000);
       const t0 = performance.now();
       const ps = await d.run(['ps']);
-      const took = performance.now() - t0;
-      assert.equal(ps.code, 0);
-      assert.ok(took < 1000, `ps took ${took.toFixed(0)} ms with 50 running`);
+      // A figure, not a pass mark (timings belong in bench/): the README quotes it.
+      t.diagnostic(`ps took ${(performance.now() - t0).toFixed(0)} ms with 50 running`);
+      assert.equal(ps.code, 0, ps.stderr);
+      assert.equal(ps.stdout.trim().split('\n').length, 51, 'a header and 50 containers');
       const ex = await d.run(['exec', ids[25]!, 'echo', 'alive']);
       assert.equal(ex.stdout, 'alive\n');
     } finally {

@@ -110,7 +110,12 @@ describe('docker CLI against hyperboxd', () => {
     const ev = spawn('docker', ['events', '--format', '{{.Type}} {{.Action}} {{.Actor.Attributes.name}}'], { env: dockerEnv(d) });
     let seen = '';
     ev.stdout.on('data', (c) => (seen += c));
-    await new Promise((r) => setTimeout(r, 500));
+    // Subscribed once an event of our own comes through (a tag removed, again and again until one does).
+    await until('the events stream to be subscribed', async () => {
+      await docker(d, ['tag', 'busybox', 'events-probe:1']);
+      await docker(d, ['rmi', 'events-probe:1']);
+      return seen.includes('image untag');
+    });
     assert.equal((await docker(d, ['run', '--rm', '--name', 'evt', 'busybox', 'true'])).code, 0);
     await until('events for the whole lifecycle', () => ['create', 'start', 'die', 'destroy'].every((a) => seen.includes(`container ${a} evt`)));
     ev.kill();

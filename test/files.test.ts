@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import tar from 'tar-stream';
-import { startDaemonWithBusybox, type TestDaemon } from './helpers/daemon.js';
+import { startDaemonWithBusybox, type TestDaemon, until } from './helpers/daemon.js';
 import { docker } from './helpers/docker.js';
 
 let d: TestDaemon;
@@ -18,7 +18,8 @@ before(async () => {
   const r = await d.run(['run', '-d', '--name', 'box', 'busybox', 'sh', '-c',
     'echo inside > /tmp/made; ln -s /etc/passwd /tmp/pw; mkdir -p /tmp/d/e; echo deep > /tmp/d/e/f; rm /bin/vi; rm -rf /home; mkdir /home; echo fresh > /home/new; sleep 1000']);
   assert.equal(r.code, 0, r.stderr);
-  await new Promise((res) => setTimeout(res, 800));
+  // The setup script's last change, seen from inside: all of them are made.
+  await until('the container set up its files', async () => (await d.run(['exec', 'box', 'cat', '/home/new'])).stdout === 'fresh\n');
 });
 after(async () => {
   await d?.stop();

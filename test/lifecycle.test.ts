@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { startDaemonWithBusybox, TestDaemon, until } from './helpers/daemon.js';
+import { holds, startDaemonWithBusybox, TestDaemon, until } from './helpers/daemon.js';
 
 let d: TestDaemon;
 const inspect = async (name: string, fmt: string) => (await d.run(['inspect', '-f', fmt, name])).stdout.trim();
@@ -17,8 +17,9 @@ after(async () => d?.stop());
 describe('restart policies', () => {
   it('on-failure:3 restarts a failing container three times, then leaves it exited', async () => {
     assert.equal((await d.run(['run', '-d', '--name', 'flaky', '--restart', 'on-failure:3', 'busybox', 'sh', '-c', 'echo try; exit 2'])).code, 0);
+    // The daemon decides on a restart when the container exits, and says so at once
+    // (status "restarting"): "exited" after the third restart is final.
     await until('three restarts', async () => (await inspect('flaky', '{{.RestartCount}} {{.State.Status}}')) === '3 exited', 60_000);
-    await new Promise((r) => setTimeout(r, 1500));
     assert.equal(await inspect('flaky', '{{.RestartCount}} {{.State.Status}} {{.State.ExitCode}}'), '3 exited 2');
     assert.equal((await d.run(['logs', 'flaky'])).stdout, 'try\n'.repeat(4));
   });
@@ -39,8 +40,9 @@ describe('restart policies', () => {
     assert.equal((await d.run(['run', '-d', '--name', 'stopped', '--restart', 'unless-stopped', 'busybox', 'sleep', '1000'])).code, 0);
     assert.equal((await d.run(['stop', '-t', '0', 'forever'])).code, 0);
     assert.equal((await d.run(['stop', '-t', '0', 'stopped'])).code, 0);
-    await new Promise((r) => setTimeout(r, 1500));
-    assert.equal(await inspect('forever', '{{.State.Running}}'), 'false', 'a stopped container is not restarted');
+    // A restart is decided when the container exits, and shown at once (status
+    // "restarting", never "exited"): "exited" means the stop kept it down.
+    await until('forever to stay down after stop', async () => (await inspect('forever', '{{.State.Status}} {{.State.Running}}')) === 'exited false', 10_000);
 
     await d.restart();
     await until('always and unless-stopped are back', async () => (await inspect('forever', '{{.State.Running}}')) === 'true' && (await inspect('steady', '{{.State.Running}}')) === 'true', 60_000);
@@ -56,8 +58,8 @@ describe('container housekeeping', () => {
     assert.equal((await d.run(['pause', 'ticker'])).code, 0);
     assert.equal(await inspect('ticker', '{{.State.Status}} {{.State.Paused}}'), 'paused true');
     const frozen = (await d.run(['logs', 'ticker'])).stdout.split('\n').length;
-    await new Promise((r) => setTimeout(r, 1000));
-    assert.equal((await d.run(['logs', 'ticker'])).stdout.split('\n').length, frozen, 'no output while paused');
+    // The guest prints every 0.2 s: 1 s without a line is five missed.
+    await holds(async () => (await d.run(['logs', 'ticker'])).stdout.split('\n').length === frozen, { what: 'no output while paused', forMs: 1000 });
     assert.equal((await d.run(['unpause', 'ticker'])).code, 0);
     await until('output resumes', async () => (await d.run(['logs', 'ticker'])).stdout.split('\n').length > frozen);
     assert.equal((await d.run(['rename', 'ticker', 'tocker'])).code, 0);

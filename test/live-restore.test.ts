@@ -27,7 +27,7 @@ describe('live restore', () => {
       ['-d', '--name', 'sleeper', 'busybox', 'sleep', '1000'],
       ['-d', '--name', 'quiet', 'busybox', 'sh', '-c', 'while true; do sleep 1; done'],
       ['-d', '--name', 'paused', 'busybox', 'sleep', '1000'],
-      ['-d', '--name', 'leaver', 'busybox', 'sh', '-c', 'while [ ! -f /go ]; do sleep 0.2; done; echo bye; exit 42'],
+      ['-d', '--name', 'leaver', 'busybox', 'sh', '-c', 'while [ ! -f /go ]; do sleep 0.2; done; echo bye; rm /go; exit 42'],
     ]) {
       const r = await d.run(['run', ...args]);
       assert.equal(r.code, 0, r.stderr);
@@ -40,11 +40,12 @@ describe('live restore', () => {
     const before = qemuCount();
 
     const leaverId = await inspect('leaver', '{{.Id}}');
-    d.proc!.kill('SIGKILL');
-    await new Promise((r) => d.proc!.once('exit', r));
-    // While no daemon runs: one container exits (told so through its root on the host), the others go on.
-    fs.writeFileSync(path.join(d.dataRoot, 'data', 'containers', leaverId, 'rootfs', 'go'), '');
-    await new Promise((r) => setTimeout(r, 2000));
+    await d.kill();
+    // While no daemon runs: one container exits (told so through its root on the host,
+    // it answers by removing the file as it leaves), the others go on.
+    const go = path.join(d.dataRoot, 'data', 'containers', leaverId, 'rootfs', 'go');
+    fs.writeFileSync(go, '');
+    await until('leaver to see /go and leave', () => !fs.existsSync(go), 20_000);
     assert.equal(qemuCount(), before, 'no VM was lost or duplicated');
     d.log = '';
     await d.start();
@@ -78,8 +79,7 @@ describe('live restore', () => {
   it('marks a container whose VM died while the daemon was down as exited 137', async () => {
     assert.equal((await d.run(['run', '-d', '--name', 'victim', 'busybox', 'sleep', '1000'])).code, 0);
     const pid = Number(await inspect('victim', '{{.State.Pid}}'));
-    d.proc!.kill('SIGKILL');
-    await new Promise((r) => d.proc!.once('exit', r));
+    await d.kill();
     process.kill(pid, 'SIGKILL');
     await d.restart();
     assert.equal(await inspect('victim', '{{.State.Status}} {{.State.ExitCode}}'), 'exited 137');

@@ -6,7 +6,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fetchText, portFree } from './helpers/net.js';
+import { fetchText, freePort, portFree } from './helpers/net.js';
 import { startDaemonWithBusybox, type TestDaemon, until } from './helpers/daemon.js';
 
 
@@ -61,26 +61,28 @@ describe('networking and published ports', () => {
   });
 
   it('serves a published port from a cloned VM and frees it on rm', async () => {
-    const r = await d.run(['run', '-d', '-p', '18080:80', '-v', `${www}:/www:ro`, 'busybox', 'httpd', '-f', '-p', '80', '-h', '/www']);
+    const hostPort = await freePort();
+    const r = await d.run(['run', '-d', '-p', `${hostPort}:80`, '-v', `${www}:/www:ro`, 'busybox', 'httpd', '-f', '-p', '80', '-h', '/www']);
     assert.equal(r.code, 0, r.stderr);
     const id = r.stdout.trim();
-    const body = await until('the page', () => fetchText('http://127.0.0.1:18080/').catch(() => undefined), 20_000);
+    const body = await until('the page', () => fetchText(`http://127.0.0.1:${hostPort}/`).catch(() => undefined), 20_000);
     assert.equal(body, 'hello from a hyperbox VM\n');
     assert.equal(JSON.parse((await d.run(['inspect', '-f', '{{json .HyperBox.Start}}', id])).stdout).mode, 'clone');
     const ports = JSON.parse((await d.run(['inspect', '-f', '{{json .NetworkSettings.Ports}}', id])).stdout);
-    assert.deepEqual(ports, { '80/tcp': [{ HostIp: '0.0.0.0', HostPort: '18080' }] });
-    assert.match((await d.run(['ps'])).stdout, /0\.0\.0\.0:18080->80\/tcp/);
-    assert.equal((await d.run(['port', id])).stdout, '80/tcp -> 0.0.0.0:18080\n');
+    assert.deepEqual(ports, { '80/tcp': [{ HostIp: '0.0.0.0', HostPort: String(hostPort) }] });
+    assert.ok((await d.run(['ps'])).stdout.includes(`0.0.0.0:${hostPort}->80/tcp`));
+    assert.equal((await d.run(['port', id])).stdout, `80/tcp -> 0.0.0.0:${hostPort}\n`);
     // A second container cannot take the same port: a clear error, not a QEMU failure.
-    const clash = await d.run(['run', '-d', '-p', '18080:80', 'busybox', 'true']);
+    const clash = await d.run(['run', '-d', '-p', `${hostPort}:80`, 'busybox', 'true']);
     assert.notEqual(clash.code, 0);
     assert.match(clash.stderr, /port is already allocated/);
     assert.equal((await d.run(['rm', '-f', id])).code, 0);
-    await until('port 18080 to be free', () => portFree(18080), 10_000);
+    await until(`port ${hostPort} to be free`, () => portFree(hostPort), 10_000);
   });
 
   it('picks random host ports for -p PORT and binds -p 127.0.0.1:... to loopback only', async () => {
-    const r = await d.run(['run', '-d', '-p', '80', '-p', '127.0.0.1:18081:80', '-v', `${www}:/www:ro`, 'busybox', 'httpd', '-f', '-p', '80', '-h', '/www']);
+    const loopPort = await freePort('127.0.0.1');
+    const r = await d.run(['run', '-d', '-p', '80', '-p', `127.0.0.1:${loopPort}:80`, '-v', `${www}:/www:ro`, 'busybox', 'httpd', '-f', '-p', '80', '-h', '/www']);
     assert.equal(r.code, 0, r.stderr);
     const id = r.stdout.trim();
     try {
@@ -89,10 +91,10 @@ describe('networking and published ports', () => {
       const random = out.find((l) => l.startsWith('0.0.0.0:'));
       assert.ok(random, out.join('|'));
       const port = Number(random.split(':')[1]);
-      assert.ok(port > 0 && port !== 18081);
+      assert.ok(port > 0 && port !== loopPort);
       assert.equal(await until('the page', () => fetchText(`http://127.0.0.1:${port}/`).catch(() => undefined), 20_000), 'hello from a hyperbox VM\n');
-      assert.equal(await fetchText('http://127.0.0.1:18081/'), 'hello from a hyperbox VM\n');
-      assert.deepEqual(listenersOn(18081), ['127.0.0.1']);
+      assert.equal(await fetchText(`http://127.0.0.1:${loopPort}/`), 'hello from a hyperbox VM\n');
+      assert.deepEqual(listenersOn(loopPort), ['127.0.0.1']);
       assert.deepEqual(listenersOn(port), ['0.0.0.0']);
     } finally {
       await d.run(['rm', '-f', id]);

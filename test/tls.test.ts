@@ -5,21 +5,11 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { TestDaemon, until, type RunResult } from './helpers/daemon.js';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from './helpers/net.js';
 
 /** A CA, a server certificate for 127.0.0.1 and a client certificate, with openssl. */
 function makeCerts(dir: string): void {
@@ -62,7 +52,7 @@ describe('Docker API over TCP with TLS', () => {
   before(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hbt-tls-'));
     makeCerts(dir);
-    port = await freePort();
+    port = await freePort('127.0.0.1');
     d = new TestDaemon(['-H', `tcp://127.0.0.1:${port}`, '--tlsverify', '--tlscacert', path.join(dir, 'ca.pem'), '--tlscert', path.join(dir, 'server-cert.pem'), '--tlskey', path.join(dir, 'server-key.pem')]);
     await d.start();
     await d.importBusybox();

@@ -86,7 +86,7 @@ export class Lifecycle {
       if (c.record.HostConfig.AutoRemove) {
         for (const a of c.attachments) a.end();
         c.attachments.clear();
-        await this.remover.removeUnlocked(c, { force: true }).catch(() => undefined);
+        await this.remover.removeUnlocked(c, { force: true }).catch((e: Error) => this.ctx.logger.warn(`auto-remove ${c.id.slice(0, 12)} after a failed start: ${e.message}`));
       }
       if (!(err instanceof HyperboxError)) {
         c.record.State.Error = (err as Error).message;

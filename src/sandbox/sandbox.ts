@@ -67,6 +67,8 @@ export class Sandbox {
     readonly rootTag: string,
     private readonly cleanup: () => void,
     private readonly forceStopOverride?: () => void,
+    /** A member's view: the VM and its agent channel are the pod's, not this view's. */
+    private readonly isView = false,
   ) {}
 
   /**
@@ -74,7 +76,7 @@ export class Sandbox {
    * to the pod; forcing it to stop runs FORCESTOP (kill the member's process).
    */
   memberView(forceStop: () => void): Sandbox {
-    return new Sandbox(this.vm, this.agent, this.info, this.rootTag, () => undefined, forceStop);
+    return new Sandbox(this.vm, this.agent, this.info, this.rootTag, () => undefined, forceStop, true);
   }
 
   get pid(): number {
@@ -117,6 +119,7 @@ export class Sandbox {
   release(): void {
     if (this.released) return;
     this.released = true;
+    if (this.isView) return;
     this.agent.close();
     this.cleanup();
     for (const hook of this.releaseHooks.splice(0)) hook();

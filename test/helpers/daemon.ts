@@ -2,17 +2,31 @@
  * Test harness: each suite starts its own hyperboxd (own socket, own data root)
  * and drives it through the real `hyperbox` CLI, so tests exercise exactly what
  * users run. VMs boot for real.
+ *
+ * VM templates are the exception to "own everything": building one boots a guest
+ * (seconds, more under TCG), so all test daemons share one template directory
+ * (HYPERBOX_TEMPLATE_DIR) that outlives the run. Templates are keyed by guest
+ * assets, QEMU version and shape, and stale ones are deleted by the daemon, so a
+ * rebuilt kernel or agent is picked up. A test that tampers with templates, or
+ * runs other guest assets, passes `ownTemplates`.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { waitFor } from './wait.js';
+
+export { holds, until, waitFor } from './wait.js';
 
 export const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const busyboxTar = path.join(repo, 'build/busybox-rootfs.tar');
 const cli = path.join(repo, 'bin/hyperbox');
 const daemonBin = path.join(repo, 'bin/hyperboxd');
+
+/** The template cache every test daemon uses unless told otherwise (kept between runs). */
+export const sharedTemplateDir = process.env.HYPERBOX_TEST_TEMPLATE_DIR ?? path.join(os.tmpdir(), 'hyperbox-test-templates');
 
 export interface RunResult {
   code: number;
@@ -20,23 +34,82 @@ export interface RunResult {
   stderr: string;
 }
 
+export interface TestDaemonOptions {
+  /** A template directory of its own, under the data root (tests that corrupt or replace templates). */
+  ownTemplates?: boolean;
+}
+
+/** QEMU children of PID whose command line does (or does not) mention DIR. */
+function qemuChildren(pid: number | undefined, dir: string, mentions: boolean): number[] {
+  if (!pid) return [];
+  const r = spawnSync('pgrep', ['-P', String(pid), 'qemu-system'], { encoding: 'utf8' });
+  return r.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map(Number)
+    .filter((child) => {
+      try {
+        return fs.readFileSync(`/proc/${child}/cmdline`, 'utf8').includes(`${dir}/`) === mentions;
+      } catch {
+        return false;
+      }
+    });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export class TestDaemon {
+  /** Daemons of this test process that have not been stopped. */
+  private static readonly live = new Set<TestDaemon>();
+
   readonly host: string;
   readonly dataRoot: string;
   readonly socket: string;
+  readonly sharedTemplates: boolean;
   proc: ChildProcess | undefined;
   log = '';
 
-  constructor(readonly extraArgs: string[] = [], readonly env: NodeJS.ProcessEnv = {}) {
+  constructor(
+    readonly extraArgs: string[] = [],
+    readonly env: NodeJS.ProcessEnv = {},
+    opts: TestDaemonOptions = {},
+  ) {
     this.dataRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'hbt-'));
     this.socket = path.join(this.dataRoot, 'd.sock');
     this.host = `unix://${this.socket}`;
+    // Other guest assets would make the daemon delete the shared templates as stale.
+    this.sharedTemplates = !opts.ownTemplates && !env.HYPERBOX_KERNEL && !env.HYPERBOX_INITRD;
+  }
+
+  /** Where this daemon keeps its templates (its own folder if the daemon ignores HYPERBOX_TEMPLATE_DIR). */
+  get templateDir(): string {
+    const own = path.join(this.dataRoot, 'data', 'templates');
+    return this.sharedTemplates && !fs.existsSync(own) ? sharedTemplateDir : own;
   }
 
   async start(): Promise<void> {
+    if (this.sharedTemplates) {
+      fs.mkdirSync(sharedTemplateDir, { recursive: true });
+      // Two daemons must not build the same template at once, and a starting daemon
+      // deletes unfinished ones: let another live daemon of this run finish first.
+      const others = [...TestDaemon.live].filter((o) => o !== this && o.sharedTemplates);
+      await waitFor(() => others.every((o) => qemuChildren(o.proc?.pid, sharedTemplateDir, true).length === 0), {
+        what: 'another test daemon to finish building a shared template',
+        timeoutMs: 300_000,
+        intervalMs: 200,
+      });
+    }
+    TestDaemon.live.add(this);
     this.proc = spawn(daemonBin, ['-H', this.host, '--data-root', path.join(this.dataRoot, 'data'), '--log-level', 'debug', ...this.extraArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, ...this.env },
+      env: { ...process.env, ...(this.sharedTemplates ? { HYPERBOX_TEMPLATE_DIR: sharedTemplateDir } : {}), ...this.env },
     });
     // Kept after the test for post-mortems (CI prints where).
     const logDir = path.join(os.tmpdir(), 'hyperbox-test-logs');
@@ -50,7 +123,7 @@ export class TestDaemon {
     this.proc.stderr!.on('data', keep);
     const deadline = Date.now() + 60_000;
     while (!this.log.includes('API listen on')) {
-      if (this.proc.exitCode !== null) throw new Error(`hyperboxd exited: ${this.log}`);
+      if (this.proc.exitCode !== null || this.proc.signalCode !== null) throw new Error(`hyperboxd exited: ${this.log}`);
       if (Date.now() > deadline) throw new Error(`hyperboxd did not start: ${this.log}`);
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -89,42 +162,49 @@ export class TestDaemon {
     return spawn(cli, args, { env: { ...process.env, HYPERBOX_HOST: this.host }, stdio: ['ignore', 'pipe', 'pipe'] });
   }
 
+  /** Kills the daemon (SIGKILL, as a crash) and waits until it is gone; its VMs live on. */
+  async kill(): Promise<void> {
+    await this.terminate('SIGKILL');
+  }
+
   /** Stops the daemon (SIGTERM, or SIGKILL) and starts it again on the same data root. */
   async restart(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-    if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null) {
-      const exited = new Promise((r) => this.proc!.once('exit', r));
-      this.proc.kill(signal);
-      await exited;
-    }
+    await this.terminate(signal);
     this.log = '';
     await this.start();
   }
 
   async stop(): Promise<void> {
-    if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null) {
-      this.proc.kill('SIGTERM');
-      await new Promise((r) => this.proc!.once('exit', r));
-    }
+    await this.terminate('SIGTERM');
+    TestDaemon.live.delete(this);
     // A test that failed half-way (or killed its daemon on purpose) may leave VMs: none survive the harness.
     spawnSync('pkill', ['-9', '-f', `qemu-system.*${this.dataRoot}/`]);
     spawnSync('sh', ['-c', `grep -o '${this.dataRoot}[^ ]*' /proc/mounts | sort -r | xargs -r umount -l`]);
+    // Guest RAM of a template directory of its own lives in /dev/shm, outside the data root.
+    const own = path.join(this.dataRoot, 'data', 'templates');
+    fs.rmSync(`/dev/shm/hyperbox-${createHash('sha256').update(own).digest('hex').slice(0, 12)}`, { recursive: true, force: true });
     fs.rmSync(this.dataRoot, { recursive: true, force: true });
+  }
+
+  /**
+   * Signals the daemon and waits for its exit. QEMUs it ran outside its data root
+   * (a shared template being built, the KVM probe) cannot finish without it: they go too.
+   * Container VMs stay (live restore is tested by killing the daemon).
+   */
+  private async terminate(signal: NodeJS.Signals): Promise<void> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const helpers = qemuChildren(p.pid, this.dataRoot, false);
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill(signal);
+    await exited;
+    for (const pid of helpers) if (alive(pid)) process.kill(pid, 'SIGKILL');
   }
 }
 
-export async function startDaemonWithBusybox(extraArgs: string[] = []): Promise<TestDaemon> {
-  const d = new TestDaemon(extraArgs);
+export async function startDaemonWithBusybox(extraArgs: string[] = [], opts: TestDaemonOptions = {}): Promise<TestDaemon> {
+  const d = new TestDaemon(extraArgs, {}, opts);
   await d.start();
   await d.importBusybox();
   return d;
-}
-
-export async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }

@@ -15,11 +15,27 @@ export function fetchText(url: string): Promise<string> {
   });
 }
 
-/** True if nothing listens on 0.0.0.0:port (we can bind it ourselves). */
-export function portFree(port: number): Promise<boolean> {
+/** True if nothing listens on host:port (we can bind it ourselves). */
+export function portFree(port: number, host = '0.0.0.0'): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.createServer();
     s.once('error', () => resolve(false));
-    s.listen({ host: '0.0.0.0', port, exclusive: true }, () => s.close(() => resolve(true)));
+    s.listen({ host, port, exclusive: true }, () => s.close(() => resolve(true)));
   });
+}
+
+/**
+ * A TCP port free right now on HOST (the kernel picks it: listen on port 0), for
+ * tests that must publish a fixed host port. Never a literal port number: those
+ * collide with whatever else runs on the machine.
+ */
+export async function freePort(host = '0.0.0.0'): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen({ host, port: 0, exclusive: true }, resolve);
+  });
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise((r) => srv.close(r));
+  return port;
 }

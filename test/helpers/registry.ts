@@ -7,19 +7,12 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createSign, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { freePort } from './net.js';
+import { waitFor } from './wait.js';
 
 export type RegistryAuth = { kind: 'none' } | { kind: 'basic' | 'token'; user: string; password: string };
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 const b64url = (b: Buffer | string) => Buffer.from(b).toString('base64url');
 
@@ -40,7 +33,7 @@ export class TestRegistry {
   }
 
   async start(): Promise<void> {
-    this.port = await freePort();
+    this.port = await freePort('127.0.0.1');
     let authCfg = '';
     if (this.auth.kind === 'basic') {
       const htpasswd = execFileSync('htpasswd', ['-Bbn', this.auth.user, this.auth.password], { encoding: 'utf8' });
@@ -50,7 +43,7 @@ export class TestRegistry {
       const key = path.join(this.dir, 'key.pem');
       const cert = path.join(this.dir, 'cert.pem');
       execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=hyperbox-test-token'], { stdio: 'ignore' });
-      const tokenPort = await freePort();
+      const tokenPort = await freePort('127.0.0.1');
       this.tokenServer = this.startTokenServer(tokenPort, fs.readFileSync(key, 'utf8'), fs.readFileSync(cert, 'utf8'));
       authCfg = `auth:\n  token:\n    realm: http://127.0.0.1:${tokenPort}/token\n    service: hyperbox-test\n    issuer: hyperbox-test-issuer\n    rootcertbundle: ${cert}\n`;
     }
@@ -59,13 +52,9 @@ export class TestRegistry {
     const log = fs.openSync(this.logFile, 'a');
     this.proc = spawn('docker-registry', ['serve', path.join(this.dir, 'config.yml')], { stdio: ['ignore', log, log] });
     fs.closeSync(log);
-    const deadline = Date.now() + 15_000;
-    for (;;) {
-      const ok = await fetch(`http://${this.host}/v2/`).then((r) => r.status === 200 || r.status === 401).catch(() => false);
-      if (ok) return;
-      if (Date.now() > deadline) throw new Error(`registry did not start: ${fs.readFileSync(this.logFile, 'utf8')}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await waitFor(() => fetch(`http://${this.host}/v2/`).then((r) => r.status === 200 || r.status === 401), { what: 'the registry to answer', timeoutMs: 15_000 }).catch((err: Error) => {
+      throw new Error(`${err.message}: ${fs.readFileSync(this.logFile, 'utf8')}`);
+    });
   }
 
   /** Number of blob downloads the registry served for REPO so far. */

@@ -91,6 +91,7 @@ export class TemplateStore {
   list(): TemplateMeta[] {
     return fs
       .readdirSync(this.dir)
+      .filter((k) => !k.startsWith('.'))
       .map((k) => this.readMeta(k))
       .filter((m): m is TemplateMeta => !!m && fs.existsSync(m.memFile));
   }
@@ -107,6 +108,7 @@ export class TemplateStore {
   removeStale(current: GuestAssets): string[] {
     const removed: string[] = [];
     for (const k of fs.readdirSync(this.dir)) {
+      if (k.startsWith('.')) continue; // another process's build in progress
       const meta = this.readMeta(k);
       if (!meta || meta.fingerprint !== current.fingerprint || meta.qemuVersion !== this.qemuVersion || !fs.existsSync(meta.memFile)) {
         this.remove(k);
@@ -136,13 +138,23 @@ export class TemplateStore {
     return { key: meta.key, dir, memFile: meta.memFile, stateFile: path.join(dir, 'state'), shape, accel: shape.accel, memoryMiB: shape.memoryMiB, cpus: shape.cpus, created: meta.created, bootMs: meta.bootMs };
   }
 
+  /**
+   * Boots a template and saves it. Several processes may share a template
+   * directory (daemons, the sandbox library): each builds in a private
+   * `.<key>.<random>` folder with its own RAM file and publishes it with one
+   * rename; if another process published first, its template is used and this
+   * one is thrown away.
+   */
   private async create(key: string, shape: GuestShape): Promise<Template> {
-    this.remove(key);
-    const dir = path.join(this.dir, key);
+    const final = path.join(this.dir, key);
+    // An existing but unusable template (ensure() found it incomplete) goes.
+    if (fs.existsSync(final)) this.remove(key);
+    const build = `${key}.${randomBytes(4).toString('hex')}`;
+    const dir = path.join(this.dir, `.${build}`);
     const runDir = path.join(dir, 'run');
     const placeholder = path.join(dir, 'placeholder');
     fs.mkdirSync(placeholder, { recursive: true });
-    const memFile = path.join(this.memDir, `${key}.mem`);
+    const memFile = path.join(this.memDir, `${build}.mem`);
     const t0 = Date.now();
     const vm = QemuVm.launch({ runDir, shape, sharePaths: [placeholder], memoryFile: { path: memFile, shared: true } });
     try {
@@ -172,12 +184,23 @@ export class TemplateStore {
       };
       fs.writeFileSync(path.join(dir, 'meta.json'), JSON.stringify(meta, null, 1));
       fs.rmSync(runDir, { recursive: true, force: true });
+      try {
+        fs.renameSync(dir, final);
+      } catch (err) {
+        // Another process published this template first: use theirs.
+        fs.rmSync(dir, { recursive: true, force: true });
+        fs.rmSync(memFile, { force: true });
+        const theirs = this.readMeta(key);
+        if (!theirs) throw err;
+        return this.toTemplate(theirs, shape);
+      }
       this.logger.info(`template ${key} ready (${shape.memoryMiB} MiB, ${shape.cpus} vCPU, ${shape.accel}; guest booted in ${bootMs} ms)`);
       return this.toTemplate(meta, shape);
     } catch (err) {
       vm.stop();
       await vm.waitExit();
-      this.remove(key);
+      fs.rmSync(dir, { recursive: true, force: true });
+      fs.rmSync(memFile, { force: true });
       throw new Error(`cannot create template: ${(err as Error).message}; ${vm.diagnostics(300)}`);
     }
   }

@@ -5,13 +5,20 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { describe, it } from 'node:test';
-import { ContentStore, MediaType } from '../src/images/store.js';
+import { after, describe, it } from 'node:test';
+import { ContentStore, MediaType } from '../../src/images/store.js';
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
+const roots: string[] = [];
+after(() => {
+  for (const r of roots) fs.rmSync(r, { recursive: true, force: true });
+});
+
 function tmpStore(): ContentStore {
-  return new ContentStore(fs.mkdtempSync(path.join(os.tmpdir(), 'hbstore-')));
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'hbstore-'));
+  roots.push(root);
+  return new ContentStore(root);
 }
 
 /** Writes a tiny one-layer image and returns its manifest digest. */
