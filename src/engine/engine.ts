@@ -12,6 +12,7 @@
  *   networks    bridge networks                         (network-service.ts)
  *   pods        pods and their members                  (pod-service.ts, pods.ts)
  *   volumes     named volumes                           (volume-service.ts)
+ *   images      pull, push, import, tag, save, load, rm (image-service.ts)
  *   events      the event bus                           (events.ts)
  */
 import fs from 'node:fs';
@@ -22,6 +23,7 @@ import { locateGuestAssets, type GuestAssets, type GuestShape, type VmDriver } f
 import type { EngineContext, EngineOptions } from './context.js';
 import { EventBus } from './events.js';
 import { ExecManager } from './exec.js';
+import { ImageService } from './image-service.js';
 import { processEnv } from './create-spec.js';
 import { ContainerFiles } from './fs-ops.js';
 import { Lifecycle } from './lifecycle.js';
@@ -54,6 +56,7 @@ export class Engine {
   readonly networks: NetworkService;
   readonly pods: PodService;
   readonly volumes: VolumeService;
+  readonly images: ImageService;
   private readonly recovery: Recovery;
   private readonly ctx: EngineContext;
   private assets: GuestAssets;
@@ -140,6 +143,7 @@ export class Engine {
     this.files = new ContainerFiles(this.ctx, this.lifecycle);
     this.networks = new NetworkService(this.ctx);
     this.volumes = new VolumeService(this.ctx);
+    this.images = new ImageService(this.ctx);
     this.recovery = new Recovery(this.ctx, this.lifecycle);
     loadContainers(this.ctx);
   }

@@ -13,7 +13,7 @@ import { AgentConnection, type GuestNetwork, type GuestProcess, type ProcessSpec
 import type { GuestStats } from '../agent/stats.js';
 import { internal } from '../common/errors.js';
 import { mountsUnder } from '../common/mounts.js';
-import type { GuestShape, HostUsage, NetSpec, VmDriver, VmHandle } from '../vm/index.js';
+import type { GuestShape, HostUsage, NetSpec, VmDriver, VmHandle, VmState } from '../vm/index.js';
 import { bindRoot, unbindRoot } from './roots.js';
 
 /** How a sandbox's VM came to be, for `inspect`. */
@@ -87,6 +87,9 @@ export class Sandbox {
   }
   get exited(): boolean {
     return this.vm.exited;
+  }
+  get state(): VmState {
+    return this.vm.state;
   }
 
   /** Starts a process in one of the sandbox's roots. */

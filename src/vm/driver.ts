@@ -71,6 +71,8 @@ export interface HostUsage {
   writeBytes: number;
 }
 
+export type VmState = 'running' | 'paused' | 'exited';
+
 /** One running (or paused) VM. */
 export interface VmHandle extends EventEmitter<{ exit: [code: number | null, signal: NodeJS.Signals | null] }> {
   /** Host process id of the VM (for `inspect`, live restore). */
@@ -80,6 +82,7 @@ export interface VmHandle extends EventEmitter<{ exit: [code: number | null, sig
   /** Unix socket of the agent's control channel. */
   readonly controlSocket: string;
   readonly exited: boolean;
+  readonly state: VmState;
   /** Stops the vCPUs (memory kept). */
   pause(): Promise<void>;
   resume(): Promise<void>;

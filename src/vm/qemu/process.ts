@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
-import type { HostUsage, VmHandle } from '../driver.js';
+import type { HostUsage, VmHandle, VmState } from '../driver.js';
 import { QEMU_BINARY, qemuArgs, vmPaths, type VmSpec } from './args.js';
 import { QmpClient } from './qmp.js';
 
@@ -24,6 +24,8 @@ export function isQemuOf(pid: number, runDir: string): boolean {
 
 export class QemuVm extends EventEmitter<{ exit: [code: number | null, signal: NodeJS.Signals | null] }> implements VmHandle {
   exited = false;
+  /** What the host last told the VM (a clone waiting for its state is paused). */
+  private vcpus: 'running' | 'paused' = 'running';
   exitCode: number | null = null;
   exitSignal: NodeJS.Signals | null = null;
   readonly paths: ReturnType<typeof vmPaths>;
@@ -48,6 +50,7 @@ export class QemuVm extends EventEmitter<{ exit: [code: number | null, signal: N
     if (child.pid === undefined) throw new Error(`cannot start ${QEMU_BINARY}`);
     const vm = new QemuVm(child.pid, spec.runDir);
     vm.child = child;
+    if (spec.incoming) vm.vcpus = 'paused'; // until the device state is loaded and `cont` sent
     fs.writeFileSync(p.pidFile, String(child.pid));
     child.on('error', () => vm.markExited(null, 'SIGKILL'));
     child.on('exit', (code, signal) => vm.markExited(code, signal));
@@ -94,6 +97,15 @@ export class QemuVm extends EventEmitter<{ exit: [code: number | null, signal: N
     return [read(this.paths.qemuLog), read(this.paths.console)].filter(Boolean).join('\n');
   }
 
+  get state(): VmState {
+    return this.exited ? 'exited' : this.vcpus;
+  }
+
+  /** Records that QEMU was left paused or resumed by a QMP command sent elsewhere (clone restore). */
+  markState(state: 'running' | 'paused'): void {
+    this.vcpus = state;
+  }
+
   get controlSocket(): string {
     return this.paths.control;
   }
@@ -108,11 +120,11 @@ export class QemuVm extends EventEmitter<{ exit: [code: number | null, signal: N
   }
 
   pause(): Promise<void> {
-    return this.qmp('stop').then(() => undefined);
+    return this.qmp('stop').then(() => void (this.vcpus = 'paused'));
   }
 
   resume(): Promise<void> {
-    return this.qmp('cont').then(() => undefined);
+    return this.qmp('cont').then(() => void (this.vcpus = 'running'));
   }
 
   /** Runs one QMP command on this VM (pause is "stop", resume is "cont"). */

@@ -238,7 +238,10 @@ export async function startClone(template: Template, opts: { runDir: string; roo
       }
       throw new Error(`clone is in state ${st.status}`);
     }
-    if (!opts.paused) await qmp.execute('cont');
+    if (!opts.paused) {
+      await qmp.execute('cont');
+      vm.markState('running');
+    }
     qmp.close();
     return vm;
   } catch (err) {

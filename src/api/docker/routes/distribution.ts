@@ -1,11 +1,9 @@
 /** Registry routes: pull (POST /images/create?fromImage=), push, and /auth (login). */
 import { invalid } from '../../../common/errors.js';
 import type { Engine } from '../../../engine/engine.js';
-import { familiarName, formatReference, parseReference } from '../../../images/reference.js';
+import { familiarName, parseReference } from '../../../images/reference.js';
 import { decodeRegistryAuth, type Credentials } from '../../../images/registry/auth.js';
 import { checkLogin } from '../../../images/registry/client.js';
-import { pullImage } from '../../../images/registry/pull.js';
-import { pushImage } from '../../../images/registry/push.js';
 import type { Ctx } from '../http.js';
 import type { RouteTable } from '../server.js';
 import type { ImagePaths } from './image-paths.js';
@@ -30,12 +28,9 @@ export async function pullRoute(ctx: Ctx, engine: Engine, insecure: string[]): P
   const name = familiarName(ref);
   try {
     messages.send({ status: `Pulling from ${ref.path}`, id: ref.tag ?? ref.digest });
-    const r = await pullImage(engine.store, ref, { credentials: creds, insecure, platform: ctx.query.get('platform') || undefined, progress: (m) => messages.send(m) });
-    const repo = familiarName({ ...ref, tag: undefined, digest: undefined });
-    engine.store.tag(formatReference(ref), r.manifestDigest, undefined, `${repo}@${r.repoDigest}`);
+    const r = await engine.images.pull(ref, { credentials: creds, insecure, platform: ctx.query.get('platform') || undefined, progress: (m) => messages.send(m) });
     messages.send({ status: `Digest: ${r.repoDigest}` });
     messages.send({ status: r.downloaded ? `Status: Downloaded newer image for ${name}` : `Status: Image is up to date for ${name}` });
-    engine.events.publish('image', 'pull', name, { name });
   } catch (err) {
     messages.fail(err);
   } finally {
@@ -48,15 +43,13 @@ export function distributionRoutes(r: RouteTable, images: ImagePaths, engine: En
     const tag = ctx.query.get('tag');
     const refText = tag ? `${name}:${tag}` : name;
     const ref = parseReference(refText);
-    const image = engine.store.resolve(familiarName(ref));
+    engine.images.resolve(familiarName(ref));
     const messages = ctx.beginJsonMessages();
     try {
-      const res = await pushImage(engine.store, image, ref, { credentials: credentials(ctx), insecure, progress: (m) => messages.send(m) });
+      const res = await engine.images.push(ref, { credentials: credentials(ctx), insecure, progress: (m) => messages.send(m) });
       const t = ref.tag ?? 'latest';
       messages.send({ status: `${t}: digest: ${res.digest} size: ${res.size}` });
       messages.send({ progressDetail: {}, aux: { Tag: t, Digest: res.digest, Size: res.size } });
-      engine.store.tag(familiarName(ref), image.manifestDigest, image.manifest.mediaType, `${familiarName({ ...ref, tag: undefined })}@${res.digest}`);
-      engine.events.publish('image', 'push', familiarName(ref), { name: familiarName(ref) });
     } catch (err) {
       messages.fail(err);
     } finally {

@@ -1,9 +1,7 @@
 /** /images/... routes (local images; registry pull/push arrive with the images issue). */
 import { invalid } from '../../../common/errors.js';
 import { pullRoute } from './distribution.js';
-import { pruneImages, removeImage } from '../../../engine/image-ops.js';
 import type { Engine } from '../../../engine/engine.js';
-import { importRootfs } from '../../../images/import.js';
 import type { Image } from '../../../images/store.js';
 import { parseFilters } from '../http.js';
 import type { RouteTable } from '../server.js';
@@ -63,7 +61,7 @@ function imageInspect(img: Image) {
 }
 
 export function imageRoutes(r: RouteTable, images: ImagePaths, engine: Engine, insecure: string[]): void {
-  r.add('GET', '/images/json', (ctx) => ctx.send(200, engine.store.list().map(imageSummary)));
+  r.add('GET', '/images/json', (ctx) => ctx.send(200, engine.images.list().map(imageSummary)));
 
   r.add('POST', '/images/create', async (ctx) => {
     const fromSrc = ctx.query.get('fromSrc');
@@ -71,34 +69,31 @@ export function imageRoutes(r: RouteTable, images: ImagePaths, engine: Engine, i
       const repo = ctx.query.get('repo');
       const tag = ctx.query.get('tag');
       const ref = repo ? `${repo}${tag ? `:${tag}` : ''}` : undefined;
-      const id = await importRootfs(engine.store, ctx.req, { ref, changes: ctx.query.getAll('changes'), message: ctx.query.get('message') ?? undefined });
-      engine.events.publish('image', 'import', id, { name: ref ?? id });
+      const id = await engine.images.import(ctx.req, { ref, changes: ctx.query.getAll('changes'), message: ctx.query.get('message') ?? undefined });
       return ctx.send(200, { status: id });
     }
     if (!ctx.query.get('fromImage')) throw invalid('fromImage or fromSrc is required');
     return pullRoute(ctx, engine, insecure);
   });
 
-  images.add('GET', '/json', (ctx, name) => ctx.send(200, imageInspect(engine.store.resolve(name))));
+  images.add('GET', '/json', (ctx, name) => ctx.send(200, imageInspect(engine.images.resolve(name))));
 
   images.add('POST', '/tag', (ctx, name) => {
-    const img = engine.store.resolve(name);
+    engine.images.resolve(name);
     const repo = ctx.query.get('repo');
     if (!repo) return ctx.send(400, { message: 'repository name must have at least one component' });
-    const tag = ctx.query.get('tag') || 'latest';
-    engine.store.tag(`${repo}:${tag}`, img.manifestDigest);
-    engine.events.publish('image', 'tag', img.id, { name: `${repo}:${tag}` });
+    engine.images.tag(name, repo, ctx.query.get('tag') || 'latest');
     ctx.send(201);
   });
 
-  images.add('DELETE', '', (ctx, name) => ctx.send(200, removeImage(engine, name, ctx.bool('force'))));
+  images.add('DELETE', '', (ctx, name) => ctx.send(200, engine.images.remove(name, ctx.bool('force'))));
 
   r.add('POST', '/images/prune', (ctx) => {
     const filters = parseFilters(ctx);
     const dangling = filters.dangling?.[0];
-    ctx.send(200, pruneImages(engine, dangling === 'false' || dangling === '0'));
+    ctx.send(200, engine.images.prune(dangling === 'false' || dangling === '0'));
   });
 
-  images.add('GET', '/history', (ctx, name) => ctx.send(200, imageHistory(engine.store.resolve(name))));
+  images.add('GET', '/history', (ctx, name) => ctx.send(200, imageHistory(engine.images.resolve(name))));
 
 }

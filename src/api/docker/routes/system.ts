@@ -46,7 +46,7 @@ export function systemRoutes(r: RouteTable, engine: Engine, info: ServerInfo): v
       ContainersRunning: running,
       ContainersPaused: 0,
       ContainersStopped: containers.length - running,
-      Images: engine.store.list().length,
+      Images: engine.images.list().length,
       Driver: 'overlay',
       DriverStatus: [['Backing Filesystem', 'overlayfs shared to the VM over virtio-9p']],
       Plugins: { Volume: [], Network: [], Authorization: null, Log: ['json-file'] },
@@ -119,7 +119,7 @@ export function systemRoutes(r: RouteTable, engine: Engine, info: ServerInfo): v
   });
 
   r.add('GET', '/system/df', (ctx) => {
-    const images = engine.store.list();
+    const images = engine.images.list();
     const containers = engine.registry.list();
     ctx.send(200, {
       LayersSize: images.reduce((n, i) => n + i.size, 0),
