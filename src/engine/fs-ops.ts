@@ -3,8 +3,7 @@
  * `cp` and `export`), the changes of its writable layer (`diff`), that layer
  * as a new image (`commit`) and its size.
  */
-import fs from 'node:fs';
-import path from 'node:path';
+import { treeSize } from '../common/tree-size.js';
 import { containerLayerPaths, mountContainerLayer } from '../images/rootfs.js';
 import { containerChanges, type Change } from './changes.js';
 import { commitContainer, type CommitOptions } from './commit.js';
@@ -50,20 +49,12 @@ export class ContainerFiles {
   /** Bytes in the container's writable layer (`ps -s`, `system df`). */
   writableLayerSize(idOrName: string): number {
     const c = this.ctx.registry.get(idOrName);
-    let total = 0;
-    const walk = (dir: string) => {
-      for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-        const p = path.join(dir, e.name);
-        if (e.isDirectory()) walk(p);
-        else if (e.isFile()) total += fs.lstatSync(p).size;
-      }
-    };
     try {
-      walk(containerLayerPaths(c.dir).upper);
+      return treeSize(containerLayerPaths(c.dir).upper);
     } catch (err) {
       // A layer removed meanwhile counts as empty; anything else is worth a line in the log.
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.ctx.logger.debug(`size of ${c.shortName}: ${(err as Error).message}`);
+      return 0;
     }
-    return total;
   }
 }

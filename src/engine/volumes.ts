@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { treeSize } from '../common/tree-size.js';
 import { conflict, invalid, notFound } from '../common/errors.js';
 
 export const VOLUME_NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
@@ -97,19 +98,11 @@ export class VolumeStore {
 
   /** Size of a volume's data in bytes (for `system df`-like answers; best effort). */
   size(name: string): number {
-    let total = 0;
-    const walk = (d: string) => {
-      for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-        const p = path.join(d, e.name);
-        if (e.isDirectory()) walk(p);
-        else if (e.isFile()) total += fs.statSync(p).size;
-      }
-    };
     try {
-      walk(this.dataPath(name));
+      return treeSize(this.dataPath(name));
     } catch {
-      return -1;
+      return -1; // unreadable: unknown, as Docker's -1
     }
-    return total;
   }
+
 }
