@@ -102,16 +102,19 @@ describe('networking and published ports', () => {
   });
 
   for (const mode of ['clone', 'cold'] as const) {
-    it(`lets the guest reach a server on the host through 10.0.2.2 (${mode})`, async () => {
+    it(`lets the guest reach a server on the host's 0.0.0.0 through its gateway (${mode})`, async () => {
       const srv = http.createServer((_req, res) => res.end('host says hi\n'));
       await new Promise<void>((r) => srv.listen(0, '0.0.0.0', r));
       const port = (srv.address() as net.AddressInfo).port;
       try {
-        const args = ['run', '--rm', ...(mode === 'cold' ? ['--no-clone'] : []), 'busybox', 'sh', '-c', `wget -qO- http://10.0.2.2:${port}/ && cat /etc/resolv.conf`];
-        const r = await d.run(args);
+        // As root the default network is a bridge: the host is its gateway (Docker's host-gateway).
+        const script = `gw=$(ip route | awk '/^default/ {print $3}'); wget -qO- http://$gw:${port}/ && echo "gw=$gw" && cat /etc/resolv.conf`;
+        const r = await d.run(['run', '--rm', ...(mode === 'cold' ? ['--no-clone'] : []), 'busybox', 'sh', '-c', script]);
         assert.equal(r.code, 0, r.stderr);
         assert.match(r.stdout, /^host says hi\n/);
-        assert.match(r.stdout, /nameserver 10\.0\.2\.3/);
+        const gw = /gw=(\S+)/.exec(r.stdout)?.[1];
+        assert.match(gw ?? '', /^10\.88\.\d+\.1$/);
+        assert.match(r.stdout, new RegExp(`nameserver ${gw!.replace(/\./g, '\\.')}`));
       } finally {
         srv.close();
       }
@@ -131,7 +134,7 @@ describe('networking and published ports', () => {
 
   it('lists the predefined networks and refuses what it cannot create', async () => {
     const list = (await apiGet(d, '/networks')).body as Array<{ Name: string; Driver: string }>;
-    assert.deepEqual(list.map((n) => [n.Name, n.Driver]), [['bridge', 'slirp'], ['none', 'null']]);
+    assert.deepEqual(list.map((n) => [n.Name, n.Driver]), [['bridge', 'bridge'], ['none', 'null']]);
     const overlay = await apiPost(d, '/networks/create', { Name: 'mynet', Driver: 'overlay' });
     assert.equal(overlay.status, 400);
     assert.match((overlay.body as { message: string }).message, /driver "overlay" is not supported/);

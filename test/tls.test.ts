@@ -99,9 +99,22 @@ describe('Docker API over TCP with TLS', () => {
     assert.notEqual(plain.stdout, 'OK', 'no plain HTTP on the TLS port');
   });
 
-  it('refuses to serve a non-loopback TCP address without TLS', () => {
-    const r = spawnSync(process.execPath, [path.join(path.dirname(new URL(import.meta.url).pathname), '../src/daemon/main.js'), '-H', 'tcp://0.0.0.0:2375', '--data-root', path.join(dir, 'refused')], { encoding: 'utf8', timeout: 60_000 });
-    assert.notEqual(r.status, 0);
-    assert.match(r.stderr, /refusing to serve the API on tcp:\/\/0\.0\.0\.0:2375 without TLS/);
+  it('refuses plain TCP on every address, loopback included, unless --allow-insecure-tcp', async () => {
+    const daemonMain = path.join(path.dirname(new URL(import.meta.url).pathname), '../src/daemon/main.js');
+    for (const host of ['tcp://0.0.0.0:2375', 'tcp://127.0.0.1:2375']) {
+      const r = spawnSync(process.execPath, [daemonMain, '-H', host, '--data-root', path.join(dir, 'refused')], { encoding: 'utf8', timeout: 60_000 });
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, /refusing to serve the API on tcp:\/\/[0-9.]+:2375 without TLS/);
+    }
+    const plainPort = await freePort();
+    const insecure = new TestDaemon(['-H', `tcp://127.0.0.1:${plainPort}`, '--allow-insecure-tcp']);
+    try {
+      await insecure.start();
+      assert.match(insecure.log, /WITHOUT TLS on tcp:\/\/127\.0\.0\.1/);
+      const ping = spawnSync('curl', ['-sS', `http://127.0.0.1:${plainPort}/_ping`], { encoding: 'utf8' });
+      assert.equal(ping.stdout, 'OK');
+    } finally {
+      await insecure.stop();
+    }
   });
 });

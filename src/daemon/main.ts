@@ -9,7 +9,7 @@ import path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { z } from 'zod';
 import { createDockerApiServer, listenTcp, listenUnix, type TlsFiles } from '../api/docker/server.js';
-import { createLogger, parseLogLevel, type LogLevel } from '../common/logger.js';
+import { createLogger, parseLogLevel, type Logger, type LogLevel } from '../common/logger.js';
 import { defaultConfigFile, defaultDataRoot, defaultHost, parseHost, type DaemonAddress } from '../common/paths.js';
 import { Engine } from '../engine/engine.js';
 import { chooseAccelerator, createDriver, locateGuestAssets, parseAccel } from '../vm/index.js';
@@ -34,6 +34,8 @@ const configSchema = z
     tlscacert: z.string().optional(),
     tlscert: z.string().optional(),
     tlskey: z.string().optional(),
+    'allow-insecure-tcp': z.boolean().optional(),
+    bip: z.string().optional(),
   })
   .strict();
 type DaemonConfig = z.infer<typeof configSchema>;
@@ -94,11 +96,19 @@ function tlsFiles(o: { tls?: boolean; tlsverify?: boolean; tlscacert?: string; t
 }
 
 /** Like dockerd, no unauthenticated API on a network address: plain TCP only on loopback. */
-function checkTcpSafety(a: DaemonAddress, tls: TlsFiles | undefined): void {
+/**
+ * Plain TCP is refused on every address, loopback included: any local process
+ * (and, through a host-mapped port, any container) that reaches it controls
+ * the host. `--allow-insecure-tcp` opts in, loudly.
+ */
+function checkTcpSafety(a: DaemonAddress, tls: TlsFiles | undefined, allowInsecure: boolean, logger: Logger): void {
   if (a.kind !== 'tcp' || tls) return;
-  if (!['127.0.0.1', 'localhost', '::1'].includes(a.host)) {
-    throw new Error(`refusing to serve the API on tcp://${a.host}:${a.port} without TLS (anyone who can connect controls the host): use --tlsverify, or a loopback address`);
+  if (!allowInsecure) {
+    throw new Error(
+      `refusing to serve the API on tcp://${a.host}:${a.port} without TLS (anyone who can connect controls the host): use --tlsverify (or a unix socket), or --allow-insecure-tcp if you really mean it`,
+    );
   }
+  logger.warn(`!!! the API is served WITHOUT TLS on tcp://${a.host}:${a.port}: anyone who can connect to it has root on this host (--allow-insecure-tcp) !!!`);
 }
 
 async function run(argv: string[]): Promise<void> {
@@ -118,6 +128,8 @@ async function run(argv: string[]): Promise<void> {
     .option('--tlscacert <file>', 'CA that signs client certificates')
     .option('--tlscert <file>', "the daemon's TLS certificate")
     .option('--tlskey <file>', "the daemon's TLS key")
+    .option('--allow-insecure-tcp', 'serve tcp:// hosts without TLS (unsafe: anyone who connects controls the host)')
+    .option('--bip <cidr>', "the default bridge's address and subnet, e.g. 10.88.0.1/24 (as root; default: a free /24 in 10.88.0.0/16)")
     .version(VERSION, '-v, --version')
     .exitOverride();
   program.parse(argv);
@@ -136,13 +148,15 @@ async function run(argv: string[]): Promise<void> {
     tlscacert?: string;
     tlscert?: string;
     tlskey?: string;
+    allowInsecureTcp?: boolean;
+    bip?: string;
   }>();
   const config = loadConfig(o.configFile ?? defaultConfigFile(), !!o.configFile);
   const level: LogLevel = parseLogLevel(o.logLevel ?? config['log-level'] ?? 'info');
   const logger = createLogger(level);
   const addresses = (o.host ?? config.hosts ?? [defaultHost()]).map(parseHost);
   const tls = tlsFiles(o, config);
-  for (const a of addresses) checkTcpSafety(a, tls);
+  for (const a of addresses) checkTcpSafety(a, tls, !!o.allowInsecureTcp || config['allow-insecure-tcp'] === true, logger);
   const dataRoot = path.resolve(o.dataRoot ?? config['data-root'] ?? defaultDataRoot());
   checkDataRoot(dataRoot);
   const requested = parseAccel(o.accel ?? process.env.HYPERBOX_ACCEL ?? config.accel);
@@ -173,6 +187,7 @@ async function run(argv: string[]): Promise<void> {
     logger,
     clone,
     driver,
+    defaultSubnet: o.bip ?? config.bip,
   });
   await engine.recover();
   // The default shape's template is made ahead of time, off the start path.

@@ -25,6 +25,8 @@ export interface EngineOptions {
   /** Start containers as clones of templates (false: always cold boot). */
   clone: boolean;
   driver: VmDriver;
+  /** The default bridge's subnet (`--bip`), as root. */
+  defaultSubnet?: string;
 }
 
 export interface EngineContext {

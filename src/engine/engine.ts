@@ -113,6 +113,7 @@ export class Engine {
       logger,
       metadata,
       dataRoot,
+      defaultSubnet: opts.defaultSubnet,
       members: (networkId) => [
         ...registry
           .list()
@@ -182,8 +183,8 @@ export class Engine {
   async shutdown(opts: { liveRestore?: boolean } = {}): Promise<void> {
     this.shuttingDown = true;
     for (const c of this.registry.all()) this.restarts.clearTimer(c);
-    await this.ctx.networks.shutdown();
     if (opts.liveRestore) {
+      await this.ctx.networks.shutdown({ keepBridges: true });
       // Only the channels close: the VMs keep running for the next daemon.
       for (const p of this.ctx.pods.list()) p.sandbox?.agent.close();
       for (const c of this.registry.all()) c.sandbox?.agent.close();
@@ -203,5 +204,6 @@ export class Engine {
       this.driver.drainPool(),
       ...running.map((c) => this.lifecycle.stop(c.id, { timeout: 0, byDaemon: true }).catch((err: Error) => this.opts.logger.debug(`stop ${c.shortName}: ${err.message}`))),
     ]);
+    await this.ctx.networks.shutdown({ keepBridges: false });
   }
 }

@@ -24,6 +24,11 @@ export class NetworkService {
     return this.ctx.networks.get(idOrName);
   }
 
+  /** The default network when it is a bridge (as root), else undefined (the driver's user-mode network). */
+  defaultBridge(): NetworkRecord | undefined {
+    return this.ctx.networks.defaultBridge;
+  }
+
   userNetwork(mode: string | undefined): NetworkRecord | undefined {
     return userNetworkOf(this.ctx, mode);
   }

@@ -213,7 +213,7 @@ export class PodManager {
       noRoot: true,
     };
     // On a bridge network the pod VM gets a TAP and an address; its ports go through a host proxy.
-    const net = pod.record.NetworkMode ? this.host.networks().get(pod.record.NetworkMode) : undefined;
+    const net = this.host.networks().bridgeFor(pod.record.NetworkMode);
     const { sandbox, endpoint } = net
       ? await this.host.networks().startOn(net, pod.id, forwards, (spec, guestNet) => startSandbox({ ...options, net: spec, guestNet }, phases))
       : { sandbox: await startSandbox({ ...options, net: { forwards } }, phases), endpoint: undefined };

@@ -13,7 +13,6 @@ import { ROOT_NAME, startSandbox, type Sandbox } from '../sandbox/sandbox.js';
 import type { Container } from './container.js';
 import type { EngineContext } from './context.js';
 import { processEnv } from './create-spec.js';
-import { userNetworkOf } from './network-service.js';
 import type { Pod } from './pods.js';
 import { allocatePorts, networkModeOf } from './ports.js';
 import { mountVolumes, restoreRootWritable, unmountVolumes } from './storage.js';
@@ -50,8 +49,9 @@ export async function startContainerVm(
     releaseStorage(c);
     throw err;
   };
-  const userNet = userNetworkOf(ctx, hc.NetworkMode);
-  const netMode = userNet ? 'bridge' : networkModeOf(hc.NetworkMode);
+  // A user-defined network, or the default bridge (as root); else the driver's built-in network.
+  const bridge = ctx.networks.bridgeFor(hc.NetworkMode);
+  const netMode = bridge ? 'bridge' : networkModeOf(hc.NetworkMode);
   const { ports, forwards } =
     netMode === 'none' ? { ports: {}, forwards: [] } : await allocatePorts(hc.PortBindings ?? {}, c.record.Config.ExposedPorts ?? {}, !!hc.PublishAllPorts).catch(fail);
   c.record.Ports = ports;
@@ -75,8 +75,8 @@ export async function startContainerVm(
     tmpfs,
   };
   // On a bridge network the VM's NIC is a TAP and published ports go through a host proxy.
-  const { sandbox, endpoint } = userNet
-    ? await ctx.networks.startOn(userNet, c.id, forwards, (net, guestNet) => startSandbox({ ...options, net, guestNet }, phases)).catch(fail)
+  const { sandbox, endpoint } = bridge
+    ? await ctx.networks.startOn(bridge, c.id, forwards, (net, guestNet) => startSandbox({ ...options, net, guestNet }, phases)).catch(fail)
     : { sandbox: await startSandbox({ ...options, net: { forwards, restrict: netMode === 'none' } }, phases).catch(fail), endpoint: undefined };
   c.record.Endpoint = endpoint;
   return { sandbox, root: ROOT_NAME };

@@ -178,14 +178,20 @@ export function containerInspect(c: Container, net: BuiltinNetwork) {
     NetworkSettings: {
       Ports: c.running ? (r.Ports ?? {}) : {},
       Networks: networks(c, net),
-      IPAddress: c.running && onUserNetwork(c) ? net.guest : '',
-      Gateway: c.running && onUserNetwork(c) ? net.gateway : '',
-      IPPrefixLen: c.running && onUserNetwork(c) ? net.prefix : 0,
+      ...defaultNetworkAddress(c, net),
       MacAddress: '',
     },
     /** hyperbox's own: how this container's VM was started, phase by phase. */
     HyperBox: { Start: r.StartInfo ?? null, VmPid: r.VmPid ?? 0 },
   };
+}
+
+/** Docker's top-level NetworkSettings address: the container's on the default network, while it runs. */
+function defaultNetworkAddress(c: Container, net: BuiltinNetwork): { IPAddress: string; Gateway: string; IPPrefixLen: number } {
+  const ep = c.running ? c.record.Endpoint : undefined;
+  if (ep?.NetworkName === DEFAULT_NETWORK) return { IPAddress: ep.IPAddress, Gateway: ep.Gateway, IPPrefixLen: ep.IPPrefixLen };
+  if (c.running && !ep && onUserNetwork(c)) return { IPAddress: net.guest, Gateway: net.gateway, IPPrefixLen: net.prefix };
+  return { IPAddress: '', Gateway: '', IPPrefixLen: 0 };
 }
 
 /** True when the container is on the user-mode network (not `none`). */

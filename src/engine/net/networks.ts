@@ -1,8 +1,9 @@
 /**
- * User-defined bridge networks (`network create`): their records (SQLite),
- * address management, the TAP endpoint of each container VM on one, and each
- * network's DNS server. The default network stays QEMU's user mode (no root
- * needed); bridge networks need root, as Docker's do.
+ * Bridge networks: the default one (Docker's `docker0`: the network named
+ * `bridge`, made by the daemon when it runs as root) and user-defined ones
+ * (`network create`): their records (SQLite), address management, the TAP
+ * endpoint of each VM on one, and each network's DNS server. Without root,
+ * the default network is the VM driver's built-in user-mode network.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { conflict, forbidden, invalid, notFound } from '../../common/errors.js';
@@ -12,6 +13,7 @@ import { BRIDGE_PREFIX, createTap, deleteTap, ensureBridge, hostIpv4Networks, li
 import type { GuestNetwork } from '../../agent/connection.js';
 import type { Sandbox } from '../../sandbox/sandbox.js';
 import type { NetSpec, PortForward } from '../../vm/index.js';
+import { DEFAULT_NETWORK } from '../ports.js';
 import { NetworkDns } from './dns.js';
 import { PortProxy } from './proxy.js';
 
@@ -25,6 +27,8 @@ export interface NetworkRecord {
   Bridge: string;
   Internal: boolean;
   Labels: Record<string, string>;
+  /** The default network (`bridge`): made by the daemon, not listed with user-defined ones. */
+  Default?: boolean;
 }
 
 /** A container VM's place on a bridge network (kept in its record while it runs). */
@@ -44,7 +48,10 @@ export interface NetworkHost {
   dataRoot: string;
   /** Running containers' endpoints and names, for address allocation and DNS. */
   members(networkId: string): Array<{ endpoint: Endpoint; names: string[] }>;
+  /** The default bridge's subnet (`--bip`/`default-subnet`, "10.88.0.1/24" or "10.88.0.0/24"); a free /24 in 10.88.0.0/16 if unset. */
+  defaultSubnet?: string;
 }
+
 
 /** Names the default network and `none` keep (Docker's predefined ones). */
 export const PREDEFINED = ['bridge', 'default', 'none', 'host', 'slirp'];
@@ -76,8 +83,60 @@ export class NetworkManager {
     for (const r of host.metadata.allRecords<NetworkRecord>('networks')) this.nets.set(r.Id, r);
   }
 
+  /** The default network as a bridge, or undefined when it is the driver's user-mode network (not root). */
+  get defaultBridge(): NetworkRecord | undefined {
+    return [...this.nets.values()].find((n) => n.Default);
+  }
+
+  /**
+   * The default bridge, made (or re-made with a new subnet when `--bip`
+   * changed and nothing runs on it) as root; without root there is none.
+   */
+  private ensureDefault(): void {
+    if (process.getuid?.() !== 0) return;
+    const current = this.defaultBridge;
+    const wanted = this.host.defaultSubnet;
+    if (current) {
+      const same = !wanted || this.normalizeBip(wanted).subnet === current.Subnet;
+      if (same || this.host.members(current.Id).length) return;
+      this.remove(current);
+    }
+    const { subnet, gateway } = wanted ? this.normalizeBip(wanted) : this.pickSubnet(undefined, undefined, '10.88');
+    const tag = createHash('sha256').update(`default:${this.host.dataRoot}`).digest('hex');
+    const net: NetworkRecord = {
+      Id: tag,
+      Name: DEFAULT_NETWORK,
+      Created: new Date().toISOString(),
+      Driver: 'bridge',
+      Subnet: subnet,
+      Gateway: gateway,
+      Bridge: `${BRIDGE_PREFIX}d${tag.slice(0, 8)}`,
+      Internal: false,
+      Labels: {},
+      Default: true,
+    };
+    this.nets.set(net.Id, net);
+    this.host.metadata.saveRecord('networks', net);
+  }
+
+  /** Docker's `--bip` is the gateway's address with the prefix ("10.88.0.1/24"); a network address is taken too. */
+  private normalizeBip(bip: string): { subnet: string; gateway: string } {
+    const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d+)$/.exec(bip);
+    if (!m) throw invalid(`invalid default subnet "${bip}": expected an IPv4 CIDR such as 10.88.0.1/24`);
+    const prefix = Number(m[2]);
+    const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+    const netAddr = (ipToInt(m[1]!) & mask) >>> 0;
+    const gateway = ipToInt(m[1]!) === netAddr ? intToIp(netAddr + 1) : m[1]!;
+    return { subnet: `${intToIp(netAddr)}/${prefix}`, gateway };
+  }
+
   /** Re-creates bridges, rules and DNS servers (after a reboot, or a crash mid-way). */
   async init(): Promise<void> {
+    try {
+      this.ensureDefault();
+    } catch (err) {
+      this.host.logger.warn(`default network: ${(err as Error).message}; containers on it use the user-mode network`);
+    }
     for (const net of this.nets.values()) {
       try {
         ensureBridge(this.spec(net));
@@ -93,12 +152,20 @@ export class NetworkManager {
     for (const tap of linksWithPrefix(this.tapPrefix)) if (!inUse.has(tap)) deleteTap(tap);
   }
 
+  /** The user-defined networks. */
   list(): NetworkRecord[] {
-    return [...this.nets.values()].sort((a, b) => a.Name.localeCompare(b.Name));
+    return [...this.nets.values()].filter((n) => !n.Default).sort((a, b) => a.Name.localeCompare(b.Name));
+  }
+
+  /** The bridge a VM with this network mode goes on: a user-defined network, or the default bridge. */
+  bridgeFor(mode: string | undefined): NetworkRecord | undefined {
+    if (!mode || mode === 'default' || mode === DEFAULT_NETWORK) return this.defaultBridge;
+    if (PREDEFINED.includes(mode) || mode.startsWith('container:')) return undefined;
+    return this.get(mode);
   }
 
   find(idOrName: string): NetworkRecord | undefined {
-    const all = [...this.nets.values()];
+    const all = this.list();
     const byPrefix = idOrName.length >= 3 ? all.filter((n) => n.Id.startsWith(idOrName)) : [];
     return all.find((n) => n.Name === idOrName) ?? all.find((n) => n.Id === idOrName) ?? (byPrefix.length === 1 ? byPrefix[0] : undefined);
   }
@@ -218,9 +285,18 @@ export class NetworkManager {
     return set;
   }
 
-  async shutdown(): Promise<void> {
+  /** Daemon stop: DNS servers close; the default bridge goes too unless VMs stay on it (live restore). */
+  async shutdown(opts: { keepBridges?: boolean } = {}): Promise<void> {
     for (const d of this.dns.values()) d.close();
     this.dns.clear();
+    const def = this.defaultBridge;
+    if (def && !opts.keepBridges) {
+      try {
+        removeBridge(this.spec(def));
+      } catch (err) {
+        this.host.logger.warn(`default network: ${(err as Error).message}`);
+      }
+    }
   }
 
   private spec(net: NetworkRecord) {
@@ -235,6 +311,8 @@ export class NetworkManager {
   }
 
   private resolve(networkId: string, name: string): string[] {
+    // Docker's default bridge has no container names in its DNS.
+    if (this.nets.get(networkId)?.Default) return [];
     return this.host
       .members(networkId)
       .filter((m) => m.names.some((n) => n.toLowerCase() === name))
@@ -242,10 +320,10 @@ export class NetworkManager {
   }
 
   /** A free /24 in 10.89.0.0/16 (or the one asked for), clear of the host's own networks and of other hyperbox networks. */
-  private pickSubnet(subnet?: string, gateway?: string): { subnet: string; gateway: string } {
+  private pickSubnet(subnet?: string, gateway?: string, pool = '10.89'): { subnet: string; gateway: string } {
     const taken: Array<[number, number]> = [
       ...hostIpv4Networks().map(([a, p]) => [ipToInt(a), p] as [number, number]),
-      ...this.list().map((n) => [ipToInt(n.Subnet.split('/')[0]!), Number(n.Subnet.split('/')[1])] as [number, number]),
+      ...[...this.nets.values()].map((n) => [ipToInt(n.Subnet.split('/')[0]!), Number(n.Subnet.split('/')[1])] as [number, number]),
     ];
     if (subnet) {
       const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d+)$/.exec(subnet);
@@ -259,10 +337,10 @@ export class NetworkManager {
       return { subnet: `${intToIp(net)}/${prefix}`, gateway: gw };
     }
     for (let third = 0; third < 256; third++) {
-      const net = ipToInt(`10.89.${third}.0`);
+      const net = ipToInt(`${pool}.${third}.0`);
       if (!taken.some(([a, p]) => overlaps(net, PREFIX, a, p))) return { subnet: `${intToIp(net)}/${PREFIX}`, gateway: intToIp(net + 1) };
     }
-    throw conflict('no free subnet left in 10.89.0.0/16: pass --subnet');
+    throw conflict(`no free subnet left in ${pool}.0.0/16: pass --subnet`);
   }
 }
 

@@ -52,6 +52,9 @@ function networkResource(n: NetworkView) {
 /** The predefined networks: the user-mode one (named `bridge`) and `none`. */
 function networkJson(name: string, engine: Engine) {
   const user = name === DEFAULT_NETWORK;
+  // As root the default network is a bridge (docker0's equivalent).
+  const bridge = user ? engine.networks.defaultBridge() : undefined;
+  if (bridge) return userNetworkJson(bridge, engine);
   const net = engine.driver.builtinNetwork;
   const members = engine.registry.list().filter((c) => {
     try {
@@ -91,7 +94,7 @@ function userNetworkJson(net: NetworkRecord, engine: Engine) {
       .list()
       .filter((c) => c.running && c.record.Endpoint?.NetworkId === net.Id)
       .map((c) => [c, { ipv4: `${c.record.Endpoint!.IPAddress}/${c.record.Endpoint!.IPPrefixLen}`, mac: c.record.Endpoint!.MacAddress }]),
-    Options: { 'com.docker.network.bridge.name': net.Bridge },
+    Options: { 'com.docker.network.bridge.name': net.Bridge, ...(net.Default ? { 'com.docker.network.bridge.default_bridge': 'true' } : {}) },
     Labels: net.Labels,
   });
 }
