@@ -1,9 +1,11 @@
 /** Instant clones (issue 5): fresh identity per clone, template invalidation, density. */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { fetchText, freePort } from './helpers/net.js';
 import { repo, startDaemonWithBusybox, TestDaemon, until } from './helpers/daemon.js';
 
 describe('instant clone', () => {
@@ -104,11 +106,25 @@ describe('instant clone', () => {
         assert.equal((await p.run(['rm', '-f', id])).code, 0);
       }
       await until('pool refilled', ready);
+      if (process.getuid?.() === 0) {
+        // As root the pool VMs have TAPs: they serve bridge networks and published ports too.
+        const hostPort = await freePort();
+        const web = await p.run(['run', '-d', '-p', `${hostPort}:80`, 'busybox', 'sh', '-c', 'echo pooled-web > /index.html; exec httpd -f -p 80 -h /']);
+        assert.equal(web.code, 0, web.stderr);
+        const id = web.stdout.trim();
+        assert.equal((await p.run(['inspect', '-f', '{{.HyperBox.Start.mode}}', id])).stdout.trim(), 'pool');
+        assert.equal(await until('the page', () => fetchText(`http://127.0.0.1:${hostPort}/`).catch(() => undefined), 20_000), 'pooled-web\n');
+        assert.equal((await p.run(['rm', '-f', id])).code, 0);
+        await until('pool refilled', ready);
+      }
     } finally {
       await p.stop();
     }
     const left = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(p.dataRoot) && l.includes('qemu'));
     assert.deepEqual(left, [], 'pool VMs left behind after the daemon stopped');
+    // This daemon's TAPs are named after its data root (networks.ts).
+    const prefix = `ht${createHash('sha256').update(path.join(p.dataRoot, 'data')).digest('hex').slice(0, 4)}`;
+    assert.deepEqual(fs.readdirSync('/sys/class/net').filter((n) => n.startsWith(prefix)), [], 'TAPs left behind after the daemon stopped');
   });
 
   it('runs 50 idle containers at once; ps and exec still answer', async (t) => {

@@ -91,8 +91,10 @@ export class Recovery {
         releaseStorage(c);
       }),
     );
-    // Bridges and their DNS come back; TAPs nobody runs on go.
+    // Bridges and their DNS come back; TAPs nobody runs on go. With a default
+    // bridge, warm-pool VMs get TAPs, so the pool serves bridge networks too.
     await ctx.networks.init();
+    if (ctx.networks.defaultBridge) ctx.driver.setPoolNet(ctx.networks.poolTaps());
     const live = [...ctx.registry.all()].filter((c) => c.running);
     ctx.networks.sweepTaps(new Set(live.filter((c) => c.record.Endpoint).map((c) => c.record.Endpoint!.Tap)));
     const keep = new Set<string | undefined>([...live.map((c) => c.record.VmRunDir), ...podRunDirs]);

@@ -9,7 +9,7 @@ import { StartError, type GuestProcess } from '../agent/connection.js';
 import { invalid } from '../common/errors.js';
 import { NO_CLONE_LABEL } from '../common/labels.js';
 import { containerLayerPaths, mountContainerLayer } from '../images/rootfs.js';
-import { ROOT_NAME, startSandbox, type Sandbox } from '../sandbox/sandbox.js';
+import { ROOT_NAME, startSandbox, takeWarmFor, type Sandbox } from '../sandbox/sandbox.js';
 import type { Container } from './container.js';
 import type { EngineContext } from './context.js';
 import { processEnv } from './create-spec.js';
@@ -62,22 +62,27 @@ export async function startContainerVm(
     return { sandbox: attached.sandbox.memberView(() => c.main?.signal(9)), root: attached.root, pod };
   }
   const useClone = ctx.opts.clone && c.record.Config.Labels[NO_CLONE_LABEL] === undefined;
+  const shape = ctx.guestShape(hc.Memory ? Math.max(128, Math.ceil(hc.Memory / 1048576) + 64) : undefined, Math.max(1, Math.ceil(hc.NanoCpus / 1e9)));
+  const builtinNet = { forwards, restrict: netMode === 'none' };
+  const warmVm = useClone ? takeWarmFor(ctx.driver, shape, bridge ? 'bridge' : builtinNet) : undefined;
   const options = {
     driver: ctx.driver,
     runDir: path.join(ctx.runRoot, c.id.slice(0, 12)),
-    shape: ctx.guestShape(hc.Memory ? Math.max(128, Math.ceil(hc.Memory / 1048576) + 64) : undefined, Math.max(1, Math.ceil(hc.NanoCpus / 1e9))),
+    shape,
     hostname: c.record.Config.Hostname,
     memoryLimit: hc.Memory,
     rootfs,
     bootTimeoutMs: ctx.opts.bootTimeoutMs,
     clone: useClone,
-    warm: useClone,
+    warmVm,
     tmpfs,
   };
-  // On a bridge network the VM's NIC is a TAP and published ports go through a host proxy.
+  // On a bridge network the VM's NIC is a TAP (a warm-pool VM's, or a new one) and published ports go through a host proxy.
+  // A warm VM that was never started on is discarded (discarding twice is harmless).
+  const failStart = (err: unknown): never => (warmVm?.discard(), fail(err));
   const { sandbox, endpoint } = bridge
-    ? await ctx.networks.startOn(bridge, c.id, forwards, (net, guestNet) => startSandbox({ ...options, net, guestNet }, phases)).catch(fail)
-    : { sandbox: await startSandbox({ ...options, net: { forwards, restrict: netMode === 'none' } }, phases).catch(fail), endpoint: undefined };
+    ? await ctx.networks.startOn(bridge, c.id, forwards, (net, guestNet) => startSandbox({ ...options, net, guestNet }, phases), warmVm?.net.tap).catch(failStart)
+    : { sandbox: await startSandbox({ ...options, net: builtinNet }, phases).catch(failStart), endpoint: undefined };
   c.record.Endpoint = endpoint;
   return { sandbox, root: ROOT_NAME };
 }

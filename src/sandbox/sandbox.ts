@@ -13,7 +13,7 @@ import { AgentConnection, type GuestNetwork, type GuestProcess, type ProcessSpec
 import type { GuestStats } from '../agent/stats.js';
 import { internal } from '../common/errors.js';
 import { mountsUnder } from '../common/mounts.js';
-import type { GuestShape, HostUsage, NetSpec, VmDriver, VmHandle, VmState } from '../vm/index.js';
+import type { GuestShape, HostUsage, NetSpec, VmDriver, VmHandle, VmState, WarmVm } from '../vm/index.js';
 import { bindRoot, unbindRoot } from './roots.js';
 
 /** How a sandbox's VM came to be, for `inspect`. */
@@ -38,8 +38,12 @@ export interface SandboxOptions {
   bootTimeoutMs: number;
   /** Start as a clone of a template (falls back to a cold boot, saying why). */
   clone?: boolean;
-  /** Take a pre-started clone from the driver's warm pool when one is ready. */
-  warm?: boolean;
+  /**
+   * A pre-started clone the caller took from the driver's warm pool (see
+   * `takeWarmFor`); its NIC backend is what `net` says. Falls back to a clone
+   * or a cold boot if it cannot be used.
+   */
+  warmVm?: WarmVm;
   /** The NIC's backend: published ports, `restrict` for `--network none`, or a TAP. */
   net: NetSpec;
   /** tmpfs mounts inside the root, as "/path[:opts]". */
@@ -165,6 +169,18 @@ function stopAndRemove(vm: VmHandle, runDir: string, before?: () => void): () =>
   };
 }
 
+/**
+ * A warm-pool VM for a sandbox that is to have NET, if one is ready. A pool
+ * VM's NIC backend was set up before its container existed: on the built-in
+ * network it serves only sandboxes without published ports; a pool TAP serves
+ * any bridge network (the TAP is moved onto the bridge, ports are proxied).
+ */
+export function takeWarmFor(driver: VmDriver, shape: GuestShape, net: 'bridge' | NetSpec): WarmVm | undefined {
+  if (net === 'bridge') return driver.takeWarm(shape, 'tap');
+  if (net.restrict || net.tap || net.forwards.length) return undefined;
+  return driver.takeWarm(shape, 'builtin');
+}
+
 export async function startSandbox(opts: SandboxOptions, phases: Record<string, number> = {}): Promise<Sandbox> {
   const { driver } = opts;
   const rootTag = driver.layout.shares[0]!.tag;
@@ -174,11 +190,9 @@ export async function startSandbox(opts: SandboxOptions, phases: Record<string, 
   let fallbackReason: string | undefined;
   let subdir: string | undefined;
   let cleanup = (): void => vm?.stop();
-  // A pool VM's NIC backend was set up before its container existed: it serves
-  // only sandboxes on the built-in network without published ports.
-  if (opts.clone && opts.warm && !opts.noRoot && !opts.net.restrict && !opts.net.tap && opts.net.forwards.length === 0) {
-    const warm = driver.takeWarm(opts.shape);
-    if (warm) {
+  const warm = opts.warmVm;
+  if (warm) {
+    {
       const target = path.join(warm.shareDir, WARM_SUBDIR);
       try {
         bindRoot(target, opts.rootfs);

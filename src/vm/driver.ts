@@ -107,10 +107,18 @@ export interface LaunchRequest {
 /** A pre-started clone from the warm pool, paused, with an empty share. */
 export interface WarmVm {
   vm: VmHandle;
+  /** The NIC backend it was started with (a TAP of the pool's, or the built-in network without forwards). */
+  net: NetSpec;
   /** The VM's root share (an empty directory): the caller binds a root under it. */
   shareDir: string;
   /** Stops the VM and removes its run directory (never through a mount). */
   discard(): void;
+}
+
+/** Makes a TAP for a pool VM (not on any bridge yet) and deletes it when asked. */
+export interface PoolNetProvider {
+  create(): string;
+  remove(tap: string): void;
 }
 
 export interface TemplateInfo {
@@ -137,8 +145,17 @@ export interface VmDriver {
    * the next clone builds a good one.
    */
   clone(req: LaunchRequest & { paused?: boolean }): Promise<VmHandle>;
-  /** A ready paused clone from the warm pool, if one is; the pool refills itself. */
-  takeWarm(shape: GuestShape): WarmVm | undefined;
+  /**
+   * A ready paused clone from the warm pool whose NIC backend is of KIND (a
+   * TAP, or the built-in network without forwards), if one is; the pool
+   * refills itself.
+   */
+  takeWarm(shape: GuestShape, kind: 'tap' | 'builtin'): WarmVm | undefined;
+  /**
+   * Where new pool VMs get their NIC: a TAP from PROVIDER (released when the VM
+   * is discarded), or the built-in network when there is none.
+   */
+  setPoolNet(provider: PoolNetProvider | undefined): void;
   /** Starts warm pool VMs for a shape (no-op without a pool). */
   fillPool(shape: GuestShape): void;
   /** Warm-pool VMs kept per shape, and how many are ready now. */

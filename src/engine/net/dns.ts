@@ -2,7 +2,8 @@
  * The DNS server of a bridge network, on its gateway address (what containers
  * on it have in resolv.conf), like Docker's embedded DNS: names of the
  * network's running containers (name, aliases, short ID) resolve to their
- * addresses; anything else is relayed to the host's resolver.
+ * addresses; anything else is relayed to the host's resolver, except on an
+ * `--internal` network, which reaches nothing outside: there it is REFUSED.
  */
 import dgram from 'node:dgram';
 import fs from 'node:fs';
@@ -28,16 +29,33 @@ const hostResolver: Upstream = () => {
   }
 };
 
+export interface NetworkDnsOptions {
+  /** Relay names that are not the network's to the upstream resolver (default true); false answers them REFUSED. */
+  relay?: boolean;
+  /** Where relayed queries go (default: the host's first IPv4 nameserver). */
+  upstream?: Upstream;
+}
+
+const REFUSED = 5;
+const SERVFAIL = 2;
+
 export class NetworkDns {
   private socket: dgram.Socket | undefined;
   private relays = 0;
+  private readonly upstream: Upstream;
+  private readonly relayOutside: boolean;
 
+  /** The 4th argument is the options, or (older form) just the upstream. */
   constructor(
     private readonly address: string,
     private readonly lookup: NameLookup,
     private readonly logger: Logger,
-    private readonly upstream: Upstream = hostResolver,
-  ) {}
+    options: NetworkDnsOptions | Upstream = {},
+  ) {
+    const opts = typeof options === 'function' ? { upstream: options } : options;
+    this.upstream = opts.upstream ?? hostResolver;
+    this.relayOutside = opts.relay ?? true;
+  }
 
   async start(): Promise<void> {
     const socket = dgram.createSocket({ type: 'udp4', reuseAddr: true });
@@ -80,13 +98,17 @@ export class NetworkDns {
       this.reply(dnsPacket.encode({ type: 'response', id: query.id, flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE | dnsPacket.AUTHORITATIVE_ANSWER, questions: [q], answers }), from);
       return;
     }
+    if (!this.relayOutside) return this.fail(query, from, REFUSED);
     this.relay(msg, query, from);
+  }
+
+  private fail(query: dnsPacket.Packet, to: dgram.RemoteInfo, rcode: number): void {
+    this.reply(dnsPacket.encode({ type: 'response', id: query.id, flags: (rcode === REFUSED ? 0 : dnsPacket.RECURSION_AVAILABLE) | rcode, questions: query.questions }), to);
   }
 
   private relay(msg: Buffer, query: dnsPacket.Packet, from: dgram.RemoteInfo): void {
     const server = this.upstream();
-    const fail = () =>
-      this.reply(dnsPacket.encode({ type: 'response', id: query.id, flags: dnsPacket.RECURSION_AVAILABLE | 2 /* SERVFAIL */, questions: query.questions }), from);
+    const fail = () => this.fail(query, from, SERVFAIL);
     if (!server || this.relays >= MAX_RELAYS) return fail();
     this.relays++;
     const up = dgram.createSocket('udp4');

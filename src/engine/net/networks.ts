@@ -12,7 +12,8 @@ import type { MetadataStore } from '../metadata.js';
 import { BRIDGE_PREFIX, createTap, deleteTap, ensureBridge, hostIpv4Networks, linksWithPrefix, removeBridge } from './bridge.js';
 import type { GuestNetwork } from '../../agent/connection.js';
 import type { Sandbox } from '../../sandbox/sandbox.js';
-import type { NetSpec, PortForward } from '../../vm/index.js';
+import type { NetSpec, PoolNetProvider, PortForward } from '../../vm/index.js';
+import { moveTapTo, poolTapProvider } from './pool-taps.js';
 import { DEFAULT_NETWORK } from '../ports.js';
 import { NetworkDns } from './dns.js';
 import { PortProxy } from './proxy.js';
@@ -209,8 +210,13 @@ export class NetworkManager {
     this.host.metadata.removeRecord('networks', net.Id);
   }
 
-  /** Gives a starting VM an address and a TAP device on the network. */
-  private attach(net: NetworkRecord, containerId: string): Endpoint {
+  /** Makes TAPs for warm-pool VMs (as root, when bridges are in use). */
+  poolTaps(): PoolNetProvider {
+    return poolTapProvider(this.tapPrefix);
+  }
+
+  /** Gives a starting VM an address and a TAP device on the network (TAP: a warm-pool VM's, moved onto the bridge). */
+  private attach(net: NetworkRecord, containerId: string, tap?: string): Endpoint {
     const leased = this.leasesOf(net.Id);
     const used = new Set([...this.host.members(net.Id).map((m) => m.endpoint.IPAddress), ...leased]);
     const base = ipToInt(net.Subnet.split('/')[0]!);
@@ -219,8 +225,11 @@ export class NetworkManager {
     let ip: string | undefined;
     for (let i = 1; i < size - 1 && !ip; i++) if (base + i !== gw && !used.has(intToIp(base + i))) ip = intToIp(base + i);
     if (!ip) throw conflict(`network ${net.Name} has no free address left`);
-    const tap = `${this.tapPrefix}${containerId.slice(0, 9)}`;
-    createTap(tap, net.Bridge);
+    if (tap) moveTapTo(tap, net.Bridge);
+    else {
+      tap = `${this.tapPrefix}${containerId.slice(0, 9)}`;
+      createTap(tap, net.Bridge);
+    }
     leased.add(ip);
     // Docker's convention: 02:42 and the IPv4 address, unique on the network.
     const mac = ['02', '42', ...ip.split('.').map((o) => Number(o).toString(16).padStart(2, '0'))].join(':');
@@ -237,8 +246,10 @@ export class NetworkManager {
     ownerId: string,
     forwards: PortForward[],
     start: (spec: NetSpec, guest: GuestNetwork) => Promise<Sandbox>,
+    /** The TAP of a warm-pool VM the caller took, to use instead of a new one. */
+    tap?: string,
   ): Promise<{ sandbox: Sandbox; endpoint: Endpoint }> {
-    const endpoint = this.attach(net, ownerId);
+    const endpoint = this.attach(net, ownerId, tap);
     let sandbox: Sandbox;
     try {
       sandbox = await start({ forwards: [], tap: endpoint.Tap }, guestNetworkOf(endpoint));

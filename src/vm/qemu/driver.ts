@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../../common/logger.js';
-import type { GuestShape, LaunchRequest, VmDriver, VmHandle, WarmVm } from '../driver.js';
+import type { GuestShape, LaunchRequest, PoolNetProvider, VmDriver, VmHandle, WarmVm } from '../driver.js';
 import { QEMU_BINARY, QEMU_LAYOUT, USER_NET_INFO, vmPaths } from './args.js';
 import { ClonePool } from './pool.js';
 import { isQemuOf, QemuVm } from './process.js';
@@ -63,8 +63,12 @@ export class QemuDriver implements VmDriver {
     }
   }
 
-  takeWarm(shape: GuestShape): WarmVm | undefined {
-    return this.pool?.take(shape);
+  takeWarm(shape: GuestShape, kind: 'tap' | 'builtin'): WarmVm | undefined {
+    return this.pool?.take(shape, kind);
+  }
+
+  setPoolNet(provider: PoolNetProvider | undefined): void {
+    if (this.pool) this.pool.netProvider = provider;
   }
 
   fillPool(shape: GuestShape): void {

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../../common/logger.js';
 import { mountsUnder } from '../../common/mounts.js';
-import type { GuestShape, WarmVm } from '../driver.js';
+import type { GuestShape, NetSpec, PoolNetProvider, WarmVm } from '../driver.js';
 import type { QemuVm } from './process.js';
 import { newRunId, startClone, type TemplateStore } from './template.js';
 
@@ -24,6 +24,7 @@ export class ClonePool {
   private ready = new Map<string, PoolMember[]>();
   private filling = new Map<string, number>();
   private closed = false;
+  netProvider: PoolNetProvider | undefined;
 
   constructor(
     private readonly templates: TemplateStore,
@@ -57,14 +58,27 @@ export class ClonePool {
     const runDir = path.join(this.runRoot, `pool-${newRunId()}`);
     const shareDir = path.join(runDir, 'share');
     fs.mkdirSync(shareDir, { recursive: true });
-    const vm = await startClone(template, { runDir, rootPath: shareDir, paused: true });
-    return { vm, shareDir, templateKey: template.key, discard: () => discardRunDir(vm, runDir) };
+    const provider = this.netProvider;
+    const tap = provider?.create();
+    const net: NetSpec = tap ? { forwards: [], tap } : { forwards: [] };
+    const releaseTap = () => {
+      if (tap) provider!.remove(tap);
+    };
+    try {
+      const vm = await startClone(template, { runDir, rootPath: shareDir, paused: true, net });
+      return { vm, net, shareDir, templateKey: template.key, discard: () => (discardRunDir(vm, runDir), releaseTap()) };
+    } catch (err) {
+      releaseTap();
+      throw err;
+    }
   }
 
-  /** Takes a ready (paused) VM for the shape, or undefined if none is ready. */
-  take(shape: GuestShape): WarmVm | undefined {
+  /** Takes a ready (paused) VM for the shape with a NIC of KIND, or undefined if none is ready. */
+  take(shape: GuestShape, kind: 'tap' | 'builtin'): WarmVm | undefined {
     const key = this.templates.keyOf(shape);
-    const m = this.ready.get(key)?.shift();
+    const list = this.ready.get(key) ?? [];
+    const i = list.findIndex((m) => (kind === 'tap') === !!m.net.tap);
+    const m = i >= 0 ? list.splice(i, 1)[0] : undefined;
     this.fill(shape);
     return m;
   }
