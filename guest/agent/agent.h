@@ -1,12 +1,74 @@
+/* Declarations shared by the units of the hyperbox guest agent:
+ *   main.c       init and the poll()/dispatch loop
+ *   util.c       logging, RESULT replies, small fd helpers
+ *   request.c    pure parsers of request payloads (request.h; fuzzed)
+ *   configure.c  CONFIGURE: hostname, clock, RNG seed, memory limit, network
+ *   net.c        lo and eth0 with ioctls
+ *   mounts.c     the agent's own mounts and MOUNT_ROOT (proc, sys, dev, /etc files, tmpfs)
+ *   inroot.c     path resolution confined to a container root (openat2)
+ *   rootns.c     a mount namespace per container root (pods)
+ *   spawn.c      START: fork, pty/pipes, chroot, exec
+ *   stdio.c      the process table, output pumping, stdin flow control, reaping
+ *   user.c, stats.c, limits.c: user lookup, STATS, the memory cgroup */
 #ifndef HB_AGENT_H
 #define HB_AGENT_H
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define MAX_PROCS 256
+#define STDIN_BUF 65536 /* equals the host's stdin window: the host never sends more */
+#define ROOTS "/c"
+
+/* util.c */
+void agent_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void send_result(int err, const char *msg); /* HB_RESULT on process 0 */
+void set_nonblock(int fd);
+void close_fd(int *fd); /* closes *fd if >= 0 and sets it to -1 */
+
+/* stdio.c: one slot per process started for the host */
+struct proc {
+  uint32_t id;      /* host's id for this process; 0 = free slot */
+  pid_t pid;
+  int tty;
+  int in_fd, out_fd, err_fd; /* with a tty, in_fd == out_fd == pty master */
+  uint8_t *inbuf;   /* STDIN_BUF bytes, or NULL without stdin */
+  size_t inlen;
+  int in_eof;
+  int exited, status, signal;
+  unsigned long oom_before; /* the cgroup's oom_kill count when it started */
+};
+extern struct proc procs[MAX_PROCS];
+struct proc *find_proc(uint32_t id);
+struct proc *free_proc_slot(void);
+int pump_output(struct proc *pr, int *fd, uint8_t type);
+void flush_stdin(struct proc *pr);
+void queue_stdin(struct proc *pr, const uint8_t *p, size_t n);
+void reap_children(void);
+
+/* configure.c, net.c */
+void handle_configure(const uint8_t *p, size_t n);
+const char *configured_dns(void); /* "" until CONFIGURE gave DNS */
+void loopback_up(void);
+int configure_eth0(const char *cidr, const char *gw, const uint8_t *mac, const char **what);
+
+/* mounts.c, inroot.c, rootns.c */
+void early_mounts(void);
+int mkdir_p(const char *path, mode_t mode);
+void handle_mount_root(const uint8_t *p, size_t n);
+int open_in_root(int rootfd, const char *rel, int flags);
+int mkdir_in_root(int rootfd, const char *rel, mode_t mode);
+int mount_in_root(int rootfd, const char *rel, const char *src, const char *type, unsigned long flags,
+                  const char *opts);
+int root_ns_fd(const char *name);
+int make_root_ns(const char *name);
+
+/* spawn.c, user.c, stats.c, limits.c */
+void handle_start(uint32_t id, const uint8_t *p, size_t n);
 int resolve_user(const char *root, const char *spec, unsigned *uid, unsigned *gid,
                  char *err, size_t errlen);
-void agent_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void handle_stats(void);
-#include <stdint.h>
 int limits_set_memory(uint64_t bytes);
-void limits_join(void);
+int limits_join(void);
 unsigned long limits_oom_kills(void);
 #endif

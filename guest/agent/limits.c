@@ -36,13 +36,16 @@ int limits_set_memory(uint64_t bytes) {
   if (mkdir(CG, 0755) < 0 && errno != EEXIST) return -1;
   snprintf(buf, sizeof buf, "%llu", (unsigned long long)bytes);
   if (write_file(CG "/memory.max", buf) < 0) return -1;
-  write_file(CG "/memory.swap.max", "0");
+  /* absent when the kernel has no swap accounting: there is no swap to limit */
+  (void)write_file(CG "/memory.swap.max", "0");
   have_cgroup = 1;
   return 0;
 }
 
-void limits_join(void) {
-  if (have_cgroup) write_file(CG "/cgroup.procs", "0");
+/* Moves the calling process into the container's cgroup. -1 (errno set) if
+ * that fails: a process must not run outside its memory limit. */
+int limits_join(void) {
+  return have_cgroup ? write_file(CG "/cgroup.procs", "0") : 0;
 }
 
 unsigned long limits_oom_kills(void) {

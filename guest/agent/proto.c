@@ -43,6 +43,19 @@ int tlv_next(struct tlv_in *it, uint8_t *tag, const uint8_t **data, uint32_t *le
   return 1;
 }
 
+int hb_split_frames(const uint8_t *buf, size_t len, size_t *used, hb_frame_fn *fn, void *ctx) {
+  size_t off = 0;
+  while (len - off >= HB_HEADER_SIZE) {
+    uint32_t n = be32(buf + off);
+    if (n > HB_MAX_PAYLOAD || buf[off + 5] != HB_PROTO_VERSION) { *used = off; return -1; }
+    if (len - off - HB_HEADER_SIZE < n) break;
+    fn(buf[off + 4], be32(buf + off + 8), buf + off + HB_HEADER_SIZE, n, ctx);
+    off += HB_HEADER_SIZE + n;
+  }
+  *used = off;
+  return 0;
+}
+
 static int write_all(int fd, const uint8_t *p, size_t n) {
   while (n > 0) {
     ssize_t w = write(fd, p, n);

@@ -59,7 +59,17 @@ int tlv_next(struct tlv_in *it, uint8_t *tag, const uint8_t **data, uint32_t *le
 uint32_t be32(const uint8_t *p);
 uint64_t be64(const uint8_t *p);
 
-/* Frame I/O on the control channel (blocking writes, whole frames). */
+/* Splits the complete frames at the front of BUF (LEN bytes received) and calls
+ * FN for each, in order. Sets *USED to the bytes consumed (a partial frame stays
+ * for later). Returns 0, or -1 on a header with a payload over HB_MAX_PAYLOAD or
+ * another version: *USED is then its offset, and the frames before it were
+ * delivered. */
+typedef void hb_frame_fn(uint8_t type, uint32_t proc, const uint8_t *payload, size_t len, void *ctx);
+int hb_split_frames(const uint8_t *buf, size_t len, size_t *used, hb_frame_fn *fn, void *ctx);
+
+/* Frame I/O on the control channel (blocking writes, whole frames). Writes
+ * return -1 when the host is gone; the callers ignore that on purpose: the
+ * agent keeps serving, and the host closes or stops the VM. */
 void hb_set_channel(int fd);
 int hb_send(uint8_t type, uint32_t proc, const void *payload, size_t len);
 int hb_send_tlv(uint8_t type, uint32_t proc, const struct tlv_out *t);

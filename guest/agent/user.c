@@ -1,6 +1,11 @@
 /* Resolves a Docker-style user spec ("name", "uid", "name:group", "uid:gid")
- * against the container's own /etc/passwd and /etc/group, as runc does. */
+ * against the container's own /etc/passwd and /etc/group, as runc does. The
+ * files are opened inside the root (inroot.c): an image's /etc/passwd that is a
+ * symlink to /../../somewhere reads the root's own somewhere. */
+#define _GNU_SOURCE
 #include "agent.h"
+#include <fcntl.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,10 +23,14 @@ static int parse_uint(const char *s, unsigned *out) {
  * /etc/passwd. Fills id (field 3) and, if want_gid, gid (field 4). */
 static int lookup(const char *root, const char *file, const char *name, unsigned *id,
                   unsigned *gid, unsigned *home_found) {
-  char path[512], line[1024];
-  snprintf(path, sizeof path, "%s%s", root, file);
-  FILE *f = fopen(path, "re");
-  if (!f) return -1;
+  char line[1024];
+  int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (rootfd < 0) return -1;
+  int fd = open_in_root(rootfd, file, O_RDONLY);
+  close(rootfd);
+  if (fd < 0) return -1;
+  FILE *f = fdopen(fd, "r");
+  if (!f) { close(fd); return -1; }
   int found = -1;
   while (fgets(line, sizeof line, f)) {
     char *fields[7] = {0};

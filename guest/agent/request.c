@@ -1,0 +1,204 @@
+/* Request payload parsers: see request.h. Pure functions over bounded input. */
+#include "request.h"
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+
+int field_str(const uint8_t *d, uint32_t n, char *out, size_t cap) {
+  if (n >= cap || memchr(d, 0, n)) return -1;
+  memcpy(out, d, n);
+  out[n] = 0;
+  return 0;
+}
+
+int valid_name(const char *s) {
+  if (!*s || strlen(s) > 64 || s[0] == '.') return 0;
+  for (; *s; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+          *s == '-' || *s == '_' || *s == '.'))
+      return 0;
+  return 1;
+}
+
+/* ---- configure ---------------------------------------------------------------- */
+
+int parse_configure(const uint8_t *p, size_t n, struct configure_req *c) {
+  struct tlv_in it = {p, n};
+  uint8_t tag;
+  const uint8_t *d;
+  uint32_t len;
+  int r;
+  memset(c, 0, sizeof *c);
+  while ((r = tlv_next(&it, &tag, &d, &len)) == 1) {
+    /* A field that does not fit is ignored, as the agent always did. */
+    if (tag == T_IPV4) (void)field_str(d, len, c->ipv4, sizeof c->ipv4);
+    else if (tag == T_MAC && len == 6) { memcpy(c->mac, d, 6); c->have_mac = !(c->mac[0] & 1); /* never a multicast address */ }
+    else if (tag == T_GATEWAY) (void)field_str(d, len, c->gw, sizeof c->gw);
+    else if (tag == T_DNS) { if (field_str(d, len, c->dns, sizeof c->dns) == 0) c->have_dns = 1; }
+    else if (tag == T_HOSTNAME && len <= 64) { c->hostname = d; c->hostname_len = len; c->have_hostname = 1; }
+    else if (tag == T_TIME && len == 8) { c->time_ns = be64(d); c->have_time = 1; }
+    else if (tag == T_MEMLIMIT && len == 8) { c->memlimit = be64(d); c->have_memlimit = 1; }
+    else if (tag == T_SEED && len <= 512) { c->seed = d; c->seed_len = len; c->have_seed = 1; }
+  }
+  return r < 0 ? -1 : 0;
+}
+
+int parse_ipv4_cidr(const char *cidr, struct in_addr *addr, struct in_addr *mask) {
+  char a[32];
+  unsigned prefix = 24;
+  const char *slash = strchr(cidr, '/');
+  size_t alen = slash ? (size_t)(slash - cidr) : strlen(cidr);
+  if (alen >= sizeof a) return EINVAL;
+  memcpy(a, cidr, alen);
+  a[alen] = 0;
+  if (slash) {
+    /* atoi's leniency ("24x" is 24), without its undefined overflow */
+    long v = strtol(slash + 1, NULL, 10);
+    prefix = v < 0 || v > 32 ? 33 : (unsigned)v;
+  }
+  if (prefix > 32 || inet_pton(AF_INET, a, addr) != 1) return EINVAL;
+  mask->s_addr = htonl(prefix ? 0xffffffffu << (32 - prefix) : 0);
+  return 0;
+}
+
+/* ---- mount root ----------------------------------------------------------------- */
+
+int parse_mount_root(const uint8_t *p, size_t n, struct mount_req *m) {
+  struct tlv_in it = {p, n};
+  uint8_t tag;
+  const uint8_t *d;
+  uint32_t len;
+  memset(m, 0, sizeof *m);
+  while (tlv_next(&it, &tag, &d, &len) == 1) {
+    if (tag == T_TMPFS) continue; /* after the root is mounted: next_tmpfs */
+    if (tag == T_ISOLATE && len == 4) m->isolate = be32(d) != 0;
+    if (tag == T_TAG) (void)field_str(d, len, m->tag, sizeof m->tag);   /* too long: stays invalid */
+    if (tag == T_NAME) (void)field_str(d, len, m->name, sizeof m->name);
+    if (tag == T_SUBDIR) (void)field_str(d, len, m->sub, sizeof m->sub);
+  }
+  if (!valid_name(m->tag) || !valid_name(m->name) || (*m->sub && !valid_name(m->sub))) return -1;
+  return 0;
+}
+
+int next_tmpfs(struct tlv_in *it, char *spec, size_t cap) {
+  uint8_t tag;
+  const uint8_t *d;
+  uint32_t len;
+  while (tlv_next(it, &tag, &d, &len) == 1) {
+    if (tag != T_TMPFS) continue;
+    return field_str(d, len, spec, cap) ? -1 : 1;
+  }
+  return 0;
+}
+
+int parse_tmpfs_spec(const char *spec, struct tmpfs_spec *t, char *msg, size_t cap) {
+  const char *colon = strchr(spec, ':');
+  size_t plen = colon ? (size_t)(colon - spec) : strlen(spec);
+  t->flags = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+  t->data[0] = 0;
+  if (plen == 0 || plen >= sizeof t->path || spec[0] != '/' || strstr(spec, "/..")) {
+    snprintf(msg, cap, "tmpfs: bad path");
+    return EINVAL;
+  }
+  memcpy(t->path, spec, plen);
+  t->path[plen] = 0;
+  if (!colon) return 0;
+  char opts[256], *save = NULL;
+  snprintf(opts, sizeof opts, "%s", colon + 1);
+  for (char *o = strtok_r(opts, ",", &save); o; o = strtok_r(NULL, ",", &save)) {
+    if (!strcmp(o, "ro")) t->flags |= MS_RDONLY;
+    else if (!strcmp(o, "rw")) t->flags &= ~(unsigned long)MS_RDONLY;
+    else if (!strcmp(o, "exec")) t->flags &= ~(unsigned long)MS_NOEXEC;
+    else if (!strcmp(o, "noexec")) t->flags |= MS_NOEXEC;
+    else if (!strcmp(o, "suid")) t->flags &= ~(unsigned long)MS_NOSUID;
+    else if (!strcmp(o, "nosuid")) t->flags |= MS_NOSUID;
+    else if (!strcmp(o, "dev")) t->flags &= ~(unsigned long)MS_NODEV;
+    else if (!strcmp(o, "nodev")) t->flags |= MS_NODEV;
+    else if (!strncmp(o, "size=", 5) || !strncmp(o, "mode=", 5) || !strncmp(o, "uid=", 4) ||
+             !strncmp(o, "gid=", 4) || !strncmp(o, "nr_inodes=", 10)) {
+      size_t have = strlen(t->data), add = strlen(o);
+      if (have + add + 2 < sizeof t->data) { /* an option that does not fit is dropped */
+        if (have) t->data[have++] = ',';
+        memcpy(t->data + have, o, add + 1);
+      }
+    }
+    /* anything else is ignored, as Docker's parser ignores what the kernel would */
+  }
+  return 0;
+}
+
+/* ---- start -------------------------------------------------------------------------- */
+
+static char *store(struct start_req *r, const uint8_t *d, uint32_t n) {
+  if (memchr(d, 0, n) || r->used + n + 1 > sizeof r->strings) return NULL;
+  char *s = r->strings + r->used;
+  memcpy(s, d, n);
+  s[n] = 0;
+  r->used += n + 1;
+  return s;
+}
+
+int parse_start(const uint8_t *p, size_t n, struct start_req *r) {
+  struct tlv_in it = {p, n};
+  uint8_t tag;
+  const uint8_t *d;
+  uint32_t len;
+  int rc;
+  memset(r, 0, offsetof(struct start_req, strings));
+  r->used = 0;
+  strcpy(r->cwd, "/");
+  while ((rc = tlv_next(&it, &tag, &d, &len)) == 1) {
+    switch (tag) {
+    case T_NAME: if (field_str(d, len, r->name, sizeof r->name)) return -1; break;
+    case T_CWD: if (field_str(d, len, r->cwd, sizeof r->cwd)) return -1; break;
+    case T_USER: if (field_str(d, len, r->user, sizeof r->user)) return -1; break;
+    case T_ARG:
+      if (r->argc >= START_MAX_ARGS || !(r->argv[r->argc++] = store(r, d, len))) return -1;
+      break;
+    case T_ENV:
+      if (r->envc >= START_MAX_ENV || !(r->envp[r->envc++] = store(r, d, len))) return -1;
+      break;
+    case T_TTY: r->tty = len == 4 && be32(d); break;
+    case T_STDIN: r->want_stdin = len == 4 && be32(d); break;
+    case T_ROWS: if (len == 4) r->rows = be32(d) & 0xffff; break;
+    case T_COLS: if (len == 4) r->cols = be32(d) & 0xffff; break;
+    default: break; /* a tag this agent does not know */
+    }
+  }
+  if (rc < 0 || r->argc == 0 || !valid_name(r->name) || r->cwd[0] != '/') return -1;
+  r->argv[r->argc] = NULL;
+  r->envp[r->envc] = NULL;
+  return 0;
+}
+
+const char *env_path(const struct start_req *r) {
+  for (int i = 0; i < r->envc; i++)
+    if (strncmp(r->envp[i], "PATH=", 5) == 0) return r->envp[i] + 5;
+  return "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+}
+
+/* ---- signal, resize ---------------------------------------------------------------- */
+
+int next_signal(struct tlv_in *it) {
+  uint8_t tag;
+  const uint8_t *d;
+  uint32_t len;
+  while (tlv_next(it, &tag, &d, &len) == 1)
+    if (tag == T_SIGNAL && len == 4 && be32(d) >= 1 && be32(d) <= 64) return (int)be32(d);
+  return 0;
+}
+
+void parse_resize(const uint8_t *p, size_t n, unsigned short *rows, unsigned short *cols) {
+  struct tlv_in it = {p, n};
+  uint8_t tag;
+  const uint8_t *d;
+  uint32_t len;
+  *rows = *cols = 0;
+  while (tlv_next(&it, &tag, &d, &len) == 1) {
+    if (tag == T_ROWS && len == 4) *rows = (unsigned short)be32(d);
+    if (tag == T_COLS && len == 4) *cols = (unsigned short)be32(d);
+  }
+}

@@ -1,0 +1,62 @@
+/* Parsers of request payloads (host -> guest). They make no system calls and
+ * allocate nothing: every output is a fixed buffer or a pointer into the
+ * payload. guest/fuzz/fuzz_proto.c runs them, with proto.c, under libFuzzer. */
+#ifndef HB_REQUEST_H
+#define HB_REQUEST_H
+#include "proto.h"
+#include <netinet/in.h>
+
+/* Copies a TLV string field into a NUL-terminated buffer; refuses embedded NULs
+ * and strings that do not fit. 0 or -1 (out is then untouched). */
+int field_str(const uint8_t *d, uint32_t n, char *out, size_t cap);
+/* Container root names, 9p tags and subdirs become paths: a safe alphabet,
+ * 1..64 characters, no leading dot. */
+int valid_name(const char *s);
+
+/* HB_CONFIGURE. Later fields of one kind replace earlier ones. */
+struct configure_req {
+  const uint8_t *hostname; uint32_t hostname_len; int have_hostname; /* <= 64 bytes */
+  uint64_t time_ns; int have_time;
+  const uint8_t *seed; uint32_t seed_len; int have_seed;             /* <= 512 bytes */
+  uint64_t memlimit; int have_memlimit;
+  char ipv4[32], gw[32], dns[64]; int have_dns;
+  uint8_t mac[6]; int have_mac; /* a unicast MAC only */
+};
+/* 0, or -1 if the payload is malformed; the fields before the fault are kept. */
+int parse_configure(const uint8_t *p, size_t n, struct configure_req *c);
+/* "a.b.c.d[/prefix]" (prefix 24 if absent) -> address and netmask. 0 or EINVAL. */
+int parse_ipv4_cidr(const char *cidr, struct in_addr *addr, struct in_addr *mask);
+
+/* HB_MOUNT_ROOT, without its T_TMPFS fields (next_tmpfs walks those). A
+ * malformed tail ends the walk, as it always has. -1 if a name is not valid. */
+struct mount_req { char tag[64], name[80], sub[80]; int isolate; };
+int parse_mount_root(const uint8_t *p, size_t n, struct mount_req *m);
+/* The next T_TMPFS field as a string: 1, 0 at the end (or a malformed tail),
+ * -1 if the field does not fit SPEC or holds a NUL. */
+int next_tmpfs(struct tlv_in *it, char *spec, size_t cap);
+/* A "/path[:opts]" spec (Docker's --tmpfs syntax) -> mount flags and data.
+ * 0, or EINVAL with MSG set. */
+struct tmpfs_spec { char path[512], data[256]; unsigned long flags; };
+int parse_tmpfs_spec(const char *spec, struct tmpfs_spec *t, char *msg, size_t cap);
+
+/* HB_START. */
+#define START_MAX_ARGS 256
+#define START_MAX_ENV 512
+struct start_req {
+  char name[80], cwd[1024], user[256];
+  char *argv[START_MAX_ARGS + 1], *envp[START_MAX_ENV + 1]; /* room for the NULLs */
+  int argc, envc, tty, want_stdin;
+  unsigned rows, cols;
+  char strings[HB_MAX_PAYLOAD + 1024]; /* argv/env storage, bounded by the frame */
+  size_t used;
+};
+/* 0, or -1 if malformed. argv/envp are NULL-terminated on success. */
+int parse_start(const uint8_t *p, size_t n, struct start_req *r);
+/* The PATH of the request's environment, or the default one. */
+const char *env_path(const struct start_req *r);
+
+/* HB_SIGNAL: the next valid T_SIGNAL (1..64), or 0 at the end. */
+int next_signal(struct tlv_in *it);
+/* HB_RESIZE: T_ROWS/T_COLS (0 if absent). */
+void parse_resize(const uint8_t *p, size_t n, unsigned short *rows, unsigned short *cols);
+#endif

@@ -1,0 +1,128 @@
+/* The process table and the stdio relay: output is forwarded as it comes,
+ * stdin is buffered up to the window the host respects (STDIN_BUF) and
+ * acknowledged as the process consumes it, and a process is reported as
+ * exited after its last output. */
+#define _GNU_SOURCE
+#include "agent.h"
+#include "proto.h"
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+struct proc procs[MAX_PROCS];
+
+struct proc *find_proc(uint32_t id) {
+  for (int i = 0; i < MAX_PROCS; i++)
+    if (procs[i].id == id && id) return &procs[i];
+  return NULL;
+}
+
+struct proc *free_proc_slot(void) {
+  for (int i = 0; i < MAX_PROCS; i++)
+    if (!procs[i].id) return &procs[i];
+  return NULL;
+}
+
+/* Reads what is available on one output fd and forwards it. Returns 0 on EOF or
+ * a terminal error (the fd is then closed), 1 if more may come. */
+int pump_output(struct proc *pr, int *fd, uint8_t type) {
+  static uint8_t buf[32768];
+  ssize_t n = read(*fd, buf, sizeof buf);
+  if (n > 0) { hb_send(type, pr->id, buf, (size_t)n); return 1; }
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 1;
+  /* EOF, or EIO from a pty master whose slave side is all closed */
+  if (*fd != pr->in_fd) close(*fd);
+  *fd = -1;
+  return 0;
+}
+
+static void close_stdin(struct proc *pr) {
+  if (pr->in_fd >= 0 && pr->in_fd != pr->out_fd) close(pr->in_fd);
+  if (pr->in_fd != pr->out_fd) pr->in_fd = -1;
+  free(pr->inbuf);
+  pr->inbuf = NULL;
+  pr->inlen = 0;
+}
+
+void flush_stdin(struct proc *pr) {
+  if (pr->inlen > 0 && pr->in_fd >= 0) {
+    ssize_t w = write(pr->in_fd, pr->inbuf, pr->inlen);
+    if (w > 0) {
+      memmove(pr->inbuf, pr->inbuf + w, pr->inlen - (size_t)w);
+      pr->inlen -= (size_t)w;
+      struct tlv_out t;
+      tlv_reset(&t);
+      tlv_put_u32(&t, T_COUNT, (uint32_t)w);
+      hb_send_tlv(HB_STDIN_WINDOW, pr->id, &t);
+    } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+      pr->inlen = 0; /* reader gone (EPIPE): drop what is left */
+      if (!pr->tty) close_stdin(pr);
+    }
+  }
+  if (pr->in_eof && pr->inlen == 0 && !pr->tty && pr->in_fd >= 0) close_stdin(pr);
+}
+
+/* HB_STDIN: appends to the process's buffer and writes what it can. */
+void queue_stdin(struct proc *pr, const uint8_t *p, size_t n) {
+  if (!pr || !pr->inbuf || pr->in_eof) return;
+  size_t take = n > STDIN_BUF - pr->inlen ? STDIN_BUF - pr->inlen : n;
+  if (take < n) agent_log("stdin overflow on %u: host ignored the window", pr->id);
+  memcpy(pr->inbuf + pr->inlen, p, take);
+  pr->inlen += take;
+  flush_stdin(pr);
+}
+
+static void finish_if_done(struct proc *pr) {
+  if (!pr->exited) return;
+  /* The process is gone: forward what is still buffered, then report. Output
+   * of background children that outlive it is not waited for (as with Docker). */
+  for (int rounds = 0; rounds < 64 && (pr->out_fd >= 0 || pr->err_fd >= 0); rounds++) {
+    int more = 0;
+    if (pr->out_fd >= 0) {
+      int fd = pr->out_fd;
+      if (pump_output(pr, &pr->out_fd, HB_STDOUT) && pr->out_fd == fd) {
+        int avail = 0;
+        if (ioctl(fd, FIONREAD, &avail) == 0 && avail > 0) more = 1;
+      }
+    }
+    if (pr->err_fd >= 0) {
+      int fd = pr->err_fd;
+      if (pump_output(pr, &pr->err_fd, HB_STDERR) && pr->err_fd == fd) {
+        int avail = 0;
+        if (ioctl(fd, FIONREAD, &avail) == 0 && avail > 0) more = 1;
+      }
+    }
+    if (!more) break;
+  }
+  if (pr->out_fd >= 0) close(pr->out_fd);
+  if (pr->err_fd >= 0) close(pr->err_fd);
+  if (pr->in_fd >= 0 && pr->in_fd != pr->out_fd) close(pr->in_fd);
+  free(pr->inbuf);
+  struct tlv_out t;
+  tlv_reset(&t);
+  tlv_put_u32(&t, T_STATUS, (uint32_t)pr->status);
+  tlv_put_u32(&t, T_SIGNAL, (uint32_t)pr->signal);
+  if (limits_oom_kills() > pr->oom_before) tlv_put_u32(&t, T_OOM, 1);
+  hb_send_tlv(HB_EXIT, pr->id, &t);
+  memset(pr, 0, sizeof *pr);
+}
+
+/* Reaps every exited child; those that match no slot (a failed exec, a
+ * process's orphans re-parented to PID 1) are only reaped. */
+void reap_children(void) {
+  int st;
+  pid_t pid;
+  while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+    for (int i = 0; i < MAX_PROCS; i++) {
+      struct proc *pr = &procs[i];
+      if (!pr->id || pr->pid != pid) continue;
+      pr->exited = 1;
+      if (WIFSIGNALED(st)) { pr->signal = WTERMSIG(st); pr->status = 128 + pr->signal; }
+      else pr->status = WEXITSTATUS(st);
+      finish_if_done(pr);
+    }
+  }
+}

@@ -1,0 +1,62 @@
+// Writes the fuzzer's seed corpus (guest/fuzz/corpus/): valid frames of every
+// request type, as src/agent/connection.ts sends them, and a stream of several.
+// Run with: node guest/fuzz/make-corpus.mjs
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const dir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'corpus');
+const T = { Hostname: 8, Time: 9, Seed: 10, Tag: 11, Name: 12, Arg: 13, Env: 14, Cwd: 15, User: 16, Tty: 17,
+  Rows: 18, Cols: 19, Stdin: 20, Subdir: 21, Ipv4: 26, Gateway: 27, Dns: 28, Tmpfs: 29, MemLimit: 30, Signal: 6,
+  Mac: 32, Isolate: 33 };
+const M = { Configure: 0x20, MountRoot: 0x21, Ping: 0x22, Poweroff: 0x23, Stats: 0x24, Start: 0x10, Stdin: 0x11,
+  StdinEof: 0x12, Signal: 0x13, Resize: 0x14 };
+
+function tlv(fields) {
+  return Buffer.concat(fields.flatMap(([tag, v]) => {
+    let d;
+    if (typeof v === 'string') d = Buffer.from(v);
+    else if (typeof v === 'number') { d = Buffer.alloc(4); d.writeUInt32BE(v); }
+    else if (typeof v === 'bigint') { d = Buffer.alloc(8); d.writeBigUInt64BE(v); }
+    else d = v;
+    const h = Buffer.alloc(5);
+    h.writeUInt8(tag, 0);
+    h.writeUInt32BE(d.length, 1);
+    return [h, d];
+  }));
+}
+function frame(type, proc, payload = Buffer.alloc(0)) {
+  const h = Buffer.alloc(12);
+  h.writeUInt32BE(payload.length, 0);
+  h.writeUInt8(type, 4);
+  h.writeUInt8(1, 5);
+  h.writeUInt32BE(proc, 8);
+  return Buffer.concat([h, payload]);
+}
+
+const seed = Buffer.alloc(32, 0x5a);
+const frames = {
+  configure: frame(M.Configure, 0, tlv([[T.Hostname, 'c0ffee'], [T.Time, 1700000000000000000n], [T.Seed, seed],
+    [T.MemLimit, 268435456n], [T.Ipv4, '10.88.0.2/16'], [T.Gateway, '10.88.0.1'], [T.Dns, '10.88.0.1'],
+    [T.Mac, Buffer.from([0x02, 0x42, 0x0a, 0x58, 0x00, 0x02])]])),
+  'configure-min': frame(M.Configure, 0, tlv([[T.Hostname, 'h'], [T.Time, 1n], [T.Seed, Buffer.alloc(0)]])),
+  'mount-root': frame(M.MountRoot, 0, tlv([[T.Tag, 'root'], [T.Name, 'c1']])),
+  'mount-root-pod': frame(M.MountRoot, 0, tlv([[T.Tag, 'pod'], [T.Name, 'web'], [T.Subdir, 'web'], [T.Isolate, 1],
+    [T.Tmpfs, '/run:size=64m,mode=1777,exec'], [T.Tmpfs, '/tmp'], [T.Tmpfs, '/data:ro,uid=1000,gid=1000,nr_inodes=100,nosuid,dev']])),
+  start: frame(M.Start, 7, tlv([[T.Name, 'c1'], [T.Arg, 'sh'], [T.Arg, '-c'], [T.Arg, 'echo hi'],
+    [T.Env, 'PATH=/usr/bin:/bin'], [T.Env, 'HOME=/root'], [T.Cwd, '/srv/app'], [T.User, 'nobody:nogroup'],
+    [T.Stdin, 1]])),
+  'start-tty': frame(M.Start, 8, tlv([[T.Name, 'c1'], [T.Arg, 'top'], [T.Tty, 1], [T.Stdin, 1], [T.Rows, 50], [T.Cols, 132],
+    [T.User, '1000:1000']])),
+  stdin: frame(M.Stdin, 7, Buffer.from('hello\n')),
+  'stdin-eof': frame(M.StdinEof, 7),
+  signal: frame(M.Signal, 7, tlv([[T.Signal, 15], [T.Signal, 9]])),
+  resize: frame(M.Resize, 8, tlv([[T.Rows, 40], [T.Cols, 100]])),
+  ping: frame(M.Ping, 0),
+  stats: frame(M.Stats, 0),
+};
+frames.stream = Buffer.concat([frames.configure, frames['mount-root'], frames.start, frames.stdin, frames['stdin-eof'],
+  frames.signal, frames.ping]);
+fs.mkdirSync(dir, { recursive: true });
+for (const [name, bytes] of Object.entries(frames)) fs.writeFileSync(path.join(dir, name), bytes);
+console.log(`${Object.keys(frames).length} seeds in ${dir}`);
