@@ -4,17 +4,19 @@
  *  - sequential write (fsync'd) and read of 128 MB, on the container root (overlay
  *    over 9p) and on a bind mount (9p), vs. the host's own disk;
  *  - 1000 small files created and read back by busybox sh, same places;
- *  - TCP: host -> container through a published port, container -> container
- *    in one pod (localhost inside a VM), between two VMs on a bridge network
- *    (as root) and between two VMs on the default network (through the host),
- *    vs. loopback on the host.
- * Usage: node dist/bench/io.js
+ *  - TCP: on the default network (as root a bridge, docker0's equivalent) host ->
+ *    container through a published port and container -> container, the same on
+ *    the user-mode network (`--bridge none`) for comparison, container ->
+ *    container in one pod (localhost inside a VM) and on a user-defined bridge
+ *    network, vs. loopback on the host.
+ * Usage: node dist/bench/io.js [net]   (net: the TCP figures only)
  */
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startDaemonWithBusybox } from '../test/helpers/daemon.js';
+import { startDaemonWithBusybox, type TestDaemon } from '../test/helpers/daemon.js';
+import { freePort } from '../test/helpers/net.js';
 
 const MB = 128;
 const FILES = 1000;
@@ -44,11 +46,12 @@ function parse(out: string): Record<string, number> {
 
 const hostDir = path.join(work, 'native');
 fs.mkdirSync(hostDir);
-const native = parse(execFileSync('busybox', ['sh', '-c', timedScript(hostDir)], { encoding: 'utf8' }));
-const root = await d.run(['run', '--rm', 'busybox', 'sh', '-c', timedScript('/tmp')], { timeoutMs: 600_000 });
-const bound = await d.run(['run', '--rm', '-v', `${bind}:/data`, 'busybox', 'sh', '-c', timedScript('/data')], { timeoutMs: 600_000 });
-const inRoot = parse(root.stdout);
-const inBind = parse(bound.stdout);
+const netOnly = process.argv[2] === 'net';
+const native = netOnly ? {} : parse(execFileSync('busybox', ['sh', '-c', timedScript(hostDir)], { encoding: 'utf8' }));
+const root = netOnly ? undefined : await d.run(['run', '--rm', 'busybox', 'sh', '-c', timedScript('/tmp')], { timeoutMs: 600_000 });
+const bound = netOnly ? undefined : await d.run(['run', '--rm', '-v', `${bind}:/data`, 'busybox', 'sh', '-c', timedScript('/data')], { timeoutMs: 600_000 });
+const inRoot = parse(root?.stdout ?? '');
+const inBind = parse(bound?.stdout ?? '');
 
 // TCP: the receiver times itself from its first byte to the last of 64 MB
 // (busybox `time dd` in the receiving VM, or on the host for the baseline), so
@@ -65,41 +68,64 @@ async function waitFor(fn: () => Promise<boolean> | boolean): Promise<void> {
   for (let i = 0; i < 600 && !(await fn()); i++) await new Promise((r) => setTimeout(r, 100));
 }
 
+function killGroup(pid: number | undefined): void {
+  try {
+    process.kill(-pid!, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
 // Native: both ends on the host's loopback.
-const nativeRecv = spawn('busybox', ['sh', '-c', receiver(25002, 'busybox nc', 'busybox dd', 'busybox time')], { stdio: ['ignore', 'pipe', 'ignore'] });
+const nativePort = await freePort('127.0.0.1');
+const nativeRecv = spawn('busybox', ['sh', '-c', receiver(nativePort, 'busybox nc', 'busybox dd', 'busybox time')], { stdio: ['ignore', 'pipe', 'ignore'] });
 let nativeOut = '';
 nativeRecv.stdout.on('data', (c) => (nativeOut += c));
 await new Promise((r) => setTimeout(r, 500));
-const nativeSend = spawn('busybox', ['sh', '-c', sender('127.0.0.1', 25002, 'busybox nc')], { stdio: 'ignore', detached: true });
+const nativeSend = spawn('busybox', ['sh', '-c', sender('127.0.0.1', nativePort, 'busybox nc')], { stdio: 'ignore', detached: true });
 await waitFor(() => /real/.test(nativeOut));
-try {
-  process.kill(-nativeSend.pid!, 'SIGKILL');
-} catch {
-  /* already gone */
-}
+killGroup(nativeSend.pid);
 nativeRecv.kill('SIGKILL');
 const loopback = rate(nativeOut);
 
-// host -> container through a published port.
-await d.run(['run', '-d', '--name', 'sink', '-p', '25003:5001', 'busybox', 'sh', '-c', receiver(5001)]);
-await new Promise((r) => setTimeout(r, 1500));
-const hostSend = spawn('busybox', ['sh', '-c', sender('127.0.0.1', 25003, 'busybox nc')], { stdio: 'ignore', detached: true });
-await waitFor(async () => /real/.test((await d.run(['logs', 'sink'])).stdout));
-try {
-  process.kill(-hostSend.pid!, 'SIGKILL');
-} catch {
-  /* already gone */
-}
-const toContainer = rate((await d.run(['logs', 'sink'])).stdout);
-await d.run(['rm', '-f', 'sink']);
+const ipOf = async (daemon: TestDaemon, name: string) => (await daemon.run(['inspect', '-f', '{{.NetworkSettings.IPAddress}}', name])).stdout.trim();
+const gatewayOf = async (daemon: TestDaemon, name: string) => (await daemon.run(['inspect', '-f', '{{.NetworkSettings.Gateway}}', name])).stdout.trim();
 
-// container -> container, through the host (user-mode networking: 10.0.2.2 is the host).
-await d.run(['run', '-d', '--name', 'sink2', '-p', '25004:5001', 'busybox', 'sh', '-c', receiver(5001)]);
-await new Promise((r) => setTimeout(r, 1500));
-await d.run(['run', '-d', '--name', 'source', 'busybox', 'sh', '-c', sender('10.0.2.2', 25004)]);
-await waitFor(async () => /real/.test((await d.run(['logs', 'sink2'])).stdout));
-const c2cMBs = rate((await d.run(['logs', 'sink2'])).stdout);
-await d.run(['rm', '-f', 'sink2', 'source']);
+/** TCP on a daemon's default network: host -> container through a published port, and container -> container. */
+async function defaultNetwork(daemon: TestDaemon): Promise<{ toContainer: number; c2c: number; path: string }> {
+  const hostPort = await freePort();
+  await daemon.run(['run', '-d', '--name', 'sink', '-p', `${hostPort}:5001`, 'busybox', 'sh', '-c', receiver(5001)]);
+  await new Promise((r) => setTimeout(r, 1500));
+  const hostSend = spawn('busybox', ['sh', '-c', sender('127.0.0.1', hostPort, 'busybox nc')], { stdio: 'ignore', detached: true });
+  await waitFor(async () => /real/.test((await daemon.run(['logs', 'sink'])).stdout));
+  killGroup(hostSend.pid);
+  const toContainer = rate((await daemon.run(['logs', 'sink'])).stdout);
+  await daemon.run(['rm', '-f', 'sink']);
+  // On a bridge the sink is reached at its own address; on the user-mode network only through the host.
+  const c2cPort = await freePort();
+  await daemon.run(['run', '-d', '--name', 'sink2', '-p', `${c2cPort}:5001`, 'busybox', 'sh', '-c', receiver(5001)]);
+  await new Promise((r) => setTimeout(r, 1500));
+  const ip = await ipOf(daemon, 'sink2');
+  const bridged = !ip.startsWith('10.0.2.');
+  const target = bridged ? `${ip} 5001` : `${await gatewayOf(daemon, 'sink2')} ${c2cPort}`;
+  await daemon.run(['run', '-d', '--name', 'source', 'busybox', 'sh', '-c', sender(target.split(' ')[0]!, Number(target.split(' ')[1]))]);
+  await waitFor(async () => /real/.test((await daemon.run(['logs', 'sink2'])).stdout));
+  const c2c = rate((await daemon.run(['logs', 'sink2'])).stdout);
+  await daemon.run(['rm', '-f', 'sink2', 'source']);
+  return { toContainer, c2c, path: bridged ? 'default bridge: TAPs on a Linux bridge' : 'user-mode NAT: via the host' };
+}
+
+const onDefault = await defaultNetwork(d);
+// The user-mode network, for comparison (as root the default network is a bridge unless --bridge none).
+let userMode: Awaited<ReturnType<typeof defaultNetwork>> | undefined;
+if (process.getuid?.() === 0) {
+  const u = await startDaemonWithBusybox(['--bridge', 'none']);
+  try {
+    userMode = await defaultNetwork(u);
+  } finally {
+    await u.stop();
+  }
+}
 
 // container -> container in one pod: the same VM, over its loopback.
 await d.run(['pod', 'create', '--name', 'bench']);
@@ -110,7 +136,7 @@ await waitFor(async () => /real/.test((await d.run(['logs', 'psink'])).stdout));
 const inPod = rate((await d.run(['logs', 'psink'])).stdout);
 await d.run(['pod', 'rm', '-f', 'bench']);
 
-// container -> container on one bridge network (as root): TAP to TAP through a Linux bridge.
+// container -> container on one user-defined bridge network (as root), by name.
 let onBridge = NaN;
 if (process.getuid?.() === 0) {
   await d.run(['network', 'create', 'benchnet']);
@@ -130,14 +156,24 @@ const row = (label: string, key: string) => {
   const f = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? 'n/a' : `${x} ms (${(x / n).toFixed(1)}x)`);
   console.log(`${label.padEnd(34)} native ${String(n).padStart(6)} ms | root ${f(inRoot[key]).padEnd(18)} | bind ${f(inBind[key])}`);
 };
-console.log(`file I/O (busybox sh + dd, ${MB} MB sequential, ${FILES} small files; ratios vs native):`);
-row(`sequential write ${MB} MB (fsync)`, 'seqwrite');
-row(`sequential read ${MB} MB`, 'seqread');
-row(`create ${FILES} small files`, 'smallwrite');
-row(`read ${FILES} small files`, 'smallread');
+if (!netOnly) {
+  console.log(`file I/O (busybox sh + dd, ${MB} MB sequential, ${FILES} small files; ratios vs native):`);
+  row(`sequential write ${MB} MB (fsync)`, 'seqwrite');
+  row(`sequential read ${MB} MB`, 'seqread');
+  row(`create ${FILES} small files`, 'smallwrite');
+  row(`read ${FILES} small files`, 'smallread');
+}
 console.log(`TCP (${NET_MB} MB, timed by the receiver):`);
-console.log(`  host loopback (native)            ${loopback.toFixed(0)} MB/s`);
-console.log(`  host -> container (published port) ${toContainer.toFixed(0)} MB/s (${(toContainer / loopback).toFixed(2)}x)`);
-console.log(`  container -> container (one pod)   ${inPod.toFixed(0)} MB/s (${(inPod / loopback).toFixed(2)}x)`);
-console.log(`  container -> container (bridge net) ${Number.isNaN(onBridge) ? 'n/a (needs root)' : `${onBridge.toFixed(0)} MB/s (${(onBridge / loopback).toFixed(2)}x)`}`);
-console.log(`  container -> container (via host)  ${c2cMBs.toFixed(0)} MB/s (${(c2cMBs / loopback).toFixed(2)}x)`);
+const mbs = (x: number) => `${x.toFixed(0)} MB/s (${(x / loopback).toFixed(2)}x)`;
+console.log(`  host loopback (native)                          ${loopback.toFixed(0)} MB/s`);
+console.log(`  default network (${onDefault.path}):`);
+console.log(`    host -> container (published port)            ${mbs(onDefault.toContainer)}`);
+console.log(`    container -> container                        ${mbs(onDefault.c2c)}`);
+if (userMode) {
+  console.log(`  user-mode network (--bridge none; ${userMode.path}):`);
+  console.log(`    host -> container (published port)            ${mbs(userMode.toContainer)}`);
+  console.log(`    container -> container                        ${mbs(userMode.c2c)}`);
+  console.log(`  default bridge vs user mode: host -> container ${(onDefault.toContainer / userMode.toContainer).toFixed(1)}x, container -> container ${(onDefault.c2c / userMode.c2c).toFixed(1)}x`);
+}
+console.log(`  container -> container (one pod)                ${mbs(inPod)}`);
+console.log(`  container -> container (user-defined bridge)    ${Number.isNaN(onBridge) ? 'n/a (needs root)' : mbs(onBridge)}`);

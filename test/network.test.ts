@@ -121,6 +121,25 @@ describe('networking and published ports', () => {
     });
   }
 
+  it('--add-host adds /etc/hosts lines; host-gateway is the host, as the gateway', async () => {
+    const srv = http.createServer((_req, res) => res.end('via host-gateway\n'));
+    await new Promise<void>((r) => srv.listen(0, '0.0.0.0', r));
+    const port = (srv.address() as net.AddressInfo).port;
+    try {
+      const r = await d.run(['run', '--rm', '--add-host', 'db.example:192.0.2.7', '--add-host', 'host.docker.internal:host-gateway', 'busybox', 'sh', '-c', `cat /etc/hosts; wget -qO- http://host.docker.internal:${port}/`]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /^192\.0\.2\.7\tdb\.example$/m);
+      const gw = /^(\S+)\thost\.docker\.internal$/m.exec(r.stdout)?.[1];
+      assert.ok(gw && gw !== '127.0.0.1', r.stdout);
+      assert.match(r.stdout, /via host-gateway\n$/);
+      const bad = await d.run(['run', '--rm', '--add-host', 'bad name:1.2.3.4', 'busybox', 'true']);
+      assert.equal(bad.code, 125);
+      assert.match(bad.stderr, /invalid IP address in add-host/);
+    } finally {
+      srv.close();
+    }
+  });
+
   it('--network none leaves only loopback', async () => {
     const r = await d.run(['run', '--rm', '--network', 'none', 'busybox', 'sh', '-c', 'cat /proc/net/route | wc -l; ping -c1 -W1 127.0.0.1 >/dev/null && echo lo-ok; wget -T 2 -qO- http://10.0.2.2:1/ 2>&1; true']);
     assert.equal(r.code, 0, r.stderr);

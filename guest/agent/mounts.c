@@ -112,13 +112,13 @@ static void bind_etc_file(const char *root, int rootfd, const char *cname, const
   close(dst);
 }
 
-static void provide_etc_files(const char *root, int rootfd, const char *cname) {
-  char host[65] = "", buf[512];
+static void provide_etc_files(const char *root, int rootfd, const char *cname, const char *extra_hosts) {
+  char host[65] = "", buf[512 + sizeof ((struct mount_req *)0)->hosts];
   const char *dns = configured_dns();
   if (gethostname(host, sizeof host - 1) < 0) agent_log("gethostname: %s", strerror(errno));
   snprintf(buf, sizeof buf, "%s\n", host);
   bind_etc_file(root, rootfd, cname, "hostname", buf);
-  snprintf(buf, sizeof buf, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t%s\n", host);
+  snprintf(buf, sizeof buf, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t%s\n%s", host, extra_hosts);
   bind_etc_file(root, rootfd, cname, "hosts", buf);
   if (*dns) {
     snprintf(buf, sizeof buf, "nameserver %s\n", dns);
@@ -146,7 +146,7 @@ static int mount_tmpfs(const char *root, int rootfd, const char *spec, char *msg
 void handle_mount_root(const uint8_t *p, size_t n) {
   struct mount_req m;
   char root[128], share[256], msg[256];
-  if (parse_mount_root(p, n, &m) < 0) { send_result(EINVAL, "mount_root: bad tag, name or subdir"); return; }
+  if (parse_mount_root(p, n, &m) < 0) { send_result(EINVAL, "mount_root: bad tag, name, subdir or extra host"); return; }
   snprintf(root, sizeof root, ROOTS "/%s", m.name);
   mkdir_p(root, 0755); /* a failure shows in the mount below */
   /* With a subdir, the share is a directory the host binds roots into (a pool
@@ -189,7 +189,7 @@ void handle_mount_root(const uint8_t *p, size_t n) {
   mount_at(root, rootfd, "/dev/pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
   mount_at(root, rootfd, "/dev/shm", "shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k");
   mount_at(root, rootfd, "/dev/mqueue", "mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-  provide_etc_files(root, rootfd, m.name);
+  provide_etc_files(root, rootfd, m.name, m.hosts);
   struct tlv_in it = {p, n};
   char spec[512];
   int r;

@@ -24,7 +24,7 @@ enum hb_type {
   HB_PONG = 0x36,
   /* host -> guest */
   HB_CONFIGURE = 0x20,    /* TLV: T_HOSTNAME, T_TIME, T_SEED, T_IPV4 (addr/prefix), T_GATEWAY, T_DNS, T_MEMLIMIT (u64 bytes) */
-  HB_MOUNT_ROOT = 0x21,   /* TLV: T_TAG (9p mount tag), T_NAME (container root name), T_SUBDIR (optional), T_TMPFS* ("/path[:opts]") */
+  HB_MOUNT_ROOT = 0x21,   /* TLV: T_TAG (9p mount tag), T_NAME (container root name), T_SUBDIR (optional), T_TMPFS* ("/path[:opts]"), T_EXTRA_HOST* ("IP NAME") */
   HB_PING = 0x22,
   HB_POWEROFF = 0x23,
   HB_STATS = 0x24,        /* answered by HB_RESULT with T_MEMINFO, T_CPUSTAT, T_UPTIME, T_PROCESS* */
@@ -41,7 +41,7 @@ enum hb_tag {
   T_ARG = 13, T_ENV = 14, T_CWD = 15, T_USER = 16, T_TTY = 17, T_ROWS = 18,
   T_COLS = 19, T_STDIN = 20, T_SUBDIR = 21, T_MEMINFO = 22, T_CPUSTAT = 23, T_UPTIME = 24,
   T_PROCESS = 25, T_IPV4 = 26, T_GATEWAY = 27, T_DNS = 28, T_TMPFS = 29, T_MEMLIMIT = 30, T_OOM = 31,
-  T_MAC = 32, T_ISOLATE = 33,
+  T_MAC = 32, T_ISOLATE = 33, T_EXTRA_HOST = 34,
 };
 
 /* Builder for an outgoing TLV payload. Silently refuses to grow past the limit;

@@ -66,6 +66,24 @@ int parse_ipv4_cidr(const char *cidr, struct in_addr *addr, struct in_addr *mask
 
 /* ---- mount root ----------------------------------------------------------------- */
 
+/* "IP NAME" from the host -> "IP\tNAME\n" appended to OUT (cap bytes). Only
+ * address and host-name characters: nothing can add a line or an option. */
+static int add_host_line(const uint8_t *d, uint32_t len, char *out, size_t cap) {
+  char f[80];
+  if (field_str(d, len, f, sizeof f)) return -1;
+  char *sp = strchr(f, ' ');
+  if (!sp || sp == f || !sp[1]) return -1;
+  *sp = 0;
+  for (const char *c = f; *c; c++)
+    if (!strchr("0123456789abcdefABCDEF.:", *c)) return -1;
+  for (const char *c = sp + 1; *c; c++)
+    if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '.' || *c == '-' || *c == '_')) return -1;
+  size_t used = strlen(out), need = strlen(f) + strlen(sp + 1) + 2;
+  if (used + need >= cap) return -1;
+  snprintf(out + used, cap - used, "%s\t%s\n", f, sp + 1);
+  return 0;
+}
+
 int parse_mount_root(const uint8_t *p, size_t n, struct mount_req *m) {
   struct tlv_in it = {p, n};
   uint8_t tag;
@@ -78,6 +96,7 @@ int parse_mount_root(const uint8_t *p, size_t n, struct mount_req *m) {
     if (tag == T_TAG) (void)field_str(d, len, m->tag, sizeof m->tag);   /* too long: stays invalid */
     if (tag == T_NAME) (void)field_str(d, len, m->name, sizeof m->name);
     if (tag == T_SUBDIR) (void)field_str(d, len, m->sub, sizeof m->sub);
+    if (tag == T_EXTRA_HOST && add_host_line(d, len, m->hosts, sizeof m->hosts) < 0) return -1;
   }
   if (!valid_name(m->tag) || !valid_name(m->name) || (*m->sub && !valid_name(m->sub))) return -1;
   return 0;

@@ -29,7 +29,12 @@ int parse_ipv4_cidr(const char *cidr, struct in_addr *addr, struct in_addr *mask
 
 /* HB_MOUNT_ROOT, without its T_TMPFS fields (next_tmpfs walks those). A
  * malformed tail ends the walk, as it always has. -1 if a name is not valid. */
-struct mount_req { char tag[64], name[80], sub[80]; int isolate; };
+struct mount_req {
+  char tag[64], name[80], sub[80];
+  int isolate;
+  /* T_EXTRA_HOST lines for /etc/hosts, "IP\tNAME\n" each (at most 32, checked) */
+  char hosts[32 * 80];
+};
 int parse_mount_root(const uint8_t *p, size_t n, struct mount_req *m);
 /* The next T_TMPFS field as a string: 1, 0 at the end (or a malformed tail),
  * -1 if the field does not fit SPEC or holds a NUL. */

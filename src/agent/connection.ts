@@ -32,6 +32,13 @@ interface Pending {
   abandoned?: boolean;
 }
 
+export interface MountOptions {
+  /** A mount namespace of its own (pod members). */
+  isolate?: boolean;
+  /** Extra /etc/hosts lines, "IP NAME" (`--add-host`). */
+  hosts?: string[];
+}
+
 /** How long a request (configure, mount, stats) may take before it fails. */
 const REQUEST_TIMEOUT_MS = 15_000;
 /** How long the agent may take to answer a START (fork, exec, setns in the guest). */
@@ -167,7 +174,7 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
   }
 
   /** Mounts the 9p share TAG as container root NAME (or its SUBDIR, for pool VMs). */
-  mountRoot(tag: string, name: string, subdir?: string, tmpfs: string[] = [], opts: { isolate?: boolean } = {}): Promise<void> {
+  mountRoot(tag: string, name: string, subdir?: string, tmpfs: string[] = [], opts: MountOptions = {}): Promise<void> {
     const fields: Array<[number, TlvValue]> = [
       [Tag.MountTag, tag],
       [Tag.Name, name],
@@ -175,6 +182,7 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
     if (subdir) fields.push([Tag.Subdir, subdir]);
     if (opts.isolate) fields.push([Tag.Isolate, 1]);
     for (const t of tmpfs) fields.push([Tag.Tmpfs, t]);
+    for (const h of opts.hosts ?? []) fields.push([Tag.ExtraHost, h]);
     return this.checkedRequest(MsgType.MountRoot, fields);
   }
 

@@ -67,6 +67,7 @@ export const Tag = {
   Oom: 31,
   Mac: 32,
   Isolate: 33,
+  ExtraHost: 34,
 } as const;
 
 export interface Frame {

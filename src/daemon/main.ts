@@ -36,6 +36,7 @@ const configSchema = z
     tlskey: z.string().optional(),
     'allow-insecure-tcp': z.boolean().optional(),
     bip: z.string().optional(),
+    bridge: z.literal('none').optional(),
   })
   .strict();
 type DaemonConfig = z.infer<typeof configSchema>;
@@ -129,6 +130,7 @@ async function run(argv: string[]): Promise<void> {
     .option('--tlscert <file>', "the daemon's TLS certificate")
     .option('--tlskey <file>', "the daemon's TLS key")
     .option('--allow-insecure-tcp', 'serve tcp:// hosts without TLS (unsafe: anyone who connects controls the host)')
+    .option('--bridge <none>', 'none: keep the default network on the VM driver\'s user-mode NAT even as root (no default bridge)')
     .option('--bip <cidr>', "the default bridge's address and subnet, e.g. 10.88.0.1/24 (as root; default: a free /24 in 10.88.0.0/16)")
     .version(VERSION, '-v, --version')
     .exitOverride();
@@ -150,12 +152,14 @@ async function run(argv: string[]): Promise<void> {
     tlskey?: string;
     allowInsecureTcp?: boolean;
     bip?: string;
+    bridge?: string;
   }>();
   const config = loadConfig(o.configFile ?? defaultConfigFile(), !!o.configFile);
   const level: LogLevel = parseLogLevel(o.logLevel ?? config['log-level'] ?? 'info');
   const logger = createLogger(level);
   const addresses = (o.host ?? config.hosts ?? [defaultHost()]).map(parseHost);
   const tls = tlsFiles(o, config);
+  if (o.bridge !== undefined && o.bridge !== 'none') throw new Error(`invalid --bridge "${o.bridge}": only "none" is supported`);
   for (const a of addresses) checkTcpSafety(a, tls, !!o.allowInsecureTcp || config['allow-insecure-tcp'] === true, logger);
   const dataRoot = path.resolve(o.dataRoot ?? config['data-root'] ?? defaultDataRoot());
   checkDataRoot(dataRoot);
@@ -188,6 +192,7 @@ async function run(argv: string[]): Promise<void> {
     clone,
     driver,
     defaultSubnet: o.bip ?? config.bip,
+    defaultBridge: (o.bridge ?? config.bridge) !== 'none',
   });
   await engine.recover();
   // The default shape's template is made ahead of time, off the start path.

@@ -27,6 +27,8 @@ export interface EngineOptions {
   driver: VmDriver;
   /** The default bridge's subnet (`--bip`), as root. */
   defaultSubnet?: string;
+  /** False (`--bridge none`): the default network stays the driver's user-mode network even as root. */
+  defaultBridge?: boolean;
 }
 
 export interface EngineContext {

@@ -4,6 +4,7 @@
  * I/O: what it must look up (networks, pods, other containers) it asks through
  * `CreateContext`, so it is unit-tested with plain objects.
  */
+import { isIP } from 'node:net';
 import { invalid } from '../common/errors.js';
 import { POD_LABEL } from '../common/labels.js';
 import type { ImageConfig } from '../images/store.js';
@@ -56,6 +57,29 @@ export function processEnv(config: Pick<ContainerSpec, 'Env' | 'Hostname' | 'Tty
   if (config.Tty && !env.some((e) => e.startsWith('TERM='))) env.push('TERM=xterm');
   if (!env.some((e) => e.startsWith('HOME='))) env.push('HOME=/root');
   return env;
+}
+
+/**
+ * `--add-host NAME:IP` (Docker also takes `NAME=IP`); IP is an IPv4 or IPv6
+ * address or `host-gateway` (the host, as the container's gateway).
+ */
+export function parseExtraHost(spec: string): { name: string; ip: string } {
+  const m = /^([^:=\s]+)[:=](.+)$/.exec(spec.trim());
+  const name = m?.[1] ?? '';
+  const ip = (m?.[2] ?? '').replace(/^\[(.*)\]$/, '$1');
+  const validName = /^[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,252})$/.test(name);
+  const validIp = ip === 'host-gateway' || isIP(ip) !== 0;
+  if (!validName || !validIp) throw invalid(`invalid IP address in add-host: "${spec}" (expected NAME:IP or NAME:host-gateway)`);
+  return { name, ip };
+}
+
+/** /etc/hosts lines ("IP NAME") for a container's `--add-host`s, `host-gateway` being GATEWAY (skipped without one). */
+export function extraHostLines(extra: string[] | undefined, gateway: string | undefined): string[] {
+  return (extra ?? []).flatMap((spec) => {
+    const { name, ip } = parseExtraHost(spec);
+    const addr = ip === 'host-gateway' ? gateway : ip;
+    return addr ? [`${addr} ${name}`] : [];
+  });
 }
 
 /** `--storage-opt size=64m` in bytes (undefined: no limit). */
@@ -112,6 +136,7 @@ export function buildCreateSpec(req: CreateRequest, id: string, image: ImageConf
     StorageOpt: req.host.StorageOpt,
     NetworkMode: req.host.NetworkMode || 'default',
     PublishAllPorts: !!req.host.PublishAllPorts,
+    ExtraHosts: req.host.ExtraHosts?.length ? req.host.ExtraHosts.map(parseExtraHost).map(({ name, ip }) => `${name}:${ip}`) : undefined,
   };
   if (host.LogConfig?.Type && !['json-file', 'local'].includes(host.LogConfig.Type)) {
     throw invalid(`logging driver "${host.LogConfig.Type}" is not supported by hyperbox (json-file only)`);

@@ -114,6 +114,7 @@ export class Engine {
       metadata,
       dataRoot,
       defaultSubnet: opts.defaultSubnet,
+      noDefaultBridge: opts.defaultBridge === false,
       members: (networkId) => [
         ...registry
           .list()

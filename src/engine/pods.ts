@@ -234,7 +234,7 @@ export class PodManager {
    * Puts a container's root into the pod VM and returns the sandbox view the
    * container uses: the pod's VM and agent, released by the pod, not by it.
    */
-  async attach(pod: Pod, containerId: string, rootfs: string, tmpfs: string[]): Promise<{ sandbox: Sandbox; root: string }> {
+  async attach(pod: Pod, containerId: string, rootfs: string, tmpfs: string[], hosts?: (gateway: string | undefined) => string[]): Promise<{ sandbox: Sandbox; root: string }> {
     const vmSandbox = await this.ensureVm(pod);
     const name = containerId.slice(0, 12);
     if (!pod.attached.has(name)) {
@@ -242,7 +242,8 @@ export class PodManager {
       if (fs.existsSync(target)) unbind(target, this.host.logger);
       bindRoot(target, rootfs);
       // Its own mount namespace: the other containers' roots are not in it.
-      await vmSandbox.mountRoot(name, name, tmpfs, { isolate: true });
+      const gateway = pod.record.Endpoint?.Gateway ?? this.host.driver.builtinNetwork.gateway;
+      await vmSandbox.mountRoot(name, name, tmpfs, { isolate: true, hosts: hosts?.(gateway) });
       pod.attached.add(name);
     }
     return { sandbox: vmSandbox, root: name };

@@ -96,7 +96,8 @@ export class Recovery {
     await ctx.networks.init();
     if (ctx.networks.defaultBridge) ctx.driver.setPoolNet(ctx.networks.poolTaps());
     const live = [...ctx.registry.all()].filter((c) => c.running);
-    ctx.networks.sweepTaps(new Set(live.filter((c) => c.record.Endpoint).map((c) => c.record.Endpoint!.Tap)));
+    const taps = [...live.map((c) => c.record.Endpoint?.Tap), ...ctx.pods.list().map((p) => (p.sandbox ? p.record.Endpoint?.Tap : undefined))];
+    ctx.networks.sweepTaps(new Set(taps.filter((t): t is string => !!t)));
     const keep = new Set<string | undefined>([...live.map((c) => c.record.VmRunDir), ...podRunDirs]);
     for (const dir of fs.readdirSync(ctx.runRoot)) {
       const runDir = path.join(ctx.runRoot, dir);

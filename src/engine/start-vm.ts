@@ -12,7 +12,7 @@ import { containerLayerPaths, mountContainerLayer } from '../images/rootfs.js';
 import { ROOT_NAME, startSandbox, takeWarmFor, type Sandbox } from '../sandbox/sandbox.js';
 import type { Container } from './container.js';
 import type { EngineContext } from './context.js';
-import { processEnv } from './create-spec.js';
+import { extraHostLines, processEnv } from './create-spec.js';
 import type { Pod } from './pods.js';
 import { allocatePorts, networkModeOf } from './ports.js';
 import { mountVolumes, restoreRootWritable, unmountVolumes } from './storage.js';
@@ -58,7 +58,7 @@ export async function startContainerVm(
   const pod = c.record.PodId ? ctx.pods.get(c.record.PodId) : undefined;
   if (pod) {
     // Its pod's VM: the pod publishes the ports (a member has none bound, see create).
-    const attached = await ctx.pods.attach(pod, c.id, rootfs, tmpfs).catch(fail);
+    const attached = await ctx.pods.attach(pod, c.id, rootfs, tmpfs, (gateway) => extraHostLines(hc.ExtraHosts, gateway)).catch(fail);
     return { sandbox: attached.sandbox.memberView(() => c.main?.signal(9)), root: attached.root, pod };
   }
   const useClone = ctx.opts.clone && c.record.Config.Labels[NO_CLONE_LABEL] === undefined;
@@ -76,6 +76,7 @@ export async function startContainerVm(
     clone: useClone,
     warmVm,
     tmpfs,
+    hosts: (gateway: string | undefined) => extraHostLines(hc.ExtraHosts, gateway),
   };
   // On a bridge network the VM's NIC is a TAP (a warm-pool VM's, or a new one) and published ports go through a host proxy.
   // A warm VM that was never started on is discarded (discarding twice is harmless).

@@ -38,6 +38,8 @@ export interface HostSpec {
   Mounts?: MountRequest[];
   Tmpfs?: Record<string, string>;
   ReadonlyRootfs?: boolean;
+  /** `--add-host NAME:IP` (IP may be `host-gateway`): extra /etc/hosts lines. */
+  ExtraHosts?: string[];
   /** `size`: the writable layer's limit (`--storage-opt size=64m`). */
   StorageOpt?: Record<string, string>;
   /** "" / default / bridge (user-mode network) or none. */

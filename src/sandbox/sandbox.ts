@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { AgentConnection, type GuestNetwork, type GuestProcess, type ProcessSpec } from '../agent/connection.js';
+import { AgentConnection, type GuestNetwork, type GuestProcess, type MountOptions, type ProcessSpec } from '../agent/connection.js';
 import type { GuestStats } from '../agent/stats.js';
 import { internal } from '../common/errors.js';
 import { mountsUnder } from '../common/mounts.js';
@@ -48,6 +48,8 @@ export interface SandboxOptions {
   net: NetSpec;
   /** tmpfs mounts inside the root, as "/path[:opts]". */
   tmpfs?: string[];
+  /** Extra /etc/hosts lines ("IP NAME") for the root, given the guest's gateway. */
+  hosts?: (gateway: string | undefined) => string[];
   /** A pod VM: the share is an empty directory container roots are bound into
    * later; no root is mounted at start. */
   noRoot?: boolean;
@@ -102,7 +104,7 @@ export class Sandbox {
   }
 
   /** Mounts another root: DIR under the root share, with a mount namespace of its own if `isolate`. */
-  mountRoot(name: string, subdir: string, tmpfs: string[] = [], opts: { isolate?: boolean } = {}): Promise<void> {
+  mountRoot(name: string, subdir: string, tmpfs: string[] = [], opts: MountOptions = {}): Promise<void> {
     return this.agent.mountRoot(this.rootTag, name, subdir, tmpfs, opts);
   }
 
@@ -242,7 +244,7 @@ export async function startSandbox(opts: SandboxOptions, phases: Record<string, 
     try {
       await agent.configure({ hostname: opts.hostname, seed: randomBytes(64), network, memoryLimit: opts.memoryLimit });
       mark('configure');
-      if (!opts.noRoot) await agent.mountRoot(rootTag, ROOT_NAME, subdir, opts.tmpfs);
+      if (!opts.noRoot) await agent.mountRoot(rootTag, ROOT_NAME, subdir, opts.tmpfs, { hosts: opts.hosts?.(network?.gateway) });
       mark('mount');
     } catch (err) {
       sandbox.release();

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { HyperboxError } from '../../src/common/errors.js';
-import { buildCreateSpec, mergeEnv, parseLayerLimit, processEnv, type CreateContext } from '../../src/engine/create-spec.js';
+import { buildCreateSpec, extraHostLines, mergeEnv, parseExtraHost, parseLayerLimit, processEnv, type CreateContext } from '../../src/engine/create-spec.js';
 
 const ID = 'a'.repeat(64);
 const ctx: CreateContext = {
@@ -73,5 +73,16 @@ describe('create spec', () => {
     const env = processEnv({ Env: ['X=1'], Hostname: 'h', Tty: true });
     assert.ok(env.some((e) => e.startsWith('PATH=/usr/local/sbin')));
     assert.ok(env.includes('HOSTNAME=h') && env.includes('TERM=xterm') && env.includes('HOME=/root') && env.includes('X=1'));
+  });
+
+  it('parses --add-host and resolves host-gateway to the gateway', () => {
+    assert.deepEqual(parseExtraHost('db:10.1.2.3'), { name: 'db', ip: '10.1.2.3' });
+    assert.deepEqual(parseExtraHost('v6=[::1]'), { name: 'v6', ip: '::1' });
+    invalid(() => parseExtraHost('no-ip'), /invalid IP address in add-host/);
+    invalid(() => parseExtraHost('x:300.1.1.1'), /invalid IP address/);
+    invalid(() => parseExtraHost('a b:1.2.3.4'), /invalid IP address/);
+    assert.deepEqual(extraHostLines(['gw:host-gateway', 'db:10.1.2.3'], '10.88.0.1'), ['10.88.0.1 gw', '10.1.2.3 db']);
+    assert.deepEqual(extraHostLines(['gw:host-gateway'], undefined), []);
+    assert.deepEqual(build({}, { ExtraHosts: ['gw=host-gateway'] }).host.ExtraHosts, ['gw:host-gateway']);
   });
 });

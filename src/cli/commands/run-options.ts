@@ -30,6 +30,7 @@ export interface RunOptions {
   volume?: string[];
   mount?: string[];
   tmpfs?: string[];
+  addHost?: string[];
   readOnly?: boolean;
   publish?: string[];
   publishAll?: boolean;
@@ -108,6 +109,7 @@ export function createBody(image: string, command: string[], o: RunOptions) {
     HostConfig: {
       Binds: o.volume ?? [],
       Mounts: (o.mount ?? []).map(parseMount),
+      ExtraHosts: o.addHost,
       Tmpfs: Object.fromEntries((o.tmpfs ?? []).map((t) => [t.split(':')[0]!, t.split(':').slice(1).join(':')])),
       ReadonlyRootfs: !!o.readOnly,
       PortBindings: publish.bindings,

@@ -104,7 +104,8 @@ export function createTap(tap: string, bridge: string): void {
   run('ip', ['link', 'set', tap, 'master', bridge, 'up']);
 }
 
-function disableIpv6(link: string): void {
+/** Turns IPv6 off on a link (bridge or TAP; for a TAP, before it is up). */
+export function disableIpv6(link: string): void {
   const knob = `/proc/sys/net/ipv6/conf/${link}/disable_ipv6`;
   // No such file: the host has no IPv6 at all.
   if (fs.existsSync(knob)) fs.writeFileSync(knob, '1');

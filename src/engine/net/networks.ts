@@ -9,7 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { conflict, forbidden, invalid, notFound } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import type { MetadataStore } from '../metadata.js';
-import { BRIDGE_PREFIX, createTap, deleteTap, ensureBridge, hostIpv4Networks, linksWithPrefix, removeBridge } from './bridge.js';
+import { BRIDGE_PREFIX, createTap, deleteTap, ensureBridge, hostIpv4Networks, linksWithPrefix, protectEndpoint, removeBridge, sweepProtections, unprotectEndpoint } from './bridge.js';
 import type { GuestNetwork } from '../../agent/connection.js';
 import type { Sandbox } from '../../sandbox/sandbox.js';
 import type { NetSpec, PoolNetProvider, PortForward } from '../../vm/index.js';
@@ -51,6 +51,8 @@ export interface NetworkHost {
   members(networkId: string): Array<{ endpoint: Endpoint; names: string[] }>;
   /** The default bridge's subnet (`--bip`/`default-subnet`, "10.88.0.1/24" or "10.88.0.0/24"); a free /24 in 10.88.0.0/16 if unset. */
   defaultSubnet?: string;
+  /** `--bridge none`: no default bridge; the default network is the driver's user-mode one. */
+  noDefaultBridge?: boolean;
 }
 
 
@@ -94,8 +96,13 @@ export class NetworkManager {
    * changed and nothing runs on it) as root; without root there is none.
    */
   private ensureDefault(): void {
-    if (process.getuid?.() !== 0) return;
     const current = this.defaultBridge;
+    if (this.host.noDefaultBridge) {
+      // Turned off: forget it once nothing runs on it.
+      if (current && !this.host.members(current.Id).length) this.remove(current);
+      return;
+    }
+    if (process.getuid?.() !== 0) return;
     const wanted = this.host.defaultSubnet;
     if (current) {
       const same = !wanted || this.normalizeBip(wanted).subnet === current.Subnet;
@@ -151,6 +158,7 @@ export class NetworkManager {
   /** TAP devices of this daemon that no running container owns. */
   sweepTaps(inUse: Set<string>): void {
     for (const tap of linksWithPrefix(this.tapPrefix)) if (!inUse.has(tap)) deleteTap(tap);
+    sweepProtections(inUse);
   }
 
   /** The user-defined networks. */
@@ -233,6 +241,14 @@ export class NetworkManager {
     leased.add(ip);
     // Docker's convention: 02:42 and the IPv4 address, unique on the network.
     const mac = ['02', '42', ...ip.split('.').map((o) => Number(o).toString(16).padStart(2, '0'))].join(':');
+    // The VM may send only as itself: its MAC, its address (bridge.ts).
+    try {
+      protectEndpoint(tap, mac, ip);
+    } catch (err) {
+      leased.delete(ip);
+      deleteTap(tap);
+      throw err;
+    }
     return { NetworkId: net.Id, NetworkName: net.Name, IPAddress: ip, IPPrefixLen: Number(net.Subnet.split('/')[1]), Gateway: net.Gateway, MacAddress: mac, Tap: tap };
   }
 
@@ -281,6 +297,7 @@ export class NetworkManager {
   }
 
   private detach(ep: Endpoint): void {
+    unprotectEndpoint(ep.Tap);
     deleteTap(ep.Tap);
     this.leasesOf(ep.NetworkId).delete(ep.IPAddress);
   }
@@ -288,6 +305,7 @@ export class NetworkManager {
   /** An endpoint that survived a daemon restart keeps its address. */
   adopt(ep: Endpoint): void {
     this.leasesOf(ep.NetworkId).add(ep.IPAddress);
+    protectEndpoint(ep.Tap, ep.MacAddress, ep.IPAddress);
   }
 
   private leasesOf(networkId: string): Set<string> {
@@ -316,7 +334,8 @@ export class NetworkManager {
 
   private async startDns(net: NetworkRecord): Promise<void> {
     this.dns.get(net.Id)?.close();
-    const server = new NetworkDns(net.Gateway, (name) => this.resolve(net.Id, name), this.host.logger);
+    // An --internal network has no way out, its DNS included.
+    const server = new NetworkDns(net.Gateway, (name) => this.resolve(net.Id, name), this.host.logger, { relay: !net.Internal });
     await server.start();
     this.dns.set(net.Id, server);
   }

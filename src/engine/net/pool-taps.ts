@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { internal } from '../../common/errors.js';
 import type { PoolNetProvider } from '../../vm/index.js';
-import { deleteTap } from './bridge.js';
+import { deleteTap, disableIpv6 } from './bridge.js';
 
 function ip(args: string[]): void {
   try {
@@ -23,6 +23,7 @@ export function poolTapProvider(prefix: string): PoolNetProvider {
     create: () => {
       const tap = `${prefix}p${randomBytes(4).toString('hex')}`;
       ip(['tuntap', 'add', 'dev', tap, 'mode', 'tap']);
+      disableIpv6(tap);
       return tap;
     },
     remove: (tap) => deleteTap(tap),

@@ -72,6 +72,7 @@ export const createBodySchema = z
           .nullish(),
         Tmpfs: z.record(z.string(), z.string()).nullish(),
         ReadonlyRootfs: z.boolean().nullish(),
+        ExtraHosts: z.array(z.string().max(300)).max(256).nullish(),
         StorageOpt: z.record(z.string(), z.string()).nullish(),
         NetworkMode: z.string().nullish(),
         PortBindings: z
@@ -132,6 +133,7 @@ export function containerRoutes(r: RouteTable, engine: Engine): void {
         })),
         Tmpfs: hc.Tmpfs ?? undefined,
         ReadonlyRootfs: hc.ReadonlyRootfs ?? false,
+        ExtraHosts: hc.ExtraHosts ?? undefined,
         StorageOpt: hc.StorageOpt ?? undefined,
         NetworkMode: hc.NetworkMode ?? undefined,
         PortBindings: hc.PortBindings
