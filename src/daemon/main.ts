@@ -37,6 +37,7 @@ const configSchema = z
     'allow-insecure-tcp': z.boolean().optional(),
     bip: z.string().optional(),
     bridge: z.literal('none').optional(),
+    group: z.string().optional(),
   })
   .strict();
 type DaemonConfig = z.infer<typeof configSchema>;
@@ -57,7 +58,10 @@ function loadConfig(file: string, explicit: boolean): DaemonConfig {
 /** Proves the state dir is usable before anything else touches it. */
 function checkDataRoot(dir: string): void {
   try {
-    fs.mkdirSync(dir, { recursive: true, mode: 0o711 });
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    // Private at every start, even if it already existed (or the CLI made it first):
+    // it holds every container's environment, roots and logs.
+    fs.chmodSync(dir, 0o700);
     const probe = path.join(dir, `.write-test-${process.pid}`);
     fs.writeFileSync(probe, '');
     fs.rmSync(probe);
@@ -77,6 +81,17 @@ function checkDataRoot(dir: string): void {
     }
     throw new Error(`data root ${dir} is not writable: ${code ?? (err as Error).message}`);
   }
+}
+
+/** A group's ID, by name or number (/etc/group). */
+function groupId(group: string): number {
+  if (/^\d+$/.test(group)) return Number(group);
+  const line = fs
+    .readFileSync('/etc/group', 'utf8')
+    .split('\n')
+    .find((l) => l.split(':')[0] === group);
+  if (!line) throw new Error(`no such group "${group}" (-G/--group)`);
+  return Number(line.split(':')[2]);
 }
 
 function cacheDir(): string {
@@ -129,6 +144,7 @@ async function run(argv: string[]): Promise<void> {
     .option('--tlscacert <file>', 'CA that signs client certificates')
     .option('--tlscert <file>', "the daemon's TLS certificate")
     .option('--tlskey <file>', "the daemon's TLS key")
+    .option('-G, --group <group>', 'group owning the unix socket (mode 0660; default: root only)')
     .option('--allow-insecure-tcp', 'serve tcp:// hosts without TLS (unsafe: anyone who connects controls the host)')
     .option('--bridge <none>', 'none: keep the default network on the VM driver\'s user-mode NAT even as root (no default bridge)')
     .option('--bip <cidr>', "the default bridge's address and subnet, e.g. 10.88.0.1/24 (as root; default: a free /24 in 10.88.0.0/16)")
@@ -151,6 +167,7 @@ async function run(argv: string[]): Promise<void> {
     tlscert?: string;
     tlskey?: string;
     allowInsecureTcp?: boolean;
+    group?: string;
     bip?: string;
     bridge?: string;
   }>();
@@ -204,12 +221,14 @@ async function run(argv: string[]): Promise<void> {
       .catch((err: Error) => logger.warn(`template: ${err.message}`));
   }
   const serverInfo = { defaultMemoryMiB, version: VERSION, accel: accel.accel, accelReason: accel.reason, dataRoot, qemuVersion: driver.version, liveRestore, insecureRegistries };
+  const socketGid = o.group ?? config.group ? groupId(o.group ?? config.group!) : undefined;
   const servers: Array<ReturnType<typeof createDockerApiServer>> = [];
   const sockets: string[] = [];
   for (const a of addresses) {
     const server = createDockerApiServer(engine, serverInfo, logger, a.kind === 'tcp' ? tls : undefined);
     if (a.kind === 'unix') {
       await listenUnix(server, a.path);
+      if (socketGid !== undefined) fs.chownSync(a.path, 0, socketGid);
       sockets.push(a.path);
     } else {
       await listenTcp(server, a.host, a.port);

@@ -54,9 +54,13 @@ export class MetadataStore {
   private readonly del: Database.Statement;
 
   constructor(file: string, containersDir: string) {
-    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    // Container records hold their environment (secrets): owner only, WAL files included.
+    fs.closeSync(fs.openSync(file, 'a', 0o600));
+    fs.chmodSync(file, 0o600);
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
+    for (const f of [`${file}-wal`, `${file}-shm`]) if (fs.existsSync(f)) fs.chmodSync(f, 0o600);
     this.db.pragma('synchronous = FULL');
     this.db.pragma('busy_timeout = 5000');
     const current = this.db.pragma('user_version', { simple: true }) as number;

@@ -20,6 +20,7 @@ import path from 'node:path';
 import { mountsUnder } from '../common/mounts.js';
 import { internal, invalid } from '../common/errors.js';
 import { entryComponents, resolveInRoot } from '../images/layer.js';
+import { HOST_SIDE_FLAGS } from '../images/rootfs.js';
 import { VOLUME_NAME_RE, type VolumeStore } from './volumes.js';
 
 export interface MountPoint {
@@ -153,7 +154,7 @@ function isReadOnlyMount(dir: string): boolean {
 /** Puts the overlay root back to read-write (after a `--read-only` run). */
 export function restoreRootWritable(root: string): void {
   try {
-    if (isReadOnlyMount(root)) execFileSync('mount', ['-o', 'remount,rw', root], { stdio: 'ignore' });
+    if (isReadOnlyMount(root)) execFileSync('mount', ['-o', `remount,rw,${HOST_SIDE_FLAGS}`, root], { stdio: 'ignore' });
   } catch {
     /* not mounted */
   }
@@ -207,7 +208,8 @@ export function mountVolumes(root: string, mounts: MountPoint[], readonlyRoot: b
       if (!srcStat) throw invalid(`bind source path does not exist: ${m.Source}`);
       const target = mountTarget(root, m.Destination, !srcStat.isDirectory());
       run('mount', ['--bind', m.Source, target]);
-      if (!m.RW) run('mount', ['-o', 'remount,bind,ro', target]);
+      // This bind's own flags (the source mount keeps its own): inert setuid files and devices, and ro if asked.
+      run('mount', ['-o', `remount,bind,${HOST_SIDE_FLAGS}${m.RW ? '' : ',ro'}`, target]);
     }
     if (readonlyRoot) {
       // What the agent mounts or binds over must exist before the root turns read-only.
@@ -219,7 +221,7 @@ export function mountVolumes(root: string, mounts: MountPoint[], readonlyRoot: b
           if (!fs.lstatSync(p, { throwIfNoEntry: false })) fs.writeFileSync(p, '', { flag: 'wx' });
         }
       }
-      run('mount', ['-o', 'remount,ro', root]);
+      run('mount', ['-o', `remount,ro,${HOST_SIDE_FLAGS}`, root]);
     }
   } catch (err) {
     unmountVolumes(root);

@@ -114,13 +114,20 @@ function isMounted(dir: string): boolean {
   }
 }
 
+/**
+ * Every host-side mount of a container's files is nosuid,nodev: a setuid-root
+ * binary or a device node a container writes is inert on the host. The guest,
+ * which sees the files through 9p, keeps their modes.
+ */
+export const HOST_SIDE_FLAGS = 'nosuid,nodev';
+
 /** Mounts the container's overlay (idempotent). */
 export function mountContainerLayer(lower: string, containerDir: string): string {
   const p = containerLayerPaths(containerDir);
   if (p.sized && !isMounted(p.sized.layerMount)) {
     fs.mkdirSync(p.sized.layerMount, { recursive: true });
     try {
-      execFileSync('mount', ['-o', 'loop', p.sized.image, p.sized.layerMount], { stdio: ['ignore', 'ignore', 'pipe'] });
+      execFileSync('mount', ['-o', `loop,${HOST_SIDE_FLAGS}`, p.sized.image, p.sized.layerMount], { stdio: ['ignore', 'ignore', 'pipe'] });
     } catch (err) {
       throw internal(`cannot mount the container's writable layer: ${String((err as { stderr?: Buffer }).stderr ?? err).trim()}`);
     }
@@ -128,7 +135,7 @@ export function mountContainerLayer(lower: string, containerDir: string): string
   for (const d of [p.upper, p.work, p.merged]) fs.mkdirSync(d, { recursive: true, mode: 0o755 });
   if (isMounted(p.merged)) return p.merged;
   try {
-    execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${p.upper},workdir=${p.work}`, p.merged], {
+    execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${p.upper},workdir=${p.work},${HOST_SIDE_FLAGS}`, p.merged], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
   } catch (err) {

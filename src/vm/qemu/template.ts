@@ -66,11 +66,11 @@ export class TemplateStore {
     private readonly qemuVersion: string,
     private readonly logger: Logger,
   ) {
-    fs.mkdirSync(dir, { recursive: true });
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    fs.chmodSync(dir, 0o700);
     // Guest RAM images live in shared memory (tmpfs), one folder per data root.
     const tag = createHash('sha256').update(dir).digest('hex').slice(0, 12);
     this.memDir = fs.existsSync('/dev/shm') ? `/dev/shm/hyperbox-${tag}` : path.join(dir, 'mem');
-    fs.mkdirSync(this.memDir, { recursive: true });
   }
 
   keyOf(shape: GuestShape): string {
@@ -153,6 +153,7 @@ export class TemplateStore {
     const dir = path.join(this.dir, `.${build}`);
     const runDir = path.join(dir, 'run');
     const placeholder = path.join(dir, 'placeholder');
+    privateDir(this.memDir);
     fs.mkdirSync(placeholder, { recursive: true });
     const memFile = path.join(this.memDir, `${build}.mem`);
     const t0 = Date.now();
@@ -203,6 +204,31 @@ export class TemplateStore {
       fs.rmSync(memFile, { force: true });
       throw new Error(`cannot create template: ${(err as Error).message}; ${vm.diagnostics(300)}`);
     }
+  }
+}
+
+/**
+ * DIR as a directory only this process's user can use, made now (exclusively)
+ * or checked: every clone maps the RAM image kept there, so a directory another
+ * local user made first (at this predictable /dev/shm path) or can write is
+ * refused, never used.
+ */
+function privateDir(dir: string): void {
+  try {
+    fs.mkdirSync(dir, { mode: 0o700 });
+    return;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  const st = fs.lstatSync(dir);
+  const uid = process.getuid?.() ?? 0;
+  if (st.isDirectory() && !st.isSymbolicLink() && st.uid === uid && (st.mode & 0o077) !== 0) {
+    // Ours, made by an older hyperbox with a looser mode: tighten it.
+    fs.chmodSync(dir, 0o700);
+    return;
+  }
+  if (!st.isDirectory() || st.isSymbolicLink() || st.uid !== uid || (st.mode & 0o077) !== 0) {
+    throw new Error(`template memory directory ${dir} is not private (owner uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)}): refusing to keep guest memory there`);
   }
 }
 
