@@ -171,6 +171,10 @@ async function run(argv: string[]): Promise<void> {
     bip?: string;
     bridge?: string;
   }>();
+  // Until the daemon is up, a stop request is remembered rather than killing it halfway.
+  let pendingSignal: string | undefined;
+  const early = (sig: NodeJS.Signals) => (pendingSignal ??= sig);
+  process.on('SIGTERM', early).on('SIGINT', early);
   const config = loadConfig(o.configFile ?? defaultConfigFile(), !!o.configFile);
   const level: LogLevel = parseLogLevel(o.logLevel ?? config['log-level'] ?? 'info');
   const logger = createLogger(level);
@@ -251,8 +255,13 @@ async function run(argv: string[]): Promise<void> {
     fs.rmSync(path.join(dataRoot, 'hyperboxd.pid'), { force: true });
     process.exit(0);
   };
+  process.off('SIGTERM', early).off('SIGINT', early);
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
+  // A signal that came during start-up (recovery, listening) is served now:
+  // what the start found (re-attached VMs, a template being built) is stopped
+  // or left for the next daemon as a normal stop would, not orphaned.
+  if (pendingSignal) void shutdown(pendingSignal);
 }
 
 run(process.argv).catch((err: unknown) => {

@@ -189,7 +189,7 @@ export class Engine {
       // Only the channels close: the VMs keep running for the next daemon.
       for (const p of this.ctx.pods.list()) p.sandbox?.agent.close();
       for (const c of this.registry.all()) c.sandbox?.agent.close();
-      await this.driver.drainPool();
+      await this.driver.close();
       return;
     }
     // Operations in progress finish first, so the VMs they start are stopped too, not orphaned.
@@ -202,7 +202,7 @@ export class Engine {
     );
     const running = [...this.registry.all()].filter((c) => c.running);
     await Promise.all([
-      this.driver.drainPool(),
+      this.driver.close(),
       ...running.map((c) => this.lifecycle.stop(c.id, { timeout: 0, byDaemon: true }).catch((err: Error) => this.opts.logger.debug(`stop ${c.shortName}: ${err.message}`))),
     ]);
     await this.ctx.networks.shutdown({ keepBridges: false });

@@ -1,13 +1,17 @@
 /**
- * A container's filesystem as the host sees it, without its VM: its root (for
- * `cp` and `export`), the changes of its writable layer (`diff`), that layer
- * as a new image (`commit`) and its size.
+ * A container's filesystem as the host sees it, without its VM: `cp` both
+ * ways and `export` on its root, the changes of its writable layer (`diff`),
+ * that layer as a new image (`commit`) and its size.
  */
+import type { Readable } from 'node:stream';
+import { forbidden } from '../common/errors.js';
 import { treeSize } from '../common/tree-size.js';
+import { packTree } from '../images/archive/tree.js';
 import { containerLayerPaths, mountContainerLayer } from '../images/rootfs.js';
 import { containerChanges, type Change } from './changes.js';
 import { commitContainer, type CommitOptions } from './commit.js';
 import type { Container } from './container.js';
+import { extractInto, hostPathIn, statPath, type PathStat } from './copy.js';
 import type { EngineContext } from './context.js';
 import type { Lifecycle } from './lifecycle.js';
 
@@ -22,6 +26,34 @@ export class ContainerFiles {
     const c = this.ctx.registry.get(idOrName);
     const lower = await this.ctx.rootfs.imageRootfs(this.ctx.store.resolve(c.record.ImageId));
     return { container: c, root: mountContainerLayer(lower, c.dir) };
+  }
+
+  /** `stat` of a path in the container (`cp`'s HEAD request). */
+  async stat(idOrName: string, containerPath: string): Promise<PathStat> {
+    const { root } = await this.root(idOrName);
+    return statPath(root, containerPath);
+  }
+
+  /** `cp` out: the stat of PATH and a tar stream of it. */
+  async archive(idOrName: string, containerPath: string): Promise<{ stat: PathStat; tar: Readable }> {
+    const { root } = await this.root(idOrName);
+    const stat = statPath(root, containerPath);
+    return { stat, tar: packTree(hostPathIn(root, containerPath), { topName: stat.name === '/' ? '' : stat.name }) };
+  }
+
+  /** `cp` in: extracts a tar stream into directory DIR of the container. */
+  async extract(idOrName: string, dir: string, archive: Readable, opts: { copyUidGid: boolean }): Promise<void> {
+    const { container, root } = await this.root(idOrName);
+    if (container.record.HostConfig.ReadonlyRootfs) throw forbidden('container rootfs is marked read-only');
+    await extractInto(root, dir, archive, opts);
+    this.ctx.events.container(container, 'extract-to-dir');
+  }
+
+  /** `export`: the container's whole root as a tar stream. */
+  async export(idOrName: string): Promise<Readable> {
+    const { container, root } = await this.root(idOrName);
+    this.ctx.events.container(container, 'export');
+    return packTree(root);
   }
 
   /** `commit`: the writable layer as a new image. Returns the image ID. */

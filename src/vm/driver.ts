@@ -161,8 +161,10 @@ export interface VmDriver {
   /** Warm-pool VMs kept per shape, and how many are ready now. */
   readonly poolSize: number;
   readonly poolReady: number;
-  /** Stops the warm pool (daemon shutdown). */
+  /** Stops the warm pool. */
   drainPool(): Promise<void>;
+  /** Daemon shutdown: the warm pool and template guests still booting are stopped. */
+  close(): Promise<void>;
 
   /** A VM an earlier process started (live restore), if PID still is that VM. */
   adopt(pid: number, runDir: string): VmHandle | undefined;

@@ -77,6 +77,9 @@ export function qemuArgs(spec: VmSpec, layout: DeviceLayout = QEMU_LAYOUT): stri
   }
   const args = [
     '-name', `hyperbox,debug-threads=off`,
+    // A seccomp filter: no obsolete syscalls, no setuid/privilege changes (and no_new_privs),
+    // no fork/exec (a QEMU that tries is killed), no scheduler or affinity changes.
+    '-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny',
     '-M', machine,
     ...memArgs,
     '-accel', shape.accel === 'kvm' ? 'kvm' : 'tcg,tb-size=64',

@@ -87,6 +87,10 @@ export class QemuDriver implements VmDriver {
     await this.pool?.drain();
   }
 
+  async close(): Promise<void> {
+    await Promise.all([this.drainPool(), this.templates.abortBuilds()]);
+  }
+
   adopt(pid: number, runDir: string): VmHandle | undefined {
     return QemuVm.adopt(pid, runDir);
   }

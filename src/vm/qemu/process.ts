@@ -11,6 +11,23 @@ import type { HostUsage, VmHandle, VmState } from '../driver.js';
 import { QEMU_BINARY, qemuArgs, vmPaths, type VmSpec } from './args.js';
 import { QmpClient } from './qmp.js';
 
+/**
+ * Capabilities a QEMU run as root keeps: what 9p passthrough needs to give the
+ * guest root's view of its files (chown, permission and owner overrides,
+ * setuid bits kept on chown, device nodes, file capabilities) and opening a
+ * TAP. Everything else (CAP_SYS_ADMIN, CAP_SYS_PTRACE, CAP_SYS_MODULE, ...) is
+ * dropped from the bounding set before exec, so a QEMU bug is not full root.
+ */
+export const QEMU_CAPABILITIES = ['chown', 'dac_override', 'fowner', 'fsetid', 'mknod', 'setfcap', 'net_admin'];
+
+/** CMD run through setpriv with a cut bounding set and no inheritable capabilities (as root, if setpriv is there). */
+function confined(cmd: string[]): string[] {
+  if (process.getuid?.() !== 0 || !SETPRIV) return cmd;
+  return [SETPRIV, `--bounding-set=-all,${QEMU_CAPABILITIES.map((c) => `+${c}`).join(',')}`, '--inh-caps=-all', '--', ...cmd];
+}
+
+const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => fs.existsSync(p));
+
 /** Whether PID is a live QEMU process whose command line names RUNDIR. */
 export function isQemuOf(pid: number, runDir: string): boolean {
   try {
@@ -45,7 +62,8 @@ export class QemuVm extends EventEmitter<{ exit: [code: number | null, signal: N
     const p = vmPaths(spec.runDir);
     for (const f of [p.control, p.qmp]) fs.rmSync(f, { force: true });
     const log = fs.openSync(p.qemuLog, 'w');
-    const child = spawn(QEMU_BINARY, qemuArgs(spec), { detached: true, stdio: ['ignore', log, log] });
+    const [cmd, ...argv] = confined([QEMU_BINARY, ...qemuArgs(spec)]);
+    const child = spawn(cmd!, argv, { detached: true, stdio: ['ignore', log, log] });
     fs.closeSync(log);
     if (child.pid === undefined) throw new Error(`cannot start ${QEMU_BINARY}`);
     const vm = new QemuVm(child.pid, spec.runDir);

@@ -22,6 +22,7 @@ import type { GuestAssets } from '../assets.js';
 import type { Accel, GuestShape, NetSpec, TemplateInfo } from '../driver.js';
 import { QEMU_LAYOUT } from './args.js';
 import { QemuVm } from './process.js';
+import { loadState, saveState } from './migration.js';
 import { QmpClient } from './qmp.js';
 
 export interface Template extends TemplateInfo {
@@ -46,19 +47,13 @@ interface TemplateMeta {
   bootMs: number;
 }
 
-async function waitMigration(qmp: QmpClient, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const st = (await qmp.execute('query-migrate')) as { status?: string; 'error-desc'?: string };
-    if (st.status === 'completed') return;
-    if (st.status === 'failed' || st.status === 'cancelled') throw new Error(`migration ${st.status}: ${st['error-desc'] ?? ''}`);
-    if (Date.now() > deadline) throw new Error('migration timed out');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+/** Names the template directory a /dev/shm RAM directory belongs to (for sweeping stale ones). */
+const OWNER_FILE = 'owner';
 
 export class TemplateStore {
   private inflight = new Map<string, Promise<Template>>();
+  /** Template guests booting now: stopped by `abortBuilds` (daemon shutdown). */
+  private readonly building = new Set<QemuVm>();
   private readonly memDir: string;
 
   constructor(
@@ -71,6 +66,32 @@ export class TemplateStore {
     // Guest RAM images live in shared memory (tmpfs), one folder per data root.
     const tag = createHash('sha256').update(dir).digest('hex').slice(0, 12);
     this.memDir = fs.existsSync('/dev/shm') ? `/dev/shm/hyperbox-${tag}` : path.join(dir, 'mem');
+    if (this.memDir.startsWith('/dev/shm/')) sweepOrphanedMemDirs(logger);
+  }
+
+  /** Stops template guests still booting (their half-made templates are dropped). */
+  async abortBuilds(): Promise<void> {
+    const vms = [...this.building];
+    for (const vm of vms) vm.stop();
+    await Promise.all(vms.map((vm) => vm.waitExit()));
+  }
+
+  /** RAM images in this store's directory that no template uses and no build is writing. */
+  private sweepUnusedMemFiles(): void {
+    const used = new Set(this.list().map((m) => path.basename(m.memFile)));
+    let names: string[];
+    try {
+      names = fs.readdirSync(this.memDir);
+    } catch {
+      return; // not made yet
+    }
+    for (const n of names) {
+      if (n === OWNER_FILE || used.has(n) || !n.endsWith('.mem')) continue;
+      // A build in progress (this or another process) has its private folder.
+      if (fs.existsSync(path.join(this.dir, `.${n.replace(/\.mem$/, '')}`))) continue;
+      fs.rmSync(path.join(this.memDir, n), { force: true });
+      this.logger.info(`removed an unused template memory image ${n}`);
+    }
   }
 
   keyOf(shape: GuestShape): string {
@@ -104,8 +125,9 @@ export class TemplateStore {
     return existed;
   }
 
-  /** Deletes templates built from other guest assets or another QEMU. */
+  /** Deletes templates built from other guest assets or another QEMU (and RAM images nothing uses). */
   removeStale(current: GuestAssets): string[] {
+    this.sweepUnusedMemFiles();
     const removed: string[] = [];
     for (const k of fs.readdirSync(this.dir)) {
       if (k.startsWith('.')) continue; // another process's build in progress
@@ -154,10 +176,12 @@ export class TemplateStore {
     const runDir = path.join(dir, 'run');
     const placeholder = path.join(dir, 'placeholder');
     privateDir(this.memDir);
+    fs.writeFileSync(path.join(this.memDir, OWNER_FILE), this.dir);
     fs.mkdirSync(placeholder, { recursive: true });
     const memFile = path.join(this.memDir, `${build}.mem`);
     const t0 = Date.now();
     const vm = QemuVm.launch({ runDir, shape, sharePaths: [placeholder], memoryFile: { path: memFile, shared: true } });
+    this.building.add(vm);
     try {
       const agent = await AgentConnection.connect(vm.controlSocket, { timeoutMs: 60_000 });
       const bootMs = Date.now() - t0;
@@ -165,8 +189,7 @@ export class TemplateStore {
       await qmp.execute('stop');
       await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
       const tmp = path.join(dir, 'state.tmp');
-      await qmp.execute('migrate', { uri: `exec:cat > ${tmp}` });
-      await waitMigration(qmp, 30_000);
+      await saveState(qmp, path.join(runDir, 'mig.sock'), tmp, 30_000);
       agent.close();
       await qmp.execute('quit').catch(() => undefined);
       qmp.close();
@@ -203,6 +226,30 @@ export class TemplateStore {
       fs.rmSync(dir, { recursive: true, force: true });
       fs.rmSync(memFile, { force: true });
       throw new Error(`cannot create template: ${(err as Error).message}; ${vm.diagnostics(300)}`);
+    } finally {
+      this.building.delete(vm);
+    }
+  }
+}
+
+/**
+ * RAM directories in /dev/shm whose template directory is gone (a data root
+ * deleted with its daemon stopped, say): they would hold hundreds of MiB of
+ * shared memory forever. Only directories of this user, named by an owner file.
+ */
+function sweepOrphanedMemDirs(logger: Logger): void {
+  const uid = process.getuid?.() ?? 0;
+  for (const name of fs.readdirSync('/dev/shm').filter((n) => n.startsWith('hyperbox-'))) {
+    const dir = path.join('/dev/shm', name);
+    try {
+      const st = fs.lstatSync(dir);
+      if (!st.isDirectory() || st.uid !== uid) continue;
+      const owner = fs.readFileSync(path.join(dir, OWNER_FILE), 'utf8');
+      if (fs.existsSync(owner)) continue;
+      fs.rmSync(dir, { recursive: true, force: true });
+      logger.info(`removed ${dir}: its template directory ${owner} is gone`);
+    } catch {
+      // no owner file (made by an older hyperbox, or being made now): left alone
     }
   }
 }
@@ -252,7 +299,7 @@ export async function startClone(template: Template, opts: { runDir: string; roo
   try {
     qmp = await QmpClient.connect(vm.paths.qmp, 10_000);
     await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
-    await qmp.execute('migrate-incoming', { uri: `exec:cat ${template.stateFile}` });
+    await loadState(qmp, path.join(opts.runDir, 'mig.sock'), template.stateFile, 10_000);
     const deadline = Date.now() + 10_000;
     for (;;) {
       const st = (await qmp.execute('query-status', undefined, Math.max(100, deadline - Date.now()))) as { status: string };

@@ -1,12 +1,11 @@
 /** /containers/... routes of the Docker Engine API. */
 import { z } from 'zod';
-import { forbidden, invalid } from '../../../common/errors.js';
+import { invalid } from '../../../common/errors.js';
 import type { Attachment } from '../../../engine/container.js';
 import type { Engine } from '../../../engine/engine.js';
 import { readLogs, type LogRecord } from '../../../engine/logs.js';
 import { sample, statsJson, top } from '../../../engine/observe.js';
-import { encodePathStat, extractInto, hostPathIn, statPath } from '../../../engine/copy.js';
-import { packTree } from '../../../images/archive/tree.js';
+import { encodePathStat } from '../../../engine/copy.js';
 import { pipeline } from 'node:stream/promises';
 import { muxFrame, parseFilters, type Ctx } from '../http.js';
 import { containerInspect, containerSummary } from '../present.js';
@@ -291,34 +290,27 @@ export function containerRoutes(r: RouteTable, engine: Engine): void {
   });
 
   r.add('HEAD', '/containers/:id/archive', async (ctx) => {
-    const { root } = await engine.files.root(ctx.params.id!);
-    const stat = statPath(root, requiredPath(ctx));
+    const stat = await engine.files.stat(ctx.params.id!, requiredPath(ctx));
     ctx.res!.setHeader('X-Docker-Container-Path-Stat', encodePathStat(stat));
     ctx.send(200);
   });
 
   r.add('GET', '/containers/:id/archive', async (ctx) => {
-    const { root } = await engine.files.root(ctx.params.id!);
-    const p = requiredPath(ctx);
-    const stat = statPath(root, p);
+    const { stat, tar } = await engine.files.archive(ctx.params.id!, requiredPath(ctx));
     ctx.res!.setHeader('X-Docker-Container-Path-Stat', encodePathStat(stat));
     const out = ctx.beginStream('application/x-tar');
-    await pipeline(packTree(hostPathIn(root, p), { topName: stat.name === '/' ? '' : stat.name }), out).catch(() => out.destroy());
+    await pipeline(tar, out).catch(() => out.destroy());
   });
 
   r.add('PUT', '/containers/:id/archive', async (ctx) => {
-    const { container, root } = await engine.files.root(ctx.params.id!);
-    if (container.record.HostConfig.ReadonlyRootfs) throw forbidden('container rootfs is marked read-only');
-    await extractInto(root, requiredPath(ctx), ctx.req, { copyUidGid: ctx.bool('copyUIDGID') });
-    engine.events.publish('container', 'extract-to-dir', container.id, { name: container.name.replace(/^\//, '') });
+    await engine.files.extract(ctx.params.id!, requiredPath(ctx), ctx.req, { copyUidGid: ctx.bool('copyUIDGID') });
     ctx.send(200);
   });
 
   r.add('GET', '/containers/:id/export', async (ctx) => {
-    const { container, root } = await engine.files.root(ctx.params.id!);
+    const tar = await engine.files.export(ctx.params.id!);
     const out = ctx.beginStream('application/x-tar');
-    engine.events.publish('container', 'export', container.id, { name: container.name.replace(/^\//, '') });
-    await pipeline(packTree(root), out).catch(() => out.destroy());
+    await pipeline(tar, out).catch(() => out.destroy());
   });
 
   r.add('POST', '/commit', async (ctx) => {
