@@ -34,26 +34,61 @@ export class ContainerFiles {
     return statPath(root, containerPath);
   }
 
-  /** `cp` out: the stat of PATH and a tar stream of it. */
-  async archive(idOrName: string, containerPath: string): Promise<{ stat: PathStat; tar: Readable }> {
-    const { root } = await this.root(idOrName);
-    const stat = statPath(root, containerPath);
-    return { stat, tar: packTree(hostPathIn(root, containerPath), { topName: stat.name === '/' ? '' : stat.name }) };
+  /**
+   * Freezes a running container's VM while the host works on its files, so the
+   * guest cannot swap a checked path component for a symlink between the
+   * host's check and its use (the Docker CVE-2018-15664 class). Returns the
+   * thaw (a no-op for a container that is not running or already paused).
+   */
+  private async freeze(c: Container): Promise<() => Promise<void>> {
+    if (!c.running || c.record.State.Paused) return async () => undefined;
+    await this.lifecycle.pause(c.id);
+    let thawed = false;
+    return async () => {
+      if (thawed) return;
+      thawed = true;
+      await this.lifecycle.unpause(c.id).catch((err: Error) => this.ctx.logger.warn(`unpause ${c.shortName} after a copy: ${err.message}`));
+    };
   }
 
-  /** `cp` in: extracts a tar stream into directory DIR of the container. */
+  /** A stream that thaws the container when it ends, fails or is abandoned. */
+  private thawAfter(tar: Readable, thaw: () => Promise<void>): Readable {
+    for (const ev of ['end', 'error', 'close']) tar.once(ev, () => void thaw());
+    return tar;
+  }
+
+  /** `cp` out: the stat of PATH and a tar stream of it (the VM frozen until the stream ends). */
+  async archive(idOrName: string, containerPath: string): Promise<{ stat: PathStat; tar: Readable }> {
+    const { container, root } = await this.root(idOrName);
+    const thaw = await this.freeze(container);
+    try {
+      const stat = statPath(root, containerPath);
+      return { stat, tar: this.thawAfter(packTree(hostPathIn(root, containerPath), { topName: stat.name === '/' ? '' : stat.name }), thaw) };
+    } catch (err) {
+      await thaw();
+      throw err;
+    }
+  }
+
+  /** `cp` in: extracts a tar stream into directory DIR of the container (its VM frozen meanwhile). */
   async extract(idOrName: string, dir: string, archive: Readable, opts: { copyUidGid: boolean }): Promise<void> {
     const { container, root } = await this.root(idOrName);
     if (container.record.HostConfig.ReadonlyRootfs) throw forbidden('container rootfs is marked read-only');
-    await extractInto(root, dir, archive, opts);
+    const thaw = await this.freeze(container);
+    try {
+      await extractInto(root, dir, archive, opts);
+    } finally {
+      await thaw();
+    }
     this.ctx.events.container(container, 'extract-to-dir');
   }
 
-  /** `export`: the container's whole root as a tar stream. */
+  /** `export`: the container's whole root as a tar stream (the VM frozen until it ends). */
   async export(idOrName: string): Promise<Readable> {
     const { container, root } = await this.root(idOrName);
+    const thaw = await this.freeze(container);
     this.ctx.events.container(container, 'export');
-    return packTree(root);
+    return this.thawAfter(packTree(root), thaw);
   }
 
   /** `commit`: the writable layer as a new image. Returns the image ID. */

@@ -3,15 +3,32 @@
  * the host is bound (recursively: its volumes are bind mounts inside it) under
  * a share QEMU already serves, for warm-pool VMs and pod VMs whose share was
  * fixed before the container existed.
+ *
+ * A share is writable by its guest: whatever sits at a target path may be
+ * something the guest made (a symlink to `/`, say). So a target is opened with
+ * O_NOFOLLOW and mounted through /proc/self/fd (with --no-canonicalize: mount(8)
+ * would otherwise resolve that path back into a string the guest can swap),
+ * and only a path that is itself a mount point is ever unmounted.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
 import { isMountPoint, mountsUnder } from '../common/mounts.js';
 
-/** Binds SOURCE (and every mount under it) at TARGET, creating TARGET. */
+/** Binds SOURCE (and every mount under it) at TARGET, a directory made here if missing. */
 export function bindRoot(target: string, source: string): void {
-  fs.mkdirSync(target, { recursive: true });
-  execFileSync('mount', ['--rbind', source, target], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const st = fs.lstatSync(target, { throwIfNoEntry: false });
+  if (st && (st.isSymbolicLink() || !st.isDirectory())) fs.rmSync(target, { force: true }); // a link or file the guest planted: only the entry goes
+  if (!st || st.isSymbolicLink() || !st.isDirectory()) {
+    fs.mkdirSync(path.dirname(target), { recursive: true }); // the share itself is the daemon's
+    fs.mkdirSync(target);
+  }
+  const fd = fs.openSync(target, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW);
+  try {
+    execFileSync('mount', ['--no-canonicalize', '--rbind', source, `/proc/${process.pid}/fd/${fd}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /**
@@ -20,16 +37,17 @@ export function bindRoot(target: string, source: string): void {
  * deleting recursively through a mount deletes the files behind it.
  */
 export function unbindRoot(target: string): boolean {
-  if (!fs.existsSync(target)) return true;
+  if (!fs.lstatSync(target, { throwIfNoEntry: false })) return true;
   for (const args of [['-R', target], ['-l', target]]) {
+    // Only the exact path mountinfo lists: a symlink planted there is no mount point.
     if (!isMountPoint(target)) break;
     try {
-      execFileSync('umount', args, { stdio: 'ignore' });
+      execFileSync('umount', ['--no-canonicalize', ...args], { stdio: 'ignore' });
     } catch {
       /* busy or already gone: the lazy unmount or the check below decides */
     }
   }
   if (isMountPoint(target) || mountsUnder(target).length) return false;
-  fs.rmSync(target, { recursive: true, force: true });
+  fs.rmSync(target, { recursive: true, force: true }); // does not follow symlinks
   return true;
 }

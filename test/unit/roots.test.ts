@@ -53,4 +53,36 @@ describe('container roots in a share', { skip: asRoot ? false : 'needs root (bin
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('never binds onto or unmounts through a symlink the guest planted in the share', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hbroots-'));
+    const victim = path.join(dir, 'host-victim');
+    const hostMount = path.join(dir, 'host-mount');
+    const root = path.join(dir, 'root');
+    for (const d of [victim, hostMount, root, path.join(dir, 'share')]) fs.mkdirSync(d);
+    fs.writeFileSync(path.join(root, 'from-root'), 'r');
+    execFileSync('mount', ['-t', 'tmpfs', 'tmpfs', hostMount]);
+    try {
+      // As a guest would through 9p: the next container's target is a link to a host directory.
+      const target = path.join(dir, 'share', 'abc123');
+      fs.symlinkSync(victim, target);
+      bindRoot(target, root);
+      assert.equal(isMounted(victim), false, 'the host directory behind the link was mounted over');
+      assert.ok(fs.lstatSync(target).isDirectory() && fs.existsSync(path.join(target, 'from-root')));
+      assert.equal(unbindRoot(target), true);
+      // A link to a host mount point is removed as a link; the host mount stays.
+      const planted = path.join(dir, 'share', 'zzz');
+      fs.symlinkSync(hostMount, planted);
+      assert.equal(unbindRoot(planted), true);
+      assert.equal(isMounted(hostMount), true, 'a host filesystem was unmounted through a planted link');
+      assert.equal(fs.existsSync(planted), false);
+    } finally {
+      execFileSync('umount', [hostMount]);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
+
+function isMounted(dir: string): boolean {
+  return fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === dir);
+}

@@ -3,7 +3,7 @@
  * /hyperbox/...: what Docker has no words for (templates and pods).
  */
 import { z } from 'zod';
-import { notFound } from '../../common/errors.js';
+import { invalid, notFound } from '../../common/errors.js';
 import type { Engine } from '../../engine/engine.js';
 import type { Pod } from '../../engine/pods.js';
 import type { RouteTable } from '../docker/server.js';
@@ -47,7 +47,9 @@ export function nativeRoutes(r: RouteTable, engine: Engine): void {
   });
 
   r.add('DELETE', '/hyperbox/templates/:key', (ctx) => {
-    if (!engine.driver.templates.remove(ctx.params.key!)) throw notFound(`No such template: ${ctx.params.key}`);
+    const key = ctx.params.key!;
+    if (!/^[0-9a-f]{16}$/.test(key)) throw invalid(`invalid template key "${key}": expected 16 hexadecimal digits`);
+    if (!engine.driver.templates.remove(key)) throw notFound(`No such template: ${key}`);
     ctx.send(204);
   });
 

@@ -9,6 +9,9 @@ import net from 'node:net';
 import type { PortForward } from '../../vm/index.js';
 
 const UDP_IDLE_MS = 60_000;
+/** Client connections of one published TCP port at once (further ones are refused), and how long one may idle. */
+export const MAX_TCP_CONNECTIONS = 1024;
+export const TCP_IDLE_MS = 60 * 60_000;
 /** Client flows of one UDP port at once; datagrams of further new clients are dropped. */
 const MAX_UDP_FLOWS = 256;
 
@@ -44,9 +47,13 @@ async function tcp(f: PortForward, target: string): Promise<() => void> {
     };
     client.on('error', done).on('close', done);
     upstream.on('error', done).on('close', done);
+    // A connection nobody uses for an hour goes (a guest cannot pin the daemon's sockets forever).
+    client.setTimeout(TCP_IDLE_MS, done);
+    upstream.setTimeout(TCP_IDLE_MS, done);
     client.pipe(upstream);
     upstream.pipe(client);
   });
+  server.maxConnections = MAX_TCP_CONNECTIONS;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen({ host: f.hostIp, port: f.hostPort, exclusive: true }, () => resolve());

@@ -145,6 +145,8 @@ export async function pullImage(store: ContentStore, ref: ImageRef, opts: Regist
     const alreadyHad = store.hasBlob(top.digest);
     let downloaded = false;
     for (const l of manifest.layers) progress?.({ status: store.hasBlob(l.digest) ? 'Already exists' : 'Pulling fs layer', id: short(l.digest) });
+    // An image config is read whole into memory: bounded like a manifest.
+    if (manifest.config.size > MAX_MANIFEST) throw invalid(`image config of ${manifest.config.size} bytes is larger than ${MAX_MANIFEST} bytes`);
     if (!store.hasBlob(manifest.config.digest)) {
       await fetchBlob(store, client, manifest.config.digest, manifest.config.size);
       downloaded = true;

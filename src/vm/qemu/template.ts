@@ -118,6 +118,8 @@ export class TemplateStore {
   }
 
   remove(key: string): boolean {
+    // Keys come from clients (`template rm`): only a key's own shape, never a path.
+    if (!/^[0-9a-f]{16}$/.test(key)) return false;
     const meta = this.readMeta(key);
     if (meta) fs.rmSync(meta.memFile, { force: true });
     const existed = fs.existsSync(path.join(this.dir, key));
