@@ -13,6 +13,23 @@ export const API_VERSION = '1.51';
 export const MIN_API_VERSION = '1.24';
 const MAX_JSON_BODY = 4 * 1024 * 1024;
 
+/**
+ * Output a streaming client (attach, logs -f, exec) may leave unread before it
+ * is cut off: a client that stops reading must not grow the daemon's memory
+ * (the container keeps running; its log has everything).
+ */
+export const MAX_CLIENT_BACKLOG = 16 * 1024 * 1024;
+
+/** Writes D unless the client is MAX_CLIENT_BACKLOG behind; then it is disconnected. Returns whether it was written. */
+export function writeBounded(out: NodeJS.WritableStream & { writableLength: number; destroy(): void }, d: Buffer | string): boolean {
+  if (out.writableLength > MAX_CLIENT_BACKLOG) {
+    out.destroy();
+    return false;
+  }
+  out.write(d);
+  return true;
+}
+
 /** A bidirectional stream to a client: the hijacked socket, or a chunked response. */
 export interface ClientStream {
   input: Readable;
@@ -186,7 +203,7 @@ export class Ctx {
       return {
         input,
         write: (d) => {
-          if (!closed) sock.write(d);
+          if (!closed) writeBounded(sock, d);
         },
         end: () => {
           if (closed) return;
@@ -202,7 +219,7 @@ export class Ctx {
     return {
       input: this.req,
       write: (d) => {
-        if (!res.writableEnded) res.write(d);
+        if (!res.writableEnded) writeBounded(res, d);
       },
       end: () => {
         if (!res.writableEnded) res.end();

@@ -7,7 +7,7 @@ import { readLogs, type LogRecord } from '../../../engine/logs.js';
 import { sample, statsJson, top } from '../../../engine/observe.js';
 import { encodePathStat } from '../../../engine/copy.js';
 import { pipeline } from 'node:stream/promises';
-import { muxFrame, parseFilters, type Ctx } from '../http.js';
+import { muxFrame, parseFilters, writeBounded, type Ctx } from '../http.js';
 import { containerInspect, containerSummary } from '../present.js';
 import type { RouteTable } from '../server.js';
 
@@ -252,7 +252,7 @@ export function containerRoutes(r: RouteTable, engine: Engine): void {
     for (const rec of history) res.write(logFrame(tty, timestamps, rec));
     if (!follow || !c.running) return void res.end();
     const onOutput = (rec: LogRecord) => {
-      if (want(rec)) res.write(logFrame(tty, timestamps, rec));
+      if (want(rec)) writeBounded(res, logFrame(tty, timestamps, rec));
     };
     const onExit = () => {
       cleanup();
