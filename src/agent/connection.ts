@@ -8,7 +8,7 @@
  */
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { connectWhenReady } from '../common/unix-socket.js';
 import { parseStats, type GuestStats } from './stats.js';
 
 export { GuestProcess, StartError, type ExitStatus, type GuestNetwork, type ProcessSpec } from './process.js';
@@ -83,20 +83,7 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
    * we were connected (always the case for a restored clone). */
   static async connect(path: string, opts: ConnectOptions): Promise<AgentConnection> {
     const deadline = Date.now() + opts.timeoutMs;
-    let sock: net.Socket | undefined;
-    while (!sock) {
-      opts.signal?.throwIfAborted();
-      try {
-        sock = await new Promise<net.Socket>((resolve, reject) => {
-          const s = net.connect(path);
-          s.once('connect', () => resolve(s));
-          s.once('error', reject);
-        });
-      } catch (err) {
-        if (Date.now() > deadline) throw new Error(`agent socket ${path}: ${(err as Error).message}`);
-        await sleep(5);
-      }
-    }
+    const sock = await connectWhenReady(path, deadline, { signal: opts.signal, what: 'agent socket' });
     const conn = new AgentConnection(sock);
     for (const id of opts.adopt ?? []) {
       const proc = new GuestProcess(id, conn);

@@ -19,6 +19,8 @@ export function parseReference(input: string): ImageRef {
   let [, domain, path, tag, digest] = m as unknown as [string, string | undefined, string, string | undefined, string | undefined];
   // "localhost:5000/x" and "a.b/x" name a registry; "user/x" does not.
   if (domain && !domain.includes('.') && !domain.includes(':') && domain !== 'localhost') {
+    // Not a registry, so a path component, which is lower case only (as Docker: "UPPER/x" is invalid).
+    if (domain !== domain.toLowerCase()) throw invalid(`invalid reference format: repository name (${domain}/${path}) must be lowercase`);
     path = `${domain}/${path}`;
     domain = undefined;
   }

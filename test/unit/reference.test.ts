@@ -37,7 +37,7 @@ describe('image references', () => {
   });
 
   it('refuses malformed references', () => {
-    for (const bad of ['', 'UPPER', 'a//b', '/a', 'a/', 'a:', ':tag', 'a:-tag', `a:${'t'.repeat(129)}`, 'a@sha256:abc', `a@md5:${'0'.repeat(32)}`, 'a b', 'a..b', 'a-', '-a']) {
+    for (const bad of ['', 'UPPER', 'UPPER/x', 'Org/repo:1', 'a//b', '/a', 'a/', 'a:', ':tag', 'a:-tag', `a:${'t'.repeat(129)}`, 'a@sha256:abc', `a@md5:${'0'.repeat(32)}`, 'a b', 'a..b', 'a-', '-a']) {
       assert.throws(() => parseReference(bad), /invalid reference format/, JSON.stringify(bad));
     }
   });

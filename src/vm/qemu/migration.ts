@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { pipeline } from 'node:stream/promises';
+import { connectWhenReady } from '../../common/unix-socket.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { QmpClient } from './qmp.js';
 
@@ -48,19 +49,7 @@ export async function saveState(qmp: QmpClient, socketPath: string, file: string
 export async function loadState(qmp: QmpClient, socketPath: string, file: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   await qmp.execute('migrate-incoming', { uri: `unix:${socketPath}` });
-  let sock: net.Socket | undefined;
-  while (!sock) {
-    try {
-      sock = await new Promise<net.Socket>((resolve, reject) => {
-        const s = net.connect(socketPath);
-        s.once('connect', () => resolve(s));
-        s.once('error', reject);
-      });
-    } catch (err) {
-      if (Date.now() > deadline) throw new Error(`incoming migration socket: ${(err as Error).message}`);
-      await sleep(2);
-    }
-  }
+  const sock = await connectWhenReady(socketPath, deadline, { intervalMs: 2, what: 'incoming migration socket' });
   // The state is small (device state only: RAM is the shared file). QEMU may
   // close its end as soon as it has read the end-of-stream marker, before our
   // side finished: whether the load worked is told by the VM's status, which
@@ -68,8 +57,8 @@ export async function loadState(qmp: QmpClient, socketPath: string, file: string
   const state = await fs.promises.readFile(file);
   await new Promise<void>((resolve) => {
     setTimeout(resolve, Math.max(0, deadline - Date.now())).unref();
-    sock!.once('close', () => resolve());
-    sock!.once('error', () => resolve());
-    sock!.end(state);
+    sock.once('close', () => resolve());
+    sock.once('error', () => resolve());
+    sock.end(state);
   });
 }

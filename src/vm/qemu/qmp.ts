@@ -3,6 +3,7 @@
  * Used for stop/cont/migrate (templates and clones) and for querying state.
  */
 import net from 'node:net';
+import { connectWhenReady } from '../../common/unix-socket.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export class QmpClient {
@@ -49,11 +50,7 @@ export class QmpClient {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       try {
-        const sock = await new Promise<net.Socket>((resolve, reject) => {
-          const s = net.connect(path);
-          s.once('connect', () => resolve(s));
-          s.once('error', reject);
-        });
+        const sock = await connectWhenReady(path, Date.now(), { what: 'QMP socket' });
         const qmp = new QmpClient(sock);
         await qmp.greeted;
         await qmp.execute('qmp_capabilities');
