@@ -1,7 +1,7 @@
 /** The QEMU command line: machine, memory file sharing, device line, shares and the NIC's backend. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { netdevArgs, QEMU_LAYOUT, qemuArgs, USER_NET, type VmSpec } from '../../src/vm/qemu/args.js';
+import { clockArgs, netdevArgs, QEMU_LAYOUT, qemuArgs, USER_NET, type VmSpec } from '../../src/vm/qemu/args.js';
 
 const assets = { kernel: '/k/vmlinux', initrd: '/k/initrd.img', fingerprint: 'fp' };
 const spec = (over: Partial<VmSpec> = {}): VmSpec => ({
@@ -121,5 +121,14 @@ describe('netdevArgs', () => {
       assert.throws(() => netdevArgs({ forwards: [], tap }), /bad TAP name/, JSON.stringify(tap));
     }
     assert.doesNotThrow(() => netdevArgs({ forwards: [], tap: 'a'.repeat(15) }), '15 characters is the limit');
+  });
+});
+
+describe('guest clock arguments', () => {
+  it('gives the TSC frequency only under TCG and only when the host knows it', () => {
+    const known = 'flags\t\t: fpu constant_tsc nonstop_tsc tsc_known_freq\ncpu MHz\t\t: 2596.122\n';
+    assert.deepEqual(clockArgs('kvm', known), []);
+    assert.deepEqual(clockArgs('tcg', 'flags\t\t: fpu tsc\ncpu MHz\t\t: 2596.122\n'), []);
+    assert.deepEqual(clockArgs('tcg', known), ['tsc_early_khz=2596122', 'tsc=reliable']);
   });
 });

@@ -3,12 +3,13 @@
  * only (the layout below, as data), guest RAM optionally in a file (templates
  * and clones), and the NIC's backend (user-mode network or a TAP). Pure.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import type { BuiltinNetwork, DeviceLayout, GuestShape, NetSpec } from '../driver.js';
 
 /** The device line qemuArgs builds. Templates are keyed by it. */
 export const QEMU_LAYOUT: DeviceLayout = {
-  revision: 2, // 2: virtio-net NIC on a user-mode netdev
+  revision: 3, // 2: virtio-net NIC on a user-mode netdev; 3: the guest is given the TSC frequency under TCG
   console: 'serial',
   control: { transport: 'virtio-serial', port: 'hyperbox.0' },
   rng: 'virtio-rng',
@@ -53,6 +54,30 @@ export interface VmSpec {
   net?: NetSpec;
 }
 
+/**
+ * Under TCG the guest's TSC runs at the host's TSC rate, but the guest cannot
+ * calibrate it (microvm has no HPET or PM timer, and the PIT is too noisy under
+ * emulation): it marks the TSC unstable and runs on refined-jiffies, whose tick
+ * never stops, so every idle VM (and every clone of its template) burns CPU.
+ * Told the frequency, the guest keeps the TSC and idles tickless. Only when the
+ * host's TSC is constant and its frequency known (then /proc/cpuinfo's "cpu MHz"
+ * is that frequency); with KVM the guest has kvm-clock.
+ */
+export function clockArgs(accel: GuestShape['accel'], cpuinfo = readCpuinfo()): string[] {
+  if (accel !== 'tcg' || !/^flags\s*:.*\bconstant_tsc\b.*\btsc_known_freq\b/m.test(cpuinfo)) return [];
+  const mhz = Number(/^cpu MHz\s*:\s*([\d.]+)/m.exec(cpuinfo)?.[1]);
+  if (!Number.isFinite(mhz) || mhz < 100) return [];
+  return [`tsc_early_khz=${Math.round(mhz * 1000)}`, 'tsc=reliable'];
+}
+
+function readCpuinfo(): string {
+  try {
+    return fs.readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {
+    return '';
+  }
+}
+
 export const QEMU_BINARY = process.env.HYPERBOX_QEMU ?? 'qemu-system-x86_64';
 
 export function vmPaths(runDir: string) {
@@ -90,7 +115,7 @@ export function qemuArgs(spec: VmSpec, layout: DeviceLayout = QEMU_LAYOUT): stri
     '-kernel', shape.assets.kernel,
     '-initrd', shape.assets.initrd,
     // panic=-1 + -no-reboot: if the agent (PID 1) dies, QEMU exits instead of hanging.
-    '-append', 'console=ttyS0 quiet panic=-1',
+    '-append', ['console=ttyS0 quiet panic=-1', ...clockArgs(shape.accel)].join(' '),
     '-serial', `file:${p.console}`,
     '-device', 'virtio-serial-device,max_ports=2',
     '-chardev', `socket,id=ctl,path=${p.control},server=on,wait=off`,
