@@ -127,7 +127,8 @@ describe('bridge networks', { skip: isRoot ? false : 'bridge networks need root'
     const inUse = await d.run(['network', 'rm', 'front']);
     assert.match(inUse.stderr, /pod pnet/);
     assert.equal((await d.run(['pod', 'rm', '-f', 'pnet'])).code, 0);
-    assert.ok(!fs.readdirSync('/sys/class/net').some((n) => n.endsWith(pod.Id.slice(0, 9))), 'the pod TAP is gone');
+    // The TAP goes once the pod's QEMU has exited.
+    await until('the pod TAP to go', () => !fs.readdirSync('/sys/class/net').some((n) => n.endsWith(pod.Id.slice(0, 9))), 20_000);
   });
 
   it('gives containers started at the same moment different addresses', async () => {

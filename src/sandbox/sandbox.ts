@@ -64,6 +64,7 @@ const WARM_SUBDIR = 'root';
 
 export class Sandbox {
   private readonly releaseHooks: Array<() => void> = [];
+  private readonly exitHooks: Array<() => void> = [];
   private released = false;
 
   constructor(
@@ -132,6 +133,20 @@ export class Sandbox {
     this.agent.close();
     this.cleanup();
     for (const hook of this.releaseHooks.splice(0)) hook();
+    const later = this.exitHooks.splice(0);
+    void this.vm.waitExit().then(() => {
+      for (const hook of later) hook();
+    });
+  }
+
+  /**
+   * Runs FN once the sandbox is released and its VM has exited: for what must
+   * not go while QEMU still holds it (deleting a TAP QEMU has open makes
+   * `ip link del` wait for it, blocking the daemon meanwhile).
+   */
+  afterExit(fn: () => void): void {
+    if (this.released) void this.vm.waitExit().then(fn);
+    else this.exitHooks.push(fn);
   }
 
   /** Runs FN when the sandbox is released (after its VM was told to stop). */

@@ -276,8 +276,8 @@ export class NetworkManager {
     try {
       await this.bindToVm(sandbox, endpoint, forwards);
     } catch (err) {
+      sandbox.afterExit(() => this.detach(endpoint));
       sandbox.release();
-      this.detach(endpoint);
       throw err;
     }
     return { sandbox, endpoint };
@@ -290,10 +290,9 @@ export class NetworkManager {
    */
   async bindToVm(sandbox: Sandbox, ep: Endpoint, forwards: PortForward[]): Promise<void> {
     const proxy = await PortProxy.open(forwards, ep.IPAddress);
-    sandbox.onRelease(() => {
-      proxy.close();
-      this.detach(ep);
-    });
+    // The host ports go at once (a restart may bind them again); TAP and address once QEMU is gone.
+    sandbox.onRelease(() => proxy.close());
+    sandbox.afterExit(() => this.detach(ep));
   }
 
   private detach(ep: Endpoint): void {
@@ -319,6 +318,8 @@ export class NetworkManager {
     for (const d of this.dns.values()) d.close();
     this.dns.clear();
     const def = this.defaultBridge;
+    // Every VM is stopped by now: TAPs whose clean-up still waited for their QEMU go here.
+    if (!opts.keepBridges) this.sweepTaps(new Set());
     if (def && !opts.keepBridges) {
       try {
         removeBridge(this.spec(def));
