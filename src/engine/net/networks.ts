@@ -243,7 +243,7 @@ export class NetworkManager {
     const mac = ['02', '42', ...ip.split('.').map((o) => Number(o).toString(16).padStart(2, '0'))].join(':');
     // The VM may send only as itself: its MAC, its address (bridge.ts).
     try {
-      protectEndpoint(tap, mac, ip);
+      protectEndpoint(tap, mac, ip, { fresh: true });
     } catch (err) {
       leased.delete(ip);
       deleteTap(tap);
