@@ -14,12 +14,15 @@ int field_str(const uint8_t *d, uint32_t n, char *out, size_t cap) {
   return 0;
 }
 
+/* A letter, digit, '-', '_' or '.': what names (roots, tags, hosts) are made of. */
+static int name_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+}
+
 int valid_name(const char *s) {
   if (!*s || strlen(s) > 64 || s[0] == '.') return 0;
   for (; *s; s++)
-    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-          *s == '-' || *s == '_' || *s == '.'))
-      return 0;
+    if (!name_char(*s)) return 0;
   return 1;
 }
 
@@ -77,7 +80,7 @@ static int add_host_line(const uint8_t *d, uint32_t len, char *out, size_t cap) 
   for (const char *c = f; *c; c++)
     if (!strchr("0123456789abcdefABCDEF.:", *c)) return -1;
   for (const char *c = sp + 1; *c; c++)
-    if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '.' || *c == '-' || *c == '_')) return -1;
+    if (!name_char(*c)) return -1;
   size_t used = strlen(out), need = strlen(f) + strlen(sp + 1) + 2;
   if (used + need >= cap) return -1;
   snprintf(out + used, cap - used, "%s\t%s\n", f, sp + 1);

@@ -209,28 +209,24 @@ export async function startSandbox(opts: SandboxOptions, phases: Record<string, 
   let cleanup = (): void => vm?.stop();
   const warm = opts.warmVm;
   if (warm) {
-    {
-      const target = path.join(warm.shareDir, WARM_SUBDIR);
-      try {
-        bindRoot(target, opts.rootfs);
-        await warm.vm.resume();
-        vm = warm.vm;
-        mode = 'pool';
-        subdir = WARM_SUBDIR;
-        cleanup = () => {
-          warm.vm.stop();
-          void warm.vm.waitExit().then(() => {
-            unbindRoot(target);
-            warm.discard();
-          });
-        };
-      } catch (err) {
-        fallbackReason = `warm pool: ${(err as Error).message}`;
-        warm.vm.stop();
-        void warm.vm.waitExit().then(() => (unbindRoot(target), warm.discard()));
-      }
-      mark('vm');
+    const target = path.join(warm.shareDir, WARM_SUBDIR);
+    // Once QEMU is gone: the root unbound from its share, then the run directory (and TAP).
+    const discardWarm = () => {
+      warm.vm.stop();
+      void warm.vm.waitExit().then(() => (unbindRoot(target), warm.discard()));
+    };
+    try {
+      bindRoot(target, opts.rootfs);
+      await warm.vm.resume();
+      vm = warm.vm;
+      mode = 'pool';
+      subdir = WARM_SUBDIR;
+      cleanup = discardWarm;
+    } catch (err) {
+      fallbackReason = `warm pool: ${(err as Error).message}`;
+      discardWarm();
     }
+    mark('vm');
   }
   if (opts.clone && !vm) {
     try {

@@ -70,12 +70,17 @@ export function clockArgs(accel: GuestShape['accel'], cpuinfo = readCpuinfo()): 
   return [`tsc_early_khz=${Math.round(mhz * 1000)}`, 'tsc=reliable'];
 }
 
+/** /proc/cpuinfo, read once: qemuArgs runs on every VM start (the hot path). */
+let cpuinfo: string | undefined;
 function readCpuinfo(): string {
-  try {
-    return fs.readFileSync('/proc/cpuinfo', 'utf8');
-  } catch {
-    return '';
+  if (cpuinfo === undefined) {
+    try {
+      cpuinfo = fs.readFileSync('/proc/cpuinfo', 'utf8');
+    } catch {
+      cpuinfo = '';
+    }
   }
+  return cpuinfo;
 }
 
 export const QEMU_BINARY = process.env.HYPERBOX_QEMU ?? 'qemu-system-x86_64';
