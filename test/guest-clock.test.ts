@@ -6,6 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 import { clockArgs } from '../src/vm/qemu/args.js';
 import { TestDaemon } from './helpers/daemon.js';
@@ -27,6 +30,64 @@ describe('guest clock', { skip: known ? false : "this host's TSC frequency is no
     } finally {
       for (const h of hogs) h.kill('SIGKILL');
       await d.stop();
+    }
+  });
+});
+
+/**
+ * A QEMU wrapper that boots the first HB_TICK_BOOTS template guests (QEMUs not
+ * started for an incoming migration) with `clocksource=refined-jiffies`: guests
+ * that tick forever, as a template booted on a busy host used to.
+ */
+function tickingQemu(dir: string, boots: number): NodeJS.ProcessEnv {
+  const wrapper = path.join(dir, 'qemu-ticking');
+  fs.writeFileSync(
+    wrapper,
+    `#!/bin/bash
+args=("$@")
+if [[ " $* " == *" -append "* && " $* " != *" -incoming "* ]]; then
+  n=$(cat "${dir}/boots" 2>/dev/null || echo 0)
+  echo $((n + 1)) > "${dir}/boots"
+  if (( n < ${boots} )); then
+    for i in "\${!args[@]}"; do
+      [[ \${args[$i]} == -append ]] && args[$((i + 1))]+=" clocksource=refined-jiffies"
+    done
+  fi
+fi
+exec qemu-system-x86_64 "\${args[@]}"
+`,
+    { mode: 0o755 },
+  );
+  return { HYPERBOX_QEMU: wrapper };
+}
+
+describe('template clock check', () => {
+  it('rebuilds a template whose guest would tick, and keeps one after bounded attempts with a warning', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hb-tick-'));
+    // Boots 1-3 (default shape) tick: kept anyway after 3. Boot 4 (a second shape) ticks, boot 5 does not.
+    const d = new TestDaemon(['--accel', 'tcg'], tickingQemu(dir, 4), { ownTemplates: true });
+    const clocksource = async (extra: string[]) => {
+      const r = await d.run(['run', '--rm', ...extra, 'busybox', 'cat', '/sys/devices/system/clocksource/clocksource0/current_clocksource'], { timeoutMs: 180_000 });
+      assert.equal(r.code, 0, r.stderr);
+      return r.stdout.trim();
+    };
+    try {
+      await d.start();
+      await d.importBusybox();
+      assert.equal(await clocksource([]), 'refined-jiffies');
+      assert.equal(d.log.match(/no tickless clock \(LAPIC timer periodic\)/g)?.length, 3, d.log);
+      assert.match(d.log, /booting it again \(attempt 3 of 3\)/);
+      assert.match(d.log, /kept after 3 boots/);
+
+      assert.match(await clocksource(['--memory', '200m']), /^tsc/);
+      assert.equal(fs.readFileSync(path.join(dir, 'boots'), 'utf8').trim(), '5');
+      assert.equal(d.log.match(/no tickless clock/g)?.length, 4);
+      assert.match(d.log, /template \w+ ready \(264 MiB.*LAPIC timer one-shot\)/);
+      const templates = await d.run(['template', 'ls']);
+      assert.equal(templates.stdout.trim().split('\n').length, 3, templates.stdout); // a header and two templates
+    } finally {
+      await d.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });
