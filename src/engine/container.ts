@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { GuestProcess } from '../agent/connection.js';
-import type { LogRecord, LogWriter } from './logs.js';
+import type { LogWriter } from './logs.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
 import { OperationLock } from './state.js';
 import type { ContainerRecord } from './types.js';
@@ -21,7 +21,7 @@ export interface Attachment {
   end: () => void;
 }
 
-export class Container extends EventEmitter<{ output: [LogRecord]; exit: [number] }> {
+export class Container extends EventEmitter<{ exit: [number] }> {
   sandbox: Sandbox | undefined;
   main: GuestProcess | undefined;
   log: LogWriter | undefined;

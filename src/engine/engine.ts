@@ -190,6 +190,7 @@ export class Engine {
       for (const p of this.ctx.pods.list()) p.sandbox?.agent.close();
       for (const c of this.registry.all()) c.sandbox?.agent.close();
       await this.driver.close();
+      await this.flushLogs();
       return;
     }
     // Operations in progress finish first, so the VMs they start are stopped too, not orphaned.
@@ -206,5 +207,11 @@ export class Engine {
       ...running.map((c) => this.lifecycle.stop(c.id, { timeout: 0, byDaemon: true }).catch((err: Error) => this.opts.logger.debug(`stop ${c.shortName}: ${err.message}`))),
     ]);
     await this.ctx.networks.shutdown({ keepBridges: false });
+    await this.flushLogs();
+  }
+
+  /** Output still queued for the container logs reaches the disk before the daemon exits. */
+  private async flushLogs(): Promise<void> {
+    await Promise.all([...this.registry.all()].map((c) => c.log?.flushed()));
   }
 }

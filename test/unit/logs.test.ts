@@ -4,7 +4,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { DEFAULT_ROTATION, LogWriter, parseLogOptions, readLogs, splitLines } from '../../src/engine/logs.js';
+import { readAllLines } from '../../src/engine/log-reader.js';
+import { DEFAULT_ROTATION, LogWriter, parseLogOptions, splitLines } from '../../src/engine/logs.js';
 
 const dirs: string[] = [];
 after(() => {
@@ -59,7 +60,7 @@ describe('log lines', () => {
     assert.deepEqual(Buffer.concat(splitLines(Buffer.from([0, 10, 255, 10, 1]))), Buffer.from([0, 10, 255, 10, 1]), 'binary-safe');
   });
 
-  it('writes records that read back, binary and streams intact, and rotates to stay bounded', () => {
+  it('writes records that read back, binary and streams intact, and rotates to stay bounded', async () => {
     const file = path.join(tmpDir(), 'container.log');
     const w = new LogWriter(file, { maxSize: 1000, maxFiles: 3 });
     w.write('stderr', Buffer.from([0xff, 0x00, 0x0a]));
@@ -68,7 +69,7 @@ describe('log lines', () => {
     const names = fs.readdirSync(path.dirname(file)).sort();
     assert.deepEqual(names, ['container.log', 'container.log.1', 'container.log.2'], 'max-file counts the current file');
     for (const n of names) assert.ok(fs.statSync(path.join(path.dirname(file), n)).size <= 1000, `${n} is within max-size`);
-    const records = readLogs(file);
+    const records = await readAllLines(file);
     assert.equal(records.at(-1)!.data.toString(), 'line 99\n');
     const numbers = records.map((r) => Number(/^line (\d+)/.exec(r.data.toString())?.[1]));
     assert.deepEqual(numbers, numbers.map((_, i) => numbers[0]! + i), 'oldest first, nothing out of order');
@@ -76,13 +77,13 @@ describe('log lines', () => {
     assert.ok(records.every((r) => r.stream === 'stdout'));
   });
 
-  it('reads back the first record of a file, and skips a torn last line', () => {
+  it('reads back the first record of a file, and skips a torn last line', async () => {
     const file = path.join(tmpDir(), 'container.log');
     const w = new LogWriter(file);
     w.write('stderr', Buffer.from([0xff, 0x00, 0x0a]));
     w.close();
     fs.appendFileSync(file, '{"s":"stdout","t":"2024');
-    const records = readLogs(file);
+    const records = await readAllLines(file);
     assert.equal(records.length, 1);
     assert.equal(records[0]!.stream, 'stderr');
     assert.deepEqual([...records[0]!.data], [0xff, 0x00, 0x0a]);

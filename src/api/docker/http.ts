@@ -30,10 +30,26 @@ export function writeBounded(out: NodeJS.WritableStream & { writableLength: numb
   return true;
 }
 
+/** Resolves once OUT is below its high-water mark again (or gone): a reader's way to honour backpressure. */
+export function drained(out: NodeJS.WritableStream & { writableNeedDrain: boolean; destroyed: boolean }): Promise<void> {
+  if (!out.writableNeedDrain || out.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      out.off('drain', done);
+      out.off('close', done);
+      resolve();
+    };
+    out.on('drain', done);
+    out.on('close', done);
+  });
+}
+
 /** A bidirectional stream to a client: the hijacked socket, or a chunked response. */
 export interface ClientStream {
   input: Readable;
   write(data: Buffer): void;
+  /** Resolves when the client has taken what was written (history before live output). */
+  drained(): Promise<void>;
   end(): void;
   /** Called when the client goes away completely (not on a half-close). */
   onClose(fn: () => void): void;
@@ -205,6 +221,7 @@ export class Ctx {
         write: (d) => {
           if (!closed) writeBounded(sock, d);
         },
+        drained: () => drained(sock as Duplex & { writableNeedDrain: boolean }),
         end: () => {
           if (closed) return;
           closed = true;
@@ -221,6 +238,7 @@ export class Ctx {
       write: (d) => {
         if (!res.writableEnded) writeBounded(res, d);
       },
+      drained: () => drained(res),
       end: () => {
         if (!res.writableEnded) res.end();
       },
