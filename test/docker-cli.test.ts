@@ -43,7 +43,8 @@ describe('docker CLI against hyperboxd', () => {
   });
 
   it('run -d, ps, logs -f, exec, inspect, top, stats, diff, pause, rename, stop, wait, rm -f', async () => {
-    const run = await docker(d, ['run', '-d', '--name', 'web', 'busybox', 'sh', '-c', 'echo ready; while true; do sleep 0.3; if [ -f /go ]; then echo went; rm /go; fi; done']);
+    // --init: sh as PID 1 of its namespace would ignore stop's SIGTERM (as on Docker)
+    const run = await docker(d, ['run', '-d', '--init', '--name', 'web', 'busybox', 'sh', '-c', 'echo ready; while true; do sleep 0.3; if [ -f /go ]; then echo went; rm /go; fi; done']);
     assert.equal(run.code, 0, run.stderr);
     assert.match(run.stdout.trim(), /^[0-9a-f]{64}$/);
     const ps = await docker(d, ['ps', '--format', '{{.Names}} {{.Image}} {{.Status}}']);

@@ -8,6 +8,7 @@
  *   inroot.c     path resolution confined to a container root (openat2)
  *   rootns.c     a mount namespace per container root (pods)
  *   spawn.c      START: fork, pty/pipes, chroot, exec
+ *   contain.c    PID namespaces, the container's /proc, capabilities, --init
  *   stdio.c      the process table, output pumping, stdin flow control, reaping
  *   user.c, stats.c, limits.c: user lookup, STATS, the memory cgroup */
 #ifndef HB_AGENT_H
@@ -37,6 +38,8 @@ struct proc {
   int in_eof;
   int exited, status, signal;
   unsigned long oom_before; /* the cgroup's oom_kill count when it started */
+  int main;         /* a container's main process: PID 1 of its own PID namespace */
+  char root[80];    /* the container root it runs in */
 };
 extern struct proc procs[MAX_PROCS];
 struct proc *find_proc(uint32_t id);
@@ -62,6 +65,22 @@ int mount_in_root(int rootfd, const char *rel, const char *src, const char *type
                   const char *opts);
 int root_ns_fd(const char *name);
 int make_root_ns(const char *name);
+
+/* contain.c (see there) */
+struct start_req;
+void contain_init(void); /* at boot: the agent not dumpable */
+/* fork() into the request's PID namespace: a new one for a main process, its
+ * main's for an exec. In the parent, -1 with errno and *WHAT on failure. */
+pid_t fork_contained(const struct start_req *r, const char **what);
+/* In the child, chrooted: a procfs of its own PID namespace at /proc, with
+ * Docker's masks unless PRIVILEGED. 0, or -1 with MSG set. */
+int mount_own_proc(int privileged, char *msg, size_t cap);
+int drop_bounding(uint64_t caps); /* before setuid */
+int set_caps(uint64_t caps);      /* after setuid: permitted = effective = CAPS, no inheritable, no ambient */
+/* Forks: returns 0 in the child (to exec), never in the parent, which
+ * stays PID 1, forwarding signals and reaping, and exits as its child did.
+ * -1 if fork fails. */
+int become_init(int tty);
 
 /* spawn.c, user.c, stats.c, limits.c */
 void handle_start(uint32_t id, const uint8_t *p, size_t n);

@@ -97,6 +97,7 @@ static void send_hello(void) {
 int main(void) {
   if (getpid() != 1) { fprintf(stderr, "hyperbox-agent must run as PID 1 in a guest\n"); return 1; }
   early_mounts();
+  contain_init();
   /* signal, sigprocmask: cannot fail with these arguments */
   signal(SIGPIPE, SIG_IGN);
   sigset_t mask;

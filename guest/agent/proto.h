@@ -28,7 +28,8 @@ enum hb_type {
   HB_PING = 0x22,
   HB_POWEROFF = 0x23,
   HB_STATS = 0x24,        /* answered by HB_RESULT with T_MEMINFO, T_CPUSTAT, T_UPTIME, T_PROCESS* */
-  HB_START = 0x10,        /* TLV: T_NAME, T_ARG*, T_ENV*, T_CWD, T_USER, T_TTY, T_ROWS, T_COLS, T_STDIN */
+  HB_START = 0x10,        /* TLV: T_NAME, T_ARG*, T_ENV*, T_CWD, T_USER, T_TTY, T_ROWS, T_COLS, T_STDIN,
+                           * T_CAP_ADD*, T_CAP_DROP*, T_PRIVILEGED, T_INIT, T_EXEC */
   HB_STDIN = 0x11,        /* raw bytes */
   HB_STDIN_EOF = 0x12,
   HB_SIGNAL = 0x13,       /* TLV: T_SIGNAL */
@@ -41,7 +42,8 @@ enum hb_tag {
   T_ARG = 13, T_ENV = 14, T_CWD = 15, T_USER = 16, T_TTY = 17, T_ROWS = 18,
   T_COLS = 19, T_STDIN = 20, T_SUBDIR = 21, T_MEMINFO = 22, T_CPUSTAT = 23, T_UPTIME = 24,
   T_PROCESS = 25, T_IPV4 = 26, T_GATEWAY = 27, T_DNS = 28, T_TMPFS = 29, T_MEMLIMIT = 30, T_OOM = 31,
-  T_MAC = 32, T_ISOLATE = 33, T_EXTRA_HOST = 34,
+  T_MAC = 32, T_ISOLATE = 33, T_EXTRA_HOST = 34, T_CAP_ADD = 35, T_CAP_DROP = 36, T_PRIVILEGED = 37,
+  T_INIT = 38, T_EXEC = 39,
 };
 
 /* Builder for an outgoing TLV payload. Silently refuses to grow past the limit;

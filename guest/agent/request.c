@@ -185,6 +185,15 @@ int parse_start(const uint8_t *p, size_t n, struct start_req *r) {
       break;
     case T_TTY: r->tty = len == 4 && be32(d); break;
     case T_STDIN: r->want_stdin = len == 4 && be32(d); break;
+    case T_CAP_ADD:
+      if (r->ncap_add >= START_MAX_CAPS || !(r->cap_add[r->ncap_add++] = store(r, d, len))) return -1;
+      break;
+    case T_CAP_DROP:
+      if (r->ncap_drop >= START_MAX_CAPS || !(r->cap_drop[r->ncap_drop++] = store(r, d, len))) return -1;
+      break;
+    case T_PRIVILEGED: r->privileged = len == 4 && be32(d); break;
+    case T_INIT: r->init = len == 4 && be32(d); break;
+    case T_EXEC: r->exec = len == 4 && be32(d); break;
     case T_ROWS: if (len == 4) r->rows = be32(d) & 0xffff; break;
     case T_COLS: if (len == 4) r->cols = be32(d) & 0xffff; break;
     default: break; /* a tag this agent does not know */
@@ -193,6 +202,69 @@ int parse_start(const uint8_t *p, size_t n, struct start_req *r) {
   if (rc < 0 || r->argc == 0 || !valid_name(r->name) || r->cwd[0] != '/') return -1;
   r->argv[r->argc] = NULL;
   r->envp[r->envc] = NULL;
+  return 0;
+}
+
+/* ---- capabilities -------------------------------------------------------------------- */
+
+static const char *const cap_names[CAP_LAST + 1] = {
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
+    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
+    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
+    "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
+    "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+};
+
+/* NAME upper-cased, without a "CAP_" prefix, into OUT; 0, or -1 if too long. */
+static int cap_key(const char *name, char *out, size_t cap) {
+  size_t n = strlen(name);
+  if (n >= cap) return -1;
+  for (size_t i = 0; i <= n; i++) out[i] = name[i] >= 'a' && name[i] <= 'z' ? (char)(name[i] - 32) : name[i];
+  if (strncmp(out, "CAP_", 4) == 0) memmove(out, out + 4, n - 3);
+  return 0;
+}
+
+int cap_number(const char *name) {
+  char key[40];
+  if (cap_key(name, key, sizeof key) < 0) return -1;
+  /* Docker: "ALL" only without the prefix ("CAP_ALL" is unknown) */
+  if (strcmp(key, "ALL") == 0) return strlen(name) == 3 ? -2 : -1;
+  for (int i = 0; i <= CAP_LAST; i++)
+    if (strcmp(key, cap_names[i]) == 0) return i;
+  return -1;
+}
+
+/* Bits of NAMES (with "ALL" noted in *ALL), or -1 with MSG set. */
+static int cap_bits(char *const *names, int n, uint64_t *bits, int *all, char *msg, size_t cap) {
+  *bits = 0;
+  *all = 0;
+  for (int i = 0; i < n; i++) {
+    int c = cap_number(names[i]);
+    if (c == -2) { *all = 1; continue; }
+    if (c < 0) {
+      char key[40];
+      if (cap_key(names[i], key, sizeof key) < 0) snprintf(key, sizeof key, "%.32s...", names[i]);
+      snprintf(msg, cap, "unknown capability: \"CAP_%s\"", key);
+      return -1;
+    }
+    *bits |= 1ull << c;
+  }
+  return 0;
+}
+
+int start_caps(const struct start_req *r, uint64_t *mask, char *msg, size_t cap) {
+  const uint64_t every = (1ull << (CAP_LAST + 1)) - 1;
+  uint64_t add, drop;
+  int add_all, drop_all;
+  /* Docker validates the names even of a privileged container */
+  if (cap_bits(r->cap_add, r->ncap_add, &add, &add_all, msg, cap) < 0 ||
+      cap_bits(r->cap_drop, r->ncap_drop, &drop, &drop_all, msg, cap) < 0)
+    return EINVAL;
+  if (r->privileged) *mask = every;
+  else if (add_all) *mask = every & ~drop;
+  else if (drop_all) *mask = add;
+  else *mask = (CAPS_DOCKER_DEFAULT & ~drop) | add;
   return 0;
 }
 

@@ -47,16 +47,34 @@ int parse_tmpfs_spec(const char *spec, struct tmpfs_spec *t, char *msg, size_t c
 /* HB_START. */
 #define START_MAX_ARGS 256
 #define START_MAX_ENV 512
+#define START_MAX_CAPS 64 /* of each of T_CAP_ADD and T_CAP_DROP */
 struct start_req {
   char name[80], cwd[1024], user[256];
   char *argv[START_MAX_ARGS + 1], *envp[START_MAX_ENV + 1]; /* room for the NULLs */
   int argc, envc, tty, want_stdin;
   unsigned rows, cols;
+  char *cap_add[START_MAX_CAPS], *cap_drop[START_MAX_CAPS]; /* names as the host sent them */
+  int ncap_add, ncap_drop;
+  int privileged; /* every capability */
+  int init;       /* a small init as PID 1 that forwards signals and reaps (docker run --init) */
+  int exec;       /* join the PID namespace of the root's main process (docker exec) */
   char strings[HB_MAX_PAYLOAD + 1024]; /* argv/env storage, bounded by the frame */
   size_t used;
 };
 /* 0, or -1 if malformed. argv/envp are NULL-terminated on success. */
 int parse_start(const uint8_t *p, size_t n, struct start_req *r);
+/* The capability set of the request's process (bit N = capability N): Docker's
+ * default set, less CAP_DROP, plus CAP_ADD ("ALL" in CAP_ADD: every capability
+ * but those dropped; "ALL" in CAP_DROP: only those added), or every capability
+ * if PRIVILEGED. Names are Docker's: case-insensitive, with or without "CAP_".
+ * 0, or EINVAL with MSG naming the first unknown capability. */
+#define CAP_LAST 40 /* CAP_CHECKPOINT_RESTORE, the last one of the guest's kernel (6.1) */
+#define CAPS_DOCKER_DEFAULT 0xa80425fbull
+int start_caps(const struct start_req *r, uint64_t *mask, char *msg, size_t cap);
+/* The number of a capability name ("net_admin", "CAP_NET_ADMIN"), -2 for
+ * "ALL", -1 if unknown. */
+int cap_number(const char *name);
+
 /* The PATH of the request's environment, or the default one. */
 const char *env_path(const struct start_req *r);
 

@@ -3,7 +3,8 @@
  * Each mounted root of a pod gets its own mount namespace, a copy of the
  * agent's from which every other container's root (and the 9p share holding a
  * pod's roots) is detached: a container's processes join it, so its mounts stay
- * its own and even a chroot escape finds no other container's files. The agent
+ * its own and even a chroot escape finds no other container's files (nor the
+ * agent's /proc, /sys, /dev or /run). The agent
  * itself stays in the initial namespace (it is single-threaded, as setns
  * requires). */
 #define _GNU_SOURCE
@@ -66,6 +67,14 @@ int make_root_ns(const char *name) {
     (void)umount2(victims[i], MNT_DETACH); /* a parent's detach may have taken it already */
   fd = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
   int e = fd < 0 ? errno : 0;
+  /* Then (the namespace's fd in hand) the agent's own kernel filesystems: a
+   * process that escapes its chroot (CAP_SYS_CHROOT is in Docker's default set)
+   * finds no procfs of the VM's PID namespace there, nor its devices. Its
+   * processes need none of them: they chroot right after joining, and the root
+   * has its own. */
+  static const char *const agent_mounts[] = {"/proc", "/sys", "/dev", "/run"};
+  for (size_t i = 0; i < sizeof agent_mounts / sizeof agent_mounts[0]; i++)
+    if (umount2(agent_mounts[i], MNT_DETACH) < 0) agent_log("detach %s for %s: %s", agent_mounts[i], name, strerror(errno));
   if (setns(init_ns_fd, CLONE_NEWNS) < 0) {
     /* cannot happen to a single-threaded PID 1; if it does, say so loudly */
     e = errno;

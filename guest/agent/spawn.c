@@ -1,6 +1,7 @@
 /* HB_START: forks a process into a container root with its own stdio (pipes,
- * or a pty), in the root's mount namespace and memory cgroup, as the requested
- * user, and execs it with the container's PATH. */
+ * or a pty), in the root's mount namespace, PID namespace (contain.c) and
+ * memory cgroup, as the requested user with the requested capabilities, and
+ * execs it with the container's PATH. */
 #define _GNU_SOURCE
 #include "agent.h"
 #include "request.h"
@@ -84,7 +85,7 @@ static void start_failed(uint32_t id, int err, const char *msg) {
 /* The child: never returns. It reports a failure before exec on STATUS. */
 static __attribute__((noreturn)) void child(struct start_req *r, const char *root, int status, int master,
                                             const int in[2], const int out[2], const int errp[2],
-                                            unsigned uid, unsigned gid) {
+                                            unsigned uid, unsigned gid, uint64_t caps) {
   static char err[300];
   sigset_t all; /* signal, sigprocmask: cannot fail with these arguments */
   sigemptyset(&all);
@@ -110,13 +111,19 @@ static __attribute__((noreturn)) void child(struct start_req *r, const char *roo
   int nsfd = root_ns_fd(r->name);
   if (nsfd >= 0 && setns(nsfd, CLONE_NEWNS) < 0) child_fail(status, errno, "join the container's mount namespace");
   if (chroot(root) < 0 || chdir("/") < 0) child_fail(status, errno, "chroot");
+  /* A main process is PID 1 of a new PID namespace: its /proc shows that one */
+  if (!r->exec && mount_own_proc(r->privileged, err, sizeof err) < 0) child_fail(status, errno, err);
   if (mkdir_p(r->cwd, 0755) < 0 || chdir(r->cwd) < 0) {
     int e = errno;
     snprintf(err, sizeof err, "chdir to cwd (\"%s\") set in config.json failed: %s", r->cwd, strerror(e));
     child_fail(status, e, err);
   }
+  if (drop_bounding(caps) < 0) child_fail(status, errno, "drop capabilities from the bounding set");
   gid_t g = gid;
   if (setgroups(1, &g) < 0 || setgid(gid) < 0 || setuid(uid) < 0) child_fail(status, errno, "setuid");
+  /* root keeps CAPS; any other user has none until a file capability gives some */
+  if (set_caps(uid == 0 ? caps : 0) < 0) child_fail(status, errno, "set capabilities");
+  if (r->init && become_init(r->tty) < 0) child_fail(status, errno, "fork the init's child");
   exec_in_child(r, err, sizeof err);
   child_fail(status, errno, err);
 }
@@ -132,6 +139,8 @@ void handle_start(uint32_t id, const uint8_t *p, size_t n) {
   snprintf(root, sizeof root, ROOTS "/%s", r.name);
   if (access(root, F_OK) < 0) { start_failed(id, ENOENT, "container root not mounted"); return; }
   if (resolve_user(root, r.user, &uid, &gid, err, sizeof err) < 0) { start_failed(id, EINVAL, err); return; }
+  uint64_t caps;
+  if (start_caps(&r, &caps, err, sizeof err)) { start_failed(id, EINVAL, err); return; }
 
   /* From here on every resource is released on every way out (at "out"). */
   int in[2] = {-1, -1}, out[2] = {-1, -1}, errp[2] = {-1, -1}, status[2] = {-1, -1}, master = -1;
@@ -149,14 +158,15 @@ void handle_start(uint32_t id, const uint8_t *p, size_t n) {
   }
   if (r.want_stdin && !(inbuf = malloc(STDIN_BUF))) { e = ENOMEM; what = "stdin buffer"; goto out; }
 
-  pid_t pid = fork();
-  if (pid == 0) child(&r, root, status[1], master, in, out, errp, uid, gid);
+  const char *fork_what = NULL;
+  pid_t pid = fork_contained(&r, &fork_what);
+  if (pid == 0) child(&r, root, status[1], master, in, out, errp, uid, gid, caps);
   e = errno;
   close_fd(&status[1]); /* the child's ends */
   close_fd(&in[0]);
   close_fd(&out[1]);
   close_fd(&errp[1]);
-  if (pid < 0) { what = "fork"; goto out; }
+  if (pid < 0) { what = fork_what; goto out; }
   struct child_error ce;
   ssize_t got;
   do got = read(status[0], &ce, sizeof ce); while (got < 0 && errno == EINTR);
@@ -174,6 +184,8 @@ void handle_start(uint32_t id, const uint8_t *p, size_t n) {
   slot->pid = pid;
   slot->oom_before = limits_oom_kills();
   slot->tty = r.tty;
+  slot->main = !r.exec;
+  snprintf(slot->root, sizeof slot->root, "%s", r.name);
   if (r.tty) {
     slot->in_fd = slot->out_fd = master;
     slot->err_fd = -1;

@@ -108,6 +108,11 @@ static void fuzz_start(const uint8_t *p, size_t n) {
   touch(path, strlen(path));
   check_str(r.user, sizeof r.user);
   CHECK(r.rows <= 0xffff && r.cols <= 0xffff);
+  CHECK(r.ncap_add <= START_MAX_CAPS && r.ncap_drop <= START_MAX_CAPS);
+  char msg[128];
+  uint64_t caps = 0;
+  if (start_caps(&r, &caps, msg, sizeof msg) == 0) CHECK(caps >> (CAP_LAST + 1) == 0 && (!r.privileged || caps == (1ull << (CAP_LAST + 1)) - 1));
+  else check_str(msg, sizeof msg);
 }
 
 static void on_frame(uint8_t type, uint32_t proc, const uint8_t *payload, size_t len, void *ctx) {

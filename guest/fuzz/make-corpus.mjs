@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 const dir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'corpus');
 const T = { Hostname: 8, Time: 9, Seed: 10, Tag: 11, Name: 12, Arg: 13, Env: 14, Cwd: 15, User: 16, Tty: 17,
   Rows: 18, Cols: 19, Stdin: 20, Subdir: 21, Ipv4: 26, Gateway: 27, Dns: 28, Tmpfs: 29, MemLimit: 30, Signal: 6,
-  Mac: 32, Isolate: 33 };
+  Mac: 32, Isolate: 33, CapAdd: 35, CapDrop: 36, Privileged: 37, Init: 38, Exec: 39 };
 const M = { Configure: 0x20, MountRoot: 0x21, Ping: 0x22, Poweroff: 0x23, Stats: 0x24, Start: 0x10, Stdin: 0x11,
   StdinEof: 0x12, Signal: 0x13, Resize: 0x14 };
 
@@ -48,6 +48,9 @@ const frames = {
     [T.Stdin, 1]])),
   'start-tty': frame(M.Start, 8, tlv([[T.Name, 'c1'], [T.Arg, 'top'], [T.Tty, 1], [T.Stdin, 1], [T.Rows, 50], [T.Cols, 132],
     [T.User, '1000:1000']])),
+  'start-caps': frame(M.Start, 9, tlv([[T.Name, 'c1'], [T.Arg, 'ip'], [T.CapAdd, 'net_admin'], [T.CapAdd, 'CAP_SYS_TIME'],
+    [T.CapDrop, 'chown'], [T.CapDrop, 'ALL'], [T.Privileged, 0], [T.Init, 1]])),
+  'start-exec': frame(M.Start, 10, tlv([[T.Name, 'c1'], [T.Arg, 'ps'], [T.Exec, 1], [T.CapAdd, 'all']])),
   stdin: frame(M.Stdin, 7, Buffer.from('hello\n')),
   'stdin-eof': frame(M.StdinEof, 7),
   signal: frame(M.Signal, 7, tlv([[T.Signal, 15], [T.Signal, 9]])),

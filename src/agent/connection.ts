@@ -109,6 +109,23 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
     return conn;
   }
 
+  private holders = new Set<object>();
+
+  /**
+   * Backpressure on the guest's output: while any HOLDER holds (a container log
+   * whose writer is behind), the channel is not read. QEMU then stops draining
+   * the virtio port, the agent's writes block, and the guest's processes block
+   * on their pipes: nothing is lost and nothing piles up in the daemon. Frames
+   * already read are still delivered.
+   */
+  hold(holder: object, on: boolean): void {
+    if (on) this.holders.add(holder);
+    else this.holders.delete(holder);
+    if (this.closed) return;
+    if (this.holders.size) this.sock.pause();
+    else this.sock.resume();
+  }
+
   send(type: number, proc: number, payload?: Buffer): void {
     if (this.closed) return;
     this.sock.write(encodeFrame(type, proc, payload));
@@ -201,6 +218,11 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
     ];
     if (spec.rows) fields.push([Tag.Rows, spec.rows]);
     if (spec.cols) fields.push([Tag.Cols, spec.cols]);
+    for (const c of spec.capAdd ?? []) fields.push([Tag.CapAdd, c]);
+    for (const c of spec.capDrop ?? []) fields.push([Tag.CapDrop, c]);
+    if (spec.privileged) fields.push([Tag.Privileged, 1]);
+    if (spec.init) fields.push([Tag.Init, 1]);
+    if (spec.exec) fields.push([Tag.Exec, 1]);
     const frame = await new Promise<Frame>((resolve, reject) => {
       if (this.closed) return reject(new Error('agent channel closed'));
       // A start the guest does not answer fails after a while; if the process

@@ -22,6 +22,15 @@ export interface ProcessSpec {
   stdin: boolean;
   rows?: number;
   cols?: number;
+  /** Docker's capability names (the agent starts from Docker's default set and validates them). */
+  capAdd?: string[];
+  capDrop?: string[];
+  /** Every capability, and /proc unmasked. */
+  privileged?: boolean;
+  /** A small init as PID 1 that forwards signals and reaps (`--init`). */
+  init?: boolean;
+  /** An exec: joins the PID namespace of the root's main process instead of starting one. */
+  exec?: boolean;
 }
 
 /** IPv4 setup of the guest's eth0: "a.b.c.d/prefix", gateway and DNS server. */

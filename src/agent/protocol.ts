@@ -68,6 +68,11 @@ export const Tag = {
   Mac: 32,
   Isolate: 33,
   ExtraHost: 34,
+  CapAdd: 35,
+  CapDrop: 36,
+  Privileged: 37,
+  Init: 38,
+  Exec: 39,
 } as const;
 
 export interface Frame {

@@ -8,6 +8,7 @@ import { isIP } from 'node:net';
 import { invalid } from '../common/errors.js';
 import { POD_LABEL } from '../common/labels.js';
 import type { ImageConfig } from '../images/store.js';
+import { checkCapabilities } from './capabilities.js';
 import { parseLogOptions } from './logs.js';
 import { checkPorts, networkModeOf } from './ports.js';
 import { NO_RESTART, validateRestartPolicy } from './restart.js';
@@ -137,7 +138,13 @@ export function buildCreateSpec(req: CreateRequest, id: string, image: ImageConf
     NetworkMode: req.host.NetworkMode || 'default',
     PublishAllPorts: !!req.host.PublishAllPorts,
     ExtraHosts: req.host.ExtraHosts?.length ? req.host.ExtraHosts.map(parseExtraHost).map(({ name, ip }) => `${name}:${ip}`) : undefined,
+    CapAdd: req.host.CapAdd?.length ? req.host.CapAdd : undefined,
+    CapDrop: req.host.CapDrop?.length ? req.host.CapDrop : undefined,
+    Privileged: !!req.host.Privileged,
+    Init: !!req.host.Init,
   };
+  checkCapabilities('CapAdd', host.CapAdd);
+  checkCapabilities('CapDrop', host.CapDrop);
   if (host.LogConfig?.Type && !['json-file', 'local'].includes(host.LogConfig.Type)) {
     throw invalid(`logging driver "${host.LogConfig.Type}" is not supported by hyperbox (json-file only)`);
   }

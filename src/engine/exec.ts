@@ -1,6 +1,7 @@
 /**
  * `exec`: further processes in a running container, started by the agent in the
- * container's root (and mount namespace), with their own stdio and exit code.
+ * container's root (and mount and PID namespaces, with its capabilities), with
+ * their own stdio and exit code.
  */
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
@@ -94,6 +95,11 @@ export class ExecManager {
         stdin: cfg.AttachStdin,
         rows,
         cols,
+        // the container's capabilities, in its PID namespace
+        capAdd: c.record.HostConfig.CapAdd,
+        capDrop: c.record.HostConfig.CapDrop,
+        privileged: c.record.HostConfig.Privileged,
+        exec: true,
       });
     } catch (err) {
       e.Running = false;

@@ -65,6 +65,7 @@ export class Lifecycle {
       const { sandbox, root, pod } = await startContainerVm(this.ctx, c, rootfs, tmpfs, phases);
       if (sandbox.info.fallbackReason) this.ctx.logger.warn(`container ${c.id.slice(0, 12)}: cold boot instead of a clone: ${sandbox.info.fallbackReason}`);
       c.log ??= new LogWriter(c.logFile, parseLogOptions(c.record.HostConfig.LogConfig?.Config));
+      c.log.resync();
       t = performance.now();
       const main = await startMainProcess(c, sandbox, root);
       phases.exec = Math.round(performance.now() - t);
@@ -100,8 +101,11 @@ export class Lifecycle {
   /** Follows a running main process: output to log and attachments, exit, a VM or channel that dies. */
   wireMainProcess(c: Container, main: GuestProcess): void {
     const sandbox = c.sandbox!;
+    const log = c.log!;
+    // A log writer that falls behind stops this VM's channel from being read (see AgentConnection.hold).
+    log.onPressure = (on) => sandbox.agent.hold(log, on);
     const forward = (stream: 'stdout' | 'stderr') => (data: Buffer) => {
-      for (const rec of c.log!.write(stream, data)) c.emit('output', rec);
+      log.write(stream, data);
       for (const a of c.attachments) a[stream]?.(data);
     };
     main.on('stdout', forward('stdout'));

@@ -98,7 +98,8 @@ export function startFailureCode(err: StartError): number {
 export async function startMainProcess(c: Container, sandbox: Sandbox, root: string): Promise<GuestProcess> {
   c.sandbox = sandbox;
   const cfg = c.record.Config;
-  const [rows, cols] = c.record.HostConfig.ConsoleSize ?? [0, 0];
+  const hc = c.record.HostConfig;
+  const [rows, cols] = hc.ConsoleSize ?? [0, 0];
   try {
     return await sandbox.exec({
       root,
@@ -110,6 +111,10 @@ export async function startMainProcess(c: Container, sandbox: Sandbox, root: str
       stdin: cfg.OpenStdin,
       rows,
       cols,
+      capAdd: hc.CapAdd,
+      capDrop: hc.CapDrop,
+      privileged: hc.Privileged,
+      init: hc.Init,
     });
   } catch (err) {
     sandbox.release();

@@ -46,6 +46,13 @@ export interface HostSpec {
   NetworkMode?: string;
   PortBindings?: PortMap;
   PublishAllPorts?: boolean;
+  /** Capabilities added to or dropped from Docker's default set (names as given, validated). */
+  CapAdd?: string[];
+  CapDrop?: string[];
+  /** Every capability and an unmasked /proc. */
+  Privileged?: boolean;
+  /** `--init`: a small init as PID 1 forwards signals to the process and reaps orphans. */
+  Init?: boolean;
 }
 
 export interface RestartPolicy {

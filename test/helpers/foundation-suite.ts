@@ -56,7 +56,8 @@ export function foundationSuite(label: string, daemonArgs: string[], expectMode?
     it('runs detached: exec, logs, logs -f, stop, rm, and ps shows the states', async () => {
       const name = `web-${slug}`;
       const script = 'i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.3; done';
-      const r = await d.run(['run', '-d', '--name', name, 'busybox', 'sh', '-c', script]);
+      // --init: sh as PID 1 of its namespace would ignore stop's SIGTERM (as on Docker)
+      const r = await d.run(['run', '-d', '--init', '--name', name, 'busybox', 'sh', '-c', script]);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout.trim(), /^[a-f0-9]{64}$/);
       const ps = await d.run(['ps', '--format', '{{.Names}} {{.State}}']);
@@ -80,7 +81,7 @@ export function foundationSuite(label: string, daemonArgs: string[], expectMode?
       const stop = await d.run(['stop', name]);
       assert.equal(stop.code, 0, stop.stderr);
       await until('follower ends', () => follower.exitCode !== null);
-      // 143: sh exited on the SIGTERM itself, not on a SIGKILL after the timeout (137).
+      // 143: sh exited on the SIGTERM the init passed on, not on a SIGKILL after the timeout (137).
       const exited = await d.run(['ps', '-a', '--format', '{{.Names}} {{.State}} {{.Status}}']);
       assert.match(exited.stdout, new RegExp(`^${name} exited Exited \\(143\\)`, 'm'));
       assert.equal((await d.run(['ps', '-q'])).stdout.includes(r.stdout.slice(0, 12)), false);

@@ -85,4 +85,13 @@ describe('create spec', () => {
     assert.deepEqual(extraHostLines(['gw:host-gateway'], undefined), []);
     assert.deepEqual(build({}, { ExtraHosts: ['gw=host-gateway'] }).host.ExtraHosts, ['gw:host-gateway']);
   });
+
+  it('keeps --cap-add, --cap-drop, --privileged and --init, refusing unknown capabilities as dockerd does', () => {
+    const s = build({}, { CapAdd: ['net_admin', 'CAP_SYS_TIME'], CapDrop: ['ALL'], Privileged: true, Init: true });
+    assert.deepEqual([s.host.CapAdd, s.host.CapDrop, s.host.Privileged, s.host.Init], [['net_admin', 'CAP_SYS_TIME'], ['ALL'], true, true]);
+    const plain = build({});
+    assert.deepEqual([plain.host.CapAdd, plain.host.CapDrop, plain.host.Privileged, plain.host.Init], [undefined, undefined, false, false]);
+    invalid(() => build({}, { CapAdd: ['NET_ADMIN', 'FLY'] }), /^invalid CapAdd: unknown capability: "CAP_FLY"$/);
+    invalid(() => build({}, { CapDrop: ['CAP_ALL'] }), /^invalid CapDrop: unknown capability: "CAP_ALL"$/);
+  });
 });

@@ -179,6 +179,10 @@ export function registerContainerCommands(program: Command, act: Act): void {
       .option('--add-host <name:ip>', 'add a line to /etc/hosts (ip may be host-gateway: the host, as the gateway)', collect)
       .option('--network-alias <name>', 'add a network-scoped alias (user-defined networks)', collect)
       .option('--pod <name>', "run the container in this pod's VM (see pod create)")
+      .option('--cap-add <cap>', 'add a Linux capability (NET_ADMIN, CAP_SYS_TIME, ALL...)', collect)
+      .option('--cap-drop <cap>', 'drop a Linux capability (CHOWN, ALL...)', collect)
+      .option('--privileged', 'give the container every capability (and an unmasked /proc)')
+      .option('--init', 'run an init inside the container that forwards signals and reaps processes')
       .argument('<image>')
       .argument('[command...]')
       .passThroughOptions();

@@ -35,6 +35,10 @@ export interface RunOptions {
   publish?: string[];
   publishAll?: boolean;
   network?: string;
+  capAdd?: string[];
+  capDrop?: string[];
+  privileged?: boolean;
+  init?: boolean;
 }
 
 export function splitKeyValue(kv: string): [string, string] {
@@ -122,6 +126,10 @@ export function createBody(image: string, command: string[], o: RunOptions) {
       Memory: o.memory ? parseBytes(o.memory, '-m, --memory') : 0,
       NanoCpus: o.cpus ? parseCpus(o.cpus) : 0,
       ConsoleSize: o.tty && size ? [size.h, size.w] : [0, 0],
+      CapAdd: o.capAdd,
+      CapDrop: o.capDrop,
+      Privileged: !!o.privileged,
+      Init: o.init ? true : undefined,
     },
   };
 }

@@ -3,11 +3,11 @@ import { z } from 'zod';
 import { invalid } from '../../../common/errors.js';
 import type { Attachment } from '../../../engine/container.js';
 import type { Engine } from '../../../engine/engine.js';
-import { readLogs, type LogRecord } from '../../../engine/logs.js';
 import { sample, statsJson, top } from '../../../engine/observe.js';
 import { encodePathStat } from '../../../engine/copy.js';
 import { pipeline } from 'node:stream/promises';
-import { muxFrame, parseFilters, writeBounded, type Ctx } from '../http.js';
+import { muxFrame, parseFilters, type Ctx } from '../http.js';
+import { attachWithHistory, logRoutes, type AttachSink } from './logs.js';
 import { containerInspect, containerSummary } from '../present.js';
 import type { RouteTable } from '../server.js';
 
@@ -78,16 +78,15 @@ export const createBodySchema = z
           .record(z.string(), z.array(z.object({ HostIp: z.string().nullish(), HostPort: z.string().nullish() }).passthrough()).nullish())
           .nullish(),
         PublishAllPorts: z.boolean().nullish(),
+        CapAdd: z.array(z.string().max(64)).max(64).nullish(),
+        CapDrop: z.array(z.string().max(64)).max(64).nullish(),
+        Privileged: z.boolean().nullish(),
+        Init: z.boolean().nullish(),
       })
       .passthrough()
       .nullish(),
   })
   .passthrough();
-
-function logFrame(tty: boolean, timestamps: boolean, rec: LogRecord): Buffer {
-  const data = timestamps ? Buffer.concat([Buffer.from(`${rec.time} `), rec.data]) : rec.data;
-  return tty ? data : muxFrame(rec.stream === 'stdout' ? 1 : 2, data);
-}
 
 export function containerRoutes(r: RouteTable, engine: Engine): void {
   r.add('POST', '/containers/create', async (ctx) => {
@@ -139,6 +138,10 @@ export function containerRoutes(r: RouteTable, engine: Engine): void {
           ? Object.fromEntries(Object.entries(hc.PortBindings).map(([k, l]) => [k, (l ?? []).map((b) => ({ HostIp: b.HostIp ?? '', HostPort: b.HostPort ?? '' }))]))
           : undefined,
         PublishAllPorts: hc.PublishAllPorts ?? false,
+        CapAdd: hc.CapAdd ?? undefined,
+        CapDrop: hc.CapDrop ?? undefined,
+        Privileged: hc.Privileged ?? false,
+        Init: hc.Init ?? undefined,
       },
     });
     ctx.send(201, { Id: c.id, Warnings: [] });
@@ -214,58 +217,23 @@ export function containerRoutes(r: RouteTable, engine: Engine): void {
     const wantOut = ctx.bool('stdout');
     const wantErr = ctx.bool('stderr');
     const stream = ctx.hijack(tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream');
-    if (ctx.bool('logs')) {
-      for (const rec of readLogs(c.logFile)) {
-        if ((rec.stream === 'stdout' && wantOut) || (rec.stream === 'stderr' && wantErr)) stream.write(logFrame(tty, false, rec));
-      }
-    }
+    let sink: AttachSink = { write: (d) => stream.write(d), end: () => stream.end() };
     const a: Attachment = {
-      stdout: wantOut ? (d) => stream.write(tty ? d : muxFrame(1, d)) : undefined,
-      stderr: wantErr ? (d) => stream.write(tty ? d : muxFrame(2, d)) : undefined,
+      stdout: wantOut ? (d) => sink.write(tty ? d : muxFrame(1, d)) : undefined,
+      stderr: wantErr ? (d) => sink.write(tty ? d : muxFrame(2, d)) : undefined,
       stdin: wantStdin ? stream.input : undefined,
-      end: () => stream.end(),
+      end: () => sink.end(),
     };
     if (!wantStdin) stream.input.resume();
-    engine.lifecycle.attach(c.id, a);
     stream.onClose(() => engine.lifecycle.detach(c, a));
+    if (!ctx.bool('logs')) return void engine.lifecycle.attach(c.id, a);
+    await attachWithHistory(c, stream, { stdout: wantOut, stderr: wantErr }, (held) => {
+      sink = held;
+      engine.lifecycle.attach(c.id, a);
+    });
   });
 
-  r.add('GET', '/containers/:id/logs', (ctx) => {
-    const c = engine.registry.get(ctx.params.id!);
-    const wantOut = ctx.bool('stdout');
-    const wantErr = ctx.bool('stderr');
-    if (!wantOut && !wantErr) throw invalid('You must choose at least one stream');
-    const tty = c.record.Config.Tty;
-    const timestamps = ctx.bool('timestamps');
-    const follow = ctx.bool('follow');
-    const tail = ctx.query.get('tail');
-    const since = Number(ctx.query.get('since') ?? 0);
-    const want = (rec: LogRecord) =>
-      ((rec.stream === 'stdout' && wantOut) || (rec.stream === 'stderr' && wantErr)) && (!since || Date.parse(rec.time) / 1000 >= since);
-    let history = readLogs(c.logFile).filter(want);
-    if (tail && tail !== 'all') {
-      const n = Number(tail);
-      if (!Number.isInteger(n) || n < 0) throw invalid(`invalid tail value: ${tail}`);
-      history = n === 0 ? [] : history.slice(-n);
-    }
-    const res = ctx.beginStream(tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream');
-    for (const rec of history) res.write(logFrame(tty, timestamps, rec));
-    if (!follow || !c.running) return void res.end();
-    const onOutput = (rec: LogRecord) => {
-      if (want(rec)) writeBounded(res, logFrame(tty, timestamps, rec));
-    };
-    const onExit = () => {
-      cleanup();
-      res.end();
-    };
-    const cleanup = () => {
-      c.off('output', onOutput);
-      c.off('exit', onExit);
-    };
-    c.on('output', onOutput);
-    c.on('exit', onExit);
-    res.once('close', cleanup);
-  });
+  logRoutes(r, engine);
 
   r.add('POST', '/containers/:id/pause', async (ctx) => {
     await engine.lifecycle.pause(ctx.params.id!);
