@@ -172,6 +172,8 @@ export interface VmDriver {
   isLive(pid: number, runDir: string): boolean;
   /** The pid recorded in a run directory, if a VM was started there. */
   recordedPid(runDir: string): number | undefined;
+  /** Undoes what the host holds for the VM of RUNDIR (its confinement: mounts, cgroup) once it is gone or killed. */
+  releaseRunDir(runDir: string): void;
 
   templates: {
     list(): TemplateInfo[];

@@ -9,8 +9,10 @@ import path from 'node:path';
 import type { Logger } from '../../common/logger.js';
 import type { GuestShape, LaunchRequest, PoolNetProvider, VmDriver, VmHandle, WarmVm } from '../driver.js';
 import { QEMU_BINARY, QEMU_LAYOUT, USER_NET_INFO, vmPaths } from './args.js';
+import { sweepEmptyCgroups } from './cgroup.js';
+import { jailUnavailable, releaseJail } from './jail.js';
 import { ClonePool } from './pool.js';
-import { isQemuOf, QemuVm } from './process.js';
+import { findQemu, QemuVm } from './process.js';
 import { startClone, TemplateCorruptError, TemplateStore } from './template.js';
 
 export interface QemuDriverOptions {
@@ -44,6 +46,9 @@ export class QemuDriver implements VmDriver {
     readonly version: string,
     opts: QemuDriverOptions,
   ) {
+    sweepEmptyCgroups();
+    const unjailed = jailUnavailable();
+    if (unjailed && process.getuid?.() === 0) opts.logger.warn(`QEMU jail: ${unjailed}`);
     this.templates = new TemplateStore(opts.templateDir, version, opts.logger);
     this.pool = opts.poolSize ? new ClonePool(this.templates, opts.runRoot, opts.poolSize, opts.logger) : undefined;
   }
@@ -96,13 +101,18 @@ export class QemuDriver implements VmDriver {
   }
 
   isLive(pid: number, runDir: string): boolean {
-    return isQemuOf(pid, runDir);
+    return findQemu(pid, runDir) !== undefined;
+  }
+
+  releaseRunDir(runDir: string): void {
+    releaseJail(path.resolve(runDir));
   }
 
   recordedPid(runDir: string): number | undefined {
     try {
       const pid = Number(fs.readFileSync(vmPaths(path.resolve(runDir)).pidFile, 'utf8'));
-      return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+      // The file names the process started: QEMU, or its jail's monitor (then QEMU is its child).
+      return Number.isInteger(pid) && pid > 0 ? (findQemu(pid, path.resolve(runDir)) ?? pid) : undefined;
     } catch {
       return undefined; // no VM was started there
     }
