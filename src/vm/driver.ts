@@ -62,6 +62,8 @@ export interface BuiltinNetwork {
   prefix: number;
   gateway: string;
   dns: string;
+  /** Where the guest reaches the host (`--add-host NAME:host-gateway`) when that is not GATEWAY. */
+  hostGateway?: string;
 }
 
 export interface HostUsage {

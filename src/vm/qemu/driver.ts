@@ -7,10 +7,11 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../../common/logger.js';
-import type { GuestShape, LaunchRequest, PoolNetProvider, VmDriver, VmHandle, WarmVm } from '../driver.js';
+import type { BuiltinNetwork, GuestShape, LaunchRequest, PoolNetProvider, VmDriver, VmHandle, WarmVm } from '../driver.js';
 import { QEMU_BINARY, QEMU_LAYOUT, USER_NET_INFO, vmPaths } from './args.js';
 import { sweepEmptyCgroups } from './cgroup.js';
 import { jailUnavailable, releaseJail } from './jail.js';
+import { hostAddress, PASST } from './passt.js';
 import { ClonePool } from './pool.js';
 import { findQemu, QemuVm } from './process.js';
 import { startClone, TemplateCorruptError, TemplateStore } from './template.js';
@@ -38,7 +39,8 @@ export function qemuVersion(): string {
 export class QemuDriver implements VmDriver {
   readonly name = 'qemu';
   readonly layout = QEMU_LAYOUT;
-  readonly builtinNetwork = USER_NET_INFO;
+  /** With passt, the gateway is not the host: the host is reached at its own address. */
+  readonly builtinNetwork: BuiltinNetwork = PASST ? { ...USER_NET_INFO, hostGateway: hostAddress() } : USER_NET_INFO;
   readonly templates: TemplateStore;
   private readonly pool: ClonePool | undefined;
 

@@ -4,12 +4,13 @@
  * sockets and logs live in its own run directory. Pause and resume are QMP
  * `stop` and `cont`.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import type { HostUsage, VmHandle, VmState } from '../driver.js';
 import { QEMU_BINARY, qemuArgs, vmPaths, type VmSpec } from './args.js';
+import { PASST, PASST_FD, startPasst } from './passt.js';
 import { jailedCommand, jailUnavailable, releaseJail } from './jail.js';
 import { QmpClient } from './qmp.js';
 
@@ -48,7 +49,7 @@ export class QemuVm extends EventEmitter<{ exit: [code: number | null, signal: N
   exitSignal: NodeJS.Signals | null = null;
   readonly paths: ReturnType<typeof vmPaths>;
 
-  private child: import('node:child_process').ChildProcess | undefined;
+  private child: ChildProcess | undefined;
 
   /** Started through the jail: PROCESSPID is the jail's monitor, QEMU is its child. */
   private jailed = false;
@@ -67,18 +68,30 @@ export class QemuVm extends EventEmitter<{ exit: [code: number | null, signal: N
     fs.mkdirSync(spec.runDir, { recursive: true });
     const p = vmPaths(spec.runDir);
     for (const f of [p.control, p.qmp]) fs.rmSync(f, { force: true });
+    // The built-in network (not a template's or the probe's: they have no NetSpec) through passt where installed.
+    const userNet = spec.net && !spec.net.tap && !spec.net.restrict && PASST ? startPasst(spec.runDir, spec.net) : undefined;
     const log = fs.openSync(p.qemuLog, 'w');
+    let child: ChildProcess;
     let cmd: string[];
     try {
-      cmd = jailedCommand(spec, [QEMU_BINARY, ...qemuArgs(spec)]);
+      try {
+        cmd = jailedCommand(spec, [QEMU_BINARY, ...qemuArgs({ ...spec, passtFd: userNet ? PASST_FD : undefined })]);
+      } catch (err) {
+        releaseJail(spec.runDir);
+        throw new Error(`cannot prepare the QEMU jail: ${(err as Error).message}`);
+      }
+      child = spawn(cmd[0]!, cmd.slice(1), { detached: true, stdio: ['ignore', log, log, userNet?.qemuEnd ?? 'ignore'] });
     } catch (err) {
+      userNet?.passt.kill('SIGKILL');
+      throw err;
+    } finally {
       fs.closeSync(log);
-      releaseJail(spec.runDir);
-      throw new Error(`cannot prepare the QEMU jail: ${(err as Error).message}`);
+      userNet?.qemuEnd.destroy(); // QEMU holds its own copy now; passt exits when QEMU closes it
     }
-    const child = spawn(cmd[0]!, cmd.slice(1), { detached: true, stdio: ['ignore', log, log] });
-    fs.closeSync(log);
-    if (child.pid === undefined) throw new Error(`cannot start ${QEMU_BINARY}`);
+    if (child.pid === undefined) {
+      userNet?.passt.kill('SIGKILL');
+      throw new Error(`cannot start ${QEMU_BINARY}`);
+    }
     const vm = new QemuVm(child.pid, spec.runDir);
     vm.jailed = cmd[0] !== QEMU_BINARY;
     vm.child = child;
