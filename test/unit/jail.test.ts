@@ -61,3 +61,22 @@ describe('QEMU jail', () => {
     assert.equal(l.cpuQuotaUs / l.cpuPeriodUs, 2);
   });
 });
+
+describe('passt (the user-mode network)', () => {
+  it('never maps the gateway to the host, forwards published ports and DNS, and nothing else', async () => {
+    const { passtArgs, PASST_FD } = await import('../../src/vm/qemu/passt.js');
+    const args = passtArgs({ forwards: [
+      { proto: 'tcp', hostIp: '', hostPort: 8080, guestPort: 80 },
+      { proto: 'tcp', hostIp: '127.0.0.1', hostPort: 8443, guestPort: 443 },
+      { proto: 'udp', hostIp: '0.0.0.0', hostPort: 5353, guestPort: 53 },
+    ] });
+    assert.ok(args.includes('--no-map-gw'));
+    assert.deepEqual(args.slice(args.indexOf('--fd'), args.indexOf('--fd') + 2), ['--fd', String(PASST_FD)]);
+    const after = (flag: string) => args.flatMap((a, i) => (a === flag ? [args[i + 1]] : []));
+    assert.deepEqual(after('--tcp-ports'), ['8080:80', '127.0.0.1/8443:443']);
+    assert.deepEqual(after('--udp-ports'), ['5353:53']);
+    assert.deepEqual(after('--dns-forward'), ['10.0.2.3']);
+    assert.deepEqual(passtArgs({ forwards: [] }).filter((a, i, all) => all[i - 1] === '--tcp-ports' || all[i - 1] === '--udp-ports'), ['none', 'none']);
+    assert.throws(() => passtArgs({ forwards: [{ proto: 'tcp', hostIp: '1.2.3.4,evil', hostPort: 1, guestPort: 1 }] }), /bad host address/);
+  });
+});
