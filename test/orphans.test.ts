@@ -5,17 +5,17 @@
  * next daemon that starts.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { repo, TestDaemon, until } from './helpers/daemon.js';
+import { qemuProcesses, repo, TestDaemon, until } from './helpers/daemon.js';
 
 /** QEMU processes whose command line names DIR. */
 function qemusOf(dir: string): string[] {
-  return spawnSync('pgrep', ['-af', `qemu-system.*${dir}/`], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+  return qemuProcesses(`${dir}/`).map((pid) => `${pid} ${fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ')}`);
 }
 
 function memDirOf(dataRoot: string): string {
@@ -58,7 +58,7 @@ describe('no orphans', () => {
       }
       await until('no QEMU of this daemon left', () => qemusOf(dataRoot).length === 0, 10_000);
     } finally {
-      spawnSync('pkill', ['-9', '-f', `qemu-system.*${dataRoot}/`]);
+      for (const pid of qemuProcesses(`${dataRoot}/`)) process.kill(pid, 'SIGKILL');
       fs.rmSync(memDirOf(dataRoot), { recursive: true, force: true });
       fs.rmSync(dataRoot, { recursive: true, force: true });
     }

@@ -1,19 +1,17 @@
 /** Pods and `kube play` (issue 6): several containers in one real VM. */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { startDaemonWithBusybox, type TestDaemon, until } from './helpers/daemon.js';
+import { qemuProcesses, startDaemonWithBusybox, type TestDaemon, until } from './helpers/daemon.js';
 import { podManifest } from './helpers/kube.js';
 import { fetchText, freePort } from './helpers/net.js';
 
 
 /** QEMU processes whose command line mentions this daemon's data root. */
 function vmsOf(d: TestDaemon): number {
-  const r = spawnSync('pgrep', ['-f', `qemu-system.*${d.dataRoot}/`], { encoding: 'utf8' });
-  return r.stdout.split('\n').filter(Boolean).length;
+  return qemuProcesses(`${d.dataRoot}/`).length;
 }
 
 const SERVER = 'mkdir -p /www && echo served-by-$(hostname) > /www/index.html && exec httpd -f -p 8000 -h /www';

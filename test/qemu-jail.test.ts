@@ -1,8 +1,10 @@
 /**
- * QEMU confined (issue 13, part): every VM's QEMU runs under its seccomp
+ * QEMU confined (issue 13 item 1): every VM's QEMU runs under its seccomp
  * sandbox with no_new_privs and, as root, a bounding set cut to what its
- * devices need; a QEMU that tries to spawn a process is killed, and the
- * container is reported dead (137), not hung.
+ * devices need, in its own mount namespace whose root holds only that VM's
+ * files, its own PID namespace, and a cgroup bounding memory, tasks and CPU;
+ * a QEMU that tries to spawn a process is killed, and the container is
+ * reported dead (137), not hung.
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -50,6 +52,60 @@ describe('QEMU confinement', () => {
       }
       await d.run(['rm', '-f', id]);
     }
+  });
+
+  it('runs QEMU in its own mount and PID namespaces, seeing only its own files', { skip: process.getuid?.() !== 0 }, async () => {
+    const vol = fs.mkdtempSync('/tmp/hb-jail-vol-');
+    fs.writeFileSync(path.join(vol, 'note'), 'from the host');
+    const a = (await d.run(['run', '-d', '-v', `${vol}:/data`, 'busybox', 'sleep', '1000'])).stdout.trim();
+    const b = (await d.run(['run', '-d', 'busybox', 'sleep', '1000'])).stdout.trim();
+    try {
+      const pid = Number((await d.run(['inspect', '-f', '{{.State.Pid}}', a])).stdout.trim());
+      const ns = (p: number | 'self', kind: string) => fs.readlinkSync(`/proc/${p}/ns/${kind}`);
+      assert.notEqual(ns(pid, 'mnt'), ns('self', 'mnt'), 'own mount namespace');
+      assert.notEqual(ns(pid, 'pid'), ns('self', 'pid'), 'own PID namespace');
+      assert.equal(statusOf(pid).NSpid?.trim().split(/\s+/).pop(), '1', 'QEMU is PID 1 of its namespace');
+      const root = `/proc/${pid}/root`;
+      // Its root: the system's read-only binaries, a minimal /dev and its own run directory, shares and assets.
+      assert.deepEqual(fs.readdirSync(`${root}/dev`).filter((n) => /^(sd|vd|nvme|loop|mem|kmsg|port)/.test(n)), [], 'no host disks or memory devices');
+      assert.equal(fs.existsSync(`${root}/etc/shadow`), false, 'no host /etc');
+      assert.equal(fs.existsSync(`${root}${d.dataRoot}/data/hyperbox.db`), false, 'no daemon database');
+      assert.equal(fs.existsSync(`${root}${d.dataRoot}/data/run/${b.slice(0, 12)}`), false, "no other VM's run directory");
+      assert.ok(fs.existsSync(`${root}${d.dataRoot}/data/run/${a.slice(0, 12)}/qmp.sock`), 'its own run directory');
+      assert.throws(() => fs.writeFileSync(`${root}/usr/hb-jail-probe`, 'x'), /EROFS|EACCES|EPERM/, '/usr is read-only');
+      // The volume still works through the jail (9p reaches the bind inside it).
+      assert.equal((await d.run(['exec', a, 'cat', '/data/note'])).stdout, 'from the host');
+    } finally {
+      await d.run(['rm', '-f', a, b]);
+      fs.rmSync(vol, { recursive: true, force: true });
+    }
+  });
+
+  it('puts each QEMU in a cgroup bounded by the container\'s memory and CPUs, removed with it', { skip: process.getuid?.() !== 0 }, async () => {
+    const id = (await d.run(['run', '-d', '-m', '256m', '--cpus', '1', 'busybox', 'sleep', '1000'])).stdout.trim();
+    const pid = Number((await d.run(['inspect', '-f', '{{.State.Pid}}', id])).stdout.trim());
+    const groups = Object.fromEntries(
+      fs
+        .readFileSync(`/proc/${pid}/cgroup`, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => l.split(':'))
+        .map(([, ctrl, p]) => [ctrl || 'unified', p!]),
+    );
+    const v2 = fs.existsSync('/sys/fs/cgroup/cgroup.controllers');
+    const dirOf = (ctrl: string) => (v2 ? `/sys/fs/cgroup${groups.unified}` : `/sys/fs/cgroup/${ctrl}${groups[ctrl]}`);
+    const read = (ctrl: string, file: string) => fs.readFileSync(path.join(dirOf(ctrl), file), 'utf8').trim();
+    for (const ctrl of ['memory', 'pids', 'cpu']) assert.match(v2 ? groups.unified! : groups[ctrl]!, /^\/hyperbox\/vm-[0-9a-f]{16}$/, `${ctrl} group`);
+    const guestMiB = Number((await d.run(['inspect', '-f', '{{.HostConfig.Memory}}', id])).stdout.trim()) / 1048576;
+    assert.ok(guestMiB >= 256, `guest memory ${guestMiB} MiB`);
+    const mem = Number(v2 ? read('memory', 'memory.max') : read('memory', 'memory.limit_in_bytes'));
+    assert.ok(mem > guestMiB * 1048576 && mem <= (guestMiB + 512) * 1048576, `memory limit ${mem} follows -m`);
+    assert.equal(read('pids', 'pids.max'), '256');
+    const [quota, period] = v2 ? read('cpu', 'cpu.max').split(' ').map(Number) : [Number(read('cpu', 'cpu.cfs_quota_us')), Number(read('cpu', 'cpu.cfs_period_us'))];
+    assert.equal(quota! / period!, 1, 'CPU quota: one vCPU');
+    const dir = dirOf('memory');
+    await d.run(['rm', '-f', id]);
+    await until('the VM cgroup to be removed', () => !fs.existsSync(dir), 10_000);
   });
 
   it('kills a QEMU that tries to spawn a process; its container dies with 137', async () => {

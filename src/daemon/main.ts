@@ -172,7 +172,8 @@ async function run(argv: string[]): Promise<void> {
     bridge?: string;
   }>();
   // Until the daemon is up, a stop request is remembered rather than killing it halfway.
-  let pendingSignal: string | undefined;
+  // bin/hyperboxd remembers one that came while the modules loaded.
+  let pendingSignal: string | undefined = (globalThis as { hyperboxEarlySignal?: string }).hyperboxEarlySignal;
   const early = (sig: NodeJS.Signals) => (pendingSignal ??= sig);
   process.on('SIGTERM', early).on('SIGINT', early);
   const config = loadConfig(o.configFile ?? defaultConfigFile(), !!o.configFile);

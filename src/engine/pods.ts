@@ -242,7 +242,8 @@ export class PodManager {
       if (fs.existsSync(target)) unbind(target, this.host.logger);
       bindRoot(target, rootfs);
       // Its own mount namespace: the other containers' roots are not in it.
-      const gateway = pod.record.Endpoint?.Gateway ?? this.host.driver.builtinNetwork.gateway;
+      const builtin = this.host.driver.builtinNetwork;
+      const gateway = pod.record.Endpoint?.Gateway ?? builtin.hostGateway ?? builtin.gateway;
       await vmSandbox.mountRoot(name, name, tmpfs, { isolate: true, hosts: hosts?.(gateway) });
       pod.attached.add(name);
     }

@@ -107,6 +107,7 @@ export class Recovery {
         ctx.logger.info(`stopping a VM left by a previous daemon (${dir})`);
         process.kill(pid, 'SIGKILL');
       }
+      ctx.driver.releaseRunDir(runDir);
       if (mountsUnder(runDir).length === 0) fs.rmSync(runDir, { recursive: true, force: true });
     }
   }

@@ -255,7 +255,8 @@ export async function startSandbox(opts: SandboxOptions, phases: Record<string, 
     try {
       await agent.configure({ hostname: opts.hostname, seed: randomBytes(64), network, memoryLimit: opts.memoryLimit });
       mark('configure');
-      if (!opts.noRoot) await agent.mountRoot(rootTag, ROOT_NAME, subdir, opts.tmpfs, { hosts: opts.hosts?.(network?.gateway) });
+      const hostGateway = opts.guestNet ? network?.gateway : (builtin.hostGateway ?? network?.gateway);
+      if (!opts.noRoot) await agent.mountRoot(rootTag, ROOT_NAME, subdir, opts.tmpfs, { hosts: opts.hosts?.(hostGateway) });
       mark('mount');
     } catch (err) {
       sandbox.release();

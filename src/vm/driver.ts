@@ -62,6 +62,8 @@ export interface BuiltinNetwork {
   prefix: number;
   gateway: string;
   dns: string;
+  /** Where the guest reaches the host (`--add-host NAME:host-gateway`) when that is not GATEWAY. */
+  hostGateway?: string;
 }
 
 export interface HostUsage {
@@ -172,6 +174,8 @@ export interface VmDriver {
   isLive(pid: number, runDir: string): boolean;
   /** The pid recorded in a run directory, if a VM was started there. */
   recordedPid(runDir: string): number | undefined;
+  /** Undoes what the host holds for the VM of RUNDIR (its confinement: mounts, cgroup) once it is gone or killed. */
+  releaseRunDir(runDir: string): void;
 
   templates: {
     list(): TemplateInfo[];

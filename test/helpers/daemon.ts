@@ -39,21 +39,35 @@ export interface TestDaemonOptions {
   ownTemplates?: boolean;
 }
 
+/**
+ * Live QEMU processes (not their jails' monitors, whose command lines name QEMU
+ * too) whose command line contains MATCH, optionally only those started by
+ * PARENT (directly or through a jail monitor).
+ */
+export function qemuProcesses(match: string, parent?: number): number[] {
+  const read = (p: string) => {
+    try {
+      return fs.readFileSync(p, 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  const ppid = (pid: number | string) => Number(read(`/proc/${pid}/stat`).split(') ')[1]?.split(' ')[1] ?? 0);
+  return fs
+    .readdirSync('/proc')
+    .filter((e) => /^\d+$/.test(e))
+    .filter((e) => read(`/proc/${e}/comm`).startsWith('qemu-system') && read(`/proc/${e}/stat`).split(') ')[1]?.[0] !== 'Z')
+    .filter((e) => read(`/proc/${e}/cmdline`).includes(match))
+    .filter((e) => parent === undefined || ppid(e) === parent || ppid(ppid(e)) === parent)
+    .map(Number);
+}
+
 /** QEMU children of PID whose command line does (or does not) mention DIR. */
 function qemuChildren(pid: number | undefined, dir: string, mentions: boolean): number[] {
   if (!pid) return [];
-  const r = spawnSync('pgrep', ['-P', String(pid), 'qemu-system'], { encoding: 'utf8' });
-  return r.stdout
-    .split('\n')
-    .filter(Boolean)
-    .map(Number)
-    .filter((child) => {
-      try {
-        return fs.readFileSync(`/proc/${child}/cmdline`, 'utf8').includes(`${dir}/`) === mentions;
-      } catch {
-        return false;
-      }
-    });
+  const all = qemuProcesses('', pid);
+  const mentioning = new Set(qemuProcesses(`${dir}/`, pid));
+  return all.filter((p) => mentioning.has(p) === mentions);
 }
 
 function alive(pid: number): boolean {

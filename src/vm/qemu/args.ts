@@ -21,13 +21,15 @@ export const QEMU_LAYOUT: DeviceLayout = {
 export const USER_NET = { subnet: '10.0.2.0/24', guest: '10.0.2.15', prefix: 24, gateway: '10.0.2.2', dns: '10.0.2.3' } as const;
 
 /** `-netdev` arguments: the NIC's backend (net0), plus what a clone's state needs. */
-export function netdevArgs(net: NetSpec | undefined): string[] {
+export function netdevArgs(net: NetSpec | undefined, passtFd?: number): string[] {
+  // A template's migration stream carries a slirp section: a clone restores it
+  // into this idle, restricted user netdev, while its NIC uses a TAP or passt.
+  const idleSlirp = ['-netdev', 'user,id=slirp0,restrict=on,ipv6=off'];
   if (net?.tap) {
     if (!/^[a-zA-Z0-9_-]{1,15}$/.test(net.tap)) throw new Error(`bad TAP name ${net.tap}`);
-    // A template's migration stream carries a slirp section: a clone restores it
-    // into this idle, restricted user netdev, while its NIC uses the TAP.
-    return ['-netdev', `tap,id=net0,ifname=${net.tap},script=no,downscript=no`, '-netdev', 'user,id=slirp0,restrict=on,ipv6=off'];
+    return ['-netdev', `tap,id=net0,ifname=${net.tap},script=no,downscript=no`, ...idleSlirp];
   }
+  if (passtFd !== undefined) return ['-netdev', `stream,id=net0,server=off,addr.type=fd,addr.str=${passtFd}`, ...idleSlirp];
   let arg = `user,id=net0,net=${USER_NET.subnet},host=${USER_NET.gateway},dns=${USER_NET.dns},dhcpstart=${USER_NET.guest},ipv6=off`;
   if (net?.restrict) arg += ',restrict=on';
   for (const f of net?.forwards ?? []) {
@@ -52,6 +54,8 @@ export interface VmSpec {
   incoming?: boolean;
   /** The NIC's backend (forwards differ per VM; the NIC is always present). */
   net?: NetSpec;
+  /** The built-in network through passt (passt.ts): QEMU's fd carrying its socket. */
+  passtFd?: number;
 }
 
 /**
@@ -128,7 +132,7 @@ export function qemuArgs(spec: VmSpec, layout: DeviceLayout = QEMU_LAYOUT): stri
     '-object', 'rng-random,id=rng0,filename=/dev/urandom',
     '-device', 'virtio-rng-device,rng=rng0',
     '-qmp', `unix:${p.qmp},server=on,wait=off`,
-    ...netdevArgs(spec.net),
+    ...netdevArgs(spec.net, spec.passtFd),
     '-device', 'virtio-net-device,netdev=net0,mac=52:54:00:12:34:56',
   ];
   if (spec.incoming) args.push('-incoming', 'defer');

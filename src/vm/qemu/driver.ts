@@ -7,10 +7,13 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../../common/logger.js';
-import type { GuestShape, LaunchRequest, PoolNetProvider, VmDriver, VmHandle, WarmVm } from '../driver.js';
+import type { BuiltinNetwork, GuestShape, LaunchRequest, PoolNetProvider, VmDriver, VmHandle, WarmVm } from '../driver.js';
 import { QEMU_BINARY, QEMU_LAYOUT, USER_NET_INFO, vmPaths } from './args.js';
+import { sweepEmptyCgroups } from './cgroup.js';
+import { jailUnavailable, releaseJail } from './jail.js';
+import { hostAddress, PASST } from './passt.js';
 import { ClonePool } from './pool.js';
-import { isQemuOf, QemuVm } from './process.js';
+import { findQemu, QemuVm } from './process.js';
 import { startClone, TemplateCorruptError, TemplateStore } from './template.js';
 
 export interface QemuDriverOptions {
@@ -36,7 +39,8 @@ export function qemuVersion(): string {
 export class QemuDriver implements VmDriver {
   readonly name = 'qemu';
   readonly layout = QEMU_LAYOUT;
-  readonly builtinNetwork = USER_NET_INFO;
+  /** With passt, the gateway is not the host: the host is reached at its own address. */
+  readonly builtinNetwork: BuiltinNetwork = PASST ? { ...USER_NET_INFO, hostGateway: hostAddress() } : USER_NET_INFO;
   readonly templates: TemplateStore;
   private readonly pool: ClonePool | undefined;
 
@@ -44,6 +48,9 @@ export class QemuDriver implements VmDriver {
     readonly version: string,
     opts: QemuDriverOptions,
   ) {
+    sweepEmptyCgroups();
+    const unjailed = jailUnavailable();
+    if (unjailed && process.getuid?.() === 0) opts.logger.warn(`QEMU jail: ${unjailed}`);
     this.templates = new TemplateStore(opts.templateDir, version, opts.logger);
     this.pool = opts.poolSize ? new ClonePool(this.templates, opts.runRoot, opts.poolSize, opts.logger) : undefined;
   }
@@ -96,13 +103,18 @@ export class QemuDriver implements VmDriver {
   }
 
   isLive(pid: number, runDir: string): boolean {
-    return isQemuOf(pid, runDir);
+    return findQemu(pid, runDir) !== undefined;
+  }
+
+  releaseRunDir(runDir: string): void {
+    releaseJail(path.resolve(runDir));
   }
 
   recordedPid(runDir: string): number | undefined {
     try {
       const pid = Number(fs.readFileSync(vmPaths(path.resolve(runDir)).pidFile, 'utf8'));
-      return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+      // The file names the process started: QEMU, or its jail's monitor (then QEMU is its child).
+      return Number.isInteger(pid) && pid > 0 ? (findQemu(pid, path.resolve(runDir)) ?? pid) : undefined;
     } catch {
       return undefined; // no VM was started there
     }

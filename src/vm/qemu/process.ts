@@ -4,39 +4,41 @@
  * sockets and logs live in its own run directory. Pause and resume are QMP
  * `stop` and `cont`.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
+import os from 'node:os';
 import type { HostUsage, VmHandle, VmState } from '../driver.js';
 import { QEMU_BINARY, qemuArgs, vmPaths, type VmSpec } from './args.js';
+import { PASST, PASST_FD, startPasst } from './passt.js';
+import { jailedCommand, jailUnavailable, releaseJail } from './jail.js';
 import { QmpClient } from './qmp.js';
 
-/**
- * Capabilities a QEMU run as root keeps: what 9p passthrough needs to give the
- * guest root's view of its files (chown, permission and owner overrides,
- * setuid bits kept on chown, device nodes, file capabilities) and opening a
- * TAP. Everything else (CAP_SYS_ADMIN, CAP_SYS_PTRACE, CAP_SYS_MODULE, ...) is
- * dropped from the bounding set before exec, so a QEMU bug is not full root.
- */
-export const QEMU_CAPABILITIES = ['chown', 'dac_override', 'fowner', 'fsetid', 'mknod', 'setfcap', 'net_admin'];
-
-/** CMD run through setpriv with a cut bounding set and no inheritable capabilities (as root, if setpriv is there). */
-function confined(cmd: string[]): string[] {
-  if (process.getuid?.() !== 0 || !SETPRIV) return cmd;
-  return [SETPRIV, `--bounding-set=-all,${QEMU_CAPABILITIES.map((c) => `+${c}`).join(',')}`, '--inh-caps=-all', '--', ...cmd];
-}
-
-const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => fs.existsSync(p));
-
-/** Whether PID is a live QEMU process whose command line names RUNDIR. */
+/** Whether PID is a live QEMU process (not its jail's monitor) whose command line names RUNDIR. */
 export function isQemuOf(pid: number, runDir: string): boolean {
   try {
+    const comm = fs.readFileSync(`/proc/${pid}/comm`, 'utf8');
     const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
     const state = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0];
-    return state !== 'Z' && cmdline.includes('qemu') && cmdline.includes(runDir);
+    return state !== 'Z' && comm.startsWith('qemu') && cmdline.includes(runDir);
   } catch {
     return false;
   }
+}
+
+/** The children of PID. */
+function childrenOf(pid: number): number[] {
+  try {
+    return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** The QEMU of RUNDIR given its pid or its jail monitor's (a run directory records the process started). */
+export function findQemu(pid: number, runDir: string): number | undefined {
+  if (isQemuOf(pid, runDir)) return pid;
+  return childrenOf(pid).find((child) => isQemuOf(child, runDir));
 }
 
 export class QemuVm extends EventEmitter<{ exit: [code: number | null, signal: NodeJS.Signals | null] }> implements VmHandle {
@@ -47,10 +49,15 @@ export class QemuVm extends EventEmitter<{ exit: [code: number | null, signal: N
   exitSignal: NodeJS.Signals | null = null;
   readonly paths: ReturnType<typeof vmPaths>;
 
-  private child: import('node:child_process').ChildProcess | undefined;
+  private child: ChildProcess | undefined;
+
+  /** Started through the jail: PROCESSPID is the jail's monitor, QEMU is its child. */
+  private jailed = false;
+  private qemuPid: number | undefined;
 
   private constructor(
-    readonly pid: number,
+    /** The process started (or adopted) for this VM: QEMU or the monitor of its jail; it lives as long as QEMU. */
+    readonly processPid: number,
     readonly runDir: string,
   ) {
     super();
@@ -61,12 +68,32 @@ export class QemuVm extends EventEmitter<{ exit: [code: number | null, signal: N
     fs.mkdirSync(spec.runDir, { recursive: true });
     const p = vmPaths(spec.runDir);
     for (const f of [p.control, p.qmp]) fs.rmSync(f, { force: true });
+    // The built-in network (not a template's or the probe's: they have no NetSpec) through passt where installed.
+    const userNet = spec.net && !spec.net.tap && !spec.net.restrict && PASST ? startPasst(spec.runDir, spec.net) : undefined;
     const log = fs.openSync(p.qemuLog, 'w');
-    const [cmd, ...argv] = confined([QEMU_BINARY, ...qemuArgs(spec)]);
-    const child = spawn(cmd!, argv, { detached: true, stdio: ['ignore', log, log] });
-    fs.closeSync(log);
-    if (child.pid === undefined) throw new Error(`cannot start ${QEMU_BINARY}`);
+    let child: ChildProcess;
+    let cmd: string[];
+    try {
+      try {
+        cmd = jailedCommand(spec, [QEMU_BINARY, ...qemuArgs({ ...spec, passtFd: userNet ? PASST_FD : undefined })]);
+      } catch (err) {
+        releaseJail(spec.runDir);
+        throw new Error(`cannot prepare the QEMU jail: ${(err as Error).message}`);
+      }
+      child = spawn(cmd[0]!, cmd.slice(1), { detached: true, stdio: ['ignore', log, log, userNet?.qemuEnd ?? 'ignore'] });
+    } catch (err) {
+      userNet?.passt.kill('SIGKILL');
+      throw err;
+    } finally {
+      fs.closeSync(log);
+      userNet?.qemuEnd.destroy(); // QEMU holds its own copy now; passt exits when QEMU closes it
+    }
+    if (child.pid === undefined) {
+      userNet?.passt.kill('SIGKILL');
+      throw new Error(`cannot start ${QEMU_BINARY}`);
+    }
     const vm = new QemuVm(child.pid, spec.runDir);
+    vm.jailed = cmd[0] !== QEMU_BINARY;
     vm.child = child;
     if (spec.incoming) vm.vcpus = 'paused'; // until the device state is loaded and `cont` sent
     fs.writeFileSync(p.pidFile, String(child.pid));
@@ -80,8 +107,9 @@ export class QemuVm extends EventEmitter<{ exit: [code: number | null, signal: N
    * A VM started by an earlier daemon (live restore), if PID is still the QEMU
    * of RUNDIR. It is not our child: its exit is noticed by polling.
    */
-  static adopt(pid: number, runDir: string): QemuVm | undefined {
-    if (!isQemuOf(pid, runDir)) return undefined;
+  static adopt(recorded: number, runDir: string): QemuVm | undefined {
+    const pid = findQemu(recorded, runDir);
+    if (pid === undefined) return undefined;
     const vm = new QemuVm(pid, runDir);
     const timer = setInterval(() => {
       if (!isQemuOf(pid, runDir)) {
@@ -96,6 +124,13 @@ export class QemuVm extends EventEmitter<{ exit: [code: number | null, signal: N
 
   private markExited(code: number | null, signal: NodeJS.Signals | null): void {
     if (this.exited) return;
+    // The jail's monitor reports a QEMU killed by signal N as status 128+N.
+    if (this.jailed && code !== null && code > 128 && code < 128 + 65) {
+      const signo = code - 128;
+      signal = (Object.entries(os.constants.signals).find(([, n]) => n === signo)?.[0] as NodeJS.Signals | undefined) ?? signal;
+      if (signal) code = null;
+    }
+    releaseJail(this.runDir);
     this.exited = true;
     this.exitCode = code;
     this.exitSignal = signal;
@@ -115,6 +150,12 @@ export class QemuVm extends EventEmitter<{ exit: [code: number | null, signal: N
     return [read(this.paths.qemuLog), read(this.paths.console)].filter(Boolean).join('\n');
   }
 
+  /** QEMU's own pid (inside a jail, the monitor's child; the monitor's until QEMU has been exec'd). */
+  get pid(): number {
+    this.qemuPid ??= this.jailed ? findQemu(this.processPid, this.runDir) : this.processPid;
+    return this.qemuPid ?? this.processPid;
+  }
+
   get state(): VmState {
     return this.exited ? 'exited' : this.vcpus;
   }
@@ -130,10 +171,23 @@ export class QemuVm extends EventEmitter<{ exit: [code: number | null, signal: N
 
   stop(): void {
     if (this.exited) return;
+    // QEMU itself; its jail's monitor then exits with QEMU's status (killing the
+    // monitor would hide how QEMU died, and leave QEMU running).
+    const pid = this.pid;
     try {
-      process.kill(this.pid, 'SIGKILL');
+      process.kill(pid, 'SIGKILL');
     } catch {
       /* already gone */
+    }
+    // Stopped within moments of its launch, before the monitor's child became QEMU: that child goes too.
+    if (this.jailed && pid === this.processPid) {
+      for (const child of childrenOf(this.processPid)) {
+        try {
+          process.kill(child, 'SIGKILL');
+        } catch {
+          /* gone meanwhile */
+        }
+      }
     }
   }
 
