@@ -49,7 +49,7 @@ export interface NetworkHost {
   dataRoot: string;
   /** Running containers' endpoints and names, for address allocation and DNS. */
   members(networkId: string): Array<{ endpoint: Endpoint; names: string[] }>;
-  /** The default bridge's subnet (`--bip`/`default-subnet`, "10.88.0.1/24" or "10.88.0.0/24"); a free /24 in 10.88.0.0/16 if unset. */
+  /** The default bridge's subnet (`--bip`/`default-subnet`, "10.88.0.1/24" or "10.88.0.0/24"); a free /20 in 10.88.0.0/16 if unset. */
   defaultSubnet?: string;
   /** `--bridge none`: no default bridge; the default network is the driver's user-mode one. */
   noDefaultBridge?: boolean;
@@ -60,6 +60,8 @@ export interface NetworkHost {
 export const PREDEFINED = ['bridge', 'default', 'none', 'host', 'slirp'];
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 const PREFIX = 24;
+/** The default bridge is larger (4094 addresses, as many VMs as a host can hold; Docker's is a /16). */
+const DEFAULT_BRIDGE_PREFIX = 20;
 
 function ipToInt(ip: string): number {
   return ip.split('.').reduce((n, o) => n * 256 + Number(o), 0);
@@ -109,7 +111,7 @@ export class NetworkManager {
       if (same || this.host.members(current.Id).length) return;
       this.remove(current);
     }
-    const { subnet, gateway } = wanted ? this.normalizeBip(wanted) : this.pickSubnet(undefined, undefined, '10.88');
+    const { subnet, gateway } = wanted ? this.normalizeBip(wanted) : this.pickSubnet(undefined, undefined, '10.88', DEFAULT_BRIDGE_PREFIX);
     const tag = createHash('sha256').update(`default:${this.host.dataRoot}`).digest('hex');
     const net: NetworkRecord = {
       Id: tag,
@@ -350,8 +352,8 @@ export class NetworkManager {
       .map((m) => m.endpoint.IPAddress);
   }
 
-  /** A free /24 in 10.89.0.0/16 (or the one asked for), clear of the host's own networks and of other hyperbox networks. */
-  private pickSubnet(subnet?: string, gateway?: string, pool = '10.89'): { subnet: string; gateway: string } {
+  /** A free /PREFIX in POOL.0.0/16 (or the one asked for), clear of the host's own networks and of other hyperbox networks. */
+  private pickSubnet(subnet?: string, gateway?: string, pool = '10.89', prefix = PREFIX): { subnet: string; gateway: string } {
     const taken: Array<[number, number]> = [
       ...hostIpv4Networks().map(([a, p]) => [ipToInt(a), p] as [number, number]),
       ...[...this.nets.values()].map((n) => [ipToInt(n.Subnet.split('/')[0]!), Number(n.Subnet.split('/')[1])] as [number, number]),
@@ -367,9 +369,9 @@ export class NetworkManager {
       if (!overlaps(ipToInt(gw), 32, net, prefix)) throw invalid(`gateway ${gw} is not in subnet ${subnet}`);
       return { subnet: `${intToIp(net)}/${prefix}`, gateway: gw };
     }
-    for (let third = 0; third < 256; third++) {
+    for (let third = 0; third < 256; third += 2 ** (24 - prefix)) {
       const net = ipToInt(`${pool}.${third}.0`);
-      if (!taken.some(([a, p]) => overlaps(net, PREFIX, a, p))) return { subnet: `${intToIp(net)}/${PREFIX}`, gateway: intToIp(net + 1) };
+      if (!taken.some(([a, p]) => overlaps(net, prefix, a, p))) return { subnet: `${intToIp(net)}/${prefix}`, gateway: intToIp(net + 1) };
     }
     throw conflict(`no free subnet left in ${pool}.0.0/16: pass --subnet`);
   }
