@@ -172,6 +172,42 @@ function mountTarget(root: string, dst: string, isFile: boolean): string {
   return target;
 }
 
+/**
+ * Binds SOURCE onto TARGET, a path resolved inside ROOT, without a window in
+ * which the guest could swap TARGET (or a directory above it) for a symlink
+ * out of the root: TARGET is opened without following a final symlink, the
+ * opened object is checked to lie inside ROOT, and the bind goes onto exactly
+ * that object through /proc/self/fd (mount(8) told not to resolve the path).
+ */
+function bindInRoot(root: string, source: string, target: string, flags: string): void {
+  const realRoot = fs.realpathSync(root);
+  // The object at TARGET now, checked to be inside the root; opening it again after the
+  // bind gives the new mount's root (a magic link does not cross the mount on top).
+  const openChecked = () => {
+    const dir = fs.lstatSync(target).isDirectory();
+    const fd = fs.openSync(target, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | (dir ? fs.constants.O_DIRECTORY : 0));
+    const fdPath = `/proc/${process.pid}/fd/${fd}`;
+    const actual = fs.readlinkSync(fdPath);
+    if (actual !== realRoot && !actual.startsWith(`${realRoot}/`)) {
+      fs.closeSync(fd);
+      throw invalid(`mount point ${target} leads out of the container root`);
+    }
+    return { fd, fdPath };
+  };
+  const under = openChecked();
+  try {
+    run('mount', ['--no-canonicalize', '--bind', source, under.fdPath]);
+  } finally {
+    fs.closeSync(under.fd);
+  }
+  const bound = openChecked();
+  try {
+    run('mount', ['--no-canonicalize', '-o', `remount,bind,${flags}`, bound.fdPath]);
+  } finally {
+    fs.closeSync(bound.fd);
+  }
+}
+
 /** Docker fills an empty volume with what the image has at its mount point. */
 function seedVolume(root: string, m: MountPoint): void {
   try {
@@ -207,9 +243,8 @@ export function mountVolumes(root: string, mounts: MountPoint[], readonlyRoot: b
       const srcStat = fs.statSync(m.Source, { throwIfNoEntry: false });
       if (!srcStat) throw invalid(`bind source path does not exist: ${m.Source}`);
       const target = mountTarget(root, m.Destination, !srcStat.isDirectory());
-      run('mount', ['--bind', m.Source, target]);
       // This bind's own flags (the source mount keeps its own): inert setuid files and devices, and ro if asked.
-      run('mount', ['-o', `remount,bind,${HOST_SIDE_FLAGS}${m.RW ? '' : ',ro'}`, target]);
+      bindInRoot(root, m.Source, target, `${HOST_SIDE_FLAGS}${m.RW ? '' : ',ro'}`);
     }
     if (readonlyRoot) {
       // What the agent mounts or binds over must exist before the root turns read-only.
