@@ -33,7 +33,8 @@ describe('isolation on bridge networks', { skip: isRoot ? false : 'bridge networ
     JSON.parse((await d.run(['inspect', '-f', '{{json .NetworkSettings.Networks}}', name])).stdout)[network];
 
   const runDetached = async (name: string, network: string, cmd: string[]) => {
-    const r = await d.run(['run', '-d', '--network', network, '--name', name, 'busybox', ...cmd]);
+    // NET_ADMIN: the spoofing container changes its own MAC and address (outside Docker's default set).
+    const r = await d.run(['run', '-d', '--cap-add', 'NET_ADMIN', '--network', network, '--name', name, 'busybox', ...cmd]);
     assert.equal(r.code, 0, r.stderr);
   };
 
