@@ -58,7 +58,8 @@ exec qemu-system-x86_64 "\${args[@]}"
 `,
     { mode: 0o755 },
   );
-  return { HYPERBOX_QEMU: wrapper };
+  // The wrapper runs inside each QEMU's jail: its counter's directory is bound in.
+  return { HYPERBOX_QEMU: wrapper, HYPERBOX_JAIL_BIND: dir };
 }
 
 describe('template clock check', () => {

@@ -77,6 +77,8 @@ export function jailArgs(spec: VmSpec, qemu: string): string[] {
   if (spec.net?.tap) args.push('--dev-bind', '/dev/net/tun', '/dev/net/tun');
   if (spec.shape.accel === 'kvm') args.push('--dev-bind', '/dev/kvm', '/dev/kvm');
   if (!qemu.startsWith('/usr/')) args.push('--ro-bind', qemu, qemu);
+  // An operator's extra paths (a QEMU wrapper's state, a debugging aid), read-write.
+  for (const p of (process.env.HYPERBOX_JAIL_BIND ?? '').split(':').filter(Boolean)) args.push('--bind', path.resolve(p), path.resolve(p));
   for (const f of new Set([spec.shape.assets.kernel, spec.shape.assets.initrd])) args.push('--ro-bind', path.resolve(f), path.resolve(f));
   args.push('--bind', path.resolve(spec.runDir), path.resolve(spec.runDir));
   for (const share of spec.sharePaths) args.push('--bind', path.resolve(share), path.resolve(share));
