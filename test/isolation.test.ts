@@ -114,7 +114,7 @@ function isolationSuite(title: string, daemonArgs: string[], only?: string[]): v
     it('control: a host service on 0.0.0.0 is reachable through host-gateway, so the probes work', async () => {
       const open = await tcpListener('0.0.0.0');
       try {
-        const r = await d.run(['run', '--rm', '--add-host', 'thehost:host-gateway', 'busybox', 'sh', '-c', `echo x | nc -w 2 thehost ${open.port}`]);
+        const r = await d.run(['run', '--rm', '--add-host', 'thehost:host-gateway', 'busybox', 'sh', '-c', `echo x | timeout 10 nc -w 2 thehost ${open.port}; true`]);
         assert.match(r.stdout, /LEAK/, r.stderr);
         assert.equal(open.hits.length, 1);
       } finally {
