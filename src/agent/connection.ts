@@ -37,6 +37,13 @@ export interface MountOptions {
   isolate?: boolean;
   /** Extra /etc/hosts lines, "IP NAME" (`--add-host`). */
   hosts?: string[];
+  /** A root on disks: the serials of its read-only image disk and its writable disk. */
+  blockLower?: string;
+  blockUpper?: string;
+  /** "SUBPATH\tDEST[\tro]": the share's SUBPATH bound at DEST inside the root. */
+  binds?: string[];
+  /** The root read-only once prepared (`--read-only`). */
+  readonly?: boolean;
 }
 
 /** How long a request (configure, mount, stats) may take before it fails. */

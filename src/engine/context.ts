@@ -29,6 +29,8 @@ export interface EngineOptions {
   defaultSubnet?: string;
   /** False (`--bridge none`): the default network stays the driver's user-mode network even as root. */
   defaultBridge?: boolean;
+  /** Where new containers' roots live: a 9p share of a host overlay (default), or disks (`--storage-driver block`). */
+  storageDriver?: '9p' | 'block';
 }
 
 export interface EngineContext {

@@ -30,6 +30,8 @@ export interface HostSpec {
   /** Guest memory in bytes (0: engine default). */
   Memory: number;
   NanoCpus: number;
+  /** `--storage-opt size=`: the writable disk's size in bytes (block storage; 0 or absent: the default). */
+  StorageSize?: number;
   ConsoleSize?: [number, number];
   RestartPolicy: RestartPolicy;
   /** Docker's json-file options: max-size, max-file. */
@@ -101,6 +103,8 @@ export interface ContainerRecord {
   Endpoint?: Endpoint;
   /** Volumes, binds and tmpfs mounts, resolved at create. */
   MountPoints?: MountPoint[];
+  /** Where its root lives, chosen at create (`--storage-driver`): a 9p share of a host overlay (absent: 9p), or disks. */
+  Storage?: '9p' | 'block';
   /** Published ports of the current (or last) run. */
   Ports?: PortMap;
 }

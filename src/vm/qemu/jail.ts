@@ -80,6 +80,10 @@ export function jailArgs(spec: VmSpec, qemu: string): string[] {
   for (const f of new Set([spec.shape.assets.kernel, spec.shape.assets.initrd])) args.push('--ro-bind', path.resolve(f), path.resolve(f));
   args.push('--bind', path.resolve(spec.runDir), path.resolve(spec.runDir));
   for (const share of spec.sharePaths) args.push('--bind', path.resolve(share), path.resolve(share));
+  if (spec.disks) {
+    args.push('--ro-bind', path.resolve(spec.disks.lower), path.resolve(spec.disks.lower));
+    args.push('--bind', path.resolve(spec.disks.upper), path.resolve(spec.disks.upper));
+  }
   if (spec.memoryFile) {
     const dir = path.dirname(path.resolve(spec.memoryFile.path));
     args.push('--bind', dir, dir);
