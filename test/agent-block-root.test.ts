@@ -129,6 +129,9 @@ describe('agent: container root on virtio-blk disks (overlay of a read-only imag
     fs.mkdirSync(path.join(share, 'vol2'));
     fs.writeFileSync(path.join(share, 'vol2', 'nested'), 'nested bind\n');
     fs.writeFileSync(path.join(share, 'conf'), 'a bound file\n');
+    // A 9p root in the same share (pod style, SUBDIR) for BIND and READONLY there.
+    fs.mkdirSync(path.join(share, 'podroot'));
+    execFileSync('tar', ['-xf', busyboxTar, '-C', path.join(share, 'podroot'), '--numeric-owner']);
   });
 
   it('first boot: lower visible, writes go to the upper, special files, binds', async (t) => {
@@ -223,6 +226,16 @@ describe('agent: container root on virtio-blk disks (overlay of a read-only imag
       assert.ok(!lines.includes('to-delete still there'));
       assert.ok(!lines.includes('wrote'));
       assert.match(out, /Read-only file system/);
+
+      // A 9p root (SUBDIR of the share) with a read-only BIND and READONLY.
+      await vm.conn.mountRoot('hbroot0', 'p1', 'podroot', [], { binds: [{ source: 'vol', dest: '/mnt/vol', readonly: true }], readonly: true });
+      const pod = await run(vm, 'cat /mnt/vol/hello; touch /mnt/vol/x; touch /y; echo done', 'p1');
+      t.diagnostic(pod.out);
+      assert.match(pod.out, /^from the share\n/);
+      assert.match(pod.out, /touch: \/mnt\/vol\/x: Read-only file system/);
+      assert.match(pod.out, /touch: \/y: Read-only file system/);
+      assert.ok(!fs.existsSync(path.join(share, 'vol', 'x')) && !fs.existsSync(path.join(share, 'podroot', 'y')));
+      await assert.rejects(vm.conn.mountRoot('hbroot0', 'p2', undefined, [], { binds: [{ source: 'vol', dest: '/v' }] }), /bind without a subdir/);
     } finally {
       await powerOff(vm);
     }
