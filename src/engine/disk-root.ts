@@ -25,8 +25,8 @@ export interface DiskRoot {
   disks: RootDisks;
   /** The 9p share holding the binds (undefined: no binds, no share). */
   shareDir?: string;
-  /** "N\tDEST[\tro]": the share's entry N bound at DEST in the root. */
-  binds: string[];
+  /** The share's entries bound inside the root. */
+  binds: Array<{ source: string; dest: string; readonly?: boolean }>;
   /** tmpfs mounts, as "/path[:opts]". */
   tmpfs: string[];
   readonly: boolean;
@@ -46,7 +46,7 @@ export async function prepareDiskRoot(ctx: EngineContext, c: Container): Promise
   const lower = await ensureImageFs(ctx.opts.dataRoot, image.id, imageDir);
   const upper = ensureContainerDisk(c.dir, c.record.HostConfig.StorageSize);
   releaseDiskRoot(c);
-  const binds: string[] = [];
+  const binds: DiskRoot['binds'] = [];
   const tmpfs: string[] = [];
   const mounts = [...(c.record.MountPoints ?? [])].sort((a, b) => a.Destination.split('/').length - b.Destination.split('/').length);
   try {
@@ -61,7 +61,7 @@ export async function prepareDiskRoot(ctx: EngineContext, c: Container): Promise
       else fs.writeFileSync(target, '', { mode: 0o600 });
       mount(['--bind', m.Source, target]);
       mount(['-o', `remount,bind,${HOST_SIDE_FLAGS}${m.RW ? '' : ',ro'}`, target]);
-      binds.push(`${i}\t${m.Destination}${m.RW ? '' : '\tro'}`);
+      binds.push({ source: String(i), dest: m.Destination, readonly: !m.RW });
     });
   } catch (err) {
     releaseDiskRoot(c);

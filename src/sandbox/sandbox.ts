@@ -59,7 +59,7 @@ export interface SandboxOptions {
    * A root on disks (the shape's `root` says so): the files behind them, and
    * the binds the guest makes from the share (`rootfs`, then the binds' directory).
    */
-  disks?: { files: RootDisks; binds: string[]; readonly: boolean };
+  disks?: { files: RootDisks; binds: NonNullable<MountOptions['binds']>; readonly: boolean };
 }
 
 /** Name of the root a plain sandbox mounts (processes name it in `exec`). */
@@ -277,8 +277,12 @@ export async function startSandbox(opts: SandboxOptions, phases: Record<string, 
 
 /** The MOUNT_ROOT fields of a root on disks: which disk is which (by serial), the binds, read-only. */
 function diskFields(layout: DeviceLayout, disks: NonNullable<SandboxOptions['disks']>): MountOptions {
-  const serial = (role: 'lower' | 'upper') => layout.disks?.find((d) => d.role === role)?.serial;
-  return { blockLower: serial('lower'), blockUpper: serial('upper'), binds: disks.binds, readonly: disks.readonly };
+  const serial = (role: 'lower' | 'upper') => {
+    const disk = layout.disks?.find((d) => d.role === role);
+    if (!disk) throw internal(`the device layout has no ${role} disk`);
+    return disk.serial;
+  };
+  return { block: { lower: serial('lower'), upper: serial('upper') }, binds: disks.binds, readonly: disks.readonly };
 }
 
 /** Waits for the agent's hello, or for the VM to die trying. */
