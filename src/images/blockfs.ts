@@ -62,11 +62,13 @@ const EROFS_FORMAT = `erofs-1 ${EROFS_ARGS.join(' ')}`;
  * mkfs.ext4 arguments for a blank writable disk: no reserved blocks, root's
  * root directory, inode tables zeroed now (holes in a sparse file cost nothing,
  * and the guest then never runs its lazy zeroing), a journal whose blocks are
- * the file's holes (zeroes) already. Debian 12's mke2fs defaults (metadata_csum,
+ * the file's holes (zeroes) already, and no resize inode (its reserved GDT
+ * blocks were 4 MB of a 10 GiB disk's 4.3; without them a new disk takes
+ * about 240 KB of host disk). Debian 12's mke2fs defaults (metadata_csum,
  * 64bit, extents, no orphan_file, no metadata_csum_seed) all mount on the
  * guest's 6.1 kernel.
  */
-const EXT4_ARGS = ['-q', '-F', '-t', 'ext4', '-m', '0', '-E', 'lazy_itable_init=0,lazy_journal_init=1,root_owner=0:0'];
+const EXT4_ARGS = ['-q', '-F', '-t', 'ext4', '-m', '0', '-O', '^resize_inode', '-E', 'lazy_itable_init=0,lazy_journal_init=1,root_owner=0:0'];
 const EXT4_FORMAT = createHash('sha256').update(`ext4-1 ${EXT4_ARGS.join(' ')}`).digest('hex').slice(0, 8);
 
 /** Bytes a file takes on the host's disk (allocated blocks, not its apparent size); 0 if missing. */
@@ -84,10 +86,35 @@ function toolError(what: string, err: unknown): Error {
   return internal(`${what}: ${String(e.stderr || e.message || err).trim()}`);
 }
 
-/** Root-owned, 0600, if we are root (a daemon run as another user keeps its own files). */
-function privatize(file: string): void {
+/**
+ * Readies a finished temporary file for publishing: root-owned (if we are
+ * root; a daemon run as another user keeps its own files), 0600, and on disk
+ * (a crash after the rename must not leave a complete name over missing data).
+ */
+function seal(file: string): void {
   fs.chmodSync(file, 0o600);
   if (process.getuid?.() === 0) fs.chownSync(file, 0, 0);
+  const fd = fs.openSync(file, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Renames TMP to FINAL and makes the rename durable. */
+function publish(tmp: string, final: string): void {
+  fs.renameSync(tmp, final);
+  try {
+    const fd = fs.openSync(path.dirname(final), 'r');
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    /* a directory that cannot be synced: the rename stands */
+  }
 }
 
 /** A temporary name beside FINAL, hidden, removed by sweepTemporaries once stale. */
@@ -161,8 +188,8 @@ export function ensureErofs(dir: string, source: ImageFsSource): Promise<string>
     fs.closeSync(fs.openSync(tmp, 'wx', 0o600));
     try {
       await run('mkfs.erofs', [...EROFS_ARGS, tmp, source.rootfs], { maxBuffer: 16 * 1024 * 1024 });
-      privatize(tmp);
-      fs.renameSync(tmp, final);
+      seal(tmp);
+      publish(tmp, final);
     } catch (err) {
       fs.rmSync(tmp, { force: true });
       throw toolError(`cannot build the image filesystem from ${source.rootfs}`, err);
@@ -198,8 +225,8 @@ export function ensureBlankExt4(blankDir: string, bytes: number): Promise<string
     try {
       fs.truncateSync(tmp, size);
       await run('mkfs.ext4', [...EXT4_ARGS, tmp]);
-      privatize(tmp);
-      fs.renameSync(tmp, final);
+      seal(tmp);
+      publish(tmp, final);
     } catch (err) {
       fs.rmSync(tmp, { force: true });
       throw toolError(`cannot format a ${size}-byte writable disk`, err);
@@ -229,8 +256,8 @@ export function ensureContainerDisk(containerDir: string, bytes: number, blankDi
     try {
       // --reflink=auto shares the blocks outright on btrfs/xfs; elsewhere a sparse copy.
       await run('cp', ['--reflink=auto', '--sparse=always', blank, tmp]);
-      privatize(tmp);
-      fs.renameSync(tmp, final);
+      seal(tmp);
+      publish(tmp, final);
     } catch (err) {
       fs.rmSync(tmp, { force: true });
       throw toolError("cannot create the container's writable disk", err);
