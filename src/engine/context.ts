@@ -4,6 +4,7 @@
  * other) instead of reaching into a god object.
  */
 import type { Logger } from '../common/logger.js';
+import type { BlockStorage } from '../images/blockfs.js';
 import type { RootfsBuilder } from '../images/rootfs.js';
 import type { ContentStore } from '../images/store.js';
 import type { AccelDecision, GuestShape, VmDriver } from '../vm/index.js';
@@ -39,6 +40,8 @@ export interface EngineContext {
   readonly driver: VmDriver;
   readonly store: ContentStore;
   readonly rootfs: RootfsBuilder;
+  /** Image filesystems and containers' writable disks (block-device roots). */
+  readonly blocks: BlockStorage;
   readonly volumes: VolumeStore;
   readonly metadata: MetadataStore;
   readonly registry: ContainerRegistry;

@@ -13,11 +13,12 @@ import { execFileSync } from 'node:child_process';
 import { internal, invalid } from '../common/errors.js';
 import { isMountPoint } from '../common/mounts.js';
 import { entryComponents, resolveInRoot } from '../images/layer.js';
-import { containerDiskPath, ensureContainerDisk, ensureImageFs } from '../images/blockfs.js';
+import { allocatedBytes, containerDiskPath } from '../images/blockfs.js';
 import { HOST_SIDE_FLAGS } from '../images/rootfs.js';
 import type { RootDisks } from '../vm/index.js';
 import type { Container } from './container.js';
 import type { EngineContext } from './context.js';
+import { diskBytesOf } from './create-spec.js';
 import type { MountPoint } from './storage.js';
 
 /** What the guest needs to assemble a root on disks. */
@@ -43,8 +44,8 @@ const bindsDir = (c: Container) => path.join(c.dir, 'binds');
 export async function prepareDiskRoot(ctx: EngineContext, c: Container): Promise<DiskRoot> {
   const image = ctx.store.resolve(c.record.ImageId);
   const imageDir = await ctx.rootfs.imageRootfs(image);
-  const lower = await ensureImageFs(ctx.opts.dataRoot, image.id, imageDir);
-  const upper = ensureContainerDisk(c.dir, c.record.HostConfig.StorageSize);
+  const lower = await ctx.blocks.ensureImageFs(image);
+  const upper = await ctx.blocks.ensureContainerDisk(c.dir, c.record.DiskBytes ?? diskBytesOf(c.record.HostConfig));
   releaseDiskRoot(c);
   const binds: DiskRoot['binds'] = [];
   const tmpfs: string[] = [];
@@ -78,8 +79,7 @@ export async function prepareDiskRoot(ctx: EngineContext, c: Container): Promise
 
 /** Bytes the container's writable disk takes on the host (allocated, not its apparent size). */
 export function diskBytes(containerDir: string): number {
-  const st = fs.statSync(containerDiskPath(containerDir), { throwIfNoEntry: false });
-  return st ? st.blocks * 512 : 0;
+  return fs.existsSync(containerDiskPath(containerDir)) ? allocatedBytes(containerDiskPath(containerDir)) : 0;
 }
 
 /** Unbinds the container's volumes from its share directory (the VM is gone or going). */

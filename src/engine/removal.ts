@@ -67,6 +67,7 @@ export class ContainerStore {
       ImageId: image.id,
       Config: spec.config,
       HostConfig: spec.host,
+      DiskBytes: spec.diskBytes,
       State: { Status: 'created', Running: false, Paused: false, Pid: 0, ExitCode: 0, Error: '', OOMKilled: false, StartedAt: NULL_TIME, FinishedAt: NULL_TIME },
     };
     record.MountPoints = resolveMounts(spec.host, ctx.volumes);
@@ -135,6 +136,12 @@ export class ContainerStore {
       unmountContainerLayer(c.dir);
     } catch (err) {
       ctx.logger.warn(`unmount ${c.id}: ${(err as Error).message}`);
+    }
+    // The writable disk goes even if something below the directory stays mounted (it is never mounted on the host).
+    try {
+      ctx.blocks.removeContainerDisk(c.dir);
+    } catch (err) {
+      ctx.logger.warn(`container ${c.id.slice(0, 12)}: cannot remove its writable disk: ${(err as Error).message}`);
     }
     // Never delete recursively through a bind mount (it would delete host data).
     const left = mountsUnder(c.dir);
