@@ -86,17 +86,25 @@ export function diskBytes(containerDir: string): number {
 export function releaseDiskRoot(c: Container): void {
   const dir = bindsDir(c);
   if (!fs.existsSync(dir)) return;
-  for (const name of fs.readdirSync(dir)) {
-    const p = path.join(dir, name);
-    for (let i = 0; i < 2 && isMountPoint(p); i++) {
+  // The VM's jail may have bound the directory onto itself (with copies of the binds): that goes first.
+  unmountAll(dir, ['-R']);
+  for (const name of fs.readdirSync(dir)) unmountAll(path.join(dir, name), []);
+  if (!fs.readdirSync(dir).some((n) => isMountPoint(path.join(dir, n)))) fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/** Unmounts whatever is mounted at P (mounts may be stacked there), lazily if busy. */
+function unmountAll(p: string, flags: string[]): void {
+  for (let i = 0; i < 8 && isMountPoint(p); i++) {
+    try {
+      execFileSync('umount', [...flags, p], { stdio: 'ignore' });
+    } catch {
       try {
-        execFileSync('umount', i === 0 ? [p] : ['-l', p], { stdio: 'ignore' });
+        execFileSync('umount', ['-l', p], { stdio: 'ignore' });
       } catch {
-        /* busy: the lazy unmount next */
+        return; // not ours to force
       }
     }
   }
-  if (!fs.readdirSync(dir).some((n) => isMountPoint(path.join(dir, n)))) fs.rmSync(dir, { recursive: true, force: true });
 }
 
 /** Docker fills an empty volume with what the image has at its mount point (read from the image's own tree). */

@@ -122,7 +122,11 @@ function mountPoints(): Set<string> {
   return points;
 }
 
-/** Makes every share a shared mount (binding it onto itself first when it is a plain directory). */
+/**
+ * Makes every share a shared mount (binding it onto itself first when it is a
+ * plain directory: recursively, so what is already bound under it, such as a
+ * block root's binds, stays visible through it).
+ */
 function makeSharesShared(spec: VmSpec): void {
   if (spec.sharePaths.length === 0) return;
   const points = mountPoints();
@@ -131,7 +135,7 @@ function makeSharesShared(spec: VmSpec): void {
     if (points.has(share)) {
       execFileSync('mount', ['--make-shared', share], { stdio: 'pipe' });
     } else {
-      execFileSync('mount', ['--no-canonicalize', '--bind', '--make-shared', '-o', 'nosuid,nodev', share, share], { stdio: 'pipe' });
+      execFileSync('mount', ['--no-canonicalize', '--rbind', '--make-shared', '-o', 'nosuid,nodev', share, share], { stdio: 'pipe' });
       selfBound.push(share);
     }
   }
