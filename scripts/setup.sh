@@ -9,7 +9,8 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 packages=(qemu-system-x86 qemu-utils linux-source-6.1 busybox-static musl-tools build-essential
   flex bison bc libelf-dev libssl-dev cpio file runc tmux util-linux
   clang libclang-rt-14-dev
-  docker-registry skopeo umoci debootstrap apache2-utils openssl curl attr sqlite3 iproute2 iptables zstd bubblewrap passt)
+  docker-registry skopeo umoci debootstrap apache2-utils openssl curl attr sqlite3 iproute2 iptables zstd bubblewrap passt
+  erofs-utils e2fsprogs)
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

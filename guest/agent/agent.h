@@ -7,6 +7,7 @@
  *   mounts.c     the agent's own mounts and MOUNT_ROOT (proc, sys, dev, /etc files, tmpfs)
  *   inroot.c     path resolution confined to a container root (openat2)
  *   rootns.c     a mount namespace per container root (pods)
+ *   blk.c        block-device roots (overlay of a read-only image disk and a writable disk), their unmount at poweroff
  *   spawn.c      START: fork, pty/pipes, chroot, exec
  *   contain.c    PID namespaces, the container's /proc, capabilities, --init
  *   stdio.c      the process table, output pumping, stdin flow control, reaping
@@ -63,8 +64,20 @@ int open_in_root(int rootfd, const char *rel, int flags);
 int mkdir_in_root(int rootfd, const char *rel, mode_t mode);
 int mount_in_root(int rootfd, const char *rel, const char *src, const char *type, unsigned long flags,
                   const char *opts);
+int bind_in_root(int rootfd, const char *rel, int srcfd, int ro);
 int root_ns_fd(const char *name);
 int make_root_ns(const char *name);
+void close_root_namespaces(void); /* at poweroff: every root's namespace let go */
+
+/* blk.c: an overlay of the disks with serials LOWER (read-only image) and UPPER
+ * (writable ext4) at ROOT. 0, or an errno with MSG set (nothing left mounted). */
+int blk_mount_root(const char *name, const char *root, const char *lower, const char *upper, char *msg, size_t cap);
+void blk_unmount_root(const char *name); /* everything under /c/NAME, the overlay and both disks */
+int blk_is_root(const char *name);
+void blk_sync_root(const char *name); /* syncfs of its upper disk (a no-op for other roots) */
+/* At poweroff: kill every process, unmount the block roots (the upper disks
+ * clean), sync. */
+void shutdown_roots(void);
 
 /* contain.c (see there) */
 struct start_req;

@@ -91,3 +91,68 @@ int mount_in_root(int rootfd, const char *rel, const char *src, const char *type
   errno = e;
   return r;
 }
+
+/* The new mount API (5.2+; mount_setattr 5.12+), from <linux/mount.h>, which
+ * musl does not wrap. */
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+#define HB_OPEN_TREE_CLONE 1
+#define HB_AT_EMPTY_PATH 0x1000
+#define HB_MOVE_MOUNT_F_EMPTY_PATH 0x4
+#define HB_MOVE_MOUNT_T_EMPTY_PATH 0x40
+#define HB_MOUNT_ATTR_RDONLY 0x1
+#define HB_MOUNT_ATTR_NOSUID 0x2
+#define HB_MOUNT_ATTR_NODEV 0x4
+struct hb_mount_attr { uint64_t attr_set, attr_clr, propagation, userns_fd; };
+
+/* Binds SRCFD (an O_PATH fd of a directory or a file outside the root) at REL
+ * inside the root, nosuid,nodev, read-only if RO. The mount point is created if
+ * missing (a directory, or an empty file for a file), resolved in the root.
+ * The bind is built detached (open_tree), its flags set (mount_setattr), then
+ * attached to the resolved target's fd (move_mount): no path is re-resolved
+ * between the checks and the mount, and no remount can hit another mount.
+ * 0, or -1 with errno. */
+int bind_in_root(int rootfd, const char *rel, int srcfd, int ro) {
+  struct stat src, dst;
+  if (fstat(srcfd, &src) < 0) return -1;
+  if (S_ISLNK(src.st_mode)) { errno = ELOOP; return -1; }
+  while (*rel == '/') rel++;
+  if (S_ISDIR(src.st_mode)) (void)mkdir_in_root(rootfd, rel, 0755); /* a failure shows in the open */
+  else {
+    char parent[4096];
+    if (snprintf(parent, sizeof parent, "%s", rel) >= (int)sizeof parent) { errno = ENAMETOOLONG; return -1; }
+    size_t l = strlen(parent);
+    while (l > 0 && parent[l - 1] == '/') parent[--l] = 0; /* "a/f/": the file f */
+    char *slash = strrchr(parent, '/');
+    const char *base = slash ? slash + 1 : parent;
+    if (slash) { *slash = 0; (void)mkdir_in_root(rootfd, parent, 0755); }
+    int dir = open_in_root(rootfd, slash ? parent : ".", O_PATH | O_DIRECTORY);
+    if (dir < 0) return -1;
+    /* BASE is one component: O_NOFOLLOW|O_EXCL creates it in DIR or fails */
+    int fd = openat(dir, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd >= 0) close(fd);
+    close(dir);
+  }
+  int target = open_in_root(rootfd, rel, O_PATH);
+  if (target < 0) return -1;
+  if (fstat(target, &dst) < 0) { int e = errno; close(target); errno = e; return -1; }
+  if (S_ISDIR(src.st_mode) != S_ISDIR(dst.st_mode)) { close(target); errno = S_ISDIR(src.st_mode) ? ENOTDIR : EISDIR; return -1; }
+  long tree = syscall(SYS_open_tree, srcfd, "", HB_OPEN_TREE_CLONE | O_CLOEXEC | HB_AT_EMPTY_PATH);
+  if (tree < 0) { int e = errno; close(target); errno = e; return -1; }
+  struct hb_mount_attr attr = {HB_MOUNT_ATTR_NOSUID | HB_MOUNT_ATTR_NODEV | (ro ? HB_MOUNT_ATTR_RDONLY : 0), 0, 0, 0};
+  long r = syscall(SYS_mount_setattr, (int)tree, "", HB_AT_EMPTY_PATH, &attr, sizeof attr);
+  if (r == 0)
+    r = syscall(SYS_move_mount, (int)tree, "", target, "", HB_MOVE_MOUNT_F_EMPTY_PATH | HB_MOVE_MOUNT_T_EMPTY_PATH);
+  int e = errno;
+  close((int)tree); /* unattached, the clone goes away with its fd */
+  close(target);
+  errno = e;
+  return r < 0 ? -1 : 0;
+}

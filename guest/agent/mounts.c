@@ -140,30 +140,88 @@ static int mount_tmpfs(const char *root, int rootfd, const char *spec, char *msg
   return 0;
 }
 
-/* Mounts a host-prepared root filesystem (9p tag) at /c/NAME with the kernel
- * filesystems a container expects. Done on request, never at boot, so a clone of
- * a template picks up its own root from scratch. */
+/* Binds the share's SUB at DEST inside the root (T_BIND). */
+static int mount_bind(int rootfd, int sharefd, const struct mount_bind *b, char *msg, size_t cap) {
+  /* SUB is one name: O_NOFOLLOW keeps it in the share, and a link is refused */
+  int src = sharefd < 0 ? -1 : openat(sharefd, b->sub, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  int r = src < 0 ? -1 : bind_in_root(rootfd, b->dest, src, b->ro), e = errno;
+  if (src >= 0) close(src);
+  if (r < 0) {
+    snprintf(msg, cap, "bind %s on %s: %s", b->sub, b->dest, strerror(e));
+    agent_log("%s", msg);
+    return e ? e : EINVAL;
+  }
+  return 0;
+}
+
+/* TMPFS and BIND fields, parents before children: all mounts of depth 0, then
+ * 1, ... (a tmpfs inside a bind and a bind inside a tmpfs both work). 0, or an
+ * errno with MSG set. */
+static int mount_tmpfs_and_binds(const char *root, int rootfd, int sharefd, const uint8_t *p, size_t n,
+                                 const struct mount_req *m, char *msg, size_t cap) {
+  char spec[512];
+  struct tmpfs_spec t;
+  int r, maxd = 0;
+  struct tlv_in it = {p, n};
+  while ((r = next_tmpfs(&it, spec, sizeof spec)) != 0) {
+    if (r < 0) { snprintf(msg, cap, "tmpfs: bad spec"); return EINVAL; }
+    int e = parse_tmpfs_spec(spec, &t, msg, cap);
+    if (e) return e;
+    if (path_depth(t.path) > maxd) maxd = path_depth(t.path);
+  }
+  for (int i = 0; i < m->nbinds; i++)
+    if (m->binds[i].depth > maxd) maxd = m->binds[i].depth;
+  for (int d = 0; d <= maxd; d++) {
+    struct tlv_in again = {p, n};
+    while (next_tmpfs(&again, spec, sizeof spec) > 0) {
+      if (parse_tmpfs_spec(spec, &t, msg, cap) || path_depth(t.path) != d) continue;
+      int e = mount_tmpfs(root, rootfd, spec, msg, cap);
+      if (e) return e;
+    }
+    for (int i = 0; i < m->nbinds; i++) {
+      if (m->binds[i].depth != d) continue;
+      int e = mount_bind(rootfd, sharefd, &m->binds[i], msg, cap);
+      if (e) return e;
+    }
+  }
+  return 0;
+}
+
+/* Mounts a container root at /c/NAME with the kernel filesystems a container
+ * expects: a host-prepared root filesystem (9p tag), or an overlay of two
+ * virtio-blk disks (blk.c). Done on request, never at boot, so a clone of a
+ * template picks up its own root from scratch. */
 void handle_mount_root(const uint8_t *p, size_t n) {
-  struct mount_req m;
+  static struct mount_req m; /* ~40 KiB with its binds */
   char root[128], share[256], msg[256];
-  if (parse_mount_root(p, n, &m) < 0) { send_result(EINVAL, "mount_root: bad tag, name, subdir or extra host"); return; }
+  if (parse_mount_root(p, n, &m) < 0) {
+    snprintf(msg, sizeof msg, "mount_root: %s", m.why ? m.why : "bad request");
+    send_result(EINVAL, msg);
+    return;
+  }
+  int block = *m.lower != 0;
   snprintf(root, sizeof root, ROOTS "/%s", m.name);
   mkdir_p(root, 0755); /* a failure shows in the mount below */
   /* With a subdir, the share is a directory the host binds roots into (a pool
    * VM's share cannot be swapped, its content can; a pod's holds one root per
-   * container). A virtio-9p channel can be mounted only once: the share is
-   * mounted at /run/share-TAG on first use and reused after. */
-  snprintf(share, sizeof share, "%s%s", *m.sub ? "/run/share-" : "", *m.sub ? m.tag : root);
+   * container). A block root's share only holds what BIND fields bind. A
+   * virtio-9p channel can be mounted only once: the share is mounted at
+   * /run/share-TAG on first use and reused after. */
+  int at_run = *m.sub || block, want_share = !block || m.nbinds > 0;
+  snprintf(share, sizeof share, "%s%s", at_run ? "/run/share-" : "", at_run ? m.tag : root);
   struct stat st_share, st_run;
-  int mounted = *m.sub && stat(share, &st_share) == 0 && stat("/run", &st_run) == 0 && st_share.st_dev != st_run.st_dev;
-  if (*m.sub) mkdir_p(share, 0755);
-  if (!mounted && mount(m.tag, share, "9p", 0, "trans=virtio,version=9p2000.L,msize=262144,cache=mmap,access=client") < 0) {
+  int mounted = at_run && stat(share, &st_share) == 0 && stat("/run", &st_run) == 0 && st_share.st_dev != st_run.st_dev;
+  if (want_share && at_run) mkdir_p(share, 0755);
+  if (want_share && !mounted && mount(m.tag, share, "9p", 0, "trans=virtio,version=9p2000.L,msize=262144,cache=mmap,access=client") < 0) {
     int e = errno;
     snprintf(msg, sizeof msg, "mount root %s: %s", m.tag, strerror(e));
     send_result(e, msg);
     return;
   }
-  if (*m.sub) {
+  if (block) {
+    int e = blk_mount_root(m.name, root, m.lower, m.upper, msg, sizeof msg);
+    if (e) { send_result(e, msg); return; }
+  } else if (*m.sub) {
     char src[512];
     snprintf(src, sizeof src, "%s/%s", share, m.sub);
     if (mount(src, root, NULL, MS_BIND | MS_REC, NULL) < 0) {
@@ -177,9 +235,13 @@ void handle_mount_root(const uint8_t *p, size_t n) {
   if (rootfd < 0) {
     int e = errno;
     snprintf(msg, sizeof msg, "open root %s: %s", m.name, strerror(e));
+    if (block) blk_unmount_root(m.name);
     send_result(e, msg);
     return;
   }
+  /* The host prepared nothing inside a block root: /etc may be missing (the
+   * files in it are created by bind_etc_file, mount points by mount_in_root). */
+  if (block && mkdir_in_root(rootfd, "etc", 0755) < 0) agent_log("mkdir %s/etc: %s", root, strerror(errno));
   /* Failures of these are logged: a root without, say, mqueue still runs most
    * programs, as it always did. */
   mount_at(root, rootfd, "/proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
@@ -190,17 +252,25 @@ void handle_mount_root(const uint8_t *p, size_t n) {
   mount_at(root, rootfd, "/dev/shm", "shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k");
   mount_at(root, rootfd, "/dev/mqueue", "mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
   provide_etc_files(root, rootfd, m.name, m.hosts);
-  struct tlv_in it = {p, n};
-  char spec[512];
-  int r;
-  while ((r = next_tmpfs(&it, spec, sizeof spec)) != 0) {
-    int e = r < 0 ? EINVAL : mount_tmpfs(root, rootfd, spec, msg, sizeof msg);
-    if (e) { close(rootfd); send_result(e, r < 0 ? "tmpfs: bad spec" : msg); return; }
-  }
+  int sharefd = m.nbinds ? open(share, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
+  int e = mount_tmpfs_and_binds(root, rootfd, sharefd, p, n, &m, msg, sizeof msg);
+  if (sharefd >= 0) close(sharefd);
   close(rootfd);
+  /* Docker's --read-only: the root's own mount read-only, once everything in it
+   * is in place; the mounts on it (/proc, /dev, the /etc files, tmpfs, binds)
+   * keep their own flags. */
+  if (!e && m.readonly && mount(NULL, root, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0) {
+    e = errno;
+    snprintf(msg, sizeof msg, "remount root %s read-only: %s", m.name, strerror(e));
+  }
+  if (e) {
+    if (block) blk_unmount_root(m.name); /* a retry starts from the disks again */
+    send_result(e, msg);
+    return;
+  }
   /* Several roots in one VM (a pod): each gets its own mount namespace. A VM with
    * one root has nothing to hide from it, and the namespace costs ~20 ms under TCG. */
-  int e = m.isolate ? make_root_ns(m.name) : 0;
+  e = m.isolate ? make_root_ns(m.name) : 0;
   if (e) { send_result(e, "mount namespace for the root"); return; }
   send_result(0, NULL);
 }

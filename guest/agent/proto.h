@@ -24,7 +24,8 @@ enum hb_type {
   HB_PONG = 0x36,
   /* host -> guest */
   HB_CONFIGURE = 0x20,    /* TLV: T_HOSTNAME, T_TIME, T_SEED, T_IPV4 (addr/prefix), T_GATEWAY, T_DNS, T_MEMLIMIT (u64 bytes) */
-  HB_MOUNT_ROOT = 0x21,   /* TLV: T_TAG (9p mount tag), T_NAME (container root name), T_SUBDIR (optional), T_TMPFS* ("/path[:opts]"), T_EXTRA_HOST* ("IP NAME") */
+  HB_MOUNT_ROOT = 0x21,   /* TLV: T_TAG (9p mount tag), T_NAME (container root name), T_SUBDIR (optional), T_TMPFS* ("/path[:opts]"), T_EXTRA_HOST* ("IP NAME"),
+                           * T_ISOLATE, T_BLOCK_LOWER + T_BLOCK_UPPER (virtio-blk serials: an overlay root), T_BIND* ("SUB\tDEST[\tro]"), T_READONLY */
   HB_PING = 0x22,
   HB_POWEROFF = 0x23,
   HB_STATS = 0x24,        /* answered by HB_RESULT with T_MEMINFO, T_CPUSTAT, T_UPTIME, T_PROCESS* */
@@ -43,7 +44,7 @@ enum hb_tag {
   T_COLS = 19, T_STDIN = 20, T_SUBDIR = 21, T_MEMINFO = 22, T_CPUSTAT = 23, T_UPTIME = 24,
   T_PROCESS = 25, T_IPV4 = 26, T_GATEWAY = 27, T_DNS = 28, T_TMPFS = 29, T_MEMLIMIT = 30, T_OOM = 31,
   T_MAC = 32, T_ISOLATE = 33, T_EXTRA_HOST = 34, T_CAP_ADD = 35, T_CAP_DROP = 36, T_PRIVILEGED = 37,
-  T_INIT = 38, T_EXEC = 39,
+  T_INIT = 38, T_EXEC = 39, T_BLOCK_LOWER = 40, T_BLOCK_UPPER = 41, T_BIND = 42, T_READONLY = 43,
 };
 
 /* Builder for an outgoing TLV payload. Silently refuses to grow past the limit;

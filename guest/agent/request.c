@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/mount.h>
 
@@ -87,21 +88,82 @@ static int add_host_line(const uint8_t *d, uint32_t len, char *out, size_t cap) 
   return 0;
 }
 
+int path_depth(const char *path) {
+  int d = 0;
+  for (const char *c = path; *c; c++)
+    if (*c != '/' && (c == path || c[-1] == '/')) d++;
+  return d;
+}
+
+/* "SUB\tDEST" or "SUB\tDEST\tro" (or "\trw") -> a bind. 0 or -1. */
+static int parse_bind(const uint8_t *d, uint32_t len, struct mount_bind *b) {
+  char f[sizeof b->sub + sizeof b->dest + 8];
+  if (field_str(d, len, f, sizeof f)) return -1;
+  char *t1 = strchr(f, '\t');
+  if (!t1) return -1;
+  *t1 = 0;
+  char *dest = t1 + 1, *t2 = strchr(dest, '\t');
+  b->ro = 0;
+  if (t2) {
+    *t2 = 0;
+    if (!strcmp(t2 + 1, "ro")) b->ro = 1;
+    else if (strcmp(t2 + 1, "rw")) return -1;
+  }
+  if (!valid_name(f) || strlen(f) >= sizeof b->sub) return -1;
+  if (dest[0] != '/' || strlen(dest) >= sizeof b->dest || strstr(dest, "/..") || strchr(dest, '\n')) return -1;
+  b->depth = path_depth(dest);
+  if (b->depth == 0) return -1; /* "/": over the root itself */
+  snprintf(b->sub, sizeof b->sub, "%s", f);
+  snprintf(b->dest, sizeof b->dest, "%s", dest);
+  return 0;
+}
+
+/* A virtio-blk serial: a name of at most 20 bytes (VIRTIO_BLK_ID_BYTES). */
+static int valid_serial(const char *s) { return valid_name(s) && strlen(s) <= 20; }
+
 int parse_mount_root(const uint8_t *p, size_t n, struct mount_req *m) {
   struct tlv_in it = {p, n};
   uint8_t tag;
   const uint8_t *d;
   uint32_t len;
-  memset(m, 0, sizeof *m);
+  memset(m, 0, offsetof(struct mount_req, hosts));
+  m->hosts[0] = 0;
+  m->why = "bad tag, name or subdir";
   while (tlv_next(&it, &tag, &d, &len) == 1) {
     if (tag == T_TMPFS) continue; /* after the root is mounted: next_tmpfs */
     if (tag == T_ISOLATE && len == 4) m->isolate = be32(d) != 0;
+    if (tag == T_READONLY && len == 4) m->readonly = be32(d) != 0;
     if (tag == T_TAG) (void)field_str(d, len, m->tag, sizeof m->tag);   /* too long: stays invalid */
     if (tag == T_NAME) (void)field_str(d, len, m->name, sizeof m->name);
     if (tag == T_SUBDIR) (void)field_str(d, len, m->sub, sizeof m->sub);
-    if (tag == T_EXTRA_HOST && add_host_line(d, len, m->hosts, sizeof m->hosts) < 0) return -1;
+    if (tag == T_BLOCK_LOWER && field_str(d, len, m->lower, sizeof m->lower)) { m->why = "bad block serial"; return -1; }
+    if (tag == T_BLOCK_UPPER && field_str(d, len, m->upper, sizeof m->upper)) { m->why = "bad block serial"; return -1; }
+    if (tag == T_EXTRA_HOST && add_host_line(d, len, m->hosts, sizeof m->hosts) < 0) { m->why = "bad extra host"; return -1; }
+    if (tag == T_BIND) {
+      if (m->nbinds >= MOUNT_MAX_BINDS) { m->why = "too many binds"; return -1; }
+      if (parse_bind(d, len, &m->binds[m->nbinds]) < 0) { m->why = "bad bind"; return -1; }
+      m->nbinds++;
+    }
   }
-  if (!valid_name(m->tag) || !valid_name(m->name) || (*m->sub && !valid_name(m->sub))) return -1;
+  int block = *m->lower || *m->upper;
+  if (block && (!valid_serial(m->lower) || !valid_serial(m->upper) || !strcmp(m->lower, m->upper))) {
+    m->why = "bad block serials (both lower and upper, distinct, names of at most 20 bytes)";
+    return -1;
+  }
+  if (block && *m->sub) { m->why = "subdir with a block root"; return -1; }
+  /* binds come from the share mounted at /run/share-TAG: a pod's or a block root's */
+  if (m->nbinds && !block && !*m->sub) { m->why = "bind without a subdir or a block root"; return -1; }
+  /* TAG: the root's share (9p roots), or the share binds come from */
+  if ((!block || *m->tag || m->nbinds) && !valid_name(m->tag)) return -1;
+  if (!valid_name(m->name) || (*m->sub && !valid_name(m->sub))) return -1;
+  /* parents before children: a stable insertion sort by depth (64 at most) */
+  for (int i = 1; i < m->nbinds; i++) {
+    struct mount_bind b = m->binds[i];
+    int j = i;
+    for (; j > 0 && m->binds[j - 1].depth > b.depth; j--) m->binds[j] = m->binds[j - 1];
+    m->binds[j] = b;
+  }
+  m->why = NULL;
   return 0;
 }
 

@@ -28,13 +28,30 @@ int parse_configure(const uint8_t *p, size_t n, struct configure_req *c);
 int parse_ipv4_cidr(const char *cidr, struct in_addr *addr, struct in_addr *mask);
 
 /* HB_MOUNT_ROOT, without its T_TMPFS fields (next_tmpfs walks those). A
- * malformed tail ends the walk, as it always has. -1 if a name is not valid. */
+ * malformed tail ends the walk, as it always has. -1 (with WHY set) if a name,
+ * serial, bind or extra host is not valid or the combination is not. */
+#define MOUNT_MAX_BINDS 64
+struct mount_bind {
+  char sub[80];   /* a name under the share (valid_name: no '/', no leading dot) */
+  char dest[512]; /* absolute, no "/.." in it, not "/" */
+  int ro;
+  int depth;      /* components of DEST */
+};
 struct mount_req {
   char tag[64], name[80], sub[80];
   int isolate;
+  int readonly;   /* T_READONLY: the root remounted read-only once prepared */
+  /* T_BLOCK_LOWER / T_BLOCK_UPPER: virtio-blk serials ("" if absent) */
+  char lower[64], upper[64];
+  /* T_BIND fields, sorted by depth of DEST (parents first; stable) */
+  struct mount_bind binds[MOUNT_MAX_BINDS];
+  int nbinds;
+  const char *why; /* a static message when parse_mount_root returns -1 */
   /* T_EXTRA_HOST lines for /etc/hosts, "IP\tNAME\n" each (at most 32, checked) */
   char hosts[32 * 80];
 };
+/* The number of non-empty components of PATH ("/a//b/" is 2, "/" is 0). */
+int path_depth(const char *path);
 int parse_mount_root(const uint8_t *p, size_t n, struct mount_req *m);
 /* The next T_TMPFS field as a string: 1, 0 at the end (or a malformed tail),
  * -1 if the field does not fit SPEC or holds a NUL. */

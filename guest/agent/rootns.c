@@ -88,3 +88,8 @@ int make_root_ns(const char *name) {
   root_ns[slot].fd = fd;
   return 0;
 }
+
+void close_root_namespaces(void) {
+  for (int i = 0; i < MAX_ROOTS; i++)
+    if (root_ns[i].fd > 0) { close(root_ns[i].fd); root_ns[i].fd = 0; }
+}

@@ -101,6 +101,9 @@ static void finish_if_done(struct proc *pr) {
   if (pr->err_fd >= 0) close(pr->err_fd);
   if (pr->in_fd >= 0 && pr->in_fd != pr->out_fd) close(pr->in_fd);
   free(pr->inbuf);
+  /* A block root's disk holds what its main process wrote once its EXIT is
+   * out: a host that stops the VM then loses nothing written so far. */
+  if (pr->main) blk_sync_root(pr->root);
   struct tlv_out t;
   tlv_reset(&t);
   tlv_put_u32(&t, T_STATUS, (uint32_t)pr->status);

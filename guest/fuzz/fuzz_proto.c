@@ -72,8 +72,24 @@ static void fuzz_mount_root(const uint8_t *p, size_t n) {
   char spec[512], msg[256];
   int r;
   if (parse_mount_root(p, n, &m) == 0) {
-    CHECK(valid_name(m.tag) && valid_name(m.name));
+    int block = *m.lower != 0;
+    CHECK(m.why == NULL);
+    CHECK(valid_name(m.name) && (block || valid_name(m.tag)));
     CHECK(!strchr(m.name, '/') && m.name[0] != '.');
+    if (block) CHECK(valid_name(m.lower) && valid_name(m.upper) && strlen(m.lower) <= 20 && strcmp(m.lower, m.upper) && !*m.sub);
+    else CHECK(!*m.upper);
+    CHECK(m.nbinds >= 0 && m.nbinds <= MOUNT_MAX_BINDS);
+    if (m.nbinds) CHECK(valid_name(m.tag) && (block || *m.sub));
+    for (int i = 0; i < m.nbinds; i++) {
+      const struct mount_bind *b = &m.binds[i];
+      check_str(b->sub, sizeof b->sub);
+      check_str(b->dest, sizeof b->dest);
+      CHECK(valid_name(b->sub) && b->dest[0] == '/' && !strstr(b->dest, "/..") && b->depth == path_depth(b->dest) && b->depth > 0);
+      if (i) CHECK(m.binds[i - 1].depth <= b->depth); /* parents first */
+    }
+    check_str(m.hosts, sizeof m.hosts);
+  } else {
+    CHECK(m.why != NULL);
   }
   struct tlv_in it = {p, n};
   while ((r = next_tmpfs(&it, spec, sizeof spec)) != 0) {

@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 const dir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'corpus');
 const T = { Hostname: 8, Time: 9, Seed: 10, Tag: 11, Name: 12, Arg: 13, Env: 14, Cwd: 15, User: 16, Tty: 17,
   Rows: 18, Cols: 19, Stdin: 20, Subdir: 21, Ipv4: 26, Gateway: 27, Dns: 28, Tmpfs: 29, MemLimit: 30, Signal: 6,
-  Mac: 32, Isolate: 33, CapAdd: 35, CapDrop: 36, Privileged: 37, Init: 38, Exec: 39 };
+  Mac: 32, Isolate: 33, CapAdd: 35, CapDrop: 36, Privileged: 37, Init: 38, Exec: 39,
+  ExtraHost: 34, BlockLower: 40, BlockUpper: 41, Bind: 42, ReadOnly: 43 };
 const M = { Configure: 0x20, MountRoot: 0x21, Ping: 0x22, Poweroff: 0x23, Stats: 0x24, Start: 0x10, Stdin: 0x11,
   StdinEof: 0x12, Signal: 0x13, Resize: 0x14 };
 
@@ -43,6 +44,11 @@ const frames = {
   'mount-root': frame(M.MountRoot, 0, tlv([[T.Tag, 'root'], [T.Name, 'c1']])),
   'mount-root-pod': frame(M.MountRoot, 0, tlv([[T.Tag, 'pod'], [T.Name, 'web'], [T.Subdir, 'web'], [T.Isolate, 1],
     [T.Tmpfs, '/run:size=64m,mode=1777,exec'], [T.Tmpfs, '/tmp'], [T.Tmpfs, '/data:ro,uid=1000,gid=1000,nr_inodes=100,nosuid,dev']])),
+  'mount-root-block': frame(M.MountRoot, 0, tlv([[T.Name, 'c1'], [T.BlockLower, 'hb-lower'], [T.BlockUpper, 'hb-upper'],
+    [T.Tmpfs, '/tmp'], [T.ExtraHost, '10.0.0.1 db']])),
+  'mount-root-block-binds': frame(M.MountRoot, 0, tlv([[T.Tag, 'hbvol0'], [T.Name, 'app'], [T.BlockLower, 'hb-lower'],
+    [T.BlockUpper, 'hb-upper'], [T.Bind, 'v1\t/data/sub\tro'], [T.Bind, 'v0\t/data'], [T.Bind, 'f0\t/etc/app.conf\trw'],
+    [T.Tmpfs, '/data/sub/tmp'], [T.ReadOnly, 1], [T.Isolate, 1]])),
   start: frame(M.Start, 7, tlv([[T.Name, 'c1'], [T.Arg, 'sh'], [T.Arg, '-c'], [T.Arg, 'echo hi'],
     [T.Env, 'PATH=/usr/bin:/bin'], [T.Env, 'HOME=/root'], [T.Cwd, '/srv/app'], [T.User, 'nobody:nogroup'],
     [T.Stdin, 1]])),

@@ -37,7 +37,23 @@ export interface MountOptions {
   isolate?: boolean;
   /** Extra /etc/hosts lines, "IP NAME" (`--add-host`). */
   hosts?: string[];
+  /**
+   * A root on block devices: an overlay of the read-only image filesystem (erofs
+   * or ext4) on the virtio-blk disk with serial `lower` and the writable ext4 disk
+   * with serial `upper` (QEMU's `serial=`; names of at most 20 characters). The
+   * 9p TAG is then needed only for `binds` (pass '' otherwise).
+   */
+  block?: { lower: string; upper: string };
+  /** Binds of the 9p share TAG's `source` (one name under it) at `dest` (an absolute
+   * path inside the root), nosuid,nodev, read-only if `readonly`. A pod's root (subdir)
+   * or a block root only; at most 64. */
+  binds?: Array<{ source: string; dest: string; readonly?: boolean }>;
+  /** The root's own mount read-only once prepared (Docker's --read-only). */
+  readonly?: boolean;
 }
+
+/** The agent's bound on BIND fields in one MOUNT_ROOT. */
+export const MAX_BINDS = 64;
 
 /** How long a request (configure, mount, stats) may take before it fails. */
 const REQUEST_TIMEOUT_MS = 15_000;
@@ -177,13 +193,20 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
     return this.checkedRequest(MsgType.Configure, fields);
   }
 
-  /** Mounts the 9p share TAG as container root NAME (or its SUBDIR, for pool VMs). */
+  /** Mounts the 9p share TAG as container root NAME (or its SUBDIR, for pool VMs),
+   * or (`opts.block`) an overlay of two virtio-blk disks. */
   mountRoot(tag: string, name: string, subdir?: string, tmpfs: string[] = [], opts: MountOptions = {}): Promise<void> {
-    const fields: Array<[number, TlvValue]> = [
-      [Tag.MountTag, tag],
-      [Tag.Name, name],
-    ];
+    const fields: Array<[number, TlvValue]> = [];
+    if (tag || !opts.block) fields.push([Tag.MountTag, tag]);
+    fields.push([Tag.Name, name]);
     if (subdir) fields.push([Tag.Subdir, subdir]);
+    if (opts.block) fields.push([Tag.BlockLower, opts.block.lower], [Tag.BlockUpper, opts.block.upper]);
+    if ((opts.binds?.length ?? 0) > MAX_BINDS) return Promise.reject(new Error(`at most ${MAX_BINDS} binds per root`));
+    for (const b of opts.binds ?? []) {
+      if (/[\t\n\0]/.test(b.source + b.dest)) return Promise.reject(new Error(`bad bind ${JSON.stringify(b)}`));
+      fields.push([Tag.Bind, `${b.source}\t${b.dest}${b.readonly ? '\tro' : ''}`]);
+    }
+    if (opts.readonly) fields.push([Tag.ReadOnly, 1]);
     if (opts.isolate) fields.push([Tag.Isolate, 1]);
     for (const t of tmpfs) fields.push([Tag.Tmpfs, t]);
     for (const h of opts.hosts ?? []) fields.push([Tag.ExtraHost, h]);

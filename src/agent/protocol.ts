@@ -73,6 +73,10 @@ export const Tag = {
   Privileged: 37,
   Init: 38,
   Exec: 39,
+  BlockLower: 40,
+  BlockUpper: 41,
+  Bind: 42,
+  ReadOnly: 43,
 } as const;
 
 export interface Frame {

@@ -147,7 +147,8 @@ async function run(argv: string[]): Promise<void> {
     .option('-G, --group <group>', 'group owning the unix socket (mode 0660; default: root only)')
     .option('--allow-insecure-tcp', 'serve tcp:// hosts without TLS (unsafe: anyone who connects controls the host)')
     .option('--bridge <none>', 'none: keep the default network on the VM driver\'s user-mode NAT even as root (no default bridge)')
-    .option('--bip <cidr>', "the default bridge's address and subnet, e.g. 10.88.0.1/24 (as root; default: a free /24 in 10.88.0.0/16)")
+    .option('--bip <cidr>', "the default bridge's address and subnet, e.g. 10.88.0.1/20 (as root; default: a free /20 in 10.88.0.0/16)")
+    .option('--storage-driver <driver>', "where new containers' roots live: 9p (a host overlay shared over 9p, the default) or block (an image filesystem and a writable disk per container)")
     .version(VERSION, '-v, --version')
     .exitOverride();
   program.parse(argv);
@@ -170,6 +171,7 @@ async function run(argv: string[]): Promise<void> {
     group?: string;
     bip?: string;
     bridge?: string;
+    storageDriver?: string;
   }>();
   // Until the daemon is up, a stop request is remembered rather than killing it halfway.
   // bin/hyperboxd remembers one that came while the modules loaded.
@@ -182,6 +184,8 @@ async function run(argv: string[]): Promise<void> {
   const addresses = (o.host ?? config.hosts ?? [defaultHost()]).map(parseHost);
   const tls = tlsFiles(o, config);
   if (o.bridge !== undefined && o.bridge !== 'none') throw new Error(`invalid --bridge "${o.bridge}": only "none" is supported`);
+  const storageDriver = o.storageDriver ?? '9p';
+  if (storageDriver !== '9p' && storageDriver !== 'block') throw new Error(`invalid --storage-driver "${storageDriver}": expected 9p or block`);
   for (const a of addresses) checkTcpSafety(a, tls, !!o.allowInsecureTcp || config['allow-insecure-tcp'] === true, logger);
   const dataRoot = path.resolve(o.dataRoot ?? config['data-root'] ?? defaultDataRoot());
   checkDataRoot(dataRoot);
@@ -215,6 +219,7 @@ async function run(argv: string[]): Promise<void> {
     driver,
     defaultSubnet: o.bip ?? config.bip,
     defaultBridge: (o.bridge ?? config.bridge) !== 'none',
+    storageDriver,
   });
   await engine.recover();
   // The default shape's template is made ahead of time, off the start path.

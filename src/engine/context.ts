@@ -4,6 +4,7 @@
  * other) instead of reaching into a god object.
  */
 import type { Logger } from '../common/logger.js';
+import type { BlockStorage } from '../images/blockfs.js';
 import type { RootfsBuilder } from '../images/rootfs.js';
 import type { ContentStore } from '../images/store.js';
 import type { AccelDecision, GuestShape, VmDriver } from '../vm/index.js';
@@ -29,6 +30,8 @@ export interface EngineOptions {
   defaultSubnet?: string;
   /** False (`--bridge none`): the default network stays the driver's user-mode network even as root. */
   defaultBridge?: boolean;
+  /** Where new containers' roots live: a 9p share of a host overlay (default), or disks (`--storage-driver block`). */
+  storageDriver?: '9p' | 'block';
 }
 
 export interface EngineContext {
@@ -37,6 +40,8 @@ export interface EngineContext {
   readonly driver: VmDriver;
   readonly store: ContentStore;
   readonly rootfs: RootfsBuilder;
+  /** Image filesystems and containers' writable disks (block-device roots). */
+  readonly blocks: BlockStorage;
   readonly volumes: VolumeStore;
   readonly metadata: MetadataStore;
   readonly registry: ContainerRegistry;

@@ -7,6 +7,7 @@
 import { isIP } from 'node:net';
 import { invalid } from '../common/errors.js';
 import { POD_LABEL } from '../common/labels.js';
+import { DEFAULT_DISK_BYTES, MAX_DISK_BYTES, MIN_DISK_BYTES } from '../images/blockfs.js';
 import type { ImageConfig } from '../images/store.js';
 import { checkCapabilities } from './capabilities.js';
 import { parseLogOptions } from './logs.js';
@@ -37,8 +38,10 @@ export interface CreateSpec {
   host: HostSpec;
   podId?: string;
   aliases?: string[];
-  /** `--storage-opt size`: the writable layer's size in bytes. */
+  /** `--storage-opt size`: the writable layer's size in bytes (undefined: not given). */
   layerBytes?: number;
+  /** The size of the container's writable disk: `--storage-opt size`, else DEFAULT_DISK_BYTES (10 GiB). */
+  diskBytes: number;
 }
 
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -83,17 +86,39 @@ export function extraHostLines(extra: string[] | undefined, gateway: string | un
   });
 }
 
-/** `--storage-opt size=64m` in bytes (undefined: no limit). */
+/**
+ * A size as Docker's units.RAMInBytes reads it: a number, an optional space,
+ * an optional k/m/g/t/p (binary multiples, any case), optional `i` and `b`:
+ * `10G`, `512m`, `1.5GiB`, `4096`. Undefined if it is not one.
+ */
+export function parseSizeBytes(v: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?) ?([kmgtp])?i?b?$/i.exec(v.trim());
+  if (!m) return undefined;
+  const bytes = Math.floor(Number(m[1]) * 1024 ** ' kmgtp'.indexOf((m[2] ?? ' ').toLowerCase()));
+  return Number.isSafeInteger(bytes) ? bytes : undefined;
+}
+
+/**
+ * `--storage-opt size=10G` in bytes (undefined: not given). `size` is the
+ * only option; it sizes the container's writable disk (DEFAULT_DISK_BYTES,
+ * 10 GiB, when not given).
+ */
 export function parseLayerLimit(opts: Record<string, string> | undefined): number | undefined {
+  let bytes: number | undefined;
   for (const [k, v] of Object.entries(opts ?? {})) {
-    if (k !== 'size') throw invalid(`unknown storage option "${k}" (hyperbox supports size)`);
-    const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(v.trim());
-    if (!m) throw invalid(`invalid storage size "${v}"`);
-    const bytes = Math.floor(Number(m[1]) * 1024 ** 'bkmgt'.indexOf((m[2] || 'b').toLowerCase()));
-    if (bytes < 16 * 1024 * 1024) throw invalid('the writable layer must be at least 16MB');
-    return bytes;
+    if (k.toLowerCase() !== 'size') throw invalid(`invalid storage option "${k}": unknown storage option (hyperbox supports only size, e.g. --storage-opt size=10G)`);
+    const n = parseSizeBytes(v);
+    if (n === undefined) throw invalid(`invalid storage option size="${v}": invalid size: '${v}' (a number with an optional unit: 10G, 512m, 1.5GiB)`);
+    if (n < MIN_DISK_BYTES) throw invalid(`invalid storage option size="${v}": the writable layer must be at least 16MB`);
+    if (n > MAX_DISK_BYTES) throw invalid(`invalid storage option size="${v}": the writable layer can be at most 16TB`);
+    bytes = n;
   }
-  return undefined;
+  return bytes;
+}
+
+/** The size of a container's writable disk: `--storage-opt size`, else the default (10 GiB). */
+export function diskBytesOf(host: Pick<HostSpec, 'StorageOpt'>): number {
+  return parseLayerLimit(host.StorageOpt) ?? DEFAULT_DISK_BYTES;
 }
 
 export function buildCreateSpec(req: CreateRequest, id: string, image: ImageConfig['config'], ctx: CreateContext): CreateSpec {
@@ -184,5 +209,6 @@ export function buildCreateSpec(req: CreateRequest, id: string, image: ImageConf
   if (userNet && podId) throw invalid(`a pod's containers use the pod's network: --network ${userNet.Name} and a pod do not go together`);
   const aliases = (req.aliases ?? []).filter((a) => a);
   if (aliases.length && !userNet) throw invalid('network-scoped aliases are supported only for containers on user-defined networks');
-  return { config, host, podId, aliases: aliases.length ? aliases : undefined, layerBytes: parseLayerLimit(host.StorageOpt) };
+  const layerBytes = parseLayerLimit(host.StorageOpt);
+  return { config, host, podId, aliases: aliases.length ? aliases : undefined, layerBytes, diskBytes: layerBytes ?? DEFAULT_DISK_BYTES };
 }

@@ -17,6 +17,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { BlockStorage } from '../images/blockfs.js';
 import { RootfsBuilder } from '../images/rootfs.js';
 import { ContentStore, type Image } from '../images/store.js';
 import { locateGuestAssets, type GuestAssets, type GuestShape, type VmDriver } from '../vm/index.js';
@@ -48,6 +49,7 @@ export class Engine {
   readonly registry = new ContainerRegistry();
   readonly store: ContentStore;
   readonly rootfs: RootfsBuilder;
+  readonly blocks: BlockStorage;
   readonly containers: ContainerStore;
   readonly lifecycle: Lifecycle;
   readonly restarts: RestartManager;
@@ -67,6 +69,7 @@ export class Engine {
     this.store = new ContentStore(path.join(dataRoot, 'image-store'));
     this.rootfs = new RootfsBuilder(this.store, path.join(dataRoot, 'rootfs'));
     const containersDir = path.join(dataRoot, 'containers');
+    this.blocks = new BlockStorage(this.rootfs, { imagesDir: path.join(dataRoot, 'rootfs'), containersDir, dataRoot });
     const runRoot = path.join(dataRoot, 'run');
     fs.mkdirSync(containersDir, { recursive: true });
     fs.mkdirSync(runRoot, { recursive: true });
@@ -83,6 +86,7 @@ export class Engine {
       driver: opts.driver,
       store: this.store,
       rootfs: this.rootfs,
+      blocks: this.blocks,
       volumes: new VolumeStore(path.join(dataRoot, 'volumes')),
       metadata,
       registry,

@@ -4,13 +4,14 @@
  * that layer as a new image (`commit`) and its size.
  */
 import type { Readable } from 'node:stream';
-import { forbidden } from '../common/errors.js';
+import { forbidden, notImplemented } from '../common/errors.js';
 import { treeSize } from '../common/tree-size.js';
 import { packTree } from '../images/archive/tree.js';
 import { containerLayerPaths, mountContainerLayer } from '../images/rootfs.js';
 import { containerChanges, type Change } from './changes.js';
 import { commitContainer, type CommitOptions } from './commit.js';
 import type { Container } from './container.js';
+import { diskBytes, onDisks } from './disk-root.js';
 import { extractInto, hostPathIn, statPath, type PathStat } from './copy.js';
 import type { EngineContext } from './context.js';
 import type { Lifecycle } from './lifecycle.js';
@@ -23,9 +24,20 @@ export class ContainerFiles {
 
   /** The container's root on the host (its overlay, mounted if it is not). */
   async root(idOrName: string): Promise<{ container: Container; root: string }> {
-    const c = this.ctx.registry.get(idOrName);
+    const c = this.onShare(idOrName, 'copying files');
     const lower = await this.ctx.rootfs.imageRootfs(this.ctx.store.resolve(c.record.ImageId));
     return { container: c, root: mountContainerLayer(lower, c.dir) };
+  }
+
+  /**
+   * The container, if its root is a host overlay. A root on disks is the
+   * guest's own filesystem, which the host never mounts: reading it needs the
+   * guest's help (the agent, or a helper clone for a stopped container).
+   */
+  private onShare(idOrName: string, what: string): Container {
+    const c = this.ctx.registry.get(idOrName);
+    if (onDisks(c)) throw notImplemented(`${what} is not supported yet for a container on block storage (created under hyperboxd --storage-driver block)`);
+    return c;
   }
 
   /** `stat` of a path in the container (`cp`'s HEAD request). */
@@ -93,7 +105,7 @@ export class ContainerFiles {
 
   /** `commit`: the writable layer as a new image. Returns the image ID. */
   async commit(idOrName: string, opts: CommitOptions & { pause?: boolean }): Promise<string> {
-    const c = this.ctx.registry.get(idOrName);
+    const c = this.onShare(idOrName, 'commit');
     const image = this.ctx.store.resolve(c.record.ImageId);
     // As Docker: pause a running container so the layer is read consistently.
     const pause = opts.pause !== false && c.running && !c.record.State.Paused;
@@ -109,7 +121,7 @@ export class ContainerFiles {
 
   /** `diff`: changes of the container's root against its image. */
   changes(idOrName: string): Change[] {
-    const c = this.ctx.registry.get(idOrName);
+    const c = this.onShare(idOrName, 'diff');
     return containerChanges(containerLayerPaths(c.dir).upper, this.ctx.rootfs.imageRootfsPath(c.record.ImageId));
   }
 
@@ -117,6 +129,7 @@ export class ContainerFiles {
   writableLayerSize(idOrName: string): number {
     const c = this.ctx.registry.get(idOrName);
     try {
+      if (onDisks(c)) return diskBytes(c.dir);
       return treeSize(containerLayerPaths(c.dir).upper);
     } catch (err) {
       // A layer removed meanwhile counts as empty; anything else is worth a line in the log.

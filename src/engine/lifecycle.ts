@@ -60,9 +60,9 @@ export class Lifecycle {
     const t0 = performance.now();
     try {
       let t = performance.now();
-      const { rootfs, tmpfs } = await prepareRoot(this.ctx, c);
+      const prepared = await prepareRoot(this.ctx, c);
       phases.rootfs = Math.round(performance.now() - t);
-      const { sandbox, root, pod } = await startContainerVm(this.ctx, c, rootfs, tmpfs, phases);
+      const { sandbox, root, pod } = await startContainerVm(this.ctx, c, prepared, phases);
       if (sandbox.info.fallbackReason) this.ctx.logger.warn(`container ${c.id.slice(0, 12)}: cold boot instead of a clone: ${sandbox.info.fallbackReason}`);
       c.log ??= new LogWriter(c.logFile, parseLogOptions(c.record.HostConfig.LogConfig?.Config));
       c.log.resync();

@@ -67,17 +67,23 @@ export class ContainerStore {
       ImageId: image.id,
       Config: spec.config,
       HostConfig: spec.host,
+      DiskBytes: spec.diskBytes,
       State: { Status: 'created', Running: false, Paused: false, Pid: 0, ExitCode: 0, Error: '', OOMKilled: false, StartedAt: NULL_TIME, FinishedAt: NULL_TIME },
     };
     record.MountPoints = resolveMounts(spec.host, ctx.volumes);
+    // Pod members share their pod's 9p share; others get the daemon's storage driver.
+    if (ctx.opts.storageDriver === 'block' && !spec.podId) record.Storage = 'block';
     const c = containerOf(ctx, record);
     fs.mkdirSync(c.dir, { recursive: true });
     // Listed (and its name taken) from now on, so a concurrent create cannot take the name.
     ctx.registry.add(c);
     await c.lock.run('create', async () => {
       try {
-        if (spec.layerBytes) createSizedLayer(c.dir, spec.layerBytes);
-        mountContainerLayer(await ctx.rootfs.imageRootfs(image), c.dir);
+        if (record.Storage === 'block') await ctx.rootfs.imageRootfs(image); // its disk is made at first start
+        else {
+          if (spec.layerBytes) createSizedLayer(c.dir, spec.layerBytes);
+          mountContainerLayer(await ctx.rootfs.imageRootfs(image), c.dir);
+        }
         c.save();
       } catch (err) {
         ctx.registry.delete(id);
@@ -130,6 +136,12 @@ export class ContainerStore {
       unmountContainerLayer(c.dir);
     } catch (err) {
       ctx.logger.warn(`unmount ${c.id}: ${(err as Error).message}`);
+    }
+    // The writable disk goes even if something below the directory stays mounted (it is never mounted on the host).
+    try {
+      ctx.blocks.removeContainerDisk(c.dir);
+    } catch (err) {
+      ctx.logger.warn(`container ${c.id.slice(0, 12)}: cannot remove its writable disk: ${(err as Error).message}`);
     }
     // Never delete recursively through a bind mount (it would delete host data).
     const left = mountsUnder(c.dir);

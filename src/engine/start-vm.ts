@@ -15,17 +15,31 @@ import type { EngineContext } from './context.js';
 import { extraHostLines, processEnv } from './create-spec.js';
 import type { Pod } from './pods.js';
 import { allocatePorts, networkModeOf } from './ports.js';
+import { onDisks, prepareDiskRoot, releaseDiskRoot, type DiskRoot } from './disk-root.js';
 import { mountVolumes, restoreRootWritable, unmountVolumes } from './storage.js';
 
 /** Unmounts a container's volumes and binds from its root (after its VM is gone or going). */
 export function releaseStorage(c: Container): void {
+  if (onDisks(c)) return releaseDiskRoot(c);
   const root = containerLayerPaths(c.dir).merged;
   unmountVolumes(root);
   restoreRootWritable(root);
 }
 
-/** Mounts the container's overlay and volumes; returns the root and the tmpfs mounts the guest makes. */
-export async function prepareRoot(ctx: EngineContext, c: Container): Promise<{ rootfs: string; tmpfs: string[] }> {
+/** A container's root ready for its VM: a host directory to share (with the tmpfs mounts the guest makes), or disks. */
+export interface PreparedRoot {
+  /** The host directory shared with the guest: the merged root, or (on disks) the binds' directory, or ''. */
+  rootfs: string;
+  tmpfs: string[];
+  disks?: DiskRoot;
+}
+
+/** Mounts the container's overlay and volumes, or (on disks) prepares its disks and binds. */
+export async function prepareRoot(ctx: EngineContext, c: Container): Promise<PreparedRoot> {
+  if (onDisks(c)) {
+    const disks = await prepareDiskRoot(ctx, c);
+    return { rootfs: disks.shareDir ?? '', tmpfs: disks.tmpfs, disks };
+  }
   const image = ctx.store.resolve(c.record.ImageId);
   const rootfs = mountContainerLayer(await ctx.rootfs.imageRootfs(image), c.dir);
   const tmpfs = mountVolumes(rootfs, c.record.MountPoints ?? [], !!c.record.HostConfig.ReadonlyRootfs);
@@ -40,8 +54,7 @@ export async function prepareRoot(ctx: EngineContext, c: Container): Promise<{ r
 export async function startContainerVm(
   ctx: EngineContext,
   c: Container,
-  rootfs: string,
-  tmpfs: string[],
+  { rootfs, tmpfs, disks }: PreparedRoot,
   phases: Record<string, number>,
 ): Promise<{ sandbox: Sandbox; root: string; pod?: Pod }> {
   const hc = c.record.HostConfig;
@@ -62,7 +75,10 @@ export async function startContainerVm(
     return { sandbox: attached.sandbox.memberView(() => c.main?.signal(9)), root: attached.root, pod };
   }
   const useClone = ctx.opts.clone && c.record.Config.Labels[NO_CLONE_LABEL] === undefined;
-  const shape = ctx.guestShape(hc.Memory ? Math.max(128, Math.ceil(hc.Memory / 1048576) + 64) : undefined, Math.max(1, Math.ceil(hc.NanoCpus / 1e9)));
+  const shape = {
+    ...ctx.guestShape(hc.Memory ? Math.max(128, Math.ceil(hc.Memory / 1048576) + 64) : undefined, Math.max(1, Math.ceil(hc.NanoCpus / 1e9))),
+    ...(disks ? { root: disks.shareDir ? ('disks+share' as const) : ('disks' as const) } : {}),
+  };
   const builtinNet = { forwards, restrict: netMode === 'none' };
   const warmVm = useClone ? takeWarmFor(ctx.driver, shape, bridge ? 'bridge' : builtinNet) : undefined;
   const options = {
@@ -77,6 +93,7 @@ export async function startContainerVm(
     warmVm,
     tmpfs,
     hosts: (gateway: string | undefined) => extraHostLines(hc.ExtraHosts, gateway),
+    disks: disks && { files: disks.disks, binds: disks.binds, readonly: disks.readonly },
   };
   // On a bridge network the VM's NIC is a TAP (a warm-pool VM's, or a new one) and published ports go through a host proxy.
   // A warm VM that was never started on is discarded (discarding twice is harmless).

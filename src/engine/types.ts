@@ -40,7 +40,7 @@ export interface HostSpec {
   ReadonlyRootfs?: boolean;
   /** `--add-host NAME:IP` (IP may be `host-gateway`): extra /etc/hosts lines. */
   ExtraHosts?: string[];
-  /** `size`: the writable layer's limit (`--storage-opt size=64m`). */
+  /** `size`: the writable layer's size (`--storage-opt size=10G`; default 10 GiB for a writable disk). */
   StorageOpt?: Record<string, string>;
   /** "" / default / bridge (user-mode network) or none. */
   NetworkMode?: string;
@@ -101,6 +101,11 @@ export interface ContainerRecord {
   Endpoint?: Endpoint;
   /** Volumes, binds and tmpfs mounts, resolved at create. */
   MountPoints?: MountPoint[];
+  /** Where its root lives, chosen at create (`--storage-driver`): a 9p share of a host overlay (absent: 9p), or disks. */
+  Storage?: '9p' | 'block';
+  /** Size of the container's writable disk (`--storage-opt size`, else 10 GiB), fixed at create.
+   * Absent in records of earlier versions: diskBytesOf(HostConfig) then. */
+  DiskBytes?: number;
   /** Published ports of the current (or last) run. */
   Ports?: PortMap;
 }

@@ -13,7 +13,7 @@ import { AgentConnection, type GuestNetwork, type GuestProcess, type MountOption
 import type { GuestStats } from '../agent/stats.js';
 import { internal } from '../common/errors.js';
 import { mountsUnder } from '../common/mounts.js';
-import type { GuestShape, HostUsage, NetSpec, VmDriver, VmHandle, VmState, WarmVm } from '../vm/index.js';
+import type { DeviceLayout, GuestShape, HostUsage, NetSpec, RootDisks, VmDriver, VmHandle, VmState, WarmVm } from '../vm/index.js';
 import { bindRoot, unbindRoot } from './roots.js';
 
 /** How a sandbox's VM came to be, for `inspect`. */
@@ -55,6 +55,11 @@ export interface SandboxOptions {
   noRoot?: boolean;
   /** eth0's configuration when it is not the driver's built-in network's (a bridge endpoint). */
   guestNet?: GuestNetwork;
+  /**
+   * A root on disks (the shape's `root` says so): the files behind them, and
+   * the binds the guest makes from the share (`rootfs`, then the binds' directory).
+   */
+  disks?: { files: RootDisks; binds: NonNullable<MountOptions['binds']>; readonly: boolean };
 }
 
 /** Name of the root a plain sandbox mounts (processes name it in `exec`). */
@@ -200,7 +205,7 @@ export function takeWarmFor(driver: VmDriver, shape: GuestShape, net: 'bridge' |
 
 export async function startSandbox(opts: SandboxOptions, phases: Record<string, number> = {}): Promise<Sandbox> {
   const { driver } = opts;
-  const rootTag = driver.layout.shares[0]!.tag;
+  const rootTag = driver.layoutFor(opts.shape).shares[0]?.tag;
   const mark = phaseClock(phases);
   let vm: VmHandle | undefined;
   let mode: StartInfo['mode'] = 'cold';
@@ -230,7 +235,7 @@ export async function startSandbox(opts: SandboxOptions, phases: Record<string, 
   }
   if (opts.clone && !vm) {
     try {
-      vm = await driver.clone({ runDir: opts.runDir, shape: opts.shape, rootDir: opts.rootfs, net: opts.net });
+      vm = await driver.clone({ runDir: opts.runDir, shape: opts.shape, rootDir: opts.rootfs, net: opts.net, disks: opts.disks?.files });
       mode = 'clone';
       cleanup = stopAndRemove(vm, opts.runDir);
       mark('vm');
@@ -239,7 +244,7 @@ export async function startSandbox(opts: SandboxOptions, phases: Record<string, 
     }
   }
   if (!vm) {
-    vm = driver.launch({ runDir: opts.runDir, shape: opts.shape, rootDir: opts.rootfs, net: opts.net });
+    vm = driver.launch({ runDir: opts.runDir, shape: opts.shape, rootDir: opts.rootfs, net: opts.net, disks: opts.disks?.files });
     cleanup = stopAndRemove(vm, opts.runDir);
     mark('vm');
   }
@@ -251,12 +256,13 @@ export async function startSandbox(opts: SandboxOptions, phases: Record<string, 
     const network: GuestNetwork | undefined = opts.net.restrict
       ? undefined
       : (opts.guestNet ?? { ipv4: `${builtin.guest}/${builtin.prefix}`, gateway: builtin.gateway, dns: builtin.dns });
-    const sandbox = new Sandbox(started, agent, { mode, accel: opts.shape.accel, phases, fallbackReason }, rootTag, cleanup);
+    const sandbox = new Sandbox(started, agent, { mode, accel: opts.shape.accel, phases, fallbackReason }, rootTag ?? '', cleanup);
     try {
       await agent.configure({ hostname: opts.hostname, seed: randomBytes(64), network, memoryLimit: opts.memoryLimit });
       mark('configure');
       const hostGateway = opts.guestNet ? network?.gateway : (builtin.hostGateway ?? network?.gateway);
-      if (!opts.noRoot) await agent.mountRoot(rootTag, ROOT_NAME, subdir, opts.tmpfs, { hosts: opts.hosts?.(hostGateway) });
+      if (opts.disks) await agent.mountRoot(rootTag ?? '', ROOT_NAME, undefined, opts.tmpfs, { hosts: opts.hosts?.(hostGateway), ...diskFields(driver.layoutFor(opts.shape), opts.disks) });
+      else if (!opts.noRoot) await agent.mountRoot(rootTag!, ROOT_NAME, subdir, opts.tmpfs, { hosts: opts.hosts?.(hostGateway) });
       mark('mount');
     } catch (err) {
       sandbox.release();
@@ -267,6 +273,16 @@ export async function startSandbox(opts: SandboxOptions, phases: Record<string, 
     cleanup();
     throw err instanceof Error && 'kind' in err ? err : internal(`VM failed to start: ${(err as Error).message}`);
   }
+}
+
+/** The MOUNT_ROOT fields of a root on disks: which disk is which (by serial), the binds, read-only. */
+function diskFields(layout: DeviceLayout, disks: NonNullable<SandboxOptions['disks']>): MountOptions {
+  const serial = (role: 'lower' | 'upper') => {
+    const disk = layout.disks?.find((d) => d.role === role);
+    if (!disk) throw internal(`the device layout has no ${role} disk`);
+    return disk.serial;
+  };
+  return { block: { lower: serial('lower'), upper: serial('upper') }, binds: disks.binds, readonly: disks.readonly };
 }
 
 /** Waits for the agent's hello, or for the VM to die trying. */

@@ -17,6 +17,12 @@ export interface GuestShape {
   accel: Accel;
   memoryMiB: number;
   cpus: number;
+  /**
+   * How the container root reaches the guest: a 9p share of a host directory
+   * (the default), or two disks (the image's read-only filesystem and the
+   * container's writable one), with or without a 9p share for host binds.
+   */
+  root?: 'share' | 'disks' | 'disks+share';
 }
 
 /**
@@ -33,8 +39,10 @@ export interface DeviceLayout {
   rng: 'virtio-rng';
   /** One NIC, always present (a clone restores its state). */
   nic: 'virtio-net';
-  /** Shared directories, by 9p mount tag: the first carries the container root(s). */
+  /** Shared directories, by 9p mount tag: the first carries the container root(s), or host binds. */
   shares: Array<{ tag: string; transport: 'virtio-9p' }>;
+  /** Block devices, by the serial the guest finds them by: the root's lower (read-only) and upper disks. */
+  disks?: Array<{ serial: string; role: 'lower' | 'upper'; transport: 'virtio-blk' }>;
 }
 
 /** A published port forwarded by the VM's built-in network to the guest. */
@@ -101,9 +109,16 @@ export interface LaunchRequest {
   /** Run directory for this VM (kept short: unix socket paths are limited to 107 bytes). */
   runDir: string;
   shape: GuestShape;
-  /** Host directory shared as the root share (the layout's first share). */
+  /** Host directory shared as the root share (the layout's first share), when the shape has one. */
   rootDir: string;
   net?: NetSpec;
+  /** The root's disk images, when the shape has disks: the image's filesystem (read-only) and the container's. */
+  disks?: RootDisks;
+}
+
+export interface RootDisks {
+  lower: string;
+  upper: string;
 }
 
 /** A pre-started clone from the warm pool, paused, with an empty share. */
@@ -137,6 +152,8 @@ export interface VmDriver {
   /** Version of the hypervisor, e.g. "QEMU emulator version 7.2.19". */
   readonly version: string;
   readonly layout: DeviceLayout;
+  /** The device layout of a shape (disks and shares depend on how its root is attached). */
+  layoutFor(shape: GuestShape): DeviceLayout;
   readonly builtinNetwork: BuiltinNetwork;
 
   /** Cold boot. */

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ExitError } from '../../src/cli/exit-error.js';
 import { renderTemplate, table } from '../../src/cli/format.js';
+import { parseStorageOpts } from '../../src/cli/commands/run-options.js';
 import { parseBytes, parseCpus } from '../../src/cli/units.js';
 
 const usage = (pattern: RegExp) => (err: unknown) => err instanceof ExitError && err.status === 125 && pattern.test(err.message);
@@ -23,6 +24,12 @@ describe('units', () => {
   it('refuses a bad size with the flag named and exit status 125', () => {
     assert.throws(() => parseBytes('lots', '-m, --memory'), usage(/^invalid argument "lots" for "-m, --memory" flag: invalid size: 'lots'$/));
     for (const v of ['', '-1m', '1p', 'm', '1..5m']) assert.throws(() => parseBytes(v, '--shm-size'), usage(/invalid size/), v);
+  });
+
+  it('reads --storage-opt key=value flags, refusing one without = as the docker CLI does', () => {
+    assert.deepEqual(parseStorageOpts(['size=10G']), { size: '10G' });
+    assert.deepEqual(parseStorageOpts(['size=1G', 'size=2G']), { size: '2G' });
+    for (const v of ['size', '=10G']) assert.throws(() => parseStorageOpts([v]), usage(/^invalid storage option "/), v);
   });
 
   it('reads --cpus as nano-CPUs and refuses zero, negatives and junk', () => {

@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { HyperboxError } from '../../src/common/errors.js';
-import { buildCreateSpec, extraHostLines, mergeEnv, parseExtraHost, parseLayerLimit, processEnv, type CreateContext } from '../../src/engine/create-spec.js';
+import { buildCreateSpec, diskBytesOf, extraHostLines, mergeEnv, parseExtraHost, parseLayerLimit, parseSizeBytes, processEnv, type CreateContext } from '../../src/engine/create-spec.js';
+import { DEFAULT_DISK_BYTES } from '../../src/images/blockfs.js';
 
 const ID = 'a'.repeat(64);
 const ctx: CreateContext = {
@@ -66,6 +67,36 @@ describe('create spec', () => {
     assert.equal(parseLayerLimit(undefined), undefined);
     invalid(() => parseLayerLimit({ size: '1m' }), /at least 16MB/);
     invalid(() => parseLayerLimit({ dm: 'x' }), /unknown storage option/);
+  });
+
+  it("reads --storage-opt size as Docker does (units.RAMInBytes), refusing bad values with Docker's words", () => {
+    for (const [v, bytes] of [
+      ['10G', 10 * 1024 ** 3],
+      ['10g', 10 * 1024 ** 3],
+      ['10GB', 10 * 1024 ** 3],
+      ['10GiB', 10 * 1024 ** 3],
+      ['1.5G', 1.5 * 1024 ** 3],
+      ['512 m', 512 * 1024 ** 2],
+      ['1t', 1024 ** 4],
+      ['20971520', 20 * 1024 ** 2],
+    ] as const) {
+      assert.equal(parseSizeBytes(v), bytes, v);
+      assert.equal(parseLayerLimit({ size: v }), bytes, v);
+    }
+    for (const v of ['', 'G', '-1G', '10X', '1.2.3G', '10 GB extra', '0x10']) assert.equal(parseSizeBytes(v), undefined, v);
+    invalid(() => parseLayerLimit({ size: 'ten' }), /^invalid storage option size="ten": invalid size: 'ten'/);
+    invalid(() => parseLayerLimit({ size: '' }), /^invalid storage option size="": invalid size/);
+    invalid(() => parseLayerLimit({ size: '17T' }), /^invalid storage option size="17T": .*at most 16TB/);
+    invalid(() => parseLayerLimit({ 'overlay2.size': '1G' }), /^invalid storage option "overlay2.size": unknown storage option/);
+    // Stored as given, sized in the spec: the default disk is 10 GiB.
+    const sized = build({}, { StorageOpt: { size: '20G' } });
+    assert.deepEqual([sized.host.StorageOpt, sized.layerBytes, sized.diskBytes], [{ size: '20G' }, 20 * 1024 ** 3, 20 * 1024 ** 3]);
+    const plain = build({});
+    assert.deepEqual([plain.layerBytes, plain.diskBytes], [undefined, DEFAULT_DISK_BYTES]);
+    assert.equal(DEFAULT_DISK_BYTES, 10 * 1024 ** 3);
+    assert.equal(diskBytesOf({ StorageOpt: { size: '1G' } }), 1024 ** 3);
+    assert.equal(diskBytesOf({}), DEFAULT_DISK_BYTES);
+    invalid(() => build({}, { StorageOpt: { size: 'big' } }), /invalid storage option/);
   });
 
   it("builds a process's environment with Docker's defaults", () => {

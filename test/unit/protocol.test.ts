@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { AgentConnection } from '../../src/agent/connection.js';
-import { decodeTlv, encodeFrame, encodeTlv, Fields, FrameDecoder, HEADER_SIZE, MAX_PAYLOAD, MsgType, PROTOCOL_VERSION, ProtocolError, Tag } from '../../src/agent/protocol.js';
+import { decodeTlv, encodeFrame, encodeTlv, Fields, FrameDecoder, HEADER_SIZE, MAX_PAYLOAD, MsgType, PROTOCOL_VERSION, ProtocolError, Tag, type Frame } from '../../src/agent/protocol.js';
 
 const dirs: string[] = [];
 after(() => {
@@ -137,6 +137,37 @@ describe('agent protocol', () => {
     const conn = await AgentConnection.connect(p, { timeoutMs: 2000 });
     await assert.rejects(conn.mountRoot('tag', 'root'), /closed/);
     server.close();
+  });
+
+  it('encodes MOUNT_ROOT: a 9p root as before, a block root with binds and read-only', async () => {
+    const seen: Frame[] = [];
+    const { path: p, server } = await fakeGuest((s) => {
+      s.write(encodeFrame(MsgType.Pong, 0));
+      const decoder = new FrameDecoder();
+      s.on('data', (chunk) => {
+        for (const f of decoder.push(chunk)) {
+          if (f.type !== MsgType.MountRoot) continue;
+          seen.push(f);
+          s.write(encodeFrame(MsgType.Result, 0, encodeTlv([[Tag.Errno, 0]])));
+        }
+      });
+    });
+    const conn = await AgentConnection.connect(p, { timeoutMs: 2000 });
+    await conn.mountRoot('hbroot0', 'root', 'sub', ['/tmp'], { isolate: true, hosts: ['10.0.0.1 db'] });
+    await conn.mountRoot('', 'c1', undefined, ['/run'], { block: { lower: 'hb-lower', upper: 'hb-upper' }, readonly: true });
+    await conn.mountRoot('hbvol0', 'c2', undefined, [], {
+      block: { lower: 'l', upper: 'u' },
+      binds: [{ source: 'v0', dest: '/data' }, { source: 'v1', dest: '/data/ro', readonly: true }],
+    });
+    await assert.rejects(conn.mountRoot('t', 'c3', undefined, [], { binds: [{ source: 'a\tb', dest: '/x' }] }), /bad bind/);
+    await assert.rejects(conn.mountRoot('t', 'c3', undefined, [], { binds: Array.from({ length: 65 }, () => ({ source: 'a', dest: '/x' })) }), /at most 64/);
+    conn.close();
+    server.close();
+    const fields = (f: Frame) => decodeTlv(f.payload).map(([t, d]) => [t, t === Tag.Isolate || t === Tag.ReadOnly ? d.readUInt32BE(0) : d.toString()]);
+    assert.equal(seen.length, 3);
+    assert.deepEqual(fields(seen[0]!), [[Tag.MountTag, 'hbroot0'], [Tag.Name, 'root'], [Tag.Subdir, 'sub'], [Tag.Isolate, 1], [Tag.Tmpfs, '/tmp'], [Tag.ExtraHost, '10.0.0.1 db']]);
+    assert.deepEqual(fields(seen[1]!), [[Tag.Name, 'c1'], [Tag.BlockLower, 'hb-lower'], [Tag.BlockUpper, 'hb-upper'], [Tag.ReadOnly, 1], [Tag.Tmpfs, '/run']]);
+    assert.deepEqual(fields(seen[2]!), [[Tag.MountTag, 'hbvol0'], [Tag.Name, 'c2'], [Tag.BlockLower, 'l'], [Tag.BlockUpper, 'u'], [Tag.Bind, 'v0\t/data'], [Tag.Bind, 'v1\t/data/ro\tro']]);
   });
 
   it('treats an unsolicited result as a protocol violation', async () => {

@@ -156,7 +156,10 @@ export function containerInspect(c: Container, net: BuiltinNetwork) {
       Privileged: !!r.HostConfig.Privileged,
       Init: r.HostConfig.Init || null,
     },
-    GraphDriver: { Name: 'overlay', Data: { UpperDir: `${c.dir}/upper`, MergedDir: `${c.dir}/rootfs` } },
+    GraphDriver:
+      c.record.Storage === 'block'
+        ? { Name: 'block', Data: { Disk: `${c.dir}/disk.ext4` } }
+        : { Name: 'overlay', Data: { UpperDir: `${c.dir}/upper`, MergedDir: `${c.dir}/rootfs` } },
     Mounts: mountList(c),
     Config: {
       Hostname: r.Config.Hostname,

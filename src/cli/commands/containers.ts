@@ -167,7 +167,7 @@ export function registerContainerCommands(program: Command, act: Act): void {
       .option('--cpus <number>', 'number of CPUs (VM vCPUs)')
       .option('--restart <policy>', 'restart policy: no, always, unless-stopped, on-failure[:max-retries]')
       .option('--log-driver <driver>', 'logging driver (json-file)')
-      .option('--storage-opt <size=N>', 'storage driver options: size (the writable layer limit)', collect)
+      .option('--storage-opt <size=N>', 'storage options: size (the writable disk, default 10G)', collect)
       .option('--log-opt <key=value>', 'log driver options: max-size, max-file', collect)
       .option('-v, --volume <src:dst[:ro]>', 'bind mount a host path or a named volume', collect)
       .option('--mount <spec>', 'attach a mount (type=bind|volume|tmpfs,source=,target=,readonly)', collect)

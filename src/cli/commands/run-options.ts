@@ -47,6 +47,17 @@ export function splitKeyValue(kv: string): [string, string] {
   return [kv.slice(0, i), kv.slice(i + 1)];
 }
 
+/** `--storage-opt size=10G` flags as the API's StorageOpt map (the daemon checks the values). */
+export function parseStorageOpts(flags: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const f of flags) {
+    const i = f.indexOf('=');
+    if (i <= 0) throw new ExitError(125, `invalid storage option "${f}": expected size=N (e.g. --storage-opt size=10G)`);
+    out[f.slice(0, i)] = f.slice(i + 1);
+  }
+  return out;
+}
+
 /** `--restart no|always|unless-stopped|on-failure[:N]`. */
 export function parseRestart(v: string | undefined): { Name: string; MaximumRetryCount: number } {
   if (!v) return { Name: 'no', MaximumRetryCount: 0 };
@@ -121,7 +132,7 @@ export function createBody(image: string, command: string[], o: RunOptions) {
       NetworkMode: o.network ?? 'default',
       AutoRemove: !!o.rm,
       RestartPolicy: parseRestart(o.restart),
-      StorageOpt: o.storageOpt ? Object.fromEntries(o.storageOpt.map(splitKeyValue)) : undefined,
+      StorageOpt: o.storageOpt ? parseStorageOpts(o.storageOpt) : undefined,
       LogConfig: o.logDriver || o.logOpt ? { Type: o.logDriver ?? 'json-file', Config: Object.fromEntries((o.logOpt ?? []).map(splitKeyValue)) } : undefined,
       Memory: o.memory ? parseBytes(o.memory, '-m, --memory') : 0,
       NanoCpus: o.cpus ? parseCpus(o.cpus) : 0,

@@ -5,10 +5,10 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { BuiltinNetwork, DeviceLayout, GuestShape, NetSpec } from '../driver.js';
+import type { BuiltinNetwork, DeviceLayout, GuestShape, NetSpec, RootDisks } from '../driver.js';
 
 /** The device line qemuArgs builds. Templates are keyed by it. */
-export const QEMU_LAYOUT: DeviceLayout = {
+export const QEMU_LAYOUT: Readonly<DeviceLayout> = {
   revision: 3, // 2: virtio-net NIC on a user-mode netdev; 3: the guest is given the TSC frequency under TCG
   console: 'serial',
   control: { transport: 'virtio-serial', port: 'hyperbox.0' },
@@ -16,6 +16,23 @@ export const QEMU_LAYOUT: DeviceLayout = {
   nic: 'virtio-net',
   shares: [{ tag: 'hbroot0', transport: 'virtio-9p' }],
 };
+
+const DISKS: NonNullable<DeviceLayout['disks']> = [
+  { serial: 'hb-lower', role: 'lower', transport: 'virtio-blk' },
+  { serial: 'hb-upper', role: 'upper', transport: 'virtio-blk' },
+];
+
+/** The layout of SHAPE: the default one, or with the root's disks (and a share for binds, or none). */
+export function layoutFor(shape: Pick<GuestShape, 'root'>): DeviceLayout {
+  switch (shape.root ?? 'share') {
+    case 'share':
+      return QEMU_LAYOUT;
+    case 'disks':
+      return { ...QEMU_LAYOUT, shares: [], disks: DISKS };
+    case 'disks+share':
+      return { ...QEMU_LAYOUT, disks: DISKS };
+  }
+}
 
 /** Addresses of QEMU's user-mode network (its defaults, spelled out). */
 export const USER_NET = { subnet: '10.0.2.0/24', guest: '10.0.2.15', prefix: 24, gateway: '10.0.2.2', dns: '10.0.2.3' } as const;
@@ -56,6 +73,8 @@ export interface VmSpec {
   net?: NetSpec;
   /** The built-in network through passt (passt.ts): QEMU's fd carrying its socket. */
   passtFd?: number;
+  /** Files behind the layout's disks (a template's are placeholders). */
+  disks?: RootDisks;
 }
 
 /**
@@ -100,7 +119,7 @@ export function vmPaths(runDir: string) {
 }
 
 /** The QEMU command line for a spec (pure; unit-tested). */
-export function qemuArgs(spec: VmSpec, layout: DeviceLayout = QEMU_LAYOUT): string[] {
+export function qemuArgs(spec: VmSpec, layout: DeviceLayout = layoutFor(spec.shape)): string[] {
   const p = vmPaths(spec.runDir);
   const { shape } = spec;
   let machine = 'microvm,x-option-roms=off,rtc=off,acpi=off,isa-serial=on';
@@ -136,6 +155,20 @@ export function qemuArgs(spec: VmSpec, layout: DeviceLayout = QEMU_LAYOUT): stri
     '-device', 'virtio-net-device,netdev=net0,mac=52:54:00:12:34:56',
   ];
   if (spec.incoming) args.push('-incoming', 'defer');
+  for (const disk of layout.disks ?? []) {
+    const file = spec.disks?.[disk.role];
+    if (!file) throw new Error(`the ${disk.role} disk of the device layout has no file`);
+    if (/[,=]/.test(file)) throw new Error(`disk path ${file} holds a comma or '='`);
+    const ro = disk.role === 'lower';
+    // Raw files; the lower one is shared read-only by every container of its image; the
+    // upper one gives back what the guest frees (discard), so it stays sparse.
+    const mode = ro ? 'read-only=on' : 'read-only=off,discard=unmap';
+    args.push(
+      '-blockdev', `driver=file,node-name=${disk.role}-file,filename=${file},${mode}`,
+      '-blockdev', `driver=raw,node-name=${disk.role},file=${disk.role}-file,${mode}`,
+      '-device', `virtio-blk-device,drive=${disk.role},serial=${disk.serial}`,
+    );
+  }
   spec.sharePaths.forEach((sharePath, i) => {
     const share = layout.shares[i];
     if (!share) throw new Error(`the device layout has no share #${i}`);

@@ -7,8 +7,8 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../../common/logger.js';
-import type { BuiltinNetwork, GuestShape, LaunchRequest, PoolNetProvider, VmDriver, VmHandle, WarmVm } from '../driver.js';
-import { QEMU_BINARY, QEMU_LAYOUT, USER_NET_INFO, vmPaths } from './args.js';
+import type { BuiltinNetwork, DeviceLayout, GuestShape, LaunchRequest, PoolNetProvider, VmDriver, VmHandle, WarmVm } from '../driver.js';
+import { layoutFor, QEMU_BINARY, QEMU_LAYOUT, USER_NET_INFO, vmPaths } from './args.js';
 import { sweepEmptyCgroups } from './cgroup.js';
 import { jailUnavailable, releaseJail } from './jail.js';
 import { hostAddress, PASST } from './passt.js';
@@ -55,14 +55,19 @@ export class QemuDriver implements VmDriver {
     this.pool = opts.poolSize ? new ClonePool(this.templates, opts.runRoot, opts.poolSize, opts.logger) : undefined;
   }
 
+  layoutFor(shape: GuestShape): DeviceLayout {
+    return layoutFor(shape);
+  }
+
   launch(req: LaunchRequest): VmHandle {
-    return QemuVm.launch({ runDir: req.runDir, shape: req.shape, sharePaths: [req.rootDir], net: req.net });
+    const shares = layoutFor(req.shape).shares.length ? [req.rootDir] : [];
+    return QemuVm.launch({ runDir: req.runDir, shape: req.shape, sharePaths: shares, net: req.net, disks: req.disks });
   }
 
   async clone(req: LaunchRequest & { paused?: boolean }): Promise<VmHandle> {
     const template = await this.templates.ensure(req.shape);
     try {
-      return await startClone(template, { runDir: req.runDir, rootPath: req.rootDir, net: req.net, paused: req.paused });
+      return await startClone(template, { runDir: req.runDir, rootPath: req.rootDir, net: req.net, paused: req.paused, disks: req.disks });
     } catch (err) {
       // A broken template is dropped, so the next clone builds a good one.
       if (err instanceof TemplateCorruptError) this.templates.remove(template.key);
@@ -70,8 +75,9 @@ export class QemuDriver implements VmDriver {
     }
   }
 
+  /** Pool VMs share an empty directory for a root bound later; roots on disks are not served (yet). */
   takeWarm(shape: GuestShape, kind: 'tap' | 'builtin'): WarmVm | undefined {
-    return this.pool?.take(shape, kind);
+    return (shape.root ?? 'share') === 'share' ? this.pool?.take(shape, kind) : undefined;
   }
 
   setPoolNet(provider: PoolNetProvider | undefined): void {
@@ -79,7 +85,7 @@ export class QemuDriver implements VmDriver {
   }
 
   fillPool(shape: GuestShape): void {
-    this.pool?.fill(shape);
+    if ((shape.root ?? 'share') === 'share') this.pool?.fill(shape);
   }
 
   get poolSize(): number {

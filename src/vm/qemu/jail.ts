@@ -82,6 +82,10 @@ export function jailArgs(spec: VmSpec, qemu: string): string[] {
   for (const f of new Set([spec.shape.assets.kernel, spec.shape.assets.initrd])) args.push('--ro-bind', path.resolve(f), path.resolve(f));
   args.push('--bind', path.resolve(spec.runDir), path.resolve(spec.runDir));
   for (const share of spec.sharePaths) args.push('--bind', path.resolve(share), path.resolve(share));
+  if (spec.disks) {
+    args.push('--ro-bind', path.resolve(spec.disks.lower), path.resolve(spec.disks.lower));
+    args.push('--bind', path.resolve(spec.disks.upper), path.resolve(spec.disks.upper));
+  }
   if (spec.memoryFile) {
     const dir = path.dirname(path.resolve(spec.memoryFile.path));
     args.push('--bind', dir, dir);
@@ -120,7 +124,11 @@ function mountPoints(): Set<string> {
   return points;
 }
 
-/** Makes every share a shared mount (binding it onto itself first when it is a plain directory). */
+/**
+ * Makes every share a shared mount (binding it onto itself first when it is a
+ * plain directory: recursively, so what is already bound under it, such as a
+ * block root's binds, stays visible through it).
+ */
 function makeSharesShared(spec: VmSpec): void {
   if (spec.sharePaths.length === 0) return;
   const points = mountPoints();
@@ -129,7 +137,7 @@ function makeSharesShared(spec: VmSpec): void {
     if (points.has(share)) {
       execFileSync('mount', ['--make-shared', share], { stdio: 'pipe' });
     } else {
-      execFileSync('mount', ['--no-canonicalize', '--bind', '--make-shared', '-o', 'nosuid,nodev', share, share], { stdio: 'pipe' });
+      execFileSync('mount', ['--no-canonicalize', '--rbind', '--make-shared', '-o', 'nosuid,nodev', share, share], { stdio: 'pipe' });
       selfBound.push(share);
     }
   }

@@ -19,8 +19,8 @@ import path from 'node:path';
 import { AgentConnection } from '../../agent/connection.js';
 import type { Logger } from '../../common/logger.js';
 import type { GuestAssets } from '../assets.js';
-import type { Accel, GuestShape, NetSpec, TemplateInfo } from '../driver.js';
-import { QEMU_LAYOUT } from './args.js';
+import type { Accel, GuestShape, NetSpec, RootDisks, TemplateInfo } from '../driver.js';
+import { layoutFor } from './args.js';
 import { probeGuestClock, type GuestClock } from './guest-clock.js';
 import { QemuVm } from './process.js';
 import { loadState, saveState } from './migration.js';
@@ -107,7 +107,7 @@ export class TemplateStore {
 
   keyOf(shape: GuestShape): string {
     return createHash('sha256')
-      .update(JSON.stringify([QEMU_LAYOUT, shape.assets.fingerprint, this.qemuVersion, shape.accel, shape.memoryMiB, shape.cpus]))
+      .update(JSON.stringify([layoutFor(shape), shape.assets.fingerprint, this.qemuVersion, shape.accel, shape.memoryMiB, shape.cpus]))
       .digest('hex')
       .slice(0, 16);
   }
@@ -206,7 +206,14 @@ export class TemplateStore {
     fs.mkdirSync(placeholder, { recursive: true });
     const memFile = path.join(this.memDir, `${build}.mem`);
     const t0 = Date.now();
-    const vm = QemuVm.launch({ runDir, shape, sharePaths: [placeholder], memoryFile: { path: memFile, shared: true } });
+    const layout = layoutFor(shape);
+    const vm = QemuVm.launch({
+      runDir,
+      shape,
+      sharePaths: layout.shares.length ? [placeholder] : [],
+      memoryFile: { path: memFile, shared: true },
+      disks: layout.disks?.length ? placeholderDisks(dir) : undefined,
+    });
     this.building.add(vm);
     try {
       const agent = await AgentConnection.connect(vm.controlSocket, { timeoutMs: 60_000 });
@@ -324,16 +331,17 @@ function privateDir(dir: string): void {
  * over its file, and the device state loaded from the template. Resolves once
  * the clone runs (or stays paused, if `paused`).
  */
-export async function startClone(template: Template, opts: { runDir: string; rootPath: string; paused?: boolean; net?: NetSpec }): Promise<QemuVm> {
+export async function startClone(template: Template, opts: { runDir: string; rootPath: string; paused?: boolean; net?: NetSpec; disks?: RootDisks }): Promise<QemuVm> {
   checkStateFile(template);
   // Templates and clones have the same device line; a template's share was a placeholder.
   const vm = QemuVm.launch({
     runDir: opts.runDir,
     shape: template.shape,
-    sharePaths: [opts.rootPath],
+    sharePaths: layoutFor(template.shape).shares.length ? [opts.rootPath] : [],
     memoryFile: { path: template.memFile, shared: false },
     incoming: true,
     net: opts.net,
+    disks: opts.disks,
   });
   let qmp: QmpClient | undefined;
   try {
@@ -392,3 +400,21 @@ function checkStateFile(template: Template): void {
 export function newRunId(): string {
   return randomBytes(6).toString('hex');
 }
+
+/**
+ * Stand-ins for a template's disks. The guest reads a disk's capacity when it
+ * boots, so they are large and sparse: any real disk a clone gets is smaller,
+ * and its filesystem never reaches past its own end. The agent drops the page
+ * cache of a disk before mounting it (the template may have read the stand-in).
+ */
+function placeholderDisks(dir: string): RootDisks {
+  const disks = { lower: path.join(dir, 'lower.img'), upper: path.join(dir, 'upper.img') };
+  for (const f of Object.values(disks)) {
+    const fd = fs.openSync(f, 'w', 0o600);
+    fs.ftruncateSync(fd, PLACEHOLDER_DISK_BYTES);
+    fs.closeSync(fd);
+  }
+  return disks;
+}
+
+const PLACEHOLDER_DISK_BYTES = 2 ** 40;

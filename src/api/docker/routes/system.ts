@@ -121,12 +121,27 @@ export function systemRoutes(r: RouteTable, engine: Engine, info: ServerInfo): v
   r.add('GET', '/system/df', (ctx) => {
     const images = engine.images.list();
     const containers = engine.registry.list();
+    // Block-device roots: image filesystems count with the layers, a container's
+    // writable disk (allocated blocks, not its apparent size) with its SizeRw.
+    // Without them (9p roots) the numbers are what they were.
+    const blocks = engine.blocks.blockUsage();
     ctx.send(200, {
-      LayersSize: images.reduce((n, i) => n + i.size, 0),
+      LayersSize: images.reduce((n, i) => n + i.size, 0) + blocks.imagesTotal,
       Images: images.map((i) => ({ ...imageSummary(i), Containers: containers.filter((c) => c.record.ImageId === i.id).length })),
-      Containers: containers.map((c) => ({ ...containerSummary(c, engine.driver.builtinNetwork), SizeRw: engine.files.writableLayerSize(c.id), SizeRootFs: 0 })),
+      Containers: containers.map((c) => ({
+        ...containerSummary(c, engine.driver.builtinNetwork),
+        SizeRw: engine.files.writableLayerSize(c.id) + (blocks.containers[c.id] ?? 0),
+        SizeRootFs: 0,
+      })),
       Volumes: [],
       BuildCache: [],
+      HyperBox: {
+        ImageFilesystems: blocks.images,
+        ImageFilesystemsSize: blocks.imagesTotal,
+        WritableDisks: blocks.containers,
+        WritableDisksSize: blocks.containersTotal,
+        BlankDisksSize: blocks.blanks,
+      },
     });
   });
 

@@ -1,0 +1,263 @@
+/* Container roots on block devices (MOUNT_ROOT with T_BLOCK_LOWER/T_BLOCK_UPPER).
+ *
+ * The host attaches two virtio-blk disks per such root, named by their serial:
+ * a read-only image filesystem (erofs, or ext4) and the container's writable
+ * ext4 disk. The agent finds each by serial (/sys/block/vd* /serial: the order
+ * in which the kernel enumerates virtio-mmio devices is not to be relied on),
+ * drops any cached page of it (BLKFLSBUF: a VM restored from a template
+ * snapshot may still cache a placeholder disk that was attached when the
+ * snapshot was taken), mounts the lower read-only at /run/blk/NAME/lower, the
+ * upper at /run/blk/NAME/disk (upper/ and work/ are created there on the first
+ * start; a restart finds them), and an overlayfs of both at /c/NAME.
+ *
+ * At POWEROFF every process is killed and every block root unmounted (the
+ * ext4 upper remounted read-only if it cannot be), so the disk the host keeps
+ * is clean. */
+#define _GNU_SOURCE
+#include "agent.h"
+#include "request.h"
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef BLKFLSBUF
+#define BLKFLSBUF _IO(0x12, 97)
+#endif
+#define MAX_BLK_ROOTS 64
+
+static struct { char name[80], lower[32], upper[32]; } blk_roots[MAX_BLK_ROOTS]; /* name "" = free */
+
+/* The virtio-blk disk whose serial is SERIAL -> "vdX" in DEV. 0, or an errno
+ * (ENODEV: none; ENOTUNIQ: several). */
+static int find_serial(const char *serial, char *dev, size_t cap) {
+  DIR *d = opendir("/sys/block");
+  if (!d) return errno;
+  int found = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (strncmp(e->d_name, "vd", 2) != 0 || strlen(e->d_name) > 16) continue;
+    char path[64], buf[64];
+    snprintf(path, sizeof path, "/sys/block/%s/serial", e->d_name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) continue;
+    buf[n] = 0;
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' ')) buf[--n] = 0;
+    if (strcmp(buf, serial) != 0) continue;
+    if (found++) { closedir(d); return ENOTUNIQ; }
+    snprintf(dev, cap, "%s", e->d_name);
+  }
+  closedir(d);
+  return found ? 0 : ENODEV;
+}
+
+/* Drops the cached pages of /dev/DEV. 0 or an errno. */
+static int flush_dev(const char *dev) {
+  char path[32];
+  snprintf(path, sizeof path, "/dev/%s", dev);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  int r = ioctl(fd, BLKFLSBUF, 0), e = errno;
+  close(fd);
+  return r < 0 ? e : 0;
+}
+
+/* Is PATH a mount point (its device differs from its parent's)? */
+static int is_mount_point(const char *path) {
+  char parent[256];
+  struct stat a, b;
+  if (snprintf(parent, sizeof parent, "%s/..", path) >= (int)sizeof parent) return 0;
+  return stat(path, &a) == 0 && stat(parent, &b) == 0 && (a.st_dev != b.st_dev || a.st_ino == b.st_ino);
+}
+
+/* Unmounts every mount at or under PREFIX, deepest (latest) first. Busy ones are
+ * detached. */
+static void umount_under(const char *prefix) {
+  static char line[4096], mps[256][256];
+  int n = 0;
+  size_t pl = strlen(prefix);
+  FILE *f = fopen("/proc/self/mountinfo", "re");
+  if (!f) return;
+  while (fgets(line, sizeof line, f) && n < 256) {
+    char mp[256];
+    if (sscanf(line, "%*s %*s %*s %*s %255s", mp) != 1 || strchr(mp, '\\')) continue;
+    if (strncmp(mp, prefix, pl) == 0 && (mp[pl] == 0 || mp[pl] == '/')) snprintf(mps[n++], sizeof mps[0], "%s", mp);
+  }
+  fclose(f);
+  while (n-- > 0)
+    if (umount2(mps[n], 0) < 0 && umount2(mps[n], MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+      agent_log("umount %s: %s", mps[n], strerror(errno));
+}
+
+/* Unmounts root NAME (everything under /c/NAME), its overlay, upper and lower. */
+static void blk_unmount(const char *name) {
+  char path[256];
+  snprintf(path, sizeof path, ROOTS "/%s", name);
+  umount_under(path);
+  snprintf(path, sizeof path, "/run/blk/%s/disk", name);
+  if (is_mount_point(path) && umount2(path, 0) < 0) {
+    /* still busy: at least leave the journal clean and nothing dirty */
+    agent_log("umount %s: %s; remounting it read-only", path, strerror(errno));
+    if (mount(NULL, path, NULL, MS_REMOUNT | MS_RDONLY, NULL) < 0) agent_log("remount %s ro: %s", path, strerror(errno));
+    (void)umount2(path, MNT_DETACH);
+  }
+  snprintf(path, sizeof path, "/run/blk/%s/lower", name);
+  if (is_mount_point(path) && umount2(path, 0) < 0) (void)umount2(path, MNT_DETACH);
+}
+
+int blk_mount_root(const char *name, const char *root, const char *lower, const char *upper, char *msg, size_t cap) {
+  char ldev[32], udev[32], base[160], ldir[192], ddir[192], opts[640];
+  int slot = -1, e;
+  for (int i = 0; i < MAX_BLK_ROOTS; i++)
+    if (*blk_roots[i].name && !strcmp(blk_roots[i].name, name)) {
+      snprintf(msg, cap, "root %s is already mounted", name);
+      return EBUSY;
+    }
+  if (is_mount_point(root)) { snprintf(msg, cap, "root %s is already mounted", name); return EBUSY; }
+  for (int i = 0; i < 2; i++) {
+    const char *serial = i ? upper : lower;
+    if ((e = find_serial(serial, i ? udev : ldev, sizeof ldev))) {
+      snprintf(msg, cap, "block device %s: %s", serial, e == ENODEV ? "no virtio-blk disk with this serial" : strerror(e));
+      return e;
+    }
+  }
+  for (int i = 0; i < MAX_BLK_ROOTS; i++) {
+    if (!*blk_roots[i].name) { if (slot < 0) slot = i; continue; }
+    if (!strcmp(blk_roots[i].lower, ldev) || !strcmp(blk_roots[i].upper, udev) ||
+        !strcmp(blk_roots[i].lower, udev) || !strcmp(blk_roots[i].upper, ldev)) {
+      snprintf(msg, cap, "block device of %s or %s is in use by root %s", lower, upper, blk_roots[i].name);
+      return EBUSY;
+    }
+  }
+  if (slot < 0) { snprintf(msg, cap, "too many block roots"); return ENOSPC; }
+  if ((e = flush_dev(ldev)) || (e = flush_dev(udev))) {
+    snprintf(msg, cap, "flush block device: %s", strerror(e));
+    return e;
+  }
+  snprintf(base, sizeof base, "/run/blk/%s", name);
+  snprintf(ldir, sizeof ldir, "%s/lower", base);
+  snprintf(ddir, sizeof ddir, "%s/disk", base);
+  if (mkdir_p(ldir, 0700) < 0 || mkdir_p(ddir, 0700) < 0) {
+    e = errno;
+    snprintf(msg, cap, "mkdir %s: %s", base, strerror(e));
+    return e;
+  }
+  (void)chmod("/run/blk", 0700); /* nothing in a container needs to see these */
+  char src[32];
+  snprintf(src, sizeof src, "/dev/%s", ldev);
+  if (mount(src, ldir, "erofs", MS_RDONLY, NULL) < 0) {
+    int e1 = errno;
+    if (mount(src, ldir, "ext4", MS_RDONLY, "noload") < 0) {
+      e = errno;
+      snprintf(msg, cap, "mount lower %s (%s): erofs: %s; ext4: %s", lower, src, strerror(e1), strerror(e));
+      return e;
+    }
+  }
+  snprintf(src, sizeof src, "/dev/%s", udev);
+  if (mount(src, ddir, "ext4", 0, NULL) < 0) {
+    e = errno;
+    snprintf(msg, cap, "mount upper %s (%s): %s", upper, src, strerror(e));
+    (void)umount2(ldir, 0);
+    return e;
+  }
+  /* The records the cleanup below (and POWEROFF) go by. */
+  snprintf(blk_roots[slot].name, sizeof blk_roots[slot].name, "%s", name);
+  snprintf(blk_roots[slot].lower, sizeof blk_roots[slot].lower, "%s", ldev);
+  snprintf(blk_roots[slot].upper, sizeof blk_roots[slot].upper, "%s", udev);
+  /* upper/ and work/ at the top of the container's disk: created on its first
+   * start, found on a restart. The disk's top level is the agent's alone (the
+   * container writes under upper/), still nothing is followed there. */
+  int disk = open(ddir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  static const char *const subs[] = {"upper", "work"};
+  for (size_t i = 0; disk >= 0 && i < 2; i++) {
+    if (mkdirat(disk, subs[i], 0755) < 0 && errno != EEXIST) { e = errno; goto fail_sub; }
+    int fd = openat(disk, subs[i], O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) { e = errno; goto fail_sub; }
+    close(fd);
+    continue;
+  fail_sub:
+    snprintf(msg, cap, "upper disk %s: %s: %s", upper, subs[i], strerror(e));
+    close(disk);
+    blk_unmount_root(name);
+    return e;
+  }
+  if (disk < 0) {
+    e = errno;
+    snprintf(msg, cap, "upper disk %s: %s", upper, strerror(e));
+    blk_unmount_root(name);
+    return e;
+  }
+  close(disk);
+  snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s/upper,workdir=%s/work", ldir, ddir, ddir);
+  if (mount("overlay", root, "overlay", 0, opts) < 0) {
+    e = errno;
+    snprintf(msg, cap, "mount overlay root %s: %s", name, strerror(e));
+    blk_unmount_root(name);
+    return e;
+  }
+  return 0;
+}
+
+void blk_unmount_root(const char *name) {
+  for (int i = 0; i < MAX_BLK_ROOTS; i++) {
+    if (!*blk_roots[i].name || strcmp(blk_roots[i].name, name) != 0) continue;
+    blk_unmount(name);
+    blk_roots[i].name[0] = 0;
+  }
+}
+
+int blk_is_root(const char *name) {
+  for (int i = 0; i < MAX_BLK_ROOTS; i++)
+    if (*blk_roots[i].name && !strcmp(blk_roots[i].name, name)) return 1;
+  return 0;
+}
+
+void shutdown_roots(void) {
+  int any = 0;
+  for (int i = 0; i < MAX_BLK_ROOTS; i++) any |= *blk_roots[i].name != 0;
+  sync();
+  if (!any) return; /* 9p roots: the host holds their data */
+  /* Nothing may hold a file of a disk open: every process goes (the agent,
+   * PID 1, is spared by kill(-1)), and the namespaces of isolated roots,
+   * which hold copies of their mounts. */
+  (void)kill(-1, SIGKILL);
+  struct timespec t0, now;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (;;) {
+    pid_t p = waitpid(-1, NULL, WNOHANG);
+    if (p < 0) break; /* ECHILD: all gone */
+    if (p == 0) {
+      clock_gettime(CLOCK_MONOTONIC, &now);
+      if (now.tv_sec - t0.tv_sec >= 3) { agent_log("poweroff: processes still exiting"); break; }
+      usleep(5000);
+    }
+  }
+  close_root_namespaces();
+  for (int i = 0; i < MAX_BLK_ROOTS; i++) {
+    if (!*blk_roots[i].name) continue;
+    blk_unmount(blk_roots[i].name);
+    blk_roots[i].name[0] = 0;
+  }
+  sync();
+}
+
+void blk_sync_root(const char *name) {
+  char path[160];
+  if (!blk_is_root(name)) return;
+  snprintf(path, sizeof path, "/run/blk/%s/disk", name);
+  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  if (syncfs(fd) < 0) agent_log("syncfs %s: %s", path, strerror(errno));
+  close(fd);
+}

@@ -1,0 +1,128 @@
+/**
+ * Container roots on block devices (`hyperboxd --storage-driver block`, issue
+ * 14): the image's filesystem, built once per image on the host (read-only,
+ * shared by all its containers), and a writable disk per container; the guest
+ * assembles the root with overlayfs. The host never mounts either: what the
+ * guest wrote stays the guest's. Volumes and host binds stay directories on
+ * the host, bound under `<container>/binds/<n>` and shared with the guest over
+ * 9p; a container without any has no 9p device at all.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { internal, invalid } from '../common/errors.js';
+import { isMountPoint } from '../common/mounts.js';
+import { entryComponents, resolveInRoot } from '../images/layer.js';
+import { allocatedBytes, containerDiskPath } from '../images/blockfs.js';
+import { HOST_SIDE_FLAGS } from '../images/rootfs.js';
+import type { RootDisks } from '../vm/index.js';
+import type { Container } from './container.js';
+import type { EngineContext } from './context.js';
+import { diskBytesOf } from './create-spec.js';
+import type { MountPoint } from './storage.js';
+
+/** What the guest needs to assemble a root on disks. */
+export interface DiskRoot {
+  disks: RootDisks;
+  /** The 9p share holding the binds (undefined: no binds, no share). */
+  shareDir?: string;
+  /** The share's entries bound inside the root. */
+  binds: Array<{ source: string; dest: string; readonly?: boolean }>;
+  /** tmpfs mounts, as "/path[:opts]". */
+  tmpfs: string[];
+  readonly: boolean;
+}
+
+/** Whether C's root lives on disks (recorded at create: a container keeps the storage it was made with). */
+export function onDisks(c: Container): boolean {
+  return c.record.Storage === 'block';
+}
+
+const bindsDir = (c: Container) => path.join(c.dir, 'binds');
+
+/** Builds (or reuses) the image filesystem and the container's disk, and binds its volumes for the share. */
+export async function prepareDiskRoot(ctx: EngineContext, c: Container): Promise<DiskRoot> {
+  const image = ctx.store.resolve(c.record.ImageId);
+  const imageDir = await ctx.rootfs.imageRootfs(image);
+  const lower = await ctx.blocks.ensureImageFs(image);
+  const upper = await ctx.blocks.ensureContainerDisk(c.dir, c.record.DiskBytes ?? diskBytesOf(c.record.HostConfig));
+  releaseDiskRoot(c);
+  const binds: DiskRoot['binds'] = [];
+  const tmpfs: string[] = [];
+  const mounts = [...(c.record.MountPoints ?? [])].sort((a, b) => a.Destination.split('/').length - b.Destination.split('/').length);
+  try {
+    mounts.forEach((m, i) => {
+      if (m.Type === 'tmpfs') return void tmpfs.push(`${m.Destination}${m.TmpfsOptions ? `:${m.TmpfsOptions}` : ''}`);
+      if (m.Type === 'volume') seedVolume(imageDir, m);
+      const st = fs.statSync(m.Source, { throwIfNoEntry: false });
+      if (!st) throw invalid(`bind source path does not exist: ${m.Source}`);
+      const target = path.join(bindsDir(c), String(i));
+      fs.mkdirSync(bindsDir(c), { recursive: true, mode: 0o700 });
+      if (st.isDirectory()) fs.mkdirSync(target);
+      else fs.writeFileSync(target, '', { mode: 0o600 });
+      mount(['--bind', m.Source, target]);
+      mount(['-o', `remount,bind,${HOST_SIDE_FLAGS}${m.RW ? '' : ',ro'}`, target]);
+      binds.push({ source: String(i), dest: m.Destination, readonly: !m.RW });
+    });
+  } catch (err) {
+    releaseDiskRoot(c);
+    throw err;
+  }
+  return {
+    disks: { lower, upper },
+    shareDir: binds.length ? bindsDir(c) : undefined,
+    binds,
+    tmpfs,
+    readonly: !!c.record.HostConfig.ReadonlyRootfs,
+  };
+}
+
+/** Bytes the container's writable disk takes on the host (allocated, not its apparent size). */
+export function diskBytes(containerDir: string): number {
+  return fs.existsSync(containerDiskPath(containerDir)) ? allocatedBytes(containerDiskPath(containerDir)) : 0;
+}
+
+/** Unbinds the container's volumes from its share directory (the VM is gone or going). */
+export function releaseDiskRoot(c: Container): void {
+  const dir = bindsDir(c);
+  if (!fs.existsSync(dir)) return;
+  // The VM's jail may have bound the directory onto itself (with copies of the binds): that goes first.
+  unmountAll(dir, ['-R']);
+  for (const name of fs.readdirSync(dir)) unmountAll(path.join(dir, name), []);
+  if (!fs.readdirSync(dir).some((n) => isMountPoint(path.join(dir, n)))) fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/** Unmounts whatever is mounted at P (mounts may be stacked there), lazily if busy. */
+function unmountAll(p: string, flags: string[]): void {
+  for (let i = 0; i < 8 && isMountPoint(p); i++) {
+    try {
+      execFileSync('umount', [...flags, p], { stdio: 'ignore' });
+    } catch {
+      try {
+        execFileSync('umount', ['-l', p], { stdio: 'ignore' });
+      } catch {
+        return; // not ours to force
+      }
+    }
+  }
+}
+
+/** Docker fills an empty volume with what the image has at its mount point (read from the image's own tree). */
+function seedVolume(imageDir: string, m: MountPoint): void {
+  try {
+    if (fs.readdirSync(m.Source).length) return;
+    const inImage = resolveInRoot(imageDir, entryComponents(m.Destination), false);
+    if (fs.readdirSync(inImage).length === 0) return;
+    execFileSync('cp', ['-a', '--no-dereference', `${inImage}/.`, m.Source], { stdio: 'ignore' });
+  } catch {
+    /* nothing at that path in the image */
+  }
+}
+
+function mount(args: string[]): void {
+  try {
+    execFileSync('mount', ['--no-canonicalize', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (err) {
+    throw internal(`mount ${args.join(' ')}: ${String((err as { stderr?: Buffer }).stderr ?? err).trim()}`);
+  }
+}
