@@ -166,7 +166,8 @@ export function qemuArgs(spec: VmSpec, layout: DeviceLayout = layoutFor(spec.sha
     args.push(
       '-blockdev', `driver=file,node-name=${disk.role}-file,filename=${file},${mode}`,
       '-blockdev', `driver=raw,node-name=${disk.role},file=${disk.role}-file,${mode}`,
-      '-device', `virtio-blk-device,drive=${disk.role},serial=${disk.serial}`,
+      // A full host disk under a sparse upper is an I/O error in the guest (ENOSPC there), not a paused VM.
+      '-device', `virtio-blk-device,drive=${disk.role},serial=${disk.serial},werror=report,rerror=report`,
     );
   }
   spec.sharePaths.forEach((sharePath, i) => {

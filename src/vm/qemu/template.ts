@@ -22,6 +22,7 @@ import type { GuestAssets } from '../assets.js';
 import type { Accel, GuestShape, NetSpec, RootDisks, TemplateInfo } from '../driver.js';
 import { layoutFor } from './args.js';
 import { probeGuestClock, type GuestClock } from './guest-clock.js';
+import { placeholderDisks } from './disks.js';
 import { QemuVm } from './process.js';
 import { loadState, saveState } from './migration.js';
 import { QmpClient } from './qmp.js';
@@ -401,20 +402,3 @@ export function newRunId(): string {
   return randomBytes(6).toString('hex');
 }
 
-/**
- * Stand-ins for a template's disks. The guest reads a disk's capacity when it
- * boots, so they are large and sparse: any real disk a clone gets is smaller,
- * and its filesystem never reaches past its own end. The agent drops the page
- * cache of a disk before mounting it (the template may have read the stand-in).
- */
-function placeholderDisks(dir: string): RootDisks {
-  const disks = { lower: path.join(dir, 'lower.img'), upper: path.join(dir, 'upper.img') };
-  for (const f of Object.values(disks)) {
-    const fd = fs.openSync(f, 'w', 0o600);
-    fs.ftruncateSync(fd, PLACEHOLDER_DISK_BYTES);
-    fs.closeSync(fd);
-  }
-  return disks;
-}
-
-const PLACEHOLDER_DISK_BYTES = 2 ** 40;
