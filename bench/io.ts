@@ -2,7 +2,8 @@
  * bench/io: file and network I/O of a container against the same operation run
  * natively on the host, in one invocation:
  *  - sequential write (fsync'd) and read of 128 MB, on the container root (overlay
- *    over 9p) and on a bind mount (9p), vs. the host's own disk;
+ *    over 9p), on a root on block devices (`--storage-driver block`: erofs + ext4
+ *    disk, overlay in the guest) and on a bind mount (9p), vs. the host's own disk;
  *  - 1000 small files created and read back by busybox sh, same places;
  *  - TCP: on the default network (as root a bridge, docker0's equivalent) host ->
  *    container through a published port and container -> container, the same on
@@ -51,6 +52,15 @@ const native = netOnly ? {} : parse(execFileSync('busybox', ['sh', '-c', timedSc
 const root = netOnly ? undefined : await d.run(['run', '--rm', 'busybox', 'sh', '-c', timedScript('/tmp')], { timeoutMs: 600_000 });
 const bound = netOnly ? undefined : await d.run(['run', '--rm', '-v', `${bind}:/data`, 'busybox', 'sh', '-c', timedScript('/data')], { timeoutMs: 600_000 });
 const inRoot = parse(root?.stdout ?? '');
+let inBlock: Record<string, number> = {};
+if (!netOnly) {
+  const b = await startDaemonWithBusybox(['--storage-driver', 'block']);
+  try {
+    inBlock = parse((await b.run(['run', '--rm', 'busybox', 'sh', '-c', timedScript('/tmp')], { timeoutMs: 600_000 })).stdout);
+  } finally {
+    await b.stop();
+  }
+}
 const inBind = parse(bound?.stdout ?? '');
 
 // TCP: the receiver times itself from its first byte to the last of 64 MB
@@ -154,7 +164,7 @@ fs.rmSync(work, { recursive: true, force: true });
 const row = (label: string, key: string) => {
   const n = native[key]!;
   const f = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? 'n/a' : `${x} ms (${(x / n).toFixed(1)}x)`);
-  console.log(`${label.padEnd(34)} native ${String(n).padStart(6)} ms | root ${f(inRoot[key]).padEnd(18)} | bind ${f(inBind[key])}`);
+  console.log(`${label.padEnd(34)} native ${String(n).padStart(6)} ms | 9p root ${f(inRoot[key]).padEnd(18)} | block root ${f(inBlock[key]).padEnd(18)} | bind ${f(inBind[key])}`);
 };
 if (!netOnly) {
   console.log(`file I/O (busybox sh + dd, ${MB} MB sequential, ${FILES} small files; ratios vs native):`);

@@ -2,7 +2,8 @@
  * bench/start: wall time of `hyperbox run --rm busybox true` per start mode,
  * against `runc run` of the same busybox rootfs, in one invocation; and the
  * start of pods (Hyper's unit): a whole pod by `kube play`, and one more
- * container in a running pod.
+ * container in a running pod; and roots on block devices (`--storage-driver
+ * block`), cloned and cold-booted.
  * Usage: node dist/bench/start.js [runs=10]
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -76,6 +77,8 @@ async function main(): Promise<void> {
     ['hyperbox cold boot', ['--no-clone']],
     ['hyperbox clone', []],
     ['hyperbox warm pool', ['--pool-size', '2']],
+    ['clone, root on disks', ['--storage-driver', 'block']],
+    ['cold boot, root on disks', ['--storage-driver', 'block', '--no-clone']],
   ];
   const results = [];
   for (const [label, args] of modes) results.push(await hyperboxMode(label, args));
@@ -91,7 +94,7 @@ async function main(): Promise<void> {
     if (r.phases) console.log(`${''.padEnd(24)}last start phases (ms): ${r.phases}`);
   }
   row('runc run (baseline)', runc);
-  const cold = results.find((r) => r.label.includes('cold'));
+  const cold = results.find((r) => r.label === 'hyperbox cold boot');
   for (const r of results) if (cold && r !== cold) console.log(`${r.label}: ${(median(cold.times) / median(r.times)).toFixed(1)}x faster than cold boot`);
   await memoryBench();
 }
