@@ -10,6 +10,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { spawnSync } from 'node:child_process';
+import type { VmSpec } from '../src/vm/qemu/args.js';
+import { jailedCommand, releaseJail } from '../src/vm/qemu/jail.js';
 import { QmpClient } from '../src/vm/qemu/qmp.js';
 import { startDaemonWithBusybox, type TestDaemon, until } from './helpers/daemon.js';
 
@@ -95,7 +98,7 @@ describe('QEMU confinement', () => {
     const v2 = fs.existsSync('/sys/fs/cgroup/cgroup.controllers');
     const dirOf = (ctrl: string) => (v2 ? `/sys/fs/cgroup${groups.unified}` : `/sys/fs/cgroup/${ctrl}${groups[ctrl]}`);
     const read = (ctrl: string, file: string) => fs.readFileSync(path.join(dirOf(ctrl), file), 'utf8').trim();
-    for (const ctrl of ['memory', 'pids', 'cpu']) assert.match(v2 ? groups.unified! : groups[ctrl]!, /^\/hyperbox\/vm-[0-9a-f]{16}$/, `${ctrl} group`);
+    for (const ctrl of ['memory', 'pids', 'cpu']) assert.match(v2 ? groups.unified! : groups[ctrl]!, /^\/hyperbox\/vm-[0-9a-f]{12}-[0-9a-f]{12}$/, `${ctrl} group`);
     const guestMiB = Number((await d.run(['inspect', '-f', '{{.HostConfig.Memory}}', id])).stdout.trim()) / 1048576;
     assert.ok(guestMiB >= 256, `guest memory ${guestMiB} MiB`);
     const mem = Number(v2 ? read('memory', 'memory.max') : read('memory', 'memory.limit_in_bytes'));
@@ -106,6 +109,31 @@ describe('QEMU confinement', () => {
     const dir = dirOf('memory');
     await d.run(['rm', '-f', id]);
     await until('the VM cgroup to be removed', () => !fs.existsSync(dir), 10_000);
+  });
+
+  it("a second launch in a run directory keeps its cgroup and share when the first launch's late release runs", { skip: process.getuid?.() !== 0 }, () => {
+    const runDir = fs.mkdtempSync('/tmp/hb-jail-rel-');
+    const share = path.join(runDir, 'share');
+    fs.mkdirSync(share);
+    const spec: VmSpec = { runDir, shape: { assets: { kernel: '/k', initrd: '/i', fingerprint: 'f' }, accel: 'tcg', memoryMiB: 128, cpus: 1 }, sharePaths: [share] };
+    const isMount = (p: string) => fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === p);
+    const groupDir = (name: string) => (fs.existsSync('/sys/fs/cgroup/cgroup.controllers') ? `/sys/fs/cgroup/hyperbox/${name}` : `/sys/fs/cgroup/pids/hyperbox/${name}`);
+    try {
+      // A clone that failed (first) and the cold boot that replaces it (second), same run directory.
+      const first = jailedCommand(spec, ['qemu-system-x86_64']).record!;
+      const second = jailedCommand(spec, ['qemu-system-x86_64']).record!;
+      assert.notEqual(first.cgroup, second.cgroup);
+      releaseJail(runDir, first);
+      assert.ok(isMount(share), 'the share stays a shared mount for the second VM');
+      assert.ok(fs.existsSync(groupDir(second.cgroup!)), "the second launch's cgroup stays");
+      assert.equal(fs.existsSync(groupDir(first.cgroup!)), false);
+      releaseJail(runDir, second);
+      assert.equal(isMount(share), false);
+      assert.equal(fs.existsSync(groupDir(second.cgroup!)), false);
+    } finally {
+      if (isMount(share)) spawnSync('umount', ['-R', share]);
+      fs.rmSync(runDir, { recursive: true, force: true });
+    }
   });
 
   it('kills a QEMU that tries to spawn a process; its container dies with 137', async () => {

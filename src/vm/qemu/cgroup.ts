@@ -3,8 +3,10 @@
  * the guest's shape, so one runaway or compromised QEMU cannot take the host's
  * memory or fork-bomb it. cgroup v2 when the host has the unified hierarchy at
  * /sys/fs/cgroup, else the v1 memory, pids and cpu hierarchies. Every VM's
- * group lives under `hyperbox/` and is named after its run directory, so a
- * group can be found (and removed) again after a daemon restart.
+ * group lives under `hyperbox/`, named after its run directory and its launch
+ * (a run directory may see a second launch while the first VM's group is still
+ * being removed); the jail's record in the run directory names it again after a
+ * daemon restart.
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -68,29 +70,30 @@ function hostLayout(): Layout | null {
   return layout;
 }
 
-/** The group name of the VM in RUNDIR (stable across daemon restarts). */
-function groupName(runDir: string): string {
-  return 'vm-' + createHash('sha256').update(path.resolve(runDir)).digest('hex').slice(0, 16);
+/** The group name of the VM launched (LAUNCH) in RUNDIR. */
+function groupName(runDir: string, launch: string): string {
+  if (!/^[0-9a-f]{1,32}$/.test(launch)) throw new Error(`bad launch id ${launch}`);
+  return `vm-${createHash('sha256').update(path.resolve(runDir)).digest('hex').slice(0, 12)}-${launch}`;
 }
 
-/** The directories of RUNDIR's group, one per hierarchy. */
-function groupDirs(runDir: string): string[] {
+/** The directories of group NAME, one per hierarchy. */
+function groupDirs(name: string): string[] {
   const l = hostLayout();
-  if (!l) return [];
-  const name = groupName(runDir);
+  if (!l || !/^vm-[0-9a-f-]+$/.test(name)) return [];
   return l.kind === 'v2' ? [path.join(l.dir, name)] : Object.values(l.dirs).map((d) => path.join(d, name));
 }
 
 /**
- * Creates the group of the VM in RUNDIR with the limits of SHAPE; returns the
- * `cgroup.procs` files the VM's process must write itself into before it
- * execs QEMU (so no thread starts outside), or [] where cgroups are not usable.
+ * Creates the group of the VM launched (LAUNCH) in RUNDIR with the limits of
+ * SHAPE; returns its name and the `cgroup.procs` files the VM's process must
+ * write itself into before it execs QEMU (so no thread starts outside), or
+ * undefined where cgroups are not usable.
  */
-export function createVmCgroup(runDir: string, shape: Pick<GuestShape, 'memoryMiB' | 'cpus'>): string[] {
+export function createVmCgroup(runDir: string, shape: Pick<GuestShape, 'memoryMiB' | 'cpus'>, launch: string): { name: string; procs: string[] } | undefined {
   const l = hostLayout();
-  if (!l) return [];
+  if (!l) return undefined;
   const lim = limitsFor(shape);
-  const name = groupName(runDir);
+  const name = groupName(runDir, launch);
   const write = (dir: string, file: string, value: string | number) => fs.writeFileSync(path.join(dir, file), String(value));
   if (l.kind === 'v2') {
     const dir = path.join(l.dir, name);
@@ -99,7 +102,7 @@ export function createVmCgroup(runDir: string, shape: Pick<GuestShape, 'memoryMi
     write(dir, 'memory.swap.max', 0);
     write(dir, 'pids.max', lim.pids);
     write(dir, 'cpu.max', `${lim.cpuQuotaUs} ${lim.cpuPeriodUs}`);
-    return [path.join(dir, 'cgroup.procs')];
+    return { name, procs: [path.join(dir, 'cgroup.procs')] };
   }
   const mem = path.join(l.dirs.memory, name);
   const pids = path.join(l.dirs.pids, name);
@@ -109,13 +112,13 @@ export function createVmCgroup(runDir: string, shape: Pick<GuestShape, 'memoryMi
   write(pids, 'pids.max', lim.pids);
   write(cpu, 'cpu.cfs_period_us', lim.cpuPeriodUs);
   write(cpu, 'cpu.cfs_quota_us', lim.cpuQuotaUs);
-  return [mem, pids, cpu].map((d) => path.join(d, 'cgroup.procs'));
+  return { name, procs: [mem, pids, cpu].map((d) => path.join(d, 'cgroup.procs')) };
 }
 
-/** Removes the group of the VM in RUNDIR once its processes are gone; false while some remain. */
-export function removeVmCgroup(runDir: string): boolean {
+/** Removes group NAME once its processes are gone; false while some remain. */
+export function removeVmCgroup(name: string): boolean {
   let done = true;
-  for (const dir of groupDirs(runDir)) {
+  for (const dir of groupDirs(name)) {
     try {
       fs.rmdirSync(dir);
     } catch (err) {

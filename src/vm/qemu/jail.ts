@@ -14,6 +14,7 @@
  * jail's copy, which is a slave of it; nothing the jail mounts flows back.
  */
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { VmSpec } from './args.js';
@@ -97,22 +98,54 @@ export function jailArgs(spec: VmSpec, qemu: string): string[] {
 }
 
 /**
- * The command that starts QEMU (argv QEMU_ARGV) for SPEC: jailed and in its
- * cgroup as root, or as given where the jail is unavailable.
+ * What one launch set up on the host, to be undone when that VM is gone: its
+ * shares' self-binds and its cgroup. Recorded in memory by the VM and in its run
+ * directory (for a VM adopted after a daemon restart). A VM launched again in the
+ * same run directory (a cold boot after a failed clone) takes the record over,
+ * so the first VM's late release cannot undo what the second one uses.
  */
-export function jailedCommand(spec: VmSpec, qemuArgv: string[]): string[] {
-  if (jailUnavailable()) return qemuArgv;
-  const qemu = resolveBinary(qemuArgv[0]!);
-  // QEMU keeps the name it was given (`ps` shows qemu-system-...); the jail has /usr/bin on its PATH.
-  makeSharesShared(spec);
-  const procs = createVmCgroup(spec.runDir, spec.shape);
-  const setpriv = [SETPRIV!, `--bounding-set=-all,${QEMU_CAPABILITIES.map((c) => `+${c}`).join(',')}`, '--inh-caps=-all', '--ambient-caps=-all', '--'];
-  const cmd = [BWRAP!, ...jailArgs(spec, qemu), '--', ...setpriv, ...qemuArgv];
-  return procs.length ? [SH, '-c', JOIN_CGROUPS, 'hyperbox-jail', ...procs, '--', ...cmd] : cmd;
+export interface JailRecord {
+  launch: string;
+  selfBound: string[];
+  cgroup?: string;
 }
 
-/** The file in a run directory naming the shares that were bound onto themselves to be made shared. */
-const SELF_BINDS = 'jail-binds.json';
+/** The file in a run directory holding the JailRecord of the VM launched there last. */
+const RECORD_FILE = 'jail.json';
+
+function readRecord(runDir: string): JailRecord | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(runDir, RECORD_FILE), 'utf8')) as JailRecord;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The command that starts QEMU (argv QEMU_ARGV) for SPEC: jailed and in its
+ * cgroup as root, or as given where the jail is unavailable; and the record of
+ * what the jail set up on the host.
+ */
+export function jailedCommand(spec: VmSpec, qemuArgv: string[]): { cmd: string[]; record?: JailRecord } {
+  if (jailUnavailable()) return { cmd: qemuArgv };
+  const qemu = resolveBinary(qemuArgv[0]!);
+  const record: JailRecord = { launch: randomBytes(6).toString('hex'), selfBound: makeSharesShared(spec) };
+  const save = () => fs.writeFileSync(path.join(spec.runDir, RECORD_FILE), JSON.stringify(record));
+  let group: ReturnType<typeof createVmCgroup>;
+  try {
+    save();
+    group = createVmCgroup(spec.runDir, spec.shape, record.launch);
+    record.cgroup = group?.name;
+    save();
+  } catch (err) {
+    releaseJail(spec.runDir, record);
+    throw err;
+  }
+  const setpriv = [SETPRIV!, `--bounding-set=-all,${QEMU_CAPABILITIES.map((c) => `+${c}`).join(',')}`, '--inh-caps=-all', '--ambient-caps=-all', '--'];
+  // QEMU keeps the name it was given (`ps` shows qemu-system-...); the jail has /usr/bin on its PATH.
+  const cmd = [BWRAP!, ...jailArgs(spec, qemu), '--', ...setpriv, ...qemuArgv];
+  return { cmd: group ? [SH, '-c', JOIN_CGROUPS, 'hyperbox-jail', ...group.procs, '--', ...cmd] : cmd, record };
+}
 
 /** Mount points of this mount namespace. */
 function mountPoints(): Set<string> {
@@ -127,34 +160,39 @@ function mountPoints(): Set<string> {
 /**
  * Makes every share a shared mount (binding it onto itself first when it is a
  * plain directory: recursively, so what is already bound under it, such as a
- * block root's binds, stays visible through it).
+ * block root's binds, stays visible through it). Returns the self-bound shares,
+ * those an earlier launch in this run directory self-bound included.
  */
-function makeSharesShared(spec: VmSpec): void {
-  if (spec.sharePaths.length === 0) return;
+function makeSharesShared(spec: VmSpec): string[] {
+  if (spec.sharePaths.length === 0) return [];
   const points = mountPoints();
+  const earlier = new Set(readRecord(spec.runDir)?.selfBound ?? []);
   const selfBound: string[] = [];
   for (const share of spec.sharePaths.map((s) => path.resolve(s))) {
     if (points.has(share)) {
       execFileSync('mount', ['--make-shared', share], { stdio: 'pipe' });
+      if (earlier.has(share)) selfBound.push(share);
     } else {
       execFileSync('mount', ['--no-canonicalize', '--rbind', '--make-shared', '-o', 'nosuid,nodev', share, share], { stdio: 'pipe' });
       selfBound.push(share);
     }
   }
-  if (selfBound.length) fs.writeFileSync(path.join(spec.runDir, SELF_BINDS), JSON.stringify(selfBound));
+  return selfBound;
 }
 
 /**
- * Undoes the host side of RUNDIR's jail once its QEMU is gone: the shares'
- * self-binds (with whatever was bound under them) and the cgroup. Safe to call
- * more than once; a cgroup whose last task is still being reaped is retried.
+ * Undoes the host side of a jail once its QEMU is gone: the cgroup of that
+ * launch, and the shares' self-binds (with whatever was bound under them)
+ * unless a later launch in RUNDIR took them over. RECORD: the launch's own
+ * (undefined: the one recorded in RUNDIR). Safe to call more than once; a cgroup
+ * whose last task is still being reaped is retried.
  */
-export function releaseJail(runDir: string): void {
-  const file = path.join(runDir, SELF_BINDS);
-  try {
-    const shares = JSON.parse(fs.readFileSync(file, 'utf8')) as string[];
+export function releaseJail(runDir: string, record = readRecord(runDir)): void {
+  if (!record) return;
+  const current = readRecord(runDir);
+  if (current?.launch === record.launch) {
     const points = mountPoints();
-    for (const share of shares) {
+    for (const share of record.selfBound) {
       if (!points.has(share)) continue;
       try {
         execFileSync('umount', ['--recursive', share], { stdio: 'pipe' });
@@ -162,13 +200,13 @@ export function releaseJail(runDir: string): void {
         execFileSync('umount', ['--lazy', share], { stdio: 'pipe' });
       }
     }
-    fs.rmSync(file, { force: true });
-  } catch {
-    /* nothing was self-bound, or it is already undone */
+    fs.rmSync(path.join(runDir, RECORD_FILE), { force: true });
   }
+  const group = record.cgroup;
+  if (!group) return;
   let tries = 0;
   const removeGroup = () => {
-    if (!removeVmCgroup(runDir) && ++tries < 20) setTimeout(removeGroup, 100).unref();
+    if (!removeVmCgroup(group) && ++tries < 20) setTimeout(removeGroup, 100).unref();
   };
   removeGroup();
 }

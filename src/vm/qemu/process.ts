@@ -11,7 +11,7 @@ import os from 'node:os';
 import type { HostUsage, VmHandle, VmState } from '../driver.js';
 import { QEMU_BINARY, qemuArgs, vmPaths, type VmSpec } from './args.js';
 import { PASST, PASST_FD, startPasst } from './passt.js';
-import { jailedCommand, jailUnavailable, releaseJail } from './jail.js';
+import { jailedCommand, releaseJail, type JailRecord } from './jail.js';
 import { QmpClient } from './qmp.js';
 
 /** Whether PID is a live QEMU process (not its jail's monitor) whose command line names RUNDIR. */
@@ -54,6 +54,8 @@ export class QemuVm extends EventEmitter<{ exit: [code: number | null, signal: N
   /** Started through the jail: PROCESSPID is the jail's monitor, QEMU is its child. */
   private jailed = false;
   private qemuPid: number | undefined;
+  /** What its jail set up on the host (undefined for an adopted VM: read from its run directory then). */
+  private jail: JailRecord | undefined;
 
   private constructor(
     /** The process started (or adopted) for this VM: QEMU or the monitor of its jail; it lives as long as QEMU. */
@@ -73,11 +75,11 @@ export class QemuVm extends EventEmitter<{ exit: [code: number | null, signal: N
     const log = fs.openSync(p.qemuLog, 'w');
     let child: ChildProcess;
     let cmd: string[];
+    let jail: JailRecord | undefined;
     try {
       try {
-        cmd = jailedCommand(spec, [QEMU_BINARY, ...qemuArgs({ ...spec, passtFd: userNet ? PASST_FD : undefined })]);
+        ({ cmd, record: jail } = jailedCommand(spec, [QEMU_BINARY, ...qemuArgs({ ...spec, passtFd: userNet ? PASST_FD : undefined })]));
       } catch (err) {
-        releaseJail(spec.runDir);
         throw new Error(`cannot prepare the QEMU jail: ${(err as Error).message}`);
       }
       child = spawn(cmd[0]!, cmd.slice(1), { detached: true, stdio: ['ignore', log, log, userNet?.qemuEnd ?? 'ignore'] });
@@ -93,7 +95,8 @@ export class QemuVm extends EventEmitter<{ exit: [code: number | null, signal: N
       throw new Error(`cannot start ${QEMU_BINARY}`);
     }
     const vm = new QemuVm(child.pid, spec.runDir);
-    vm.jailed = cmd[0] !== QEMU_BINARY;
+    vm.jailed = jail !== undefined;
+    vm.jail = jail;
     vm.child = child;
     if (spec.incoming) vm.vcpus = 'paused'; // until the device state is loaded and `cont` sent
     fs.writeFileSync(p.pidFile, String(child.pid));
@@ -130,7 +133,7 @@ export class QemuVm extends EventEmitter<{ exit: [code: number | null, signal: N
       signal = (Object.entries(os.constants.signals).find(([, n]) => n === signo)?.[0] as NodeJS.Signals | undefined) ?? signal;
       if (signal) code = null;
     }
-    releaseJail(this.runDir);
+    releaseJail(this.runDir, this.jail);
     this.exited = true;
     this.exitCode = code;
     this.exitSignal = signal;
