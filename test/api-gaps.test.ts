@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import Docker from 'dockerode';
 import { busyboxTar, startDaemonWithBusybox, until, type TestDaemon } from './helpers/daemon.js';
 import { docker as cli } from './helpers/docker.js';
+import { freePort } from './helpers/net.js';
 import { TestRegistry } from './helpers/registry.js';
 
 let d: TestDaemon;
@@ -65,8 +66,10 @@ describe('docker ps --filter as dockerd', () => {
     assert.deepEqual(await ps(['name=f-']), ['f-a', 'f-b', 'f-c', 'f-d']);
     assert.deepEqual(await ps(['name=f-[ab]']), ['f-a', 'f-b']);
     assert.deepEqual(await ps(['name=^/f-c$']), ['f-c']);
+    assert.deepEqual(await ps(['name=^f-c$']), ['f-c'], 'with or without the slash, as dockerd');
     assert.deepEqual(await ps(['name=f-a', 'name=f-d']), ['f-a', 'f-d'], 'values of one key are ORed');
     assert.deepEqual(await ps([`id=${cId.slice(0, 10)}`]), ['f-c']);
+    assert.deepEqual(await ps([`id=${cId.slice(5, 20)}`]), [], 'a prefix, not a substring');
   });
 
   it('status, and a status filter lists stopped containers without -a', async () => {
@@ -84,7 +87,7 @@ describe('docker ps --filter as dockerd', () => {
 
   it('exited (exit code, stopped containers that ran)', async () => {
     assert.deepEqual(await ps(['exited=3']), ['f-b']);
-    assert.deepEqual(await ps(['exited=3'], false), ['f-b']);
+    assert.deepEqual(await ps(['exited=3'], false), [], 'as with dockerd, exited does not imply -a');
     assert.deepEqual(await ps(['exited=0']), [], 'f-a and f-d never ran');
     const bad = await cli(d, ['ps', '-a', '--filter', 'exited=x']);
     assert.match(bad.stderr, /invalid filter 'exited=x'/);
@@ -122,9 +125,28 @@ describe('docker ps --filter as dockerd', () => {
   it('health (no health checks: every container is "none"), and an unknown key is refused', async () => {
     assert.deepEqual(await ps(['health=none', 'name=f-']), ['f-a', 'f-b', 'f-c', 'f-d']);
     assert.deepEqual(await ps(['health=healthy']), []);
+    assert.deepEqual(await ps(['is-task=false', 'name=f-']), ['f-a', 'f-b', 'f-c', 'f-d']);
+    assert.deepEqual(await ps(['is-task=true']), []);
     const bad = await cli(d, ['ps', '--filter', 'colour=red']);
     assert.notEqual(bad.code, 0);
     assert.match(bad.stderr, /invalid filter 'colour'/);
+  });
+
+  it('publish and expose (ports of running containers); created last, removed at the end', async () => {
+    const port = await freePort('127.0.0.1');
+    await ok(['run', '-d', '--name', 'g-p', '-p', `127.0.0.1:${port}:80/tcp`, 'busybox', 'sleep', '1000']);
+    try {
+      assert.deepEqual(await ps([`publish=${port}`]), ['g-p']);
+      assert.deepEqual(await ps([`publish=${port}/tcp`]), ['g-p']);
+      assert.deepEqual(await ps([`publish=${port}/udp`]), []);
+      assert.deepEqual(await ps(['expose=80']), ['g-p']);
+      assert.deepEqual(await ps(['expose=79-81/tcp']), ['g-p']);
+      assert.deepEqual(await ps(['expose=81']), []);
+      const bad = await cli(d, ['ps', '--filter', 'publish=1.2.3.4:80']);
+      assert.match(bad.stderr, /filter for 'publish' should not contain ':'/);
+    } finally {
+      await ok(['rm', '-f', 'g-p']);
+    }
   });
 
   it('dockerode listContainers with label filters', async () => {
@@ -165,6 +187,14 @@ describe('docker update', () => {
     const res = (await api.getContainer('f-a').update({ RestartPolicy: { Name: 'unless-stopped', MaximumRetryCount: 0 } })) as { Warnings: unknown[] };
     assert.deepEqual(res, { Warnings: [] });
     assert.equal((await api.getContainer('f-a').inspect()).HostConfig.RestartPolicy?.Name, 'unless-stopped');
+  });
+
+  it('the updated policy and size are saved: a restarted daemon has them', async () => {
+    await ok(['update', '--restart', 'no', 'f-a']);
+    await ok(['update', '--restart', 'on-failure:3', 'f-u']);
+    await d.restart();
+    assert.equal((await ok(['inspect', '-f', '{{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}', 'f-u'])).trim(), 'on-failure:3');
+    assert.equal((await ok(['inspect', '-f', '{{.HostConfig.RestartPolicy.Name}} {{.HostConfig.Memory}}', 'f-a'])).trim(), 'no 268435456');
   });
 });
 
