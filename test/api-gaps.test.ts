@@ -236,6 +236,11 @@ describe('distribution and search', () => {
   it('docker search: a registry catalog, and a clear error for Docker Hub', async () => {
     const found = await ok(['search', '--format', '{{.Name}}', `${reg.host}/gaps`]);
     assert.equal(found.trim(), `${reg.host}/gaps/bb`);
+    assert.equal((await ok(['search', '--format', '{{.Name}}', '--filter', 'stars=0', '--filter', 'is-official=false', `${reg.host}/gaps`])).trim(), `${reg.host}/gaps/bb`);
+    assert.equal((await ok(['search', '--format', '{{.Name}}', '--filter', 'is-official=true', `${reg.host}/gaps`])).trim(), '', 'a catalog has no official images');
+    assert.equal((await ok(['search', '--format', '{{.Name}}', `${reg.host}/nothing-like-it`])).trim(), '');
+    const badFilter = await cli(d, ['search', '--filter', 'colour=red', `${reg.host}/gaps`]);
+    assert.match(badFilter.stderr, /invalid filter 'colour'/);
     const hub = await cli(d, ['search', 'busybox']);
     assert.notEqual(hub.code, 0);
     assert.match(hub.stderr, /hyperbox has no index to search/);

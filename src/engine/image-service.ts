@@ -6,7 +6,7 @@
  */
 import os from 'node:os';
 import type { Readable } from 'node:stream';
-import { conflict, internal } from '../common/errors.js';
+import { conflict, internal, invalid } from '../common/errors.js';
 import { loadImages } from '../images/archive/load.js';
 import { saveImages, type SaveRequest } from '../images/archive/save.js';
 import { importRootfs } from '../images/import.js';
@@ -128,7 +128,20 @@ export class ImageService {
    * `search`: hyperbox has no index of Docker Hub to ask; a term naming a
    * registry (`localhost:5000/name`) searches that registry's catalog.
    */
-  search(term: string, limit: number, opts: RegistryOptions): Promise<SearchResult[]> {
+  search(term: string, limit: number, filters: Record<string, string[]>, opts: RegistryOptions): Promise<SearchResult[]> {
+    // dockerd's search filters, checked the same way; a catalog has no stars and no official images.
+    for (const k of Object.keys(filters)) if (!['is-automated', 'is-official', 'stars'].includes(k)) throw invalid(`invalid filter '${k}'`);
+    let needsMore = false;
+    for (const k of ['is-automated', 'is-official']) {
+      for (const v of filters[k] ?? []) {
+        if (!['true', '1', 'false', '0'].includes(v.toLowerCase())) throw invalid(`invalid filter '${k}=${v}'`);
+        needsMore ||= v === 'true' || v === '1';
+      }
+    }
+    for (const v of filters.stars ?? []) {
+      if (!/^-?\d+$/.test(v)) throw invalid(`invalid filter 'stars=${v}'`);
+      needsMore ||= Number(v) > 0;
+    }
     const slash = term.indexOf('/');
     const domain = slash > 0 ? term.slice(0, slash) : '';
     if (!domain || !/[.:]|^localhost$/.test(domain) || domain === 'docker.io' || domain === 'index.docker.io') {
@@ -136,7 +149,7 @@ export class ImageService {
         `search of Docker Hub is not available: hyperbox has no index to search. Name a registry to search its catalog, e.g. "docker search localhost:5000/${term}"`,
       );
     }
-    return searchCatalog(domain, term.slice(slash + 1), limit, opts);
+    return needsMore ? Promise.resolve([]) : searchCatalog(domain, term.slice(slash + 1), limit, opts);
   }
 
   /** `import`: a rootfs tar as a one-layer image. Returns its ID. */

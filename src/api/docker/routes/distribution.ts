@@ -4,7 +4,7 @@ import type { Engine } from '../../../engine/engine.js';
 import { familiarName, parseReference } from '../../../images/reference.js';
 import { decodeRegistryAuth, type Credentials } from '../../../images/registry/auth.js';
 import { checkLogin } from '../../../images/registry/client.js';
-import type { Ctx } from '../http.js';
+import { parseFilters, type Ctx } from '../http.js';
 import type { RouteTable } from '../server.js';
 import type { ImagePaths } from './image-paths.js';
 import { z } from 'zod';
@@ -70,7 +70,7 @@ export function distributionRoutes(r: RouteTable, images: ImagePaths, engine: En
     if (!term) throw invalid('term is required');
     const limit = ctx.int('limit') ?? 25;
     if (limit < 1 || limit > 100) throw invalid(`limit ${limit} is outside the range of [1, 100]`);
-    ctx.send(200, await engine.images.search(term, limit, { credentials: credentials(ctx), insecure }));
+    ctx.send(200, await engine.images.search(term, limit, parseFilters(ctx), { credentials: credentials(ctx), insecure }));
   });
 
   r.add('POST', '/auth', async (ctx) => {
