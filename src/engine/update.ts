@@ -27,7 +27,7 @@ export function applyUpdate(c: Container, req: UpdateRequest): string[] {
   const resizing = (req.Memory !== undefined && req.Memory !== hc.Memory) || (req.NanoCpus !== undefined && req.NanoCpus !== hc.NanoCpus);
   if (resizing) {
     if (c.record.PodId) throw invalid(`a pod's containers share its VM: per-container memory and CPUs cannot be updated`);
-    if (c.running || c.record.State.Status === 'paused') {
+    if (c.running || c.starting || c.record.State.Status === 'paused') {
       throw invalid(`cannot update memory or CPUs of a running container: its VM's size is fixed when it starts; stop the container, update it, then start it`);
     }
     if (req.Memory !== undefined && (req.Memory < 0 || (req.Memory > 0 && req.Memory < 6 * 1024 * 1024))) throw invalid('Minimum memory limit allowed is 6MB');
