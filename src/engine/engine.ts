@@ -35,6 +35,7 @@ import { PodService } from './pod-service.js';
 import { PodManager } from './pods.js';
 import { loadContainers, Recovery } from './recovery.js';
 import { ContainerRegistry } from './registry.js';
+import { ContainerQuery } from './container-query.js';
 import { ContainerStore } from './removal.js';
 import { RestartManager } from './restart-manager.js';
 import { VolumeService } from './volume-service.js';
@@ -51,6 +52,8 @@ export class Engine {
   readonly rootfs: RootfsBuilder;
   readonly blocks: BlockStorage;
   readonly containers: ContainerStore;
+  /** `GET /containers/json` with dockerd's filters (container-query.ts). */
+  readonly query: ContainerQuery;
   readonly lifecycle: Lifecycle;
   readonly restarts: RestartManager;
   readonly execs: ExecManager;
@@ -150,6 +153,7 @@ export class Engine {
     this.networks = new NetworkService(this.ctx);
     this.volumes = new VolumeService(this.ctx);
     this.images = new ImageService(this.ctx);
+    this.query = new ContainerQuery(this.ctx);
     this.recovery = new Recovery(this.ctx, this.lifecycle);
     loadContainers(this.ctx);
   }

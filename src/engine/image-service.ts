@@ -6,7 +6,7 @@
  */
 import os from 'node:os';
 import type { Readable } from 'node:stream';
-import { conflict } from '../common/errors.js';
+import { conflict, internal, invalid } from '../common/errors.js';
 import { loadImages } from '../images/archive/load.js';
 import { saveImages, type SaveRequest } from '../images/archive/save.js';
 import { importRootfs } from '../images/import.js';
@@ -14,6 +14,7 @@ import { familiarName, formatReference, parseReference, type ImageRef } from '..
 import type { RegistryOptions } from '../images/registry/client.js';
 import { pullImage, type Progress } from '../images/registry/pull.js';
 import { pushImage } from '../images/registry/push.js';
+import { inspectDistribution, searchCatalog, type DistributionInspect, type SearchResult } from '../images/registry/inspect.js';
 import type { Image } from '../images/store.js';
 import type { EngineContext } from './context.js';
 
@@ -116,6 +117,39 @@ export class ImageService {
     this.ctx.store.tag(name, image.manifestDigest, image.manifest.mediaType, `${familiarName({ ...ref, tag: undefined })}@${res.digest}`);
     this.ctx.events.publish('image', 'push', name, { name });
     return res;
+  }
+
+  /** `GET /distribution/{name}/json`: the registry's descriptor and platforms for REF, nothing pulled. */
+  distributionInspect(ref: ImageRef, opts: RegistryOptions): Promise<DistributionInspect> {
+    return inspectDistribution(ref, opts);
+  }
+
+  /**
+   * `search`: hyperbox has no index of Docker Hub to ask; a term naming a
+   * registry (`localhost:5000/name`) searches that registry's catalog.
+   */
+  search(term: string, limit: number, filters: Record<string, string[]>, opts: RegistryOptions): Promise<SearchResult[]> {
+    // dockerd's search filters, checked the same way; a catalog has no stars and no official images.
+    for (const k of Object.keys(filters)) if (!['is-automated', 'is-official', 'stars'].includes(k)) throw invalid(`invalid filter '${k}'`);
+    let needsMore = false;
+    for (const k of ['is-automated', 'is-official']) {
+      for (const v of filters[k] ?? []) {
+        if (!['true', '1', 'false', '0'].includes(v.toLowerCase())) throw invalid(`invalid filter '${k}=${v}'`);
+        needsMore ||= v === 'true' || v === '1';
+      }
+    }
+    for (const v of filters.stars ?? []) {
+      if (!/^-?\d+$/.test(v)) throw invalid(`invalid filter 'stars=${v}'`);
+      needsMore ||= Number(v) > 0;
+    }
+    const slash = term.indexOf('/');
+    const domain = slash > 0 ? term.slice(0, slash) : '';
+    if (!domain || !/[.:]|^localhost$/.test(domain) || domain === 'docker.io' || domain === 'index.docker.io') {
+      throw internal(
+        `search of Docker Hub is not available: hyperbox has no index to search. Name a registry to search its catalog, e.g. "docker search localhost:5000/${term}"`,
+      );
+    }
+    return needsMore ? Promise.resolve([]) : searchCatalog(domain, term.slice(slash + 1), limit, opts);
   }
 
   /** `import`: a rootfs tar as a one-layer image. Returns its ID. */

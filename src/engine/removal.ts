@@ -20,6 +20,7 @@ import type { RestartManager } from './restart-manager.js';
 import { sleepMs } from './lifecycle.js';
 import { releaseStorage } from './start-vm.js';
 import { resolveMounts } from './storage.js';
+import { applyUpdate, type UpdateRequest } from './update.js';
 import { NULL_TIME, type ContainerRecord } from './types.js';
 
 /** A Container for RECORD whose state is saved through the metadata store. */
@@ -174,5 +175,13 @@ export class ContainerStore {
     const c = this.ctx.registry.get(idOrName);
     const oldName = this.ctx.registry.rename(c, newName);
     this.ctx.events.container(c, 'rename', { oldName });
+  }
+
+  /** `docker update` (update.ts): returns dockerd's warnings. */
+  update(idOrName: string, req: UpdateRequest): string[] {
+    const c = this.ctx.registry.get(idOrName);
+    const warnings = applyUpdate(c, req);
+    this.ctx.events.container(c, 'update');
+    return warnings;
   }
 }

@@ -38,7 +38,7 @@ export function parsePlatform(s: string | undefined): Platform {
   return { os, architecture, variant };
 }
 
-const indexSchema = z.object({
+export const indexSchema = z.object({
   manifests: z.array(
     z.object({
       mediaType: z.string().optional(),
@@ -64,7 +64,7 @@ async function readBounded(res: Response, limit: number): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-async function fetchManifest(client: RegistryClient, reference: string, expectedDigest?: string): Promise<{ body: Buffer; mediaType: string; digest: string }> {
+export async function fetchManifest(client: RegistryClient, reference: string, expectedDigest?: string): Promise<{ body: Buffer; mediaType: string; digest: string }> {
   const res = await client.repo('GET', `manifests/${reference}`, { headers: { Accept: ACCEPT } });
   if (!res.ok) {
     const err = await registryError(res, `manifest for ${client.ref.domain}/${client.ref.path}:${reference}`);

@@ -19,6 +19,11 @@ function requiredPath(ctx: Ctx): string {
   return p;
 }
 
+const restartPolicySchema = z.object({
+  Name: z.enum(['', 'no', 'always', 'unless-stopped', 'on-failure']).nullish(),
+  MaximumRetryCount: z.number().int().nonnegative().nullish(),
+});
+
 export const createBodySchema = z
   .object({
     Image: z.string().min(1, 'Image is required'),
@@ -49,12 +54,7 @@ export const createBodySchema = z
         NanoCpus: z.number().int().nullish(),
         ConsoleSize: z.tuple([z.number(), z.number()]).nullish(),
         LogConfig: z.object({ Type: z.string().nullish(), Config: z.record(z.string(), z.string()).nullish() }).nullish(),
-        RestartPolicy: z
-          .object({
-            Name: z.enum(['', 'no', 'always', 'unless-stopped', 'on-failure']).nullish(),
-            MaximumRetryCount: z.number().int().nonnegative().nullish(),
-          })
-          .nullish(),
+        RestartPolicy: restartPolicySchema.nullish(),
         Binds: z.array(z.string()).nullish(),
         Mounts: z
           .array(
@@ -87,6 +87,10 @@ export const createBodySchema = z
       .nullish(),
   })
   .passthrough();
+
+const updateBodySchema = z
+  .object({ RestartPolicy: restartPolicySchema.nullish(), Memory: z.number().int().nullish(), NanoCpus: z.number().int().nullish() })
+  .catchall(z.unknown());
 
 export function containerRoutes(r: RouteTable, engine: Engine): void {
   r.add('POST', '/containers/create', async (ctx) => {
@@ -148,23 +152,24 @@ export function containerRoutes(r: RouteTable, engine: Engine): void {
   });
 
   r.add('GET', '/containers/json', (ctx) => {
-    const all = ctx.bool('all');
-    const filters = parseFilters(ctx);
-    let list = engine.registry.list().filter((c) => all || c.running);
-    if (filters.status) list = engine.registry.list().filter((c) => filters.status!.includes(c.record.State.Status));
-    if (filters.name) list = list.filter((c) => filters.name!.some((n) => c.name.includes(n.replace(/^\//, ''))));
-    if (filters.id) list = list.filter((c) => filters.id!.some((i) => c.id.startsWith(i)));
-    if (filters.label) {
-      list = list.filter((c) =>
-        filters.label!.every((l) => {
-          const [k, v] = l.split('=');
-          return v === undefined ? k! in c.record.Config.Labels : c.record.Config.Labels[k!] === v;
-        }),
-      );
-    }
-    const limit = ctx.int('limit');
-    if (limit && limit > 0) list = list.slice(0, limit);
+    const list = engine.query.list({ all: ctx.bool('all'), limit: ctx.int('limit'), filters: parseFilters(ctx) });
     ctx.send(200, list.map((c) => containerSummary(c, engine.driver.builtinNetwork)));
+  });
+
+  r.add('POST', '/containers/:id/update', async (ctx) => {
+    const body = await ctx.json(updateBodySchema, true);
+    const { RestartPolicy, Memory, NanoCpus, ...rest } = body;
+    // The docker CLI sends every Resources field; zero values mean "unchanged", as in dockerd.
+    const unsupported = Object.entries(rest)
+      .filter(([, v]) => v !== null && v !== undefined && v !== 0 && v !== '' && v !== false && !(Array.isArray(v) && v.length === 0))
+      .map(([k]) => k);
+    const warnings = engine.containers.update(ctx.params.id!, {
+      RestartPolicy: RestartPolicy?.Name ? { Name: RestartPolicy.Name, MaximumRetryCount: RestartPolicy.MaximumRetryCount ?? 0 } : undefined,
+      Memory: Memory || undefined,
+      NanoCpus: NanoCpus || undefined,
+      unsupported,
+    });
+    ctx.send(200, { Warnings: warnings });
   });
 
   r.add('GET', '/containers/:id/json', (ctx) => ctx.send(200, containerInspect(engine.registry.get(ctx.params.id!), engine.driver.builtinNetwork)));
@@ -216,6 +221,8 @@ export function containerRoutes(r: RouteTable, engine: Engine): void {
     const wantStdin = ctx.bool('stdin') && c.record.Config.OpenStdin;
     const wantOut = ctx.bool('stdout');
     const wantErr = ctx.bool('stderr');
+    // dockerode sends its options as a JSON body: that is not stdin; only what follows the request is.
+    if (ctx.req.headers['content-length']) await ctx.rawBody();
     const stream = ctx.hijack(tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream');
     let sink: AttachSink = { write: (d) => stream.write(d), end: () => stream.end() };
     const a: Attachment = {

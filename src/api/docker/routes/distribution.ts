@@ -1,10 +1,10 @@
-/** Registry routes: pull (POST /images/create?fromImage=), push, and /auth (login). */
-import { invalid } from '../../../common/errors.js';
+/** Registry routes: pull (POST /images/create?fromImage=), push, /auth (login), distribution inspect and search. */
+import { invalid, notFound } from '../../../common/errors.js';
 import type { Engine } from '../../../engine/engine.js';
 import { familiarName, parseReference } from '../../../images/reference.js';
 import { decodeRegistryAuth, type Credentials } from '../../../images/registry/auth.js';
 import { checkLogin } from '../../../images/registry/client.js';
-import type { Ctx } from '../http.js';
+import { parseFilters, type Ctx } from '../http.js';
 import type { RouteTable } from '../server.js';
 import type { ImagePaths } from './image-paths.js';
 import { z } from 'zod';
@@ -55,6 +55,22 @@ export function distributionRoutes(r: RouteTable, images: ImagePaths, engine: En
     } finally {
       messages.end();
     }
+  });
+
+  // GET /distribution/{name}/json: the name has slashes, so the route is a wildcard.
+  r.add('GET', '/distribution/*', async (ctx) => {
+    const wild = ctx.params['*'] ?? '';
+    if (!wild.endsWith('/json') || wild.length <= 5) throw notFound('page not found');
+    const ref = parseReference(wild.slice(0, -5));
+    ctx.send(200, await engine.images.distributionInspect(ref, { credentials: credentials(ctx), insecure }));
+  });
+
+  r.add('GET', '/images/search', async (ctx) => {
+    const term = ctx.query.get('term') ?? '';
+    if (!term) throw invalid('term is required');
+    const limit = ctx.int('limit') ?? 25;
+    if (limit < 1 || limit > 100) throw invalid(`limit ${limit} is outside the range of [1, 100]`);
+    ctx.send(200, await engine.images.search(term, limit, parseFilters(ctx), { credentials: credentials(ctx), insecure }));
   });
 
   r.add('POST', '/auth', async (ctx) => {

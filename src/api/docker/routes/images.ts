@@ -55,7 +55,7 @@ function imageInspect(img: Image) {
     Os: img.config.os,
     Size: img.size,
     RootFS: { Type: 'layers', Layers: img.config.rootfs.diff_ids },
-    Metadata: { LastTagTime: '' },
+    Metadata: { LastTagTime: '0001-01-01T00:00:00Z' },
     Descriptor: { mediaType: img.manifest.mediaType, digest: img.manifestDigest },
   };
 }
