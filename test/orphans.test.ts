@@ -23,9 +23,12 @@ function memDirOf(dataRoot: string): string {
 }
 
 async function sigterm(d: TestDaemon): Promise<number | null> {
-  const exited = new Promise<number | null>((r) => d.proc!.once('exit', (code) => r(code)));
-  d.proc!.kill('SIGTERM');
-  return exited;
+  const p = d.proc!;
+  const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
+  p.kill('SIGTERM');
+  // Repeated as an init system would: a signal landing during a synchronous child can be lost (libuv).
+  const repeat = setInterval(() => p.exitCode === null && p.kill('SIGTERM'), 3000);
+  return exited.finally(() => clearInterval(repeat));
 }
 
 describe('no orphans', () => {

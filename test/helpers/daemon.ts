@@ -211,7 +211,11 @@ export class TestDaemon {
     const helpers = qemuChildren(p.pid, this.dataRoot, false);
     const exited = new Promise((r) => p.once('exit', r));
     p.kill(signal);
+    // A signal that lands while Node runs a synchronous child (mount, ip) can be lost
+    // (libuv); an init system repeats it, and so does this (a stopping daemon ignores repeats).
+    const repeat = signal === 'SIGKILL' ? undefined : setInterval(() => p.exitCode === null && p.signalCode === null && p.kill(signal), 3000);
     await exited;
+    clearInterval(repeat);
     for (const pid of helpers) if (alive(pid)) process.kill(pid, 'SIGKILL');
   }
 }
