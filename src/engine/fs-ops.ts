@@ -11,6 +11,7 @@ import { containerLayerPaths, mountContainerLayer } from '../images/rootfs.js';
 import { containerChanges, type Change } from './changes.js';
 import { commitContainer, type CommitOptions } from './commit.js';
 import type { Container } from './container.js';
+import { diskArchive, diskExport, diskStat } from './disk-files.js';
 import { diskBytes, onDisks } from './disk-root.js';
 import { extractInto, hostPathIn, statPath, type PathStat } from './copy.js';
 import type { EngineContext } from './context.js';
@@ -42,6 +43,8 @@ export class ContainerFiles {
 
   /** `stat` of a path in the container (`cp`'s HEAD request). */
   async stat(idOrName: string, containerPath: string): Promise<PathStat> {
+    const c = this.ctx.registry.get(idOrName);
+    if (onDisks(c)) return diskStat(c, containerPath);
     const { root } = await this.root(idOrName);
     return statPath(root, containerPath);
   }
@@ -71,6 +74,8 @@ export class ContainerFiles {
 
   /** `cp` out: the stat of PATH and a tar stream of it (the VM frozen until the stream ends). */
   async archive(idOrName: string, containerPath: string): Promise<{ stat: PathStat; tar: Readable }> {
+    const c = this.ctx.registry.get(idOrName);
+    if (onDisks(c)) return diskArchive(c, containerPath);
     const { container, root } = await this.root(idOrName);
     const thaw = await this.freeze(container);
     try {
@@ -97,6 +102,12 @@ export class ContainerFiles {
 
   /** `export`: the container's whole root as a tar stream (the VM frozen until it ends). */
   async export(idOrName: string): Promise<Readable> {
+    const c = this.ctx.registry.get(idOrName);
+    if (onDisks(c)) {
+      const tar = await diskExport(c);
+      this.ctx.events.container(c, 'export');
+      return tar;
+    }
     const { container, root } = await this.root(idOrName);
     const thaw = await this.freeze(container);
     this.ctx.events.container(container, 'export');

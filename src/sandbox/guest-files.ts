@@ -1,0 +1,126 @@
+/**
+ * Files of a root the host does not mount (a root on block devices, issue 14),
+ * read through the guest: the agent runs its own busybox (START with TOOL,
+ * guest/PROTOCOL.md) chrooted into the root, and its stdout is the answer.
+ * Paths resolve inside the root as the container would resolve them; the last
+ * component is not followed (a symlink is archived as a link, as `cp` does).
+ */
+import path from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import tar from 'tar-stream';
+import { invalid, notFound } from '../common/errors.js';
+import type { GuestProcess, ProcessSpec } from '../agent/process.js';
+import type { Sandbox } from './sandbox.js';
+
+/** What `stat` says of a path in the guest's root (unix mode bits, as lstat). */
+export interface GuestStat {
+  mode: number;
+  size: number;
+  mtime: Date;
+  linkTarget: string;
+}
+
+/** At most this much of a tool's stderr is kept for its error message. */
+const STDERR_KEEP = 4096;
+
+function toolSpec(root: string, args: string[], tool: ProcessSpec['tool']): ProcessSpec {
+  return { root, args, env: [], cwd: '/', user: '', tty: false, stdin: false, tool };
+}
+
+/** Runs a tool; its stdout goes to OUT, and the promise settles on its exit (rejecting with its stderr). */
+async function runTool(sb: Sandbox, spec: ProcessSpec, out: (b: Buffer) => void): Promise<{ proc: GuestProcess; done: Promise<void> }> {
+  const proc = await sb.exec(spec);
+  let stderr = '';
+  proc.on('stdout', out);
+  proc.on('stderr', (b) => {
+    if (stderr.length < STDERR_KEEP) stderr += b.toString('utf8');
+  });
+  const done = new Promise<void>((resolve, reject) =>
+    proc.once('exit', (s) => (s.code === 0 ? resolve() : reject(toolError(spec.args[0]!, stderr.trim(), s.code)))),
+  );
+  proc.release();
+  return { proc, done };
+}
+
+function toolError(applet: string, stderr: string, code: number): Error {
+  if (/No such file|can't change directory|can't stat/.test(stderr)) return notFound(stderr);
+  return new Error(`${applet} in the guest exited with ${code}: ${stderr}`);
+}
+
+/** A container path cleaned as Docker cleans it: its directory and (unless it is "/") its last name. */
+function splitPath(containerPath: string): { dir: string; name: string } {
+  if (!containerPath.startsWith('/')) throw invalid(`path must be absolute: ${containerPath}`);
+  const clean = path.posix.normalize(containerPath).replace(/\/+$/, '') || '/';
+  if (clean === '/') return { dir: '/', name: '.' };
+  // "./NAME": a name starting with "-" is not an option of the applet
+  return { dir: path.posix.dirname(clean), name: `./${path.posix.basename(clean)}` };
+}
+
+/** lstat of PATH in the guest's root ROOT. Not found: a not_found error. */
+export async function guestStat(sb: Sandbox, root: string, containerPath: string): Promise<GuestStat> {
+  const { dir, name } = splitPath(containerPath);
+  const target = path.posix.join(dir, name);
+  const chunks: Buffer[] = [];
+  const { done } = await runTool(sb, toolSpec(root, ['stat', '-c', '%f %s %Y', '--', target], 'mounts'), (b) => chunks.push(b));
+  await done;
+  const [modeHex, size, mtime] = Buffer.concat(chunks).toString('utf8').trim().split(' ');
+  const mode = parseInt(modeHex ?? '', 16);
+  if (!Number.isFinite(mode)) throw new Error(`stat in the guest: unexpected output for ${containerPath}`);
+  let linkTarget = '';
+  if ((mode & 0o170000) === 0o120000) {
+    const link: Buffer[] = [];
+    await (await runTool(sb, toolSpec(root, ['readlink', '--', target], 'mounts'), (b) => link.push(b))).done;
+    linkTarget = Buffer.concat(link).toString('utf8').replace(/\n$/, '');
+  }
+  return { mode, size: Number(size), mtime: new Date(Number(mtime) * 1000), linkTarget };
+}
+
+/**
+ * A tar stream of PATH in the guest's root: entries named as `packTree` names
+ * them on the host (PATH's last name as the top entry; for "/", its contents
+ * with no entry for the root itself). `ownFs`: the root's own filesystem only
+ * (`export`). The stream fails if the guest's tar does.
+ */
+export async function guestTar(sb: Sandbox, root: string, containerPath: string, opts: { ownFs?: boolean } = {}): Promise<Readable> {
+  const { dir, name } = splitPath(containerPath);
+  const raw = new PassThrough();
+  const { proc, done } = await runTool(sb, toolSpec(root, ['tar', '-cf', '-', '-C', dir, name], opts.ownFs ? 'own-fs' : 'mounts'), (b) => raw.write(b));
+  done.then(
+    () => raw.end(),
+    (err: Error) => raw.destroy(err),
+  );
+  const out = renameEntries(raw);
+  // A reader that goes away stops the guest's tar (signals reach a tool: it is no PID 1).
+  out.once('close', () => {
+    if (!proc.exited) proc.signal(9);
+  });
+  return out;
+}
+
+/** Re-packs busybox's entries under packTree's names: without the leading "./", and no "./" entry. */
+function renameEntries(raw: Readable): Readable {
+  const extract = tar.extract();
+  const pack = tar.pack();
+  extract.on('entry', (header, stream, next) => {
+    const name = header.name.replace(/^\.\//, '').replace(/^\.$/, '');
+    if (name === '' || name === '/') {
+      stream.resume();
+      return void stream.once('end', next);
+    }
+    const renamed = { ...header, name };
+    // hard links name their first path, which busybox wrote with "./" too
+    if (header.type === 'link' && header.linkname) renamed.linkname = header.linkname.replace(/^\.\//, '');
+    const done = (err?: Error | null) => (err ? pack.destroy(err) : next());
+    if (header.type !== 'file' && header.type !== 'contiguous-file') {
+      stream.resume();
+      return void pack.entry(renamed, Buffer.alloc(0), done);
+    }
+    stream.pipe(pack.entry(renamed, done));
+  });
+  extract.once('finish', () => pack.finalize());
+  extract.once('error', (err) => pack.destroy(err));
+  raw.once('error', (err) => pack.destroy(err));
+  pack.once('close', () => raw.destroy());
+  raw.pipe(extract);
+  return Readable.from(pack as unknown as AsyncIterable<Buffer>);
+}
