@@ -141,13 +141,41 @@ describe('roots on block devices', () => {
     }
   });
 
-  it('answers cp and export of a stopped container, diff and commit, with a clear error (not yet)', async () => {
+  it('copies files out of a stopped container and exports it through a helper VM, then starts it as before', async () => {
+    const r0 = await d.run(['run', '--name', 'blk-stopped', 'busybox', 'sh', '-c', 'echo one >> /state; mkdir -p /srv/d && echo deep > /srv/d/f']);
+    assert.equal(r0.code, 0, r0.stderr);
+    const work = fs.mkdtempSync('/tmp/hb-blk-cp-');
+    try {
+      const r = await d.run(['cp', 'blk-stopped:/state', work]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(fs.readFileSync(path.join(work, 'state'), 'utf8'), 'one\n');
+      const out = await docker(d, ['cp', 'blk-stopped:/srv/d', '-']);
+      assert.equal(out.code, 0, out.stderr);
+      assert.match(out.stdout, /^d\/\0/);
+      const file = path.join(work, 'export.tar');
+      const ex = await d.run(['export', '-o', file, 'blk-stopped']);
+      assert.equal(ex.code, 0, ex.stderr);
+      const list = execFileSync('tar', ['-tf', file], { encoding: 'utf8' }).split('\n');
+      assert.ok(list.includes('etc/passwd') && list.includes('state') && list.includes('srv/d/f'), list.join(' '));
+      // The helper is gone and the disk is whole: the container starts and sees its files.
+      const again = await docker(d, ['start', '-a', 'blk-stopped']);
+      assert.equal(again.code, 0, again.stderr);
+      assert.match((await docker(d, ['cp', 'blk-stopped:/state', '-'])).stdout, /one\none\n/);
+    } finally {
+      fs.rmSync(work, { recursive: true, force: true });
+      await d.run(['rm', '-f', 'blk-stopped']);
+    }
+  });
+
+  it('answers cp into a container, diff and commit with a clear error (not yet)', async () => {
     const id = (await d.run(['create', 'busybox', 'true'])).stdout.trim();
-    for (const args of [['diff', id], ['export', id], ['commit', id], ['cp', `${id}:/etc/passwd`, '/tmp/hb-blk-cp-out']]) {
+    fs.writeFileSync('/tmp/hb-blk-cp-in', 'x\n');
+    for (const args of [['diff', id], ['commit', id], ['cp', '/tmp/hb-blk-cp-in', `${id}:/tmp/`]]) {
       const r = await d.run(args);
       assert.notEqual(r.code, 0, args.join(' '));
-      assert.match(r.stderr, /not supported yet for a (stopped )?container on block storage/, args.join(' '));
+      assert.match(r.stderr, /not supported yet for a container on block storage/, args.join(' '));
     }
+    fs.rmSync('/tmp/hb-blk-cp-in', { force: true });
     await d.run(['rm', id]);
   });
 });

@@ -44,7 +44,7 @@ export class ContainerFiles {
   /** `stat` of a path in the container (`cp`'s HEAD request). */
   async stat(idOrName: string, containerPath: string): Promise<PathStat> {
     const c = this.ctx.registry.get(idOrName);
-    if (onDisks(c)) return diskStat(c, containerPath);
+    if (onDisks(c)) return diskStat(this.ctx, c, containerPath);
     const { root } = await this.root(idOrName);
     return statPath(root, containerPath);
   }
@@ -75,7 +75,7 @@ export class ContainerFiles {
   /** `cp` out: the stat of PATH and a tar stream of it (the VM frozen until the stream ends). */
   async archive(idOrName: string, containerPath: string): Promise<{ stat: PathStat; tar: Readable }> {
     const c = this.ctx.registry.get(idOrName);
-    if (onDisks(c)) return diskArchive(c, containerPath);
+    if (onDisks(c)) return diskArchive(this.ctx, c, containerPath);
     const { container, root } = await this.root(idOrName);
     const thaw = await this.freeze(container);
     try {
@@ -104,7 +104,7 @@ export class ContainerFiles {
   async export(idOrName: string): Promise<Readable> {
     const c = this.ctx.registry.get(idOrName);
     if (onDisks(c)) {
-      const tar = await diskExport(c);
+      const tar = await diskExport(this.ctx, c);
       this.ctx.events.container(c, 'export');
       return tar;
     }
