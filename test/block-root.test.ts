@@ -11,6 +11,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import tar from 'tar-stream';
 import { saveState } from '../src/vm/qemu/migration.js';
 import { QmpClient } from '../src/vm/qemu/qmp.js';
 import { busyboxTar, repo, TestDaemon, until } from './helpers/daemon.js';
@@ -103,7 +104,7 @@ describe('roots on block devices', () => {
     }
   });
 
-  it('copies files out of a running container and exports it, through the guest', async () => {
+  it('copies files out of and into a running container and exports it, through the guest', async () => {
     const id = (await d.run(['run', '-d', 'busybox', 'sh', '-c',
       'echo inside > /tmp/made; ln -s /etc/passwd /tmp/pw; mkdir -p /tmp/d/e; echo deep > /tmp/d/e/f; touch /tmp/ready; exec sleep 1000'])).stdout.trim();
     const work = fs.mkdtempSync('/tmp/hb-blk-cp-');
@@ -126,6 +127,20 @@ describe('roots on block devices', () => {
       assert.notEqual(missing.code, 0);
       assert.match(missing.stderr, /No such file|Could not find/);
 
+      // cp in: a file, renamed, and a hostile archive that stays out
+      fs.writeFileSync(path.join(work, 'up'), 'from host\n');
+      for (const dest of [`${id}:/root/`, `${id}:/root/renamed`]) {
+        const up = await docker(d, ['cp', path.join(work, 'up'), dest]);
+        assert.equal(up.code, 0, up.stderr);
+      }
+      assert.equal((await d.run(['exec', id, 'sh', '-c', 'cat /root/up /root/renamed; stat -c %u /root/up'])).stdout, 'from host\nfrom host\n0\n');
+      for (const archive of await hostileTars()) {
+        const bad = await d.run(['cp', '-', `${id}:/tmp`], { input: archive.toString('latin1') });
+        assert.notEqual(bad.code, 0);
+        assert.match(bad.stderr, /escapes the root filesystem/);
+      }
+      assert.notEqual((await d.run(['exec', id, 'ls', '/hb-canary'])).code, 0, 'nothing written outside /tmp');
+
       const file = path.join(work, 'export.tar');
       const ex = await d.run(['export', '-o', file, id]);
       assert.equal(ex.code, 0, ex.stderr);
@@ -141,7 +156,7 @@ describe('roots on block devices', () => {
     }
   });
 
-  it('copies files out of a stopped container and exports it through a helper VM, then starts it as before', async () => {
+  it('copies files out of and into a stopped container and exports it through a helper VM, then starts it as before', async () => {
     const r0 = await d.run(['run', '--name', 'blk-stopped', 'busybox', 'sh', '-c', 'echo one >> /state; mkdir -p /srv/d && echo deep > /srv/d/f']);
     assert.equal(r0.code, 0, r0.stderr);
     const work = fs.mkdtempSync('/tmp/hb-blk-cp-');
@@ -157,25 +172,48 @@ describe('roots on block devices', () => {
       assert.equal(ex.code, 0, ex.stderr);
       const list = execFileSync('tar', ['-tf', file], { encoding: 'utf8' }).split('\n');
       assert.ok(list.includes('etc/passwd') && list.includes('state') && list.includes('srv/d/f'), list.join(' '));
+      fs.writeFileSync(path.join(work, 'up'), 'copied in\n');
+      const up = await docker(d, ['cp', path.join(work, 'up'), 'blk-stopped:/srv/']);
+      assert.equal(up.code, 0, up.stderr);
       // The helper is gone and the disk is whole: the container starts and sees its files.
       const again = await docker(d, ['start', '-a', 'blk-stopped']);
       assert.equal(again.code, 0, again.stderr);
       assert.match((await docker(d, ['cp', 'blk-stopped:/state', '-'])).stdout, /one\none\n/);
+      assert.match((await docker(d, ['cp', 'blk-stopped:/srv/up', '-'])).stdout, /copied in\n/);
     } finally {
       fs.rmSync(work, { recursive: true, force: true });
       await d.run(['rm', '-f', 'blk-stopped']);
     }
   });
 
-  it('answers cp into a container, diff and commit with a clear error (not yet)', async () => {
-    const id = (await d.run(['create', 'busybox', 'true'])).stdout.trim();
+  it('refuses cp into a --read-only root; answers diff and commit with a clear error (not yet)', async () => {
+    const id = (await d.run(['create', '--read-only', 'busybox', 'true'])).stdout.trim();
     fs.writeFileSync('/tmp/hb-blk-cp-in', 'x\n');
-    for (const args of [['diff', id], ['commit', id], ['cp', '/tmp/hb-blk-cp-in', `${id}:/tmp/`]]) {
+    const ro = await d.run(['cp', '/tmp/hb-blk-cp-in', `${id}:/tmp/`]);
+    assert.notEqual(ro.code, 0);
+    assert.match(ro.stderr, /read-only/);
+    fs.rmSync('/tmp/hb-blk-cp-in', { force: true });
+    for (const args of [['diff', id], ['commit', id]]) {
       const r = await d.run(args);
       assert.notEqual(r.code, 0, args.join(' '));
       assert.match(r.stderr, /not supported yet for a container on block storage/, args.join(' '));
     }
-    fs.rmSync('/tmp/hb-blk-cp-in', { force: true });
     await d.run(['rm', id]);
   });
 });
+
+/** Tars whose entries try to leave the extraction directory: by "..", and through a symlink they make. */
+async function hostileTars(): Promise<Buffer[]> {
+  const make = async (add: (p: tar.Pack) => void) => {
+    const pack = tar.pack();
+    add(pack);
+    pack.finalize();
+    const chunks: Buffer[] = [];
+    for await (const c of pack as unknown as AsyncIterable<Buffer>) chunks.push(c);
+    return Buffer.concat(chunks);
+  };
+  return [
+    await make((p) => p.entry({ name: '../hb-canary' }, 'escaped')),
+    await make((p) => (p.entry({ name: 'esc', type: 'symlink', linkname: '/' }), p.entry({ name: 'esc/hb-canary' }, 'escaped'))),
+  ];
+}

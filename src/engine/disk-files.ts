@@ -1,13 +1,13 @@
 /**
- * `cp` out and `export` of a container whose root is on block devices: the
+ * `cp` (out and in) and `export` of a container whose root is on block devices: the
  * host never mounts the guest's filesystem, so a guest reads it
  * (src/sandbox/guest-files.ts): the container's own while it runs, else a
  * helper VM (disk-helper.ts). No VM freeze is needed, since the path is
  * resolved in the guest, inside the root, by the process that reads it.
  */
 import type { Readable } from 'node:stream';
-import { conflict } from '../common/errors.js';
-import { guestStat, guestTar } from '../sandbox/guest-files.js';
+import { conflict, forbidden } from '../common/errors.js';
+import { guestExtract, guestStat, guestTar } from '../sandbox/guest-files.js';
 import { ROOT_NAME, type Sandbox } from '../sandbox/sandbox.js';
 import type { Container } from './container.js';
 import type { EngineContext } from './context.js';
@@ -15,7 +15,13 @@ import { withHelperGuest, type GuestUse } from './disk-helper.js';
 import { goPathStat, type PathStat } from './copy.js';
 
 /** Runs USE on the container's root in whichever guest has it. */
-async function inGuest<T>(ctx: EngineContext, c: Container, what: string, use: (sandbox: Sandbox, root: string) => Promise<GuestUse<T>>): Promise<T> {
+async function inGuest<T>(
+  ctx: EngineContext,
+  c: Container,
+  what: string,
+  use: (sandbox: Sandbox, root: string) => Promise<GuestUse<T>>,
+  opts: { writable?: boolean } = {},
+): Promise<T> {
   const running = async (): Promise<T> => {
     if (!c.sandbox) throw conflict(`container ${c.id} is not running`);
     // a paused guest runs nothing, the agent included
@@ -23,7 +29,7 @@ async function inGuest<T>(ctx: EngineContext, c: Container, what: string, use: (
     return (await use(c.sandbox, c.record.PodId ? c.id.slice(0, 12) : ROOT_NAME)).result;
   };
   if (c.running) return running();
-  return withHelperGuest(ctx, c, what, use, running);
+  return withHelperGuest(ctx, c, what, use, running, opts);
 }
 
 const ended = (s: Readable): Promise<void> => new Promise((resolve) => s.once('close', resolve));
@@ -48,5 +54,13 @@ export function diskExport(ctx: EngineContext, c: Container): Promise<Readable> 
   return inGuest(ctx, c, 'export', async (sandbox, root) => {
     const tar = await guestTar(sandbox, root, '/', { ownFs: true });
     return { result: tar, done: ended(tar) };
+  });
+}
+
+/** `cp` in: extracts ARCHIVE into directory DIR of the root (refused for a --read-only root, as on 9p roots). */
+export async function diskExtract(ctx: EngineContext, c: Container, dir: string, archive: Readable, opts: { copyUidGid: boolean }): Promise<void> {
+  if (c.record.HostConfig.ReadonlyRootfs) throw forbidden('container rootfs is marked read-only');
+  await inGuest(ctx, c, 'extract', async (sandbox, root) => ({ result: await guestExtract(sandbox, root, dir, archive, opts), done: Promise.resolve() }), {
+    writable: true,
   });
 }

@@ -2,7 +2,8 @@
  * A short-lived helper VM for a *stopped* container on block storage: the
  * host never mounts the container's disks, so reading its files (`cp` out,
  * `export`) boots a guest (a clone when templates are on) with the image's
- * filesystem and the container's upper disk assembled as usual, read-only,
+ * filesystem and the container's upper disk assembled as usual (read-only
+ * unless the caller writes: `cp` in),
  * with no network, no volumes and no process of the container's; the caller's
  * tool runs, and the VM is powered off. The container's operation lock is held
  * from before the boot until the caller's stream is done: a `start` waits, so
@@ -21,7 +22,7 @@ export interface GuestUse<T> {
 }
 
 /** How long a helper may take to power off (unmount the upper disk cleanly) before it is killed. */
-const POWEROFF_GRACE_MS = 5000;
+const POWEROFF_GRACE_MS = 10_000;
 
 /**
  * Runs USE on the container's root in a helper VM, under the container's
@@ -35,12 +36,13 @@ export function withHelperGuest<T>(
   what: string,
   use: (sandbox: Sandbox, root: string) => Promise<GuestUse<T>>,
   running: () => Promise<T>,
+  opts: { writable?: boolean } = {},
 ): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     c.lock
       .run(what, async () => {
         if (c.running) return resolve(await running());
-        const sandbox = await startHelper(ctx, c);
+        const sandbox = await startHelper(ctx, c, !!opts.writable);
         try {
           const { result, done } = await use(sandbox, ROOT_NAME);
           resolve(result);
@@ -53,7 +55,7 @@ export function withHelperGuest<T>(
   });
 }
 
-async function startHelper(ctx: EngineContext, c: Container): Promise<Sandbox> {
+async function startHelper(ctx: EngineContext, c: Container, writable: boolean): Promise<Sandbox> {
   const lower = await ctx.blocks.ensureImageFs(ctx.store.resolve(c.record.ImageId));
   const upper = await ctx.blocks.ensureContainerDisk(c.dir, c.record.DiskBytes ?? diskBytesOf(c.record.HostConfig));
   const hc = c.record.HostConfig;
@@ -68,7 +70,7 @@ async function startHelper(ctx: EngineContext, c: Container): Promise<Sandbox> {
     bootTimeoutMs: ctx.opts.bootTimeoutMs,
     clone: ctx.opts.clone,
     net: { forwards: [], restrict: true },
-    disks: { files: { lower, upper }, binds: [], readonly: true },
+    disks: { files: { lower, upper }, binds: [], readonly: !writable },
   });
 }
 

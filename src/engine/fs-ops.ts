@@ -11,7 +11,7 @@ import { containerLayerPaths, mountContainerLayer } from '../images/rootfs.js';
 import { containerChanges, type Change } from './changes.js';
 import { commitContainer, type CommitOptions } from './commit.js';
 import type { Container } from './container.js';
-import { diskArchive, diskExport, diskStat } from './disk-files.js';
+import { diskArchive, diskExport, diskExtract, diskStat } from './disk-files.js';
 import { diskBytes, onDisks } from './disk-root.js';
 import { extractInto, hostPathIn, statPath, type PathStat } from './copy.js';
 import type { EngineContext } from './context.js';
@@ -89,6 +89,11 @@ export class ContainerFiles {
 
   /** `cp` in: extracts a tar stream into directory DIR of the container (its VM frozen meanwhile). */
   async extract(idOrName: string, dir: string, archive: Readable, opts: { copyUidGid: boolean }): Promise<void> {
+    const c = this.ctx.registry.get(idOrName);
+    if (onDisks(c)) {
+      await diskExtract(this.ctx, c, dir, archive, opts);
+      return void this.ctx.events.container(c, 'extract-to-dir');
+    }
     const { container, root } = await this.root(idOrName);
     if (container.record.HostConfig.ReadonlyRootfs) throw forbidden('container rootfs is marked read-only');
     const thaw = await this.freeze(container);

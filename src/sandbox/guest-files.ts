@@ -6,11 +6,11 @@
  * component is not followed (a symlink is archived as a link, as `cp` does).
  */
 import path from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
-import tar from 'tar-stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { invalid, notFound } from '../common/errors.js';
 import type { GuestProcess, ProcessSpec } from '../agent/process.js';
 import type { Sandbox } from './sandbox.js';
+import { confinedEntries, packTreeNames, repack } from './tar-repack.js';
 
 /** What `stat` says of a path in the guest's root (unix mode bits, as lstat). */
 export interface GuestStat {
@@ -43,6 +43,7 @@ async function runTool(sb: Sandbox, spec: ProcessSpec, out: (b: Buffer) => void)
 }
 
 function toolError(applet: string, stderr: string, code: number): Error {
+  if (/Not a directory/.test(stderr)) return invalid(`extraction point is not a directory: ${stderr}`);
   if (/No such file|can't change directory|can't stat/.test(stderr)) return notFound(stderr);
   return new Error(`${applet} in the guest exited with ${code}: ${stderr}`);
 }
@@ -89,7 +90,7 @@ export async function guestTar(sb: Sandbox, root: string, containerPath: string,
     () => raw.end(),
     (err: Error) => raw.destroy(err),
   );
-  const out = renameEntries(raw);
+  const out = repack(raw, packTreeNames);
   // A reader that goes away stops the guest's tar (signals reach a tool: it is no PID 1).
   out.once('close', () => {
     if (!proc.exited) proc.signal(9);
@@ -97,30 +98,26 @@ export async function guestTar(sb: Sandbox, root: string, containerPath: string,
   return out;
 }
 
-/** Re-packs busybox's entries under packTree's names: without the leading "./", and no "./" entry. */
-function renameEntries(raw: Readable): Readable {
-  const extract = tar.extract();
-  const pack = tar.pack();
-  extract.on('entry', (header, stream, next) => {
-    const name = header.name.replace(/^\.\//, '').replace(/^\.$/, '');
-    if (name === '' || name === '/') {
-      stream.resume();
-      return void stream.once('end', next);
+/**
+ * `cp` in: extracts a client's ARCHIVE into directory DIR of the guest's root
+ * (which must exist). Entries stay under DIR (confinedEntries); owners are the
+ * archive's (numeric) with COPYUIDGID, else root's, as Docker's `cp -a`.
+ */
+export async function guestExtract(sb: Sandbox, root: string, dir: string, archive: Readable, opts: { copyUidGid: boolean }): Promise<void> {
+  if (!dir.startsWith('/')) throw invalid(`path must be absolute: ${dir}`);
+  const args = ['tar', '-xf', '-', '-C', path.posix.normalize(dir), opts.copyUidGid ? '--numeric-owner' : '-o'];
+  const { proc, done } = await runTool(sb, { ...toolSpec(root, args, 'mounts'), stdin: true }, () => undefined);
+  try {
+    // STDIN frames follow the guest's window: the archive is read as fast as the guest's tar takes it
+    for await (const chunk of repack(archive, confinedEntries())) {
+      if (proc.exited) break; // it failed (a missing DIR, say): its exit says why
+      await proc.write(chunk as Buffer);
     }
-    const renamed = { ...header, name };
-    // hard links name their first path, which busybox wrote with "./" too
-    if (header.type === 'link' && header.linkname) renamed.linkname = header.linkname.replace(/^\.\//, '');
-    const done = (err?: Error | null) => (err ? pack.destroy(err) : next());
-    if (header.type !== 'file' && header.type !== 'contiguous-file') {
-      stream.resume();
-      return void pack.entry(renamed, Buffer.alloc(0), done);
-    }
-    stream.pipe(pack.entry(renamed, done));
-  });
-  extract.once('finish', () => pack.finalize());
-  extract.once('error', (err) => pack.destroy(err));
-  raw.once('error', (err) => pack.destroy(err));
-  pack.once('close', () => raw.destroy());
-  raw.pipe(extract);
-  return Readable.from(pack as unknown as AsyncIterable<Buffer>);
+    proc.endStdin();
+  } catch (err) {
+    if (!proc.exited) proc.signal(9);
+    await done.catch(() => undefined);
+    throw err;
+  }
+  await done;
 }
