@@ -116,6 +116,9 @@ describe('roots on block devices', () => {
       const r = await d.run(['cp', `${id}:/tmp/d`, path.join(work, 'copied')]);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(fs.readFileSync(path.join(work, 'copied/e/f'), 'utf8'), 'deep\n');
+      const contents = await docker(d, ['cp', `${id}:/tmp/d/.`, path.join(work, 'contents')]);
+      assert.equal(contents.code, 0, contents.stderr);
+      assert.equal(fs.readFileSync(path.join(work, 'contents/e/f'), 'utf8'), 'deep\n', '"DIR/." copies the contents');
       // docker's CLI: `cp c:/etc/hostname -` is a tar with the file at its top
       const out = await docker(d, ['cp', `${id}:/etc/hostname`, '-']);
       assert.equal(out.code, 0, out.stderr);

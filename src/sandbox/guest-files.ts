@@ -49,9 +49,11 @@ function toolError(applet: string, stderr: string, code: number): Error {
 }
 
 /** A container path cleaned as Docker cleans it: its directory and (unless it is "/") its last name. */
-function splitPath(containerPath: string): { dir: string; name: string } {
+function splitPath(containerPath: string): { dir: string; name: string; contents?: boolean } {
   if (!containerPath.startsWith('/')) throw invalid(`path must be absolute: ${containerPath}`);
   const clean = path.posix.normalize(containerPath).replace(/\/+$/, '') || '/';
+  // "DIR/." (cp's "copy the contents"): the top entry is "." and the client renames it
+  if (/\/\.\/*$/.test(containerPath)) return { dir: clean, name: '.', contents: true };
   if (clean === '/') return { dir: '/', name: '.' };
   // "./NAME": a name starting with "-" is not an option of the applet
   return { dir: path.posix.dirname(clean), name: `./${path.posix.basename(clean)}` };
@@ -83,14 +85,15 @@ export async function guestStat(sb: Sandbox, root: string, containerPath: string
  * (`export`). The stream fails if the guest's tar does.
  */
 export async function guestTar(sb: Sandbox, root: string, containerPath: string, opts: { ownFs?: boolean } = {}): Promise<Readable> {
-  const { dir, name } = splitPath(containerPath);
+  const { dir, name, contents } = splitPath(containerPath);
   const raw = new PassThrough();
   const { proc, done } = await runTool(sb, toolSpec(root, ['tar', '-cf', '-', '-C', dir, name], opts.ownFs ? 'own-fs' : 'mounts'), (b) => raw.write(b));
   done.then(
     () => raw.end(),
     (err: Error) => raw.destroy(err),
   );
-  const out = repack(raw, packTreeNames);
+  // busybox's "./" names are what packTree gives for "DIR/." already
+  const out = contents ? raw : repack(raw, packTreeNames);
   // A reader that goes away stops the guest's tar (signals reach a tool: it is no PID 1).
   out.once('close', () => {
     if (!proc.exited) proc.signal(9);
