@@ -87,7 +87,9 @@ export async function guestStat(sb: Sandbox, root: string, containerPath: string
 export async function guestTar(sb: Sandbox, root: string, containerPath: string, opts: { ownFs?: boolean } = {}): Promise<Readable> {
   const { dir, name, contents } = splitPath(containerPath);
   const raw = new PassThrough();
-  const { proc, done } = await runTool(sb, toolSpec(root, ['tar', '-cf', '-', '-C', dir, name], opts.ownFs ? 'own-fs' : 'mounts'), (b) => raw.write(b));
+  const { proc, done } = await runTool(sb, toolSpec(root, ['tar', '-cf', '-', '-C', dir, name], opts.ownFs ? 'own-fs' : 'mounts'), (b) => {
+    if (!raw.write(b)) holdUntilDrained(sb, raw);
+  });
   done.then(
     () => raw.end(),
     (err: Error) => raw.destroy(err),
@@ -99,6 +101,26 @@ export async function guestTar(sb: Sandbox, root: string, containerPath: string,
     if (!proc.exited) proc.signal(9);
   });
   return out;
+}
+
+/** How long a reader may leave the guest's output unread before it is cut off. */
+const STALLED_READER_MS = 60_000;
+
+/**
+ * Backpressure on a tool's output: the VM's agent channel is not read while
+ * STREAM's buffer is full (the guest's tar blocks; the host buffers no more).
+ * That also holds the container's other output, so a reader that stops reading
+ * for STALLED_READER_MS is cut off rather than left to stall the container.
+ */
+function holdUntilDrained(sb: Sandbox, stream: PassThrough): void {
+  sb.agent.hold(stream, true);
+  const stalled = setTimeout(() => stream.destroy(new Error('the reader stopped reading')), STALLED_READER_MS);
+  const release = () => {
+    clearTimeout(stalled);
+    sb.agent.hold(stream, false);
+  };
+  stream.once('drain', release);
+  stream.once('close', release);
 }
 
 /**
