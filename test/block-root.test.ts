@@ -7,12 +7,15 @@
  * (over 9p); a container without any has no 9p device, so QEMU can migrate it.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import tar from 'tar-stream';
 import { saveState } from '../src/vm/qemu/migration.js';
 import { QmpClient } from '../src/vm/qemu/qmp.js';
-import { busyboxTar, repo, TestDaemon } from './helpers/daemon.js';
+import { busyboxTar, repo, TestDaemon, until } from './helpers/daemon.js';
+import { docker } from './helpers/docker.js';
 
 const debianTar = path.join(repo, 'build/debian-rootfs.tar');
 
@@ -101,9 +104,99 @@ describe('roots on block devices', () => {
     }
   });
 
-  it('answers cp, diff, export and commit with a clear error (not yet through the agent)', async () => {
-    const id = (await d.run(['create', 'busybox', 'true'])).stdout.trim();
-    for (const args of [['diff', id], ['export', id], ['commit', id], ['cp', `${id}:/etc/passwd`, '/tmp/hb-blk-cp-out']]) {
+  it('copies files out of and into a running container and exports it, through the guest', async () => {
+    const id = (await d.run(['run', '-d', 'busybox', 'sh', '-c',
+      'echo inside > /tmp/made; ln -s /etc/passwd /tmp/pw; mkdir -p /tmp/d/e; echo deep > /tmp/d/e/f; touch /tmp/ready; exec sleep 1000'])).stdout.trim();
+    const work = fs.mkdtempSync('/tmp/hb-blk-cp-');
+    try {
+      await until('the container made its files', async () => (await d.run(['exec', id, 'ls', '/tmp/ready'])).code === 0);
+      const hostname = (await d.run(['exec', id, 'cat', '/etc/hostname'])).stdout;
+      assert.equal((await d.run(['cp', `${id}:/etc/hostname`, work])).code, 0);
+      assert.equal(fs.readFileSync(path.join(work, 'hostname'), 'utf8'), hostname);
+      const r = await d.run(['cp', `${id}:/tmp/d`, path.join(work, 'copied')]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(fs.readFileSync(path.join(work, 'copied/e/f'), 'utf8'), 'deep\n');
+      const contents = await docker(d, ['cp', `${id}:/tmp/d/.`, path.join(work, 'contents')]);
+      assert.equal(contents.code, 0, contents.stderr);
+      assert.equal(fs.readFileSync(path.join(work, 'contents/e/f'), 'utf8'), 'deep\n', '"DIR/." copies the contents');
+      // docker's CLI: `cp c:/etc/hostname -` is a tar with the file at its top
+      const out = await docker(d, ['cp', `${id}:/etc/hostname`, '-']);
+      assert.equal(out.code, 0, out.stderr);
+      assert.match(out.stdout, /^hostname\0/);
+      const link = await docker(d, ['cp', `${id}:/tmp/pw`, path.join(work, 'pw')]);
+      assert.equal(link.code, 0, link.stderr);
+      assert.equal(fs.readlinkSync(path.join(work, 'pw')), '/etc/passwd', 'a symlink is copied as a link');
+      const missing = await d.run(['cp', `${id}:/nope`, work]);
+      assert.notEqual(missing.code, 0);
+      assert.match(missing.stderr, /No such file|Could not find/);
+
+      // cp in: a file, renamed, and a hostile archive that stays out
+      fs.writeFileSync(path.join(work, 'up'), 'from host\n');
+      for (const dest of [`${id}:/root/`, `${id}:/root/renamed`]) {
+        const up = await docker(d, ['cp', path.join(work, 'up'), dest]);
+        assert.equal(up.code, 0, up.stderr);
+      }
+      assert.equal((await d.run(['exec', id, 'sh', '-c', 'cat /root/up /root/renamed; stat -c %u /root/up'])).stdout, 'from host\nfrom host\n0\n');
+      for (const archive of await hostileTars()) {
+        const bad = await d.run(['cp', '-', `${id}:/tmp`], { input: archive.toString('latin1') });
+        assert.notEqual(bad.code, 0);
+        assert.match(bad.stderr, /escapes the root filesystem/);
+      }
+      assert.notEqual((await d.run(['exec', id, 'ls', '/hb-canary'])).code, 0, 'nothing written outside /tmp');
+
+      const file = path.join(work, 'export.tar');
+      const ex = await d.run(['export', '-o', file, id]);
+      assert.equal(ex.code, 0, ex.stderr);
+      const list = execFileSync('tar', ['-tvf', file], { encoding: 'utf8' });
+      assert.match(list, / etc\/passwd\n/);
+      assert.match(list, / tmp\/made\n/);
+      assert.match(list, / tmp\/pw -> \/etc\/passwd\n/);
+      assert.doesNotMatch(list, / \.\//, 'names as the 9p path gives them');
+      assert.doesNotMatch(list, / proc\/./, "the guest's mounts are left out, as on Docker");
+    } finally {
+      fs.rmSync(work, { recursive: true, force: true });
+      await d.run(['rm', '-f', id]);
+    }
+  });
+
+  it('copies files out of and into a stopped container and exports it through a helper VM, then starts it as before', async () => {
+    const r0 = await d.run(['run', '--name', 'blk-stopped', 'busybox', 'sh', '-c', 'echo one >> /state; mkdir -p /srv/d && echo deep > /srv/d/f']);
+    assert.equal(r0.code, 0, r0.stderr);
+    const work = fs.mkdtempSync('/tmp/hb-blk-cp-');
+    try {
+      const r = await d.run(['cp', 'blk-stopped:/state', work]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(fs.readFileSync(path.join(work, 'state'), 'utf8'), 'one\n');
+      const out = await docker(d, ['cp', 'blk-stopped:/srv/d', '-']);
+      assert.equal(out.code, 0, out.stderr);
+      assert.match(out.stdout, /^d\/\0/);
+      const file = path.join(work, 'export.tar');
+      const ex = await d.run(['export', '-o', file, 'blk-stopped']);
+      assert.equal(ex.code, 0, ex.stderr);
+      const list = execFileSync('tar', ['-tf', file], { encoding: 'utf8' }).split('\n');
+      assert.ok(list.includes('etc/passwd') && list.includes('state') && list.includes('srv/d/f'), list.join(' '));
+      fs.writeFileSync(path.join(work, 'up'), 'copied in\n');
+      const up = await docker(d, ['cp', path.join(work, 'up'), 'blk-stopped:/srv/']);
+      assert.equal(up.code, 0, up.stderr);
+      // The helper is gone and the disk is whole: the container starts and sees its files.
+      const again = await docker(d, ['start', '-a', 'blk-stopped']);
+      assert.equal(again.code, 0, again.stderr);
+      assert.match((await docker(d, ['cp', 'blk-stopped:/state', '-'])).stdout, /one\none\n/);
+      assert.match((await docker(d, ['cp', 'blk-stopped:/srv/up', '-'])).stdout, /copied in\n/);
+    } finally {
+      fs.rmSync(work, { recursive: true, force: true });
+      await d.run(['rm', '-f', 'blk-stopped']);
+    }
+  });
+
+  it('refuses cp into a --read-only root; answers diff and commit with a clear error (not yet)', async () => {
+    const id = (await d.run(['create', '--read-only', 'busybox', 'true'])).stdout.trim();
+    fs.writeFileSync('/tmp/hb-blk-cp-in', 'x\n');
+    const ro = await d.run(['cp', '/tmp/hb-blk-cp-in', `${id}:/tmp/`]);
+    assert.notEqual(ro.code, 0);
+    assert.match(ro.stderr, /read-only/);
+    fs.rmSync('/tmp/hb-blk-cp-in', { force: true });
+    for (const args of [['diff', id], ['commit', id]]) {
       const r = await d.run(args);
       assert.notEqual(r.code, 0, args.join(' '));
       assert.match(r.stderr, /not supported yet for a container on block storage/, args.join(' '));
@@ -111,3 +204,19 @@ describe('roots on block devices', () => {
     await d.run(['rm', id]);
   });
 });
+
+/** Tars whose entries try to leave the extraction directory: by "..", and through a symlink they make. */
+async function hostileTars(): Promise<Buffer[]> {
+  const make = async (add: (p: tar.Pack) => void) => {
+    const pack = tar.pack();
+    add(pack);
+    pack.finalize();
+    const chunks: Buffer[] = [];
+    for await (const c of pack as unknown as AsyncIterable<Buffer>) chunks.push(c);
+    return Buffer.concat(chunks);
+  };
+  return [
+    await make((p) => p.entry({ name: '../hb-canary' }, 'escaped')),
+    await make((p) => (p.entry({ name: 'esc', type: 'symlink', linkname: '/' }), p.entry({ name: 'esc/hb-canary' }, 'escaped'))),
+  ];
+}

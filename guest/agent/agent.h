@@ -85,6 +85,10 @@ void contain_init(void); /* at boot: the agent not dumpable */
 /* fork() into the request's PID namespace: a new one for a main process, its
  * main's for an exec. In the parent, -1 with errno and *WHAT on failure. */
 pid_t fork_contained(const struct start_req *r, const char **what);
+/* tool.c: T_TOOL processes (the agent's busybox) */
+int tool_open(void);
+int tool_own_view(const char *root);
+void tool_exec(int fd, char *const argv[], char *const envp[]);
 /* In the child, chrooted: a procfs of its own PID namespace at /proc, with
  * Docker's masks unless PRIVILEGED. 0, or -1 with MSG set. */
 int mount_own_proc(int privileged, char *msg, size_t cap);

@@ -66,6 +66,12 @@ static struct proc *main_of(const char *name) {
 pid_t fork_contained(const struct start_req *r, const char **what) {
   char path[64];
   if (self_pidns < 0) { *what = "no PID namespace of the agent"; errno = ENOSYS; return -1; }
+  if (r->tool) {
+    /* The host's tool stays in the agent's namespace: no container process sees it. */
+    pid_t pid = fork();
+    if (pid < 0) *what = "fork";
+    return pid;
+  }
   if (r->exec) {
     struct proc *m = main_of(r->name);
     if (!m) { *what = "the container's main process is not running"; errno = ESRCH; return -1; }

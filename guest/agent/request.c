@@ -256,12 +256,15 @@ int parse_start(const uint8_t *p, size_t n, struct start_req *r) {
     case T_PRIVILEGED: r->privileged = len == 4 && be32(d); break;
     case T_INIT: r->init = len == 4 && be32(d); break;
     case T_EXEC: r->exec = len == 4 && be32(d); break;
+    case T_TOOL: if (len != 4 || be32(d) > TOOL_OWN_FS) return -1; r->tool = (int)be32(d); break;
     case T_ROWS: if (len == 4) r->rows = be32(d) & 0xffff; break;
     case T_COLS: if (len == 4) r->cols = be32(d) & 0xffff; break;
     default: break; /* a tag this agent does not know */
     }
   }
   if (rc < 0 || r->argc == 0 || !valid_name(r->name) || r->cwd[0] != '/') return -1;
+  /* a tool runs beside the container's processes, never among them */
+  if (r->tool && (r->exec || r->init || r->tty)) return -1;
   r->argv[r->argc] = NULL;
   r->envp[r->envc] = NULL;
   return 0;

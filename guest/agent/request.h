@@ -75,9 +75,15 @@ struct start_req {
   int privileged; /* every capability */
   int init;       /* a small init as PID 1 that forwards signals and reaps (docker run --init) */
   int exec;       /* join the PID namespace of the root's main process (docker exec) */
+  int tool;       /* T_TOOL: 0, or TOOL_MOUNTS / TOOL_OWN_FS (tool.c) */
   char strings[HB_MAX_PAYLOAD + 1024]; /* argv/env storage, bounded by the frame */
   size_t used;
 };
+/* T_TOOL values: run the agent's busybox (not a program of the image) in the
+ * root as the container sees it (with its mounts), or in the root's own
+ * filesystem only (no /proc, /dev, volumes, binds: `export`). */
+#define TOOL_MOUNTS 1
+#define TOOL_OWN_FS 2
 /* 0, or -1 if malformed. argv/envp are NULL-terminated on success. */
 int parse_start(const uint8_t *p, size_t n, struct start_req *r);
 /* The capability set of the request's process (bit N = capability N): Docker's

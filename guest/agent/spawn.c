@@ -108,12 +108,16 @@ static __attribute__((noreturn)) void child(struct start_req *r, const char *roo
     if (dup2(r->want_stdin ? in[0] : devnull, 0) < 0 || dup2(out[1], 1) < 0 || dup2(errp[1], 2) < 0)
       child_fail(status, errno, "dup2");
   }
+  int toolfd = -1;
+  if (r->tool && (toolfd = tool_open()) < 0) child_fail(status, errno, "open the agent's busybox");
   int nsfd = root_ns_fd(r->name);
   if (nsfd >= 0 && setns(nsfd, CLONE_NEWNS) < 0) child_fail(status, errno, "join the container's mount namespace");
+  if (r->tool == TOOL_OWN_FS && tool_own_view(root) < 0) child_fail(status, errno, "bind the root's own filesystem");
   if (chroot(root) < 0 || chdir("/") < 0) child_fail(status, errno, "chroot");
   /* A main process is PID 1 of a new PID namespace: its /proc shows that one */
-  if (!r->exec && mount_own_proc(r->privileged, err, sizeof err) < 0) child_fail(status, errno, err);
-  if (mkdir_p(r->cwd, 0755) < 0 || chdir(r->cwd) < 0) {
+  if (!r->exec && !r->tool && mount_own_proc(r->privileged, err, sizeof err) < 0) child_fail(status, errno, err);
+  /* a tool creates nothing in the root on its own: its CWD must exist */
+  if ((!r->tool && mkdir_p(r->cwd, 0755) < 0) || chdir(r->cwd) < 0) {
     int e = errno;
     snprintf(err, sizeof err, "chdir to cwd (\"%s\") set in config.json failed: %s", r->cwd, strerror(e));
     child_fail(status, e, err);
@@ -124,6 +128,10 @@ static __attribute__((noreturn)) void child(struct start_req *r, const char *roo
   /* root keeps CAPS; any other user has none until a file capability gives some */
   if (set_caps(uid == 0 ? caps : 0) < 0) child_fail(status, errno, "set capabilities");
   if (r->init && become_init(r->tty) < 0) child_fail(status, errno, "fork the init's child");
+  if (r->tool) {
+    tool_exec(toolfd, r->argv, r->envp);
+    child_fail(status, errno, "exec the agent's busybox");
+  }
   exec_in_child(r, err, sizeof err);
   child_fail(status, errno, err);
 }
@@ -141,6 +149,8 @@ void handle_start(uint32_t id, const uint8_t *p, size_t n) {
   if (resolve_user(root, r.user, &uid, &gid, err, sizeof err) < 0) { start_failed(id, EINVAL, err); return; }
   uint64_t caps;
   if (start_caps(&r, &caps, err, sizeof err)) { start_failed(id, EINVAL, err); return; }
+  /* the host's own tar: every capability (it reads and writes any file, keeps owners and device nodes) */
+  if (r.tool) caps = (1ull << (CAP_LAST + 1)) - 1;
 
   /* From here on every resource is released on every way out (at "out"). */
   int in[2] = {-1, -1}, out[2] = {-1, -1}, errp[2] = {-1, -1}, status[2] = {-1, -1}, master = -1;
@@ -184,7 +194,7 @@ void handle_start(uint32_t id, const uint8_t *p, size_t n) {
   slot->pid = pid;
   slot->oom_before = limits_oom_kills();
   slot->tty = r.tty;
-  slot->main = !r.exec;
+  slot->main = !r.exec && !r.tool;
   snprintf(slot->root, sizeof slot->root, "%s", r.name);
   if (r.tty) {
     slot->in_fd = slot->out_fd = master;

@@ -246,6 +246,7 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
     if (spec.privileged) fields.push([Tag.Privileged, 1]);
     if (spec.init) fields.push([Tag.Init, 1]);
     if (spec.exec) fields.push([Tag.Exec, 1]);
+    if (spec.tool) fields.push([Tag.Tool, spec.tool === 'own-fs' ? 2 : 1]);
     const frame = await new Promise<Frame>((resolve, reject) => {
       if (this.closed) return reject(new Error('agent channel closed'));
       // A start the guest does not answer fails after a while; if the process

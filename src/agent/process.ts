@@ -31,6 +31,14 @@ export interface ProcessSpec {
   init?: boolean;
   /** An exec: joins the PID namespace of the root's main process instead of starting one. */
   exec?: boolean;
+  /**
+   * Runs the agent's own busybox (ARGS[0] names the applet) instead of a
+   * program of the image, chrooted into the root but in no container's PID
+   * namespace, with every capability: the host's work on a root it does not
+   * mount. 'mounts': the root as the container sees it; 'own-fs': the root's
+   * own filesystem, without /proc, /dev, volumes and binds.
+   */
+  tool?: 'mounts' | 'own-fs';
 }
 
 /** IPv4 setup of the guest's eth0: "a.b.c.d/prefix", gateway and DNS server. */

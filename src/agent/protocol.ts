@@ -77,6 +77,7 @@ export const Tag = {
   BlockUpper: 41,
   Bind: 42,
   ReadOnly: 43,
+  Tool: 44,
 } as const;
 
 export interface Frame {

@@ -57,6 +57,15 @@ export function statPath(root: string, containerPath: string): PathStat {
   };
 }
 
+/** PathStat from a unix lstat's fields (a root read through the guest). */
+export function goPathStat(containerPath: string, st: { mode: number; size: number; mtime: Date; linkTarget: string }): PathStat {
+  const type = st.mode & 0o170000;
+  let mode = st.mode & 0o777;
+  if (type === 0o040000) mode += GO_MODE_DIR;
+  if (type === 0o120000) mode += GO_MODE_SYMLINK;
+  return { name: path.basename(containerPath) || '/', size: st.size, mode, mtime: st.mtime.toISOString(), linkTarget: st.linkTarget };
+}
+
 export function encodePathStat(stat: PathStat): string {
   return Buffer.from(JSON.stringify(stat)).toString('base64');
 }

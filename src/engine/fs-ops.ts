@@ -11,6 +11,7 @@ import { containerLayerPaths, mountContainerLayer } from '../images/rootfs.js';
 import { containerChanges, type Change } from './changes.js';
 import { commitContainer, type CommitOptions } from './commit.js';
 import type { Container } from './container.js';
+import { diskArchive, diskExport, diskExtract, diskStat } from './disk-files.js';
 import { diskBytes, onDisks } from './disk-root.js';
 import { extractInto, hostPathIn, statPath, type PathStat } from './copy.js';
 import type { EngineContext } from './context.js';
@@ -42,6 +43,8 @@ export class ContainerFiles {
 
   /** `stat` of a path in the container (`cp`'s HEAD request). */
   async stat(idOrName: string, containerPath: string): Promise<PathStat> {
+    const c = this.ctx.registry.get(idOrName);
+    if (onDisks(c)) return diskStat(this.ctx, c, containerPath);
     const { root } = await this.root(idOrName);
     return statPath(root, containerPath);
   }
@@ -71,6 +74,8 @@ export class ContainerFiles {
 
   /** `cp` out: the stat of PATH and a tar stream of it (the VM frozen until the stream ends). */
   async archive(idOrName: string, containerPath: string): Promise<{ stat: PathStat; tar: Readable }> {
+    const c = this.ctx.registry.get(idOrName);
+    if (onDisks(c)) return diskArchive(this.ctx, c, containerPath);
     const { container, root } = await this.root(idOrName);
     const thaw = await this.freeze(container);
     try {
@@ -84,6 +89,11 @@ export class ContainerFiles {
 
   /** `cp` in: extracts a tar stream into directory DIR of the container (its VM frozen meanwhile). */
   async extract(idOrName: string, dir: string, archive: Readable, opts: { copyUidGid: boolean }): Promise<void> {
+    const c = this.ctx.registry.get(idOrName);
+    if (onDisks(c)) {
+      await diskExtract(this.ctx, c, dir, archive, opts);
+      return void this.ctx.events.container(c, 'extract-to-dir');
+    }
     const { container, root } = await this.root(idOrName);
     if (container.record.HostConfig.ReadonlyRootfs) throw forbidden('container rootfs is marked read-only');
     const thaw = await this.freeze(container);
@@ -97,6 +107,12 @@ export class ContainerFiles {
 
   /** `export`: the container's whole root as a tar stream (the VM frozen until it ends). */
   async export(idOrName: string): Promise<Readable> {
+    const c = this.ctx.registry.get(idOrName);
+    if (onDisks(c)) {
+      const tar = await diskExport(this.ctx, c);
+      this.ctx.events.container(c, 'export');
+      return tar;
+    }
     const { container, root } = await this.root(idOrName);
     const thaw = await this.freeze(container);
     this.ctx.events.container(container, 'export');
