@@ -10,7 +10,7 @@
  *    the user-mode network (`--bridge none`) for comparison, container ->
  *    container in one pod (localhost inside a VM) and on a user-defined bridge
  *    network, vs. loopback on the host.
- * Usage: node dist/bench/io.js [net]   (net: the TCP figures only)
+ * Usage: node dist/bench/io.js [net|files]   (net: the TCP figures only; files: the file figures only)
  */
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -62,6 +62,12 @@ if (!netOnly) {
   }
 }
 const inBind = parse(bound?.stdout ?? '');
+if (process.argv[2] === 'files') {
+  await d.stop();
+  fs.rmSync(work, { recursive: true, force: true });
+  printFileRows();
+  process.exit(0);
+}
 
 // TCP: the receiver times itself from its first byte to the last of 64 MB
 // (busybox `time dd` in the receiving VM, or on the host for the baseline), so
@@ -161,18 +167,20 @@ if (process.getuid?.() === 0) {
 await d.stop();
 fs.rmSync(work, { recursive: true, force: true });
 
-const row = (label: string, key: string) => {
-  const n = native[key]!;
-  const f = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? 'n/a' : `${x} ms (${(x / n).toFixed(1)}x)`);
-  console.log(`${label.padEnd(34)} native ${String(n).padStart(6)} ms | 9p root ${f(inRoot[key]).padEnd(18)} | block root ${f(inBlock[key]).padEnd(18)} | bind ${f(inBind[key])}`);
-};
-if (!netOnly) {
+/** The file I/O table (ratios against the native run of the same invocation). */
+function printFileRows(): void {
+  const row = (label: string, key: string) => {
+    const n = native[key]!;
+    const f = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? 'n/a' : `${x} ms (${(x / n).toFixed(1)}x)`);
+    console.log(`${label.padEnd(34)} native ${String(n).padStart(6)} ms | 9p root ${f(inRoot[key]).padEnd(18)} | block root ${f(inBlock[key]).padEnd(18)} | bind ${f(inBind[key])}`);
+  };
   console.log(`file I/O (busybox sh + dd, ${MB} MB sequential, ${FILES} small files; ratios vs native):`);
   row(`sequential write ${MB} MB (fsync)`, 'seqwrite');
   row(`sequential read ${MB} MB`, 'seqread');
   row(`create ${FILES} small files`, 'smallwrite');
   row(`read ${FILES} small files`, 'smallread');
 }
+if (!netOnly) printFileRows();
 console.log(`TCP (${NET_MB} MB, timed by the receiver):`);
 const mbs = (x: number) => `${x.toFixed(0)} MB/s (${(x / loopback).toFixed(2)}x)`;
 console.log(`  host loopback (native)                          ${loopback.toFixed(0)} MB/s`);
