@@ -10,16 +10,15 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { internal, invalid } from '../common/errors.js';
+import { invalid } from '../common/errors.js';
 import { isMountPoint } from '../common/mounts.js';
-import { entryComponents, resolveInRoot } from '../images/layer.js';
 import { allocatedBytes, containerDiskPath } from '../images/blockfs.js';
 import { HOST_SIDE_FLAGS } from '../images/rootfs.js';
 import type { RootDisks } from '../vm/index.js';
 import type { Container } from './container.js';
 import type { EngineContext } from './context.js';
 import { diskBytesOf } from './create-spec.js';
-import type { MountPoint } from './storage.js';
+import { run, seedVolume } from './storage.js';
 
 /** What the guest needs to assemble a root on disks. */
 export interface DiskRoot {
@@ -60,8 +59,8 @@ export async function prepareDiskRoot(ctx: EngineContext, c: Container): Promise
       fs.mkdirSync(bindsDir(c), { recursive: true, mode: 0o700 });
       if (st.isDirectory()) fs.mkdirSync(target);
       else fs.writeFileSync(target, '', { mode: 0o600 });
-      mount(['--bind', m.Source, target]);
-      mount(['-o', `remount,bind,${HOST_SIDE_FLAGS}${m.RW ? '' : ',ro'}`, target]);
+      run('mount', ['--no-canonicalize', '--bind', m.Source, target]);
+      run('mount', ['--no-canonicalize', '-o', `remount,bind,${HOST_SIDE_FLAGS}${m.RW ? '' : ',ro'}`, target]);
       binds.push({ source: String(i), dest: m.Destination, readonly: !m.RW });
     });
   } catch (err) {
@@ -104,25 +103,5 @@ function unmountAll(p: string, flags: string[]): void {
         return; // not ours to force
       }
     }
-  }
-}
-
-/** Docker fills an empty volume with what the image has at its mount point (read from the image's own tree). */
-function seedVolume(imageDir: string, m: MountPoint): void {
-  try {
-    if (fs.readdirSync(m.Source).length) return;
-    const inImage = resolveInRoot(imageDir, entryComponents(m.Destination), false);
-    if (fs.readdirSync(inImage).length === 0) return;
-    execFileSync('cp', ['-a', '--no-dereference', `${inImage}/.`, m.Source], { stdio: 'ignore' });
-  } catch {
-    /* nothing at that path in the image */
-  }
-}
-
-function mount(args: string[]): void {
-  try {
-    execFileSync('mount', ['--no-canonicalize', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-  } catch (err) {
-    throw internal(`mount ${args.join(' ')}: ${String((err as { stderr?: Buffer }).stderr ?? err).trim()}`);
   }
 }

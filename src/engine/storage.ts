@@ -121,7 +121,8 @@ export function resolveMounts(req: StorageRequest, volumes: VolumeStore): MountP
   return out;
 }
 
-function run(cmd: string, args: string[]): void {
+/** Runs a mount-type command; its stderr becomes the error. */
+export function run(cmd: string, args: string[]): void {
   try {
     execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   } catch (err) {
@@ -208,8 +209,8 @@ function bindInRoot(root: string, source: string, target: string, flags: string)
   }
 }
 
-/** Docker fills an empty volume with what the image has at its mount point. */
-function seedVolume(root: string, m: MountPoint): void {
+/** Docker fills an empty volume with what the image has at its mount point (ROOT: a tree with the image's files). */
+export function seedVolume(root: string, m: MountPoint): void {
   try {
     if (fs.readdirSync(m.Source).length) return;
     const inImage = resolveInRoot(root, entryComponents(m.Destination), false);
