@@ -134,7 +134,9 @@ export async function guestExtract(sb: Sandbox, root: string, dir: string, archi
   const { proc, done } = await runTool(sb, { ...toolSpec(root, args, 'mounts'), stdin: true }, () => undefined);
   try {
     // STDIN frames follow the guest's window: the archive is read as fast as the guest's tar takes it
-    for await (const chunk of repack(archive, confinedEntries())) {
+    // Through a pass-through: repack destroys its source when it fails, and the
+    // archive may be a client's request, which has to live on to carry the error back.
+    for await (const chunk of repack(archive.pipe(new PassThrough()), confinedEntries())) {
       if (proc.exited) break; // it failed (a missing DIR, say): its exit says why
       await proc.write(chunk as Buffer);
     }

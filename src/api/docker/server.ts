@@ -101,6 +101,9 @@ export function createDockerApiServer(engine: Engine, info: ServerInfo, logger: 
     } catch (err) {
       if (!(err instanceof Error && 'kind' in err)) logger.error(`${req.method} ${req.url}: ${(err as Error)?.stack ?? String(err)}`);
       else logger.debug(`${req.method} ${req.url}: ${(err as Error).message}`);
+      // A refused upload (cp in, load, build): read what the client still sends, so it
+      // gets the error rather than a broken pipe.
+      if (!req.complete && !req.destroyed) req.resume();
       ctx.sendError(err);
     }
   }
