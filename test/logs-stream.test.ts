@@ -78,7 +78,9 @@ describe('container logs at volume', () => {
 
     // Stopped: the whole log, streamed.
     assert.equal((await docker(d, ['kill', id])).code, 0);
-    const size = logged(id);
+    assert.equal((await docker(d, ['wait', id])).code, 0);
+    let size = -1;
+    await until('the log to stop growing', () => size === (size = logged(id)), 10_000);
     resetPeak(pid);
     const first = memory(pid);
     const all = await countLogs(d, [id]);
