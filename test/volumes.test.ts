@@ -109,7 +109,10 @@ describe('volumes', () => {
     await p.start();
     try {
       await p.importBusybox();
-      await until('pool ready', async () => /^Warm Pool: 1 ready of 1$/m.test((await p.run(['info'])).stdout), 60_000);
+      // A cold boot under TCG on a loaded 2-core machine can take a while; the daemon's log says why if it never comes.
+      await until('pool ready', async () => /^Warm Pool: 1 ready of 1$/m.test((await p.run(['info'])).stdout), 150_000).catch((err: Error) => {
+        throw new Error(`${err.message}\n--- daemon log tail\n${p.log.split('\n').slice(-30).join('\n')}`);
+      });
       const id = (await p.run(['run', '-d', '-v', `${share}:/mnt`, 'busybox', 'sh', '-c', 'cat /mnt/f; cat /proc/net/route | wc -l; echo w > /mnt/back; sleep 1000'])).stdout.trim();
       assert.equal((await p.run(['inspect', '-f', '{{.HyperBox.Start.mode}}', id])).stdout.trim(), 'pool');
       await until('output', async () => (await p.run(['logs', id])).stdout === 'seen by the pool VM\n3\n');

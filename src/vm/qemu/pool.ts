@@ -23,6 +23,8 @@ interface PoolMember extends WarmVm {
 export class ClonePool {
   private ready = new Map<string, PoolMember[]>();
   private filling = new Map<string, number>();
+  /** Per shape key: the wait before the next attempt after a failed start. */
+  private retryMs = new Map<string, number>();
   private closed = false;
   netProvider: PoolNetProvider | undefined;
 
@@ -47,8 +49,16 @@ export class ClonePool {
           list.push(m);
           this.ready.set(key, list);
           m.vm.once('exit', () => this.ready.set(key, (this.ready.get(key) ?? []).filter((x) => x !== m)));
+          this.retryMs.delete(key);
         })
-        .catch((err: Error) => this.logger.warn(`warm pool: ${err.message}`))
+        .catch((err: Error) => {
+          // Try again later (a template being rebuilt, a busy host), backing off, rather than stay empty.
+          const wait = Math.min((this.retryMs.get(key) ?? 500) * 2, 30_000);
+          this.retryMs.set(key, wait);
+          this.logger.warn(`warm pool: ${err.message} (trying again in ${wait / 1000} s)`);
+          const timer = setTimeout(() => this.fill(shape), wait);
+          timer.unref();
+        })
         .finally(() => this.filling.set(key, (this.filling.get(key) ?? 1) - 1));
     }
   }
