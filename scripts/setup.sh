@@ -10,7 +10,7 @@ packages=(qemu-system-x86 qemu-utils linux-source-6.1 busybox-static musl-tools 
   flex bison bc libelf-dev libssl-dev cpio file runc tmux util-linux
   clang libclang-rt-14-dev
   docker-registry skopeo umoci debootstrap apache2-utils openssl curl attr sqlite3 iproute2 iptables zstd bubblewrap passt
-  erofs-utils e2fsprogs docker-compose)
+  erofs-utils e2fsprogs docker-compose python3-venv)
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -28,8 +28,8 @@ ln -sf "$kernel" build/guest/vmlinux
 say "guest agent and initramfs"
 make -s -C guest
 
-say "docker compose v2 (built once from the Go module proxy)"
-scripts/setup-compose.sh
+say "test clients: docker compose v2 (built once from the Go module proxy), the Docker SDK for Python"
+scripts/setup-clients.sh
 
 say "TypeScript"
 [ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund --loglevel=error

@@ -103,6 +103,11 @@ int become_init(int tty);
 void handle_start(uint32_t id, const uint8_t *p, size_t n);
 int resolve_user(const char *root, const char *spec, unsigned *uid, unsigned *gid,
                  char *err, size_t errlen);
+/* The process's groups, as runc sets them: GID, the groups of /etc/group that
+ * list the user SPEC names, and ADD (group names of /etc/group, or numbers).
+ * The count, or -1 with ERR set (an unknown group, more than MAX). */
+int resolve_groups(const char *root, const char *spec, unsigned gid, char *const *add, int nadd,
+                   gid_t *out, int max, char *err, size_t errlen);
 void handle_stats(void);
 int limits_set_memory(uint64_t bytes);
 int limits_join(void);

@@ -30,7 +30,8 @@ enum hb_type {
   HB_POWEROFF = 0x23,
   HB_STATS = 0x24,        /* answered by HB_RESULT with T_MEMINFO, T_CPUSTAT, T_UPTIME, T_PROCESS* */
   HB_START = 0x10,        /* TLV: T_NAME, T_ARG*, T_ENV*, T_CWD, T_USER, T_TTY, T_ROWS, T_COLS, T_STDIN,
-                           * T_CAP_ADD*, T_CAP_DROP*, T_PRIVILEGED, T_INIT, T_EXEC, T_TOOL */
+                           * T_CAP_ADD*, T_CAP_DROP*, T_PRIVILEGED, T_INIT, T_EXEC, T_TOOL,
+                           * T_GROUP_ADD* */
   HB_STDIN = 0x11,        /* raw bytes */
   HB_STDIN_EOF = 0x12,
   HB_SIGNAL = 0x13,       /* TLV: T_SIGNAL */
@@ -46,6 +47,7 @@ enum hb_tag {
   T_MAC = 32, T_ISOLATE = 33, T_EXTRA_HOST = 34, T_CAP_ADD = 35, T_CAP_DROP = 36, T_PRIVILEGED = 37,
   T_INIT = 38, T_EXEC = 39, T_BLOCK_LOWER = 40, T_BLOCK_UPPER = 41, T_BIND = 42, T_READONLY = 43,
   T_TOOL = 44,
+  T_GROUP_ADD = 60, /* HB_START: an extra group of the process (name in the root's /etc/group, or a number) */
 };
 
 /* Builder for an outgoing TLV payload. Silently refuses to grow past the limit;

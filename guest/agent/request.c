@@ -250,6 +250,9 @@ int parse_start(const uint8_t *p, size_t n, struct start_req *r) {
     case T_CAP_ADD:
       if (r->ncap_add >= START_MAX_CAPS || !(r->cap_add[r->ncap_add++] = store(r, d, len))) return -1;
       break;
+    case T_GROUP_ADD:
+      if (r->ngroup_add >= START_MAX_GROUPS || !(r->group_add[r->ngroup_add++] = store(r, d, len))) return -1;
+      break;
     case T_CAP_DROP:
       if (r->ncap_drop >= START_MAX_CAPS || !(r->cap_drop[r->ncap_drop++] = store(r, d, len))) return -1;
       break;

@@ -5,6 +5,7 @@
 #define HB_REQUEST_H
 #include "proto.h"
 #include <netinet/in.h>
+#include <sys/types.h>
 
 /* Copies a TLV string field into a NUL-terminated buffer; refuses embedded NULs
  * and strings that do not fit. 0 or -1 (out is then untouched). */
@@ -65,6 +66,7 @@ int parse_tmpfs_spec(const char *spec, struct tmpfs_spec *t, char *msg, size_t c
 #define START_MAX_ARGS 256
 #define START_MAX_ENV 512
 #define START_MAX_CAPS 64 /* of each of T_CAP_ADD and T_CAP_DROP */
+#define START_MAX_GROUPS 64 /* T_GROUP_ADD fields; the process gets these, its own and /etc/group's */
 struct start_req {
   char name[80], cwd[1024], user[256];
   char *argv[START_MAX_ARGS + 1], *envp[START_MAX_ENV + 1]; /* room for the NULLs */
@@ -72,6 +74,10 @@ struct start_req {
   unsigned rows, cols;
   char *cap_add[START_MAX_CAPS], *cap_drop[START_MAX_CAPS]; /* names as the host sent them */
   int ncap_add, ncap_drop;
+  char *group_add[START_MAX_GROUPS];
+  int ngroup_add;
+  gid_t groups[2 * START_MAX_GROUPS + 1]; /* resolved by handle_start: the gid, /etc/group's, GROUP_ADD */
+  int ngroups;
   int privileged; /* every capability */
   int init;       /* a small init as PID 1 that forwards signals and reaps (docker run --init) */
   int exec;       /* join the PID namespace of the root's main process (docker exec) */

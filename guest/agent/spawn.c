@@ -123,8 +123,7 @@ static __attribute__((noreturn)) void child(struct start_req *r, const char *roo
     child_fail(status, e, err);
   }
   if (drop_bounding(caps) < 0) child_fail(status, errno, "drop capabilities from the bounding set");
-  gid_t g = gid;
-  if (setgroups(1, &g) < 0 || setgid(gid) < 0 || setuid(uid) < 0) child_fail(status, errno, "setuid");
+  if (setgroups((size_t)r->ngroups, r->groups) < 0 || setgid(gid) < 0 || setuid(uid) < 0) child_fail(status, errno, "setuid");
   /* root keeps CAPS; any other user has none until a file capability gives some */
   if (set_caps(uid == 0 ? caps : 0) < 0) child_fail(status, errno, "set capabilities");
   if (r->init && become_init(r->tty) < 0) child_fail(status, errno, "fork the init's child");
@@ -147,6 +146,9 @@ void handle_start(uint32_t id, const uint8_t *p, size_t n) {
   snprintf(root, sizeof root, ROOTS "/%s", r.name);
   if (access(root, F_OK) < 0) { start_failed(id, ENOENT, "container root not mounted"); return; }
   if (resolve_user(root, r.user, &uid, &gid, err, sizeof err) < 0) { start_failed(id, EINVAL, err); return; }
+  r.ngroups = resolve_groups(root, r.user, gid, r.group_add, r.ngroup_add, r.groups,
+                             (int)(sizeof r.groups / sizeof r.groups[0]), err, sizeof err);
+  if (r.ngroups < 0) { start_failed(id, EINVAL, err); return; }
   uint64_t caps;
   if (start_caps(&r, &caps, err, sizeof err)) { start_failed(id, EINVAL, err); return; }
   /* the host's own tar: every capability (it reads and writes any file, keeps owners and device nodes) */

@@ -80,3 +80,62 @@ int resolve_user(const char *root, const char *spec, unsigned *uid, unsigned *gi
   }
   return 0;
 }
+
+static int add_group(gid_t *out, int *n, int max, unsigned g) {
+  for (int i = 0; i < *n; i++) if (out[i] == g) return 0;
+  if (*n >= max) return -1;
+  out[(*n)++] = g;
+  return 0;
+}
+
+/* Is NAME in the comma-separated MEMBERS list? */
+static int listed(const char *members, const char *name) {
+  size_t len = strlen(name);
+  for (const char *p = members; *p;) {
+    const char *end = strchr(p, ',');
+    size_t n = end ? (size_t)(end - p) : strlen(p);
+    if (n == len && strncmp(p, name, len) == 0) return 1;
+    if (!end) break;
+    p = end + 1;
+  }
+  return 0;
+}
+
+int resolve_groups(const char *root, const char *spec, unsigned gid, char *const *add, int nadd,
+                   gid_t *out, int max, char *err, size_t errlen) {
+  int n = 0;
+  add_group(out, &n, max, gid);
+  char user[256];
+  snprintf(user, sizeof user, "%s", spec && *spec ? spec : "root");
+  user[strcspn(user, ":")] = 0;
+  int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  int fd = rootfd < 0 ? -1 : open_in_root(rootfd, "/etc/group", O_RDONLY);
+  if (rootfd >= 0) close(rootfd);
+  FILE *f = fd < 0 ? NULL : fdopen(fd, "r");
+  if (!f && fd >= 0) close(fd);
+  if (f) {
+    char line[4096];
+    while (fgets(line, sizeof line, f)) {
+      char *fields[4] = {0}, *p = line;
+      int k = 0;
+      line[strcspn(line, "\n")] = 0;
+      while (k < 4 && (fields[k] = strsep(&p, ":")) != NULL) k++;
+      unsigned g;
+      if (k < 4 || parse_uint(fields[2], &g) < 0 || !listed(fields[3], user)) continue;
+      if (add_group(out, &n, max, g) < 0) break;
+    }
+    fclose(f);
+  }
+  for (int i = 0; i < nadd; i++) {
+    unsigned g;
+    if (lookup(root, "/etc/group", add[i], &g, NULL, NULL) < 0 && parse_uint(add[i], &g) < 0) {
+      snprintf(err, errlen, "unable to find group %s: no matching entries in group file", add[i]);
+      return -1;
+    }
+    if (add_group(out, &n, max, g) < 0) {
+      snprintf(err, errlen, "too many groups");
+      return -1;
+    }
+  }
+  return n;
+}

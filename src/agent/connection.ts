@@ -242,6 +242,7 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
     if (spec.rows) fields.push([Tag.Rows, spec.rows]);
     if (spec.cols) fields.push([Tag.Cols, spec.cols]);
     for (const c of spec.capAdd ?? []) fields.push([Tag.CapAdd, c]);
+    for (const g of spec.groupAdd ?? []) fields.push([Tag.GroupAdd, g]);
     for (const c of spec.capDrop ?? []) fields.push([Tag.CapDrop, c]);
     if (spec.privileged) fields.push([Tag.Privileged, 1]);
     if (spec.init) fields.push([Tag.Init, 1]);

@@ -24,6 +24,8 @@ export interface ProcessSpec {
   cols?: number;
   /** Docker's capability names (the agent starts from Docker's default set and validates them). */
   capAdd?: string[];
+  /** Extra groups (`--group-add`): names of the root's /etc/group, or numbers. */
+  groupAdd?: string[];
   capDrop?: string[];
   /** Every capability, and /proc unmasked. */
   privileged?: boolean;

@@ -78,6 +78,7 @@ export const Tag = {
   Bind: 42,
   ReadOnly: 43,
   Tool: 44,
+  GroupAdd: 60,
 } as const;
 
 export interface Frame {

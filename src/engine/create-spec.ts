@@ -22,6 +22,8 @@ export interface CreateRequest {
   aliases?: string[];
   config: Partial<ContainerSpec> & { Image: string };
   host: Partial<HostSpec>;
+  /** PidMode, UTSMode, IpcMode as asked: a VM has only its own (checked, not stored). */
+  namespaces?: { pid?: string; uts?: string; ipc?: string };
 }
 
 export interface CreateContext {
@@ -121,6 +123,46 @@ export function diskBytesOf(host: Pick<HostSpec, 'StorageOpt'>): number {
   return parseLayerLimit(host.StorageOpt) ?? DEFAULT_DISK_BYTES;
 }
 
+/**
+ * A VM has its own PID, UTS and IPC namespaces and cannot share the host's or
+ * another VM's: such modes are refused, as Docker refuses what it cannot do.
+ */
+function checkNamespaces(ns: { pid?: string; uts?: string; ipc?: string }): void {
+  const flags = { pid: '--pid', uts: '--uts', ipc: '--ipc' } as const;
+  for (const kind of ['pid', 'uts', 'ipc'] as const) {
+    const mode = ns[kind] ?? '';
+    if (['', 'private', ...(kind === 'ipc' ? ['shareable', 'none'] : [])].includes(mode)) continue;
+    const what = mode === 'host' ? "the host's" : mode.startsWith('container:') ? "another container's" : undefined;
+    if (!what) throw invalid(`invalid ${kind.toUpperCase()} mode: ${mode}`);
+    throw invalid(`${flags[kind]}=${mode} is not supported: every hyperbox container runs in its own VM, which cannot join ${what} ${kind.toUpperCase()} namespace (containers of a pod share IPC and network)`);
+  }
+}
+
+const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+
+/** A unicast MAC address, lower case (as dockerd checks --mac-address). */
+function checkMac(mac: string): string {
+  const m = mac.toLowerCase();
+  if (!MAC_RE.test(m)) throw invalid(`invalid MAC address: ${mac}`);
+  if (parseInt(m.slice(0, 2), 16) & 1) throw invalid(`invalid MAC address: ${mac} is a multicast address`);
+  return m;
+}
+
+/** A --group-add entry: a group name or number, resolved in the guest against the image's /etc/group. */
+function checkGroup(g: string): string {
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/.test(g)) throw invalid(`invalid group: ${JSON.stringify(g)}`);
+  return g;
+}
+
+/** A legacy link, "NAME[:ALIAS]" or dockerd's stored "/NAME:/CONTAINER/ALIAS". */
+export function parseLink(spec: string): { name: string; alias: string } {
+  const [rawName = '', rawAlias, extra] = spec.split(':');
+  const name = rawName.replace(/^\//, '');
+  const alias = (rawAlias ?? name).split('/').at(-1) ?? '';
+  if (!name || !alias || extra !== undefined || !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(alias)) throw invalid(`invalid link: ${JSON.stringify(spec)} (expected NAME or NAME:ALIAS)`);
+  return { name, alias };
+}
+
 export function buildCreateSpec(req: CreateRequest, id: string, image: ImageConfig['config'], ctx: CreateContext): CreateSpec {
   const imgCfg = image ?? {};
   const entrypoint = req.config.Entrypoint ?? imgCfg.Entrypoint ?? [];
@@ -145,7 +187,9 @@ export function buildCreateSpec(req: CreateRequest, id: string, image: ImageConf
     StopSignal: req.config.StopSignal || imgCfg.StopSignal || 'SIGTERM',
     StopTimeout: req.config.StopTimeout,
     ExposedPorts: {},
+    MacAddress: req.config.MacAddress ? checkMac(req.config.MacAddress) : undefined,
   };
+  checkNamespaces(req.namespaces ?? {});
   if (!config.WorkingDir.startsWith('/')) throw invalid(`the working directory '${config.WorkingDir}' is invalid, it needs to be an absolute path`);
   parseSignal(config.StopSignal);
   const host: HostSpec = {
@@ -167,6 +211,9 @@ export function buildCreateSpec(req: CreateRequest, id: string, image: ImageConf
     CapDrop: req.host.CapDrop?.length ? req.host.CapDrop : undefined,
     Privileged: !!req.host.Privileged,
     Init: !!req.host.Init,
+    GroupAdd: req.host.GroupAdd?.length ? req.host.GroupAdd.map(checkGroup) : undefined,
+    VolumesFrom: req.host.VolumesFrom?.length ? req.host.VolumesFrom : undefined,
+    Links: req.host.Links?.length ? req.host.Links.map((l) => (parseLink(l), l)) : undefined,
   };
   checkCapabilities('CapAdd', host.CapAdd);
   checkCapabilities('CapDrop', host.CapDrop);

@@ -20,6 +20,8 @@ export interface ExecConfig {
   AttachStdout: boolean;
   AttachStderr: boolean;
   ConsoleSize?: [number, number];
+  /** Docker's detach keys for a tty exec ("ctrl-p,ctrl-q" unless given). */
+  DetachKeys?: string;
 }
 
 export interface ExecRecord {
@@ -97,6 +99,7 @@ export class ExecManager {
         cols,
         // the container's capabilities, in its PID namespace
         capAdd: c.record.HostConfig.CapAdd,
+        groupAdd: c.record.HostConfig.GroupAdd,
         capDrop: c.record.HostConfig.CapDrop,
         privileged: c.record.HostConfig.Privileged,
         exec: true,

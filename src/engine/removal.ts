@@ -19,7 +19,7 @@ import type { PodService } from './pod-service.js';
 import type { RestartManager } from './restart-manager.js';
 import { sleepMs } from './lifecycle.js';
 import { releaseStorage } from './start-vm.js';
-import { resolveMounts } from './storage.js';
+import { inheritedMounts, resolveMounts } from './storage.js';
 import { applyUpdate, type UpdateRequest } from './update.js';
 import { NULL_TIME, type ContainerRecord } from './types.js';
 
@@ -71,7 +71,8 @@ export class ContainerStore {
       DiskBytes: spec.diskBytes,
       State: { Status: 'created', Running: false, Paused: false, Pid: 0, ExitCode: 0, Error: '', OOMKilled: false, StartedAt: NULL_TIME, FinishedAt: NULL_TIME },
     };
-    record.MountPoints = resolveMounts(spec.host, ctx.volumes);
+    const own = resolveMounts(spec.host, ctx.volumes);
+    record.MountPoints = [...own, ...inheritedMounts(spec.host.VolumesFrom, (from) => ctx.registry.get(from).record.MountPoints ?? [], own)];
     // Pod members share their pod's 9p share; others get the daemon's storage driver.
     if (ctx.opts.storageDriver === 'block' && !spec.podId) record.Storage = 'block';
     const c = containerOf(ctx, record);

@@ -12,7 +12,7 @@ import { containerLayerPaths, mountContainerLayer } from '../images/rootfs.js';
 import { ROOT_NAME, startSandbox, takeWarmFor, type Sandbox } from '../sandbox/sandbox.js';
 import type { Container } from './container.js';
 import type { EngineContext } from './context.js';
-import { extraHostLines, processEnv } from './create-spec.js';
+import { extraHostLines, parseLink, processEnv } from './create-spec.js';
 import type { Pod } from './pods.js';
 import { allocatePorts, networkModeOf } from './ports.js';
 import { onDisks, prepareDiskRoot, releaseDiskRoot, type DiskRoot } from './disk-root.js';
@@ -62,16 +62,23 @@ export async function startContainerVm(
     releaseStorage(c);
     throw err;
   };
+  let links: string[] = [];
+  try {
+    links = linkHostLines(ctx, hc.Links);
+  } catch (err) {
+    fail(err);
+  }
   // A user-defined network, or the default bridge (as root); else the driver's built-in network.
   const bridge = ctx.networks.bridgeFor(hc.NetworkMode);
   const netMode = bridge ? 'bridge' : networkModeOf(hc.NetworkMode);
   const { ports, forwards } =
     netMode === 'none' ? { ports: {}, forwards: [] } : await allocatePorts(hc.PortBindings ?? {}, c.record.Config.ExposedPorts ?? {}, !!hc.PublishAllPorts).catch(fail);
   c.record.Ports = ports;
+  const hosts = (gateway: string | undefined) => [...extraHostLines(hc.ExtraHosts, gateway), ...links];
   const pod = c.record.PodId ? ctx.pods.get(c.record.PodId) : undefined;
   if (pod) {
     // Its pod's VM: the pod publishes the ports (a member has none bound, see create).
-    const attached = await ctx.pods.attach(pod, c.id, rootfs, tmpfs, (gateway) => extraHostLines(hc.ExtraHosts, gateway)).catch(fail);
+    const attached = await ctx.pods.attach(pod, c.id, rootfs, tmpfs, hosts).catch(fail);
     return { sandbox: attached.sandbox.memberView(() => c.main?.signal(9)), root: attached.root, pod };
   }
   const useClone = ctx.opts.clone && c.record.Config.Labels[NO_CLONE_LABEL] === undefined;
@@ -92,17 +99,34 @@ export async function startContainerVm(
     clone: useClone,
     warmVm,
     tmpfs,
-    hosts: (gateway: string | undefined) => extraHostLines(hc.ExtraHosts, gateway),
+    hosts,
     disks: disks && { files: disks.disks, binds: disks.binds, readonly: disks.readonly },
   };
   // On a bridge network the VM's NIC is a TAP (a warm-pool VM's, or a new one) and published ports go through a host proxy.
   // A warm VM that was never started on is discarded (discarding twice is harmless).
   const failStart = (err: unknown): never => (warmVm?.discard(), fail(err));
   const { sandbox, endpoint } = bridge
-    ? await ctx.networks.startOn(bridge, c.id, forwards, (net, guestNet) => startSandbox({ ...options, net, guestNet }, phases), warmVm?.net.tap).catch(failStart)
+    ? await ctx.networks.startOn(bridge, c.id, forwards, (net, guestNet) => startSandbox({ ...options, net, guestNet }, phases), warmVm?.net.tap, c.record.Config.MacAddress).catch(failStart)
     : { sandbox: await startSandbox({ ...options, net: builtinNet }, phases).catch(failStart), endpoint: undefined };
   c.record.Endpoint = endpoint;
   return { sandbox, root: ROOT_NAME };
+}
+
+/**
+ * /etc/hosts lines for legacy links (`--link NAME:ALIAS`): the linked
+ * container's address under the alias and its names. It must be running on a
+ * bridge network, where VMs reach each other (as dockerd refuses a link to a
+ * container that is not running).
+ */
+function linkHostLines(ctx: EngineContext, links: string[] | undefined): string[] {
+  return (links ?? []).flatMap((spec) => {
+    const { name, alias } = parseLink(spec);
+    const target = ctx.registry.get(name);
+    const ip = target.running ? target.record.Endpoint?.IPAddress : undefined;
+    if (!target.running) throw invalid(`Cannot link to a non running container: ${target.name} AS /${alias}`);
+    if (!ip) throw invalid(`cannot link to ${target.shortName}: it is not on a bridge network, where containers reach each other`);
+    return [...new Set([alias, target.shortName, target.id.slice(0, 12)])].map((name) => `${ip} ${name}`);
+  });
 }
 
 /** Docker's exit code for a process that could not be started. */
@@ -129,6 +153,7 @@ export async function startMainProcess(c: Container, sandbox: Sandbox, root: str
       rows,
       cols,
       capAdd: hc.CapAdd,
+      groupAdd: hc.GroupAdd,
       capDrop: hc.CapDrop,
       privileged: hc.Privileged,
       init: hc.Init,

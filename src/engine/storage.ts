@@ -121,6 +121,25 @@ export function resolveMounts(req: StorageRequest, volumes: VolumeStore): MountP
   return out;
 }
 
+/**
+ * `--volumes-from NAME[:ro|:rw]`: the volumes and bind mounts of other
+ * containers (MOUNTS_OF gives them), at the same paths, read-only or writable
+ * as asked, else as they are there; paths this container mounts itself win.
+ * tmpfs mounts are not shared (as on Docker).
+ */
+export function inheritedMounts(specs: string[] | undefined, mountsOf: (name: string) => MountPoint[], own: MountPoint[]): MountPoint[] {
+  const out: MountPoint[] = [];
+  for (const spec of specs ?? []) {
+    const [name, mode, extra] = spec.split(':');
+    if (!name || extra !== undefined || (mode !== undefined && mode !== 'ro' && mode !== 'rw')) throw invalid(`invalid volumes-from specification: '${spec}'`);
+    for (const m of mountsOf(name)) {
+      if (m.Type === 'tmpfs' || [...own, ...out].some((o) => o.Destination === m.Destination)) continue;
+      out.push({ ...m, RW: mode ? mode === 'rw' : m.RW, Mode: mode ?? m.Mode });
+    }
+  }
+  return out;
+}
+
 /** Runs a mount-type command; its stderr becomes the error. */
 export function run(cmd: string, args: string[]): void {
   try {

@@ -23,6 +23,8 @@ export interface ContainerSpec {
   StopSignal: string;
   StopTimeout?: number;
   ExposedPorts?: Record<string, object>;
+  /** The MAC address asked for (bridge networks; otherwise Docker's 02:42 + IPv4 one). */
+  MacAddress?: string;
 }
 
 export interface HostSpec {
@@ -53,6 +55,12 @@ export interface HostSpec {
   Privileged?: boolean;
   /** `--init`: a small init as PID 1 forwards signals to the process and reaps orphans. */
   Init?: boolean;
+  /** Extra groups of the container's processes (names from the image's /etc/group, or numbers). */
+  GroupAdd?: string[];
+  /** Containers whose volumes and bind mounts this one mounts too ("NAME[:ro|:rw]"). */
+  VolumesFrom?: string[];
+  /** Legacy links ("NAME:ALIAS"): /etc/hosts names for the linked containers' addresses. */
+  Links?: string[];
 }
 
 export interface RestartPolicy {

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { HyperboxError } from '../../src/common/errors.js';
-import { buildCreateSpec, diskBytesOf, extraHostLines, mergeEnv, parseExtraHost, parseLayerLimit, parseSizeBytes, processEnv, type CreateContext } from '../../src/engine/create-spec.js';
+import { buildCreateSpec, diskBytesOf, extraHostLines, mergeEnv, parseExtraHost, parseLayerLimit, parseLink, parseSizeBytes, processEnv, type CreateContext } from '../../src/engine/create-spec.js';
 import { DEFAULT_DISK_BYTES } from '../../src/images/blockfs.js';
 
 const ID = 'a'.repeat(64);
@@ -124,5 +124,25 @@ describe('create spec', () => {
     assert.deepEqual([plain.host.CapAdd, plain.host.CapDrop, plain.host.Privileged, plain.host.Init], [undefined, undefined, false, false]);
     invalid(() => build({}, { CapAdd: ['NET_ADMIN', 'FLY'] }), /^invalid CapAdd: unknown capability: "CAP_FLY"$/);
     invalid(() => build({}, { CapDrop: ['CAP_ALL'] }), /^invalid CapDrop: unknown capability: "CAP_ALL"$/);
+  });
+
+  it('refuses host and container PID/UTS/IPC namespaces, which a VM cannot join', () => {
+    invalid(() => build({}, {}, { namespaces: { pid: 'host' } }), /--pid=host is not supported.*own VM/);
+    invalid(() => build({}, {}, { namespaces: { uts: 'host' } }), /--uts=host/);
+    invalid(() => build({}, {}, { namespaces: { pid: 'container:x' } }), /another container's PID/);
+    invalid(() => build({}, {}, { namespaces: { ipc: 'bogus' } }), /invalid IPC mode/);
+    assert.ok(build({}, {}, { namespaces: { pid: '', uts: '', ipc: 'shareable' } }));
+  });
+
+  it('checks --mac-address, --group-add and --link', () => {
+    assert.equal(build({ MacAddress: '02:42:AC:11:00:99' }).config.MacAddress, '02:42:ac:11:00:99');
+    invalid(() => build({ MacAddress: '01:00:5e:00:00:01' }), /multicast/);
+    invalid(() => build({ MacAddress: 'nope' }), /invalid MAC/);
+    assert.deepEqual(build({}, { GroupAdd: ['audio', '1234'] }).host.GroupAdd, ['audio', '1234']);
+    invalid(() => build({}, { GroupAdd: ['a:b'] }), /invalid group/);
+    assert.deepEqual(parseLink('db:alias'), { name: 'db', alias: 'alias' });
+    assert.deepEqual(parseLink('/db:/web/alias'), { name: 'db', alias: 'alias' });
+    assert.deepEqual(parseLink('db'), { name: 'db', alias: 'db' });
+    invalid(() => build({}, { Links: ['db:a:b'] }), /invalid link/);
   });
 });

@@ -155,6 +155,12 @@ export function containerInspect(c: Container, net: BuiltinNetwork) {
       CapDrop: r.HostConfig.CapDrop ?? null,
       Privileged: !!r.HostConfig.Privileged,
       Init: r.HostConfig.Init || null,
+      GroupAdd: r.HostConfig.GroupAdd ?? null,
+      VolumesFrom: r.HostConfig.VolumesFrom ?? null,
+      Links: r.HostConfig.Links ?? null,
+      PidMode: '',
+      UTSMode: '',
+      IpcMode: 'private',
     },
     GraphDriver:
       c.record.Storage === 'block'
@@ -181,6 +187,8 @@ export function containerInspect(c: Container, net: BuiltinNetwork) {
       OnBuild: null,
       Labels: r.Config.Labels,
       StopSignal: r.Config.StopSignal,
+      ...(r.Config.StopTimeout !== undefined ? { StopTimeout: r.Config.StopTimeout } : {}),
+      ...(r.Config.MacAddress ? { MacAddress: r.Config.MacAddress } : {}),
     },
     NetworkSettings: {
       Ports: c.running ? (r.Ports ?? {}) : {},

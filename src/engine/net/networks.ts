@@ -226,7 +226,7 @@ export class NetworkManager {
   }
 
   /** Gives a starting VM an address and a TAP device on the network (TAP: a warm-pool VM's, moved onto the bridge). */
-  private attach(net: NetworkRecord, containerId: string, tap?: string): Endpoint {
+  private attach(net: NetworkRecord, containerId: string, tap?: string, wantedMac?: string): Endpoint {
     const leased = this.leasesOf(net.Id);
     const used = new Set([...this.host.members(net.Id).map((m) => m.endpoint.IPAddress), ...leased]);
     const base = ipToInt(net.Subnet.split('/')[0]!);
@@ -235,14 +235,17 @@ export class NetworkManager {
     let ip: string | undefined;
     for (let i = 1; i < size - 1 && !ip; i++) if (base + i !== gw && !used.has(intToIp(base + i))) ip = intToIp(base + i);
     if (!ip) throw conflict(`network ${net.Name} has no free address left`);
+    // Docker's convention: 02:42 and the IPv4 address, unique on the network; or the one asked for (--mac-address).
+    const mac = wantedMac ?? ['02', '42', ...ip.split('.').map((o) => Number(o).toString(16).padStart(2, '0'))].join(':');
+    if (wantedMac && this.host.members(net.Id).some((m) => m.endpoint.MacAddress === mac)) {
+      throw conflict(`MAC address ${mac} is already in use on network ${net.Name}`);
+    }
     if (tap) moveTapTo(tap, net.Bridge);
     else {
       tap = `${this.tapPrefix}${containerId.slice(0, 9)}`;
       createTap(tap, net.Bridge);
     }
     leased.add(ip);
-    // Docker's convention: 02:42 and the IPv4 address, unique on the network.
-    const mac = ['02', '42', ...ip.split('.').map((o) => Number(o).toString(16).padStart(2, '0'))].join(':');
     // The VM may send only as itself: its MAC, its address (bridge.ts).
     try {
       protectEndpoint(tap, mac, ip, { fresh: true });
@@ -266,8 +269,10 @@ export class NetworkManager {
     start: (spec: NetSpec, guest: GuestNetwork) => Promise<Sandbox>,
     /** The TAP of a warm-pool VM the caller took, to use instead of a new one. */
     tap?: string,
+    /** The container's --mac-address, if any. */
+    mac?: string,
   ): Promise<{ sandbox: Sandbox; endpoint: Endpoint }> {
-    const endpoint = this.attach(net, ownerId, tap);
+    const endpoint = this.attach(net, ownerId, tap, mac);
     let sandbox: Sandbox;
     try {
       sandbox = await start({ forwards: [], tap: endpoint.Tap }, guestNetworkOf(endpoint));

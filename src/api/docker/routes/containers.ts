@@ -9,84 +9,15 @@ import { pipeline } from 'node:stream/promises';
 import { muxFrame, parseFilters, type Ctx } from '../http.js';
 import { attachWithHistory, logRoutes, type AttachSink } from './logs.js';
 import { containerInspect, containerSummary } from '../present.js';
+import { DEFAULT_DETACH_KEYS, parseDetachKeys, watchDetachKeys } from '../detach-keys.js';
+import { createBodySchema, createRequestOf, restartPolicySchema } from './create-body.js';
 import type { RouteTable } from '../server.js';
-
-const stringList = z.union([z.array(z.string()), z.string().transform((s) => [s])]).nullish();
 
 function requiredPath(ctx: Ctx): string {
   const p = ctx.query.get('path');
   if (!p) throw invalid('path is required');
   return p;
 }
-
-const restartPolicySchema = z.object({
-  Name: z.enum(['', 'no', 'always', 'unless-stopped', 'on-failure']).nullish(),
-  MaximumRetryCount: z.number().int().nonnegative().nullish(),
-});
-
-export const createBodySchema = z
-  .object({
-    Image: z.string().min(1, 'Image is required'),
-    NetworkingConfig: z
-      .object({ EndpointsConfig: z.record(z.string(), z.object({ Aliases: z.array(z.string()).nullish() }).passthrough().nullish()).nullish() })
-      .passthrough()
-      .nullish(),
-    Cmd: stringList,
-    Entrypoint: stringList,
-    Env: z.array(z.string()).nullish(),
-    WorkingDir: z.string().nullish(),
-    User: z.string().nullish(),
-    Hostname: z.string().nullish(),
-    Tty: z.boolean().nullish(),
-    OpenStdin: z.boolean().nullish(),
-    StdinOnce: z.boolean().nullish(),
-    AttachStdin: z.boolean().nullish(),
-    AttachStdout: z.boolean().nullish(),
-    AttachStderr: z.boolean().nullish(),
-    Labels: z.record(z.string(), z.string()).nullish(),
-    StopSignal: z.string().nullish(),
-    StopTimeout: z.number().int().nullish(),
-    ExposedPorts: z.record(z.string(), z.object({}).passthrough()).nullish(),
-    HostConfig: z
-      .object({
-        AutoRemove: z.boolean().nullish(),
-        Memory: z.number().int().nullish(),
-        NanoCpus: z.number().int().nullish(),
-        ConsoleSize: z.tuple([z.number(), z.number()]).nullish(),
-        LogConfig: z.object({ Type: z.string().nullish(), Config: z.record(z.string(), z.string()).nullish() }).nullish(),
-        RestartPolicy: restartPolicySchema.nullish(),
-        Binds: z.array(z.string()).nullish(),
-        Mounts: z
-          .array(
-            z
-              .object({
-                Type: z.string().nullish(),
-                Source: z.string().nullish(),
-                Target: z.string().nullish(),
-                ReadOnly: z.boolean().nullish(),
-                TmpfsOptions: z.object({ SizeBytes: z.number().nullish(), Mode: z.number().nullish() }).passthrough().nullish(),
-              })
-              .passthrough(),
-          )
-          .nullish(),
-        Tmpfs: z.record(z.string(), z.string()).nullish(),
-        ReadonlyRootfs: z.boolean().nullish(),
-        ExtraHosts: z.array(z.string().max(300)).max(256).nullish(),
-        StorageOpt: z.record(z.string(), z.string()).nullish(),
-        NetworkMode: z.string().nullish(),
-        PortBindings: z
-          .record(z.string(), z.array(z.object({ HostIp: z.string().nullish(), HostPort: z.string().nullish() }).passthrough()).nullish())
-          .nullish(),
-        PublishAllPorts: z.boolean().nullish(),
-        CapAdd: z.array(z.string().max(64)).max(64).nullish(),
-        CapDrop: z.array(z.string().max(64)).max(64).nullish(),
-        Privileged: z.boolean().nullish(),
-        Init: z.boolean().nullish(),
-      })
-      .passthrough()
-      .nullish(),
-  })
-  .passthrough();
 
 const updateBodySchema = z
   .object({ RestartPolicy: restartPolicySchema.nullish(), Memory: z.number().int().nullish(), NanoCpus: z.number().int().nullish() })
@@ -95,59 +26,7 @@ const updateBodySchema = z
 export function containerRoutes(r: RouteTable, engine: Engine): void {
   r.add('POST', '/containers/create', async (ctx) => {
     const body = await ctx.json(createBodySchema);
-    const hc = body.HostConfig ?? {};
-    const c = await engine.containers.create({
-      name: ctx.query.get('name') ?? undefined,
-      aliases: Object.values(body.NetworkingConfig?.EndpointsConfig ?? {}).flatMap((e) => e?.Aliases ?? []),
-      config: {
-        Image: body.Image,
-        Cmd: body.Cmd ?? undefined,
-        Entrypoint: body.Entrypoint ?? undefined,
-        Env: body.Env ?? undefined,
-        WorkingDir: body.WorkingDir ?? undefined,
-        User: body.User ?? undefined,
-        Hostname: body.Hostname ?? undefined,
-        Tty: body.Tty ?? false,
-        OpenStdin: body.OpenStdin ?? false,
-        StdinOnce: body.StdinOnce ?? false,
-        AttachStdin: body.AttachStdin ?? false,
-        AttachStdout: body.AttachStdout ?? true,
-        AttachStderr: body.AttachStderr ?? true,
-        Labels: body.Labels ?? undefined,
-        StopSignal: body.StopSignal ?? undefined,
-        StopTimeout: body.StopTimeout ?? undefined,
-        ExposedPorts: body.ExposedPorts ?? undefined,
-      },
-      host: {
-        AutoRemove: hc.AutoRemove ?? false,
-        Memory: hc.Memory ?? 0,
-        NanoCpus: hc.NanoCpus ?? 0,
-        ConsoleSize: hc.ConsoleSize && hc.ConsoleSize[0] > 0 ? (hc.ConsoleSize as [number, number]) : undefined,
-        RestartPolicy: { Name: hc.RestartPolicy?.Name ?? '', MaximumRetryCount: hc.RestartPolicy?.MaximumRetryCount ?? 0 },
-        LogConfig: hc.LogConfig ? { Type: hc.LogConfig.Type ?? 'json-file', Config: hc.LogConfig.Config ?? {} } : undefined,
-        Binds: hc.Binds ?? undefined,
-        Mounts: hc.Mounts?.map((m) => ({
-          Type: m.Type ?? undefined,
-          Source: m.Source ?? undefined,
-          Target: m.Target ?? undefined,
-          ReadOnly: m.ReadOnly ?? undefined,
-          TmpfsOptions: m.TmpfsOptions ? { SizeBytes: m.TmpfsOptions.SizeBytes ?? undefined, Mode: m.TmpfsOptions.Mode ?? undefined } : undefined,
-        })),
-        Tmpfs: hc.Tmpfs ?? undefined,
-        ReadonlyRootfs: hc.ReadonlyRootfs ?? false,
-        ExtraHosts: hc.ExtraHosts ?? undefined,
-        StorageOpt: hc.StorageOpt ?? undefined,
-        NetworkMode: hc.NetworkMode ?? undefined,
-        PortBindings: hc.PortBindings
-          ? Object.fromEntries(Object.entries(hc.PortBindings).map(([k, l]) => [k, (l ?? []).map((b) => ({ HostIp: b.HostIp ?? '', HostPort: b.HostPort ?? '' }))]))
-          : undefined,
-        PublishAllPorts: hc.PublishAllPorts ?? false,
-        CapAdd: hc.CapAdd ?? undefined,
-        CapDrop: hc.CapDrop ?? undefined,
-        Privileged: hc.Privileged ?? false,
-        Init: hc.Init ?? undefined,
-      },
-    });
+    const c = await engine.containers.create(createRequestOf(body, ctx.query.get('name') ?? undefined));
     ctx.send(201, { Id: c.id, Warnings: [] });
   });
 
@@ -223,12 +102,14 @@ export function containerRoutes(r: RouteTable, engine: Engine): void {
     const wantErr = ctx.bool('stderr');
     // dockerode sends its options as a JSON body: that is not stdin; only what follows the request is.
     if (ctx.req.headers['content-length']) await ctx.rawBody();
+    // As dockerd: on a tty, the detach keys (ctrl-p,ctrl-q unless given) detach the client.
+    const detachKeys = tty && wantStdin ? parseDetachKeys(ctx.query.get('detachKeys') || DEFAULT_DETACH_KEYS) : undefined;
     const stream = ctx.hijack(tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream');
     let sink: AttachSink = { write: (d) => stream.write(d), end: () => stream.end() };
     const a: Attachment = {
       stdout: wantOut ? (d) => sink.write(tty ? d : muxFrame(1, d)) : undefined,
       stderr: wantErr ? (d) => sink.write(tty ? d : muxFrame(2, d)) : undefined,
-      stdin: wantStdin ? stream.input : undefined,
+      stdin: !wantStdin ? undefined : detachKeys ? watchDetachKeys(stream.input, detachKeys, () => (engine.lifecycle.detach(c, a), stream.end())) : stream.input,
       end: () => sink.end(),
     };
     if (!wantStdin) stream.input.resume();

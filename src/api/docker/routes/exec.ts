@@ -1,6 +1,7 @@
 /** /containers/{id}/exec and /exec/... routes. */
 import { z } from 'zod';
 import type { Engine } from '../../../engine/engine.js';
+import { DEFAULT_DETACH_KEYS, parseDetachKeys, watchDetachKeys } from '../detach-keys.js';
 import { muxFrame } from '../http.js';
 import type { RouteTable } from '../server.js';
 
@@ -15,6 +16,7 @@ const execCreateSchema = z
     AttachStdout: z.boolean().nullish(),
     AttachStderr: z.boolean().nullish(),
     ConsoleSize: z.tuple([z.number(), z.number()]).nullish(),
+    DetachKeys: z.string().max(64).nullish(),
   })
   .passthrough();
 
@@ -35,6 +37,7 @@ export function execRoutes(r: RouteTable, engine: Engine): void {
       AttachStdout: b.AttachStdout ?? true,
       AttachStderr: b.AttachStderr ?? true,
       ConsoleSize: b.ConsoleSize && b.ConsoleSize[0] > 0 ? (b.ConsoleSize as [number, number]) : undefined,
+      DetachKeys: b.DetachKeys ? (parseDetachKeys(b.DetachKeys), b.DetachKeys) : undefined,
     });
     ctx.send(201, { Id: e.ID });
   });
@@ -54,7 +57,11 @@ export function execRoutes(r: RouteTable, engine: Engine): void {
       await engine.execs.start(e.ID, {
         stdout: e.Config.AttachStdout ? (d) => stream.write(tty ? d : muxFrame(1, d)) : undefined,
         stderr: e.Config.AttachStderr ? (d) => stream.write(tty ? d : muxFrame(2, d)) : undefined,
-        stdin: e.Config.AttachStdin ? stream.input : undefined,
+        stdin: !e.Config.AttachStdin
+          ? undefined
+          : tty
+            ? watchDetachKeys(stream.input, parseDetachKeys(e.Config.DetachKeys || DEFAULT_DETACH_KEYS), () => stream.end())
+            : stream.input,
         end: () => stream.end(),
       });
     } catch (err) {

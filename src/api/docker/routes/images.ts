@@ -47,7 +47,8 @@ function imageInspect(img: Image) {
     RepoTags: img.refs,
     RepoDigests: img.repoDigests,
     Parent: '',
-    Comment: '',
+    // As dockerd: the comment of the image's last step (commit -m, import -m).
+    Comment: img.config.history?.at(-1)?.comment ?? '',
     Created: img.config.created ?? '',
     Author: img.config.author ?? '',
     Config: img.config.config,

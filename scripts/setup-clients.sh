@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Docker Compose v2, built once from the Go module proxy at a pinned version and
-# installed as the docker CLI's `compose` plugin (tests drive it against hyperboxd;
-# Debian ships only Compose v1). Cached outside the repository; safe to run again.
+# The Docker clients the tests drive besides the docker CLI and dockerode, at pinned
+# versions, cached outside the repository (safe to run again):
+# - Docker Compose v2, built from the Go module proxy and installed as the docker
+#   CLI's `compose` plugin (Debian ships only Compose v1, installed by setup.sh);
+# - the Docker SDK for Python, in a virtualenv linked at build/pysdk.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+root=${HYPERBOX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hyperbox}
+
 version=v2.40.3
-cache=${HYPERBOX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hyperbox}/compose/$version
+cache=$root/compose/$version
 plugins=/usr/local/lib/docker/cli-plugins
 if [ ! -x "$cache/docker-compose" ]; then
   PATH=$PATH:/usr/local/go/bin
@@ -19,3 +24,13 @@ fi
 SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
 $SUDO mkdir -p "$plugins"
 $SUDO ln -sf "$cache/docker-compose" "$plugins/docker-compose"
+
+sdk=7.1.0
+venv=$root/pysdk/docker-$sdk
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import docker' 2>/dev/null; then
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "docker==$sdk"
+fi
+mkdir -p build
+ln -sfn "$venv" build/pysdk
