@@ -136,7 +136,8 @@ describe('docker build (classic builder) against hyperboxd', () => {
   });
 
   it('rebuilds unchanged from the cache with plain `docker build` (no buildx: the classic builder, with a warning)', async () => {
-    const r = await legacy(['build', '-q', '-t', 'app:1', '--build-arg', 'GREETING=howdy', '--label', 'built.by=test', appDir]);
+    // --compress: the context arrives gzip'd.
+    const r = await legacy(['build', '--compress', '-q', '-t', 'app:1', '--build-arg', 'GREETING=howdy', '--label', 'built.by=test', appDir]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /legacy builder is deprecated/);
     assert.match(r.stdout.trim(), new RegExp(`^sha256:${firstId}`));
