@@ -13,8 +13,9 @@ import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import Docker from 'dockerode';
 import tar from 'tar-stream';
-import { startDaemonWithBusybox, type TestDaemon } from './helpers/daemon.js';
-import { docker as dockerCli } from './helpers/docker.js';
+import { spawn } from 'node:child_process';
+import { startDaemonWithBusybox, until, type TestDaemon } from './helpers/daemon.js';
+import { docker as dockerCli, dockerEnv } from './helpers/docker.js';
 
 let d: TestDaemon;
 let api: Docker;
@@ -261,6 +262,19 @@ describe('other clients and a hostile context', () => {
     assert.equal(ok.error, undefined, ok.text);
     const r = await legacy(['run', '--rm', 'links', 'sh', '-c', 'readlink /d/shadow; head -1 /df']);
     assert.equal(r.stdout, '/etc/shadow\nFROM busybox\n', 'the link stays a link; /Dockerfile is the context\'s');
+  });
+
+  it('a client that goes away stops the build before its next step', async () => {
+    const dir = context('abort', { Dockerfile: 'FROM busybox\nRUN sleep 2 && echo slept\nRUN echo never-ran > /f\n' });
+    const child = spawn('docker', ['build', dir], { env: { ...dockerEnv(d), DOCKER_BUILDKIT: '0' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    await new Promise<void>((resolve) => child.stdout.on('data', (c: Buffer) => ((out += c), out.includes('Running in') && resolve())));
+    child.kill('SIGKILL');
+    await until('the aborted build to remove its step container', async () => (await legacy(['ps', '-a', '-q'])).stdout.trim() === '', 60_000);
+    const again = await classic(['build', dir]);
+    const steps = again.stdout.split(/^Step /m).slice(1);
+    assert.match(steps[1]!, /Using cache/, 'the step running when the client left finished');
+    assert.match(steps[2]!, /Running in/, 'the next one never ran');
   });
 
   it('build prune clears the cache and the step images', async () => {

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
+import zlib from 'node:zlib';
 import { after, describe, it } from 'node:test';
 import tar from 'tar-stream';
 import { stepKey } from '../../src/build/cache.js';
@@ -143,6 +144,15 @@ describe('COPY layers and cache keys', () => {
     const file = path.join(tmp, 'layer2.tar');
     await writeCopyLayer({ sources: [{ hostPath: archive, name: 'a.tar' }], dest: '/opt', destIsDir: true, destExists: true, extractArchives: true }, file);
     assert.deepEqual((await layerNames(file)).map((e) => e[0]), ['opt/x/y']);
+    // gzip'd: unpacked too; a gzip'd file that is not a tar is copied as it is.
+    const tgz = path.join(tmp, 'a.tgz');
+    fs.writeFileSync(tgz, zlib.gzipSync(fs.readFileSync(archive)));
+    await writeCopyLayer({ sources: [{ hostPath: tgz, name: 'a.tgz' }], dest: '/opt', destIsDir: true, destExists: true, extractArchives: true }, file);
+    assert.deepEqual((await layerNames(file)).map((e) => e[0]), ['opt/x/y']);
+    const gz = path.join(tmp, 'notes.gz');
+    fs.writeFileSync(gz, zlib.gzipSync('just text'));
+    await writeCopyLayer({ sources: [{ hostPath: gz, name: 'notes.gz' }], dest: '/opt', destIsDir: true, destExists: true, extractArchives: true }, file);
+    assert.deepEqual((await layerNames(file)).map((e) => e[0]), ['opt/notes.gz']);
     const bad = path.join(tmp, 'bad.tar');
     fs.writeFileSync(bad, Buffer.concat(await (await tarOf([{ name: '../../evil', body: 'e' }])).toArray()));
     await assert.rejects(writeCopyLayer({ sources: [{ hostPath: bad, name: 'bad.tar' }], dest: '/opt', destIsDir: true, destExists: true, extractArchives: true }, file), /escapes/);

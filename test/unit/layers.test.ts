@@ -2,7 +2,8 @@
  * The layering rules, checked on the sources: the VM layer is reached only
  * through src/vm/index.ts (so QEMU and QMP stay inside src/vm/), nothing
  * outside it knows the built-in network's addresses, and lower layers never
- * import upper ones (vm < sandbox < engine < api/daemon/cli).
+ * import upper ones (vm < sandbox < engine < build < api/daemon/cli: the
+ * builder drives the engine, the engine never knows about builds).
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';

@@ -53,9 +53,11 @@ export function buildRoutes(r: RouteTable, engine: Engine, insecure: string[]): 
   const builder = new Builder(engine, path.join(engine.opts.dataRoot, 'build-cache.json'));
 
   r.add('POST', '/build', async (ctx) => {
-    const opts = buildOptionsOf(ctx, insecure);
+    const abort = new AbortController();
+    const opts = { ...buildOptionsOf(ctx, insecure), signal: abort.signal };
     const quiet = ctx.bool('q');
     const messages = ctx.beginJsonMessages();
+    ctx.res?.once('close', () => ctx.res?.writableFinished || abort.abort());
     try {
       const id = await builder.build(ctx.req, opts, {
         stream: (text) => quiet || messages.send({ stream: text }),
