@@ -16,6 +16,7 @@ import tar from 'tar-stream';
 import { spawn } from 'node:child_process';
 import { startDaemonWithBusybox, until, type TestDaemon } from './helpers/daemon.js';
 import { docker as dockerCli, dockerEnv } from './helpers/docker.js';
+import { TestRegistry } from './helpers/registry.js';
 
 let d: TestDaemon;
 let api: Docker;
@@ -262,6 +263,28 @@ describe('other clients and a hostile context', () => {
     assert.equal(ok.error, undefined, ok.text);
     const r = await legacy(['run', '--rm', 'links', 'sh', '-c', 'readlink /d/shadow; head -1 /df']);
     assert.equal(r.stdout, '/etc/shadow\nFROM busybox\n', 'the link stays a link; /Dockerfile is the context\'s');
+  });
+
+  it('pulls a private base image with the credentials the docker CLI sends (X-Registry-Config)', async () => {
+    const reg = new TestRegistry({ kind: 'basic', user: 'builder', password: 's3cret' });
+    await reg.start();
+    try {
+      const base = `${reg.host}/private/bb:1`;
+      const login = await dockerCli(d, ['login', '-u', 'builder', '--password-stdin', reg.host], { input: 's3cret\n' });
+      assert.equal(login.code, 0, login.stderr);
+      assert.equal((await legacy(['tag', 'busybox', base])).code, 0);
+      const push = await legacy(['push', base]);
+      assert.equal(push.code, 0, push.stderr);
+      await legacy(['rmi', base]);
+      const dir = context('private', { Dockerfile: `FROM ${base}\nCMD ["true"]\n` });
+      const anonymous = await dockerodeBuild(Readable.from([await tarBuffer([{ name: 'Dockerfile', body: `FROM ${base}\n` }])]), {});
+      assert.match(anonymous.error ?? '', /line 1: FROM: .*(unauthorized|authentication|401)/i, 'no credentials, no pull');
+      const r = await classic(['build', '-t', 'from-private', dir]);
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      assert.match(r.stdout, new RegExp(`Pulling ${base}`));
+    } finally {
+      await reg.stop();
+    }
   });
 
   it('a client that goes away stops the build before its next step', async () => {

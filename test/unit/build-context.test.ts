@@ -11,6 +11,7 @@ import { stepKey } from '../../src/build/cache.js';
 import { BuildContext, cleanSource, resolveConfined } from '../../src/build/context.js';
 import { writeCopyLayer } from '../../src/build/copy-layer.js';
 import { DockerIgnore } from '../../src/build/dockerignore.js';
+import { parseRegistryConfig } from '../../src/build/options.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hb-build-unit-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -165,5 +166,23 @@ describe('COPY layers and cache keys', () => {
     assert.notEqual(stepKey(base), stepKey({ ...base, instruction: 'RUN y' }));
     assert.notEqual(stepKey(base), stepKey({ ...base, args: ['A=1'] }));
     assert.notEqual(stepKey(base), stepKey({ ...base, content: 'c' }));
+  });
+});
+
+describe('X-Registry-Config', () => {
+  it('reads the credentials a build may pull base images with, by registry host', () => {
+    const header = Buffer.from(
+      JSON.stringify({
+        'https://index.docker.io/v1/': { auth: Buffer.from('hub:pw').toString('base64') },
+        'localhost:5000': { username: 'u', password: 'p' },
+        'empty.example': {},
+      }),
+    ).toString('base64url');
+    const creds = parseRegistryConfig(header);
+    assert.deepEqual(Object.keys(creds).sort(), ['docker.io', 'localhost:5000']);
+    assert.equal(creds['docker.io']!.username, 'hub');
+    assert.equal(creds['docker.io']!.password, 'pw');
+    assert.equal(creds['localhost:5000']!.password, 'p');
+    assert.deepEqual(parseRegistryConfig('not base64 json'), {});
   });
 });

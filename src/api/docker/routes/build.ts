@@ -7,6 +7,7 @@
 import path from 'node:path';
 import { invalid, notImplemented } from '../../../common/errors.js';
 import { Builder, type BuildOptions } from '../../../build/builder.js';
+import { parseRegistryConfig } from '../../../build/options.js';
 import type { Engine } from '../../../engine/engine.js';
 import type { Ctx } from '../http.js';
 import type { RouteTable } from '../server.js';
@@ -46,6 +47,7 @@ export function buildOptionsOf(ctx: Ctx, insecure: string[]): BuildOptions {
     labels: jsonParam(ctx, 'labels', isStringMap(false), {}),
     platform: ctx.query.get('platform') || undefined,
     insecure,
+    credentials: parseRegistryConfig(ctx.req.headers['x-registry-config'] as string | undefined),
   };
 }
 
