@@ -282,6 +282,13 @@ describe('other clients and a hostile context', () => {
       const r = await classic(['build', '-t', 'from-private', dir]);
       assert.equal(r.code, 0, r.stderr + r.stdout);
       assert.match(r.stdout, new RegExp(`Pulling ${base}`));
+      // `hyperbox build` sends what `hyperbox login` stored, and shows the pull as `pull` does.
+      await legacy(['rmi', 'from-private', base]);
+      const env = { XDG_CONFIG_HOME: path.join(work, 'xdg') };
+      assert.equal((await d.run(['login', '-u', 'builder', '--password-stdin', reg.host], { input: 's3cret\n', env })).code, 0);
+      const hb = await d.run(['build', '-t', 'from-private', dir], { env, timeoutMs: 120_000 });
+      assert.equal(hb.code, 0, hb.stderr);
+      assert.match(hb.stdout, /^[0-9a-f]{12}: (Already exists|Pull complete)$/m);
     } finally {
       await reg.stop();
     }

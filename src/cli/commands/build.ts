@@ -8,9 +8,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { DockerIgnore } from '../../build/dockerignore.js';
+import { registryConfigHeader } from '../auth-store.js';
 import { packTree } from '../../images/archive/tree.js';
 import { type Act, parseLabels, stream } from '../context.js';
 import { ExitError } from '../exit-error.js';
+import { ProgressRenderer } from '../progress.js';
 import { readJsonMessages } from './archive.js';
 
 interface BuildFlags {
@@ -67,7 +69,7 @@ async function build(context: string, o: BuildFlags): Promise<number> {
   const started = Date.now();
   const res = await stream('POST', '/build', {
     stream: tar,
-    headers: { 'Content-Type': 'application/x-tar' },
+    headers: { 'Content-Type': 'application/x-tar', 'X-Registry-Config': registryConfigHeader() },
     query: {
       t: o.tag,
       dockerfile: rel.split(path.sep).join('/'),
@@ -82,11 +84,14 @@ async function build(context: string, o: BuildFlags): Promise<number> {
     },
   });
   const renderer = new BuildRenderer();
+  const pulls = new ProgressRenderer(); // a base image's download, shown as `pull` shows it
   let id = '';
   const error = await readJsonMessages(res, (m) => {
     const aux = m.aux as { ID?: string } | undefined;
     if (aux?.ID) id = aux.ID;
-    if (!o.quiet) renderer.handle(m);
+    if (o.quiet) return;
+    if (typeof m.status === 'string') pulls.handle(m as { status: string; id?: string; progress?: string });
+    else renderer.handle(m);
   });
   if (error) throw new ExitError(1, error);
   if (o.quiet) process.stdout.write(`${id}\n`);

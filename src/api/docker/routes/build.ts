@@ -64,6 +64,7 @@ export function buildRoutes(r: RouteTable, engine: Engine, insecure: string[]): 
       const id = await builder.build(ctx.req, opts, {
         stream: (text) => quiet || messages.send({ stream: text }),
         aux: (value) => messages.send({ aux: value }),
+        status: (m) => quiet || messages.send(m),
       });
       if (quiet) messages.send({ stream: `${id}\n` });
     } catch (err) {
