@@ -7,7 +7,10 @@ import { Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import { after, describe, it } from 'node:test';
 import tar from 'tar-stream';
+import { Builder } from '../../src/build/builder.js';
 import { stepKey } from '../../src/build/cache.js';
+import type { HyperboxError } from '../../src/common/errors.js';
+import type { Engine } from '../../src/engine/engine.js';
 import { BuildContext, cleanSource, resolveConfined } from '../../src/build/context.js';
 import { writeCopyLayer } from '../../src/build/copy-layer.js';
 import { DockerIgnore } from '../../src/build/dockerignore.js';
@@ -184,5 +187,15 @@ describe('X-Registry-Config', () => {
     assert.equal(creds['docker.io']!.password, 'pw');
     assert.equal(creds['localhost:5000']!.password, 'p');
     assert.deepEqual(parseRegistryConfig('not base64 json'), {});
+  });
+});
+
+describe('builder', () => {
+  it('refuses to build under the block storage driver, with a clear error', async () => {
+    const engine = { opts: { storageDriver: 'block', dataRoot: tmp } } as unknown as Engine;
+    const builder = new Builder(engine, path.join(tmp, 'cache.json'));
+    const out = { stream: () => undefined, aux: () => undefined, status: () => undefined };
+    const opts = { dockerfile: 'Dockerfile', tags: [], noCache: false, pull: false, buildArgs: {}, labels: {}, insecure: [] };
+    await assert.rejects(builder.build(Readable.from([]), opts, out), (err: HyperboxError) => err.httpStatus === 501 && /--storage-driver block/.test(err.message));
   });
 });
