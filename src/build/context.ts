@@ -22,13 +22,13 @@ export class BuildContext {
   private constructor(readonly dir: string) {}
 
   /** Unpacks a context tar stream into a fresh private directory. */
-  static async unpack(source: Readable, tmpRoot = os.tmpdir()): Promise<BuildContext> {
+  static async unpack(source: Readable, tmpRoot = os.tmpdir(), maxBytes = MAX_CONTEXT_BYTES): Promise<BuildContext> {
     const dir = fs.mkdtempSync(path.join(tmpRoot, 'hyperbox-build-'));
     fs.chmodSync(dir, 0o700);
     const ctx = new BuildContext(path.join(dir, 'context'));
     fs.mkdirSync(ctx.dir, { mode: 0o755 });
     try {
-      await applyLayer(ctx.dir, source, { whiteouts: false, maxBytes: MAX_CONTEXT_BYTES });
+      await applyLayer(ctx.dir, source, { whiteouts: false, maxBytes });
     } catch (err) {
       ctx.dispose();
       throw invalid(`cannot read the build context: ${(err as Error).message}`);

@@ -88,6 +88,8 @@ describe('build context', () => {
 
   it('refuses a context whose entries escape, and never resolves a symlink outside it', async () => {
     await assert.rejects(BuildContext.unpack(await tarOf([{ name: '../../escape', body: 'x' }]), tmp), /escapes the root/);
+    await assert.rejects(BuildContext.unpack(await tarOf([{ name: 'big', body: 'x'.repeat(4096) }]), tmp, 1024), /exceeds the 1024-byte size limit/);
+    assert.deepEqual(fs.readdirSync(tmp).filter((f) => f.startsWith('hyperbox-build-')), [], 'a refused context leaves nothing behind');
     const ctx = await BuildContext.unpack(
       await tarOf([
         { name: 'abs', type: 'symlink', linkname: '/etc/passwd' },
