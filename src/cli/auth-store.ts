@@ -55,3 +55,8 @@ export function credentialsFor(server: string): { username: string; password: st
   const i = text.indexOf(':');
   return i < 0 ? undefined : { username: text.slice(0, i), password: text.slice(i + 1) };
 }
+
+/** Every stored credential as an X-Registry-Config header (what the docker CLI sends with a build). */
+export function registryConfigHeader(): string {
+  return Buffer.from(JSON.stringify(read().auths)).toString('base64url');
+}

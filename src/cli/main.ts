@@ -12,6 +12,7 @@ import { registerContainerCommands } from './commands/containers.js';
 import { registerContainerStateCommands } from './commands/inspect-container.js';
 import { registerFileCommands } from './commands/files.js';
 import { registerArchiveCommands } from './commands/archive.js';
+import { registerBuildCommands } from './commands/build.js';
 import { registerRegistryCommands } from './commands/registry.js';
 import { registerImageCommands } from './commands/images.js';
 import { registerNetworkCommands } from './commands/networks.js';
@@ -99,6 +100,7 @@ function buildProgram(setStatus: (n: number) => void): Command {
   registerFileCommands(program, act);
   registerImageCommands(program, act);
   registerArchiveCommands(program, act);
+  registerBuildCommands(program, act);
   registerRegistryCommands(program, act);
   registerNetworkCommands(program, act);
   registerPodCommands(program, act);

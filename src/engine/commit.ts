@@ -36,6 +36,12 @@ export interface CommitOptions {
   comment?: string;
   author?: string;
   changes?: string[];
+  /** The image config to write instead of the container's (a build's RUN step keeps its image's). */
+  config?: ImageConfig['config'];
+  /** The history line (a build's RUN step: its command). */
+  createdBy?: string;
+  /** Record the image as a build step's, hidden from `images` without `-a`. */
+  intermediate?: boolean;
 }
 
 export async function commitContainer(store: ContentStore, c: Container, image: Image, upper: string, opts: CommitOptions): Promise<string> {
@@ -55,7 +61,7 @@ export async function commitContainer(store: ContentStore, c: Container, image: 
     const layer = await store.putBlob(layerStream);
     const now = new Date().toISOString();
     const cfg = c.record.Config;
-    let containerConfig: ImageConfig['config'] = {
+    let containerConfig: ImageConfig['config'] = opts.config ?? {
       ...image.config.config,
       Cmd: cfg.Cmd,
       Entrypoint: cfg.Entrypoint.length ? cfg.Entrypoint : null,
@@ -75,7 +81,7 @@ export async function commitContainer(store: ContentStore, c: Container, image: 
       author: opts.author || undefined,
       config: containerConfig,
       rootfs: { type: 'layers', diff_ids: [...image.config.rootfs.diff_ids, layer.digest] },
-      history: [...(image.config.history ?? []), { created: now, created_by: `hyperbox commit ${c.id.slice(0, 12)}`, comment: opts.comment ?? '', author: opts.author ?? '' }],
+      history: [...(image.config.history ?? []), { created: now, created_by: opts.createdBy ?? `hyperbox commit ${c.id.slice(0, 12)}`, comment: opts.comment ?? '', author: opts.author ?? '' }],
     };
     const configBlob = await store.putBlob(Buffer.from(JSON.stringify(config)));
     const manifest = {
@@ -86,7 +92,7 @@ export async function commitContainer(store: ContentStore, c: Container, image: 
     };
     const man = await store.putBlob(Buffer.from(JSON.stringify(manifest)));
     if (opts.ref) store.tag(opts.ref, man.digest);
-    else store.addUntagged(man.digest);
+    else store.addUntagged(man.digest, MediaType.ociManifest, { intermediate: opts.intermediate });
     return configBlob.digest;
   });
 }

@@ -74,12 +74,16 @@ function removeImage(engine: Engine, name: string, force: boolean): DeleteRespon
   return out;
 }
 
-/** `image prune`: dangling images (or, with all, every image no container uses). */
+/**
+ * `image prune`: dangling images (or, with all, every image no container
+ * uses). A build's step images are not dangling (Docker's have children):
+ * they are the build cache, which `builder prune` and `prune -a` clear.
+ */
 function pruneImages(engine: Engine, all: boolean): { ImagesDeleted: DeleteResponseItem[]; SpaceReclaimed: number } {
   const out: DeleteResponseItem[] = [];
   for (const img of engine.store.list()) {
     if (engine.registry.imageUser(img.id)) continue;
-    if (img.refs.length && !all) continue;
+    if ((img.refs.length || img.intermediate) && !all) continue;
     for (const ref of img.refs) out.push({ Untagged: ref });
     deleteUnused(engine, img, out);
   }

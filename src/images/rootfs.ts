@@ -13,6 +13,9 @@ import { internal } from '../common/errors.js';
 import { applyLayer } from './layer.js';
 import type { ContentStore, Image } from './store.js';
 
+/** Next to an unpacked root: the digests of the layers it was made of, in order. */
+const LAYERS_FILE = 'layers.json';
+
 export class RootfsBuilder {
   constructor(
     private readonly store: ContentStore,
@@ -40,14 +43,51 @@ export class RootfsBuilder {
     return p;
   }
 
+  /**
+   * The unpacked root of another image whose layers are the first layers of
+   * IMAGE's, the longest such chain (a build's steps share all but their last
+   * layer, or all of them for a config-only step): starting from a copy of it
+   * saves unpacking those layers again.
+   */
+  private closestUnpacked(image: Image): { rootfs: string; layers: number } | undefined {
+    const chain = image.manifest.layers.map((l) => l.digest);
+    let best: { rootfs: string; layers: number } | undefined;
+    for (const name of fs.readdirSync(this.cacheDir)) {
+      if (name.includes('.tmp-')) continue;
+      let layers: string[];
+      try {
+        layers = JSON.parse(fs.readFileSync(path.join(this.cacheDir, name, LAYERS_FILE), 'utf8')) as string[];
+      } catch {
+        continue; // unpacked before layer chains were recorded, or being removed
+      }
+      if (!layers.length || layers.length > chain.length || layers.some((d, i) => d !== chain[i])) continue;
+      if (!best || layers.length > best.layers) best = { rootfs: path.join(this.cacheDir, name, 'rootfs'), layers: layers.length };
+    }
+    return best;
+  }
+
   private async unpack(image: Image, dir: string): Promise<string> {
     const tmp = `${dir}.tmp-${randomBytes(4).toString('hex')}`;
     const rootfs = path.join(tmp, 'rootfs');
-    fs.mkdirSync(rootfs, { recursive: true, mode: 0o755 });
+    fs.mkdirSync(tmp, { recursive: true, mode: 0o755 });
     try {
-      for (const layer of image.manifest.layers) {
+      const base = this.closestUnpacked(image);
+      let start = 0;
+      if (base) {
+        // The same layers: hard links (nothing is ever written into an unpacked root); fewer: a copy to apply the rest on.
+        const same = base.layers === image.manifest.layers.length;
+        try {
+          execFileSync('cp', [same ? '-al' : '-a', ...(same ? [] : ['--reflink=auto']), base.rootfs, rootfs], { stdio: ['ignore', 'ignore', 'pipe'] });
+          start = base.layers;
+        } catch {
+          fs.rmSync(rootfs, { recursive: true, force: true }); // removed meanwhile: unpack it all
+        }
+      }
+      if (start === 0) fs.mkdirSync(rootfs, { mode: 0o755 });
+      for (const layer of image.manifest.layers.slice(start)) {
         await applyLayer(rootfs, fs.createReadStream(this.store.blobPath(layer.digest)));
       }
+      fs.writeFileSync(path.join(tmp, LAYERS_FILE), JSON.stringify(image.manifest.layers.map((l) => l.digest)));
       fs.writeFileSync(path.join(tmp, 'complete'), image.id);
       fs.rmSync(dir, { recursive: true, force: true });
       fs.renameSync(tmp, dir);

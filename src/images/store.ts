@@ -77,11 +77,14 @@ export interface Image {
   refs: string[];
   /** "repo@sha256:..." for each registry this image was pulled from or pushed to. */
   repoDigests: string[];
+  /** A build step's image, listed only with `images -a` (as Docker's intermediate images). */
+  intermediate?: boolean;
   size: number;
 }
 
 const REF_ANNOTATION = 'org.opencontainers.image.ref.name';
 const REPO_DIGEST_ANNOTATION = 'io.hyperbox.repo-digest';
+const INTERMEDIATE_ANNOTATION = 'io.hyperbox.build-step';
 
 export class ContentStore {
   readonly blobDir: string;
@@ -178,11 +181,15 @@ export class ContentStore {
     this.writeIndex(index);
   }
 
-  /** Records an image without a name (import or load without a tag). */
-  addUntagged(manifestDigest: string, mediaType: string = MediaType.ociManifest): void {
+  /** Records an image without a name (import or load without a tag; a build's steps as intermediate). */
+  addUntagged(manifestDigest: string, mediaType: string = MediaType.ociManifest, opts: { intermediate?: boolean } = {}): void {
     const index = this.readIndex();
-    if (index.manifests.some((m) => m.digest === manifestDigest)) return;
-    index.manifests.push({ mediaType, digest: manifestDigest, size: fs.statSync(this.blobPath(manifestDigest)).size });
+    const existing = index.manifests.filter((m) => m.digest === manifestDigest);
+    // A build's result that was a step before stops being hidden.
+    if (existing.length && (opts.intermediate || existing.some((m) => !m.annotations?.[INTERMEDIATE_ANNOTATION]))) return;
+    index.manifests = index.manifests.filter((m) => m.digest !== manifestDigest);
+    const annotations = opts.intermediate ? { annotations: { [INTERMEDIATE_ANNOTATION]: 'true' } } : {};
+    index.manifests.push({ mediaType, digest: manifestDigest, size: fs.statSync(this.blobPath(manifestDigest)).size, ...annotations });
     this.writeIndex(index);
   }
 
@@ -254,16 +261,17 @@ export class ContentStore {
   }
 
   list(): Image[] {
-    const byDigest = new Map<string, { refs: string[]; repoDigests: string[] }>();
+    const byDigest = new Map<string, { refs: string[]; repoDigests: string[]; intermediate: boolean }>();
     for (const m of this.readIndex().manifests) {
-      const entry = byDigest.get(m.digest) ?? { refs: [], repoDigests: [] };
+      const entry = byDigest.get(m.digest) ?? { refs: [], repoDigests: [], intermediate: true };
+      entry.intermediate &&= !!m.annotations?.[INTERMEDIATE_ANNOTATION];
       const name = m.annotations?.[REF_ANNOTATION];
       if (name) entry.refs.push(familiarName(parseReference(name)));
       const rd = m.annotations?.[REPO_DIGEST_ANNOTATION];
       if (rd && !entry.repoDigests.includes(rd)) entry.repoDigests.push(rd);
       byDigest.set(m.digest, entry);
     }
-    return [...byDigest].map(([d, e]) => this.load(d, e.refs, e.repoDigests));
+    return [...byDigest].map(([d, e]) => ({ ...this.load(d, e.refs, e.repoDigests), ...(e.intermediate ? { intermediate: true } : {}) }));
   }
 
   // ---- where blobs came from (for cross-repository mounts on push) ----------

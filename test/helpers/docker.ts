@@ -13,9 +13,9 @@ export function dockerEnv(d: TestDaemon): NodeJS.ProcessEnv {
   return { ...process.env, DOCKER_HOST: d.host, DOCKER_CONFIG: dockerConfig, DOCKER_CLI_HINTS: 'false' };
 }
 
-export function docker(d: TestDaemon, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+export function docker(d: TestDaemon, args: string[], opts: { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn('docker', args, { env: dockerEnv(d), stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    const child = spawn('docker', args, { env: { ...dockerEnv(d), ...opts.env }, stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout!.on('data', (c) => (stdout += c));

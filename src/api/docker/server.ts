@@ -16,6 +16,7 @@ import { API_VERSION, compareVersions, Ctx, MIN_API_VERSION } from './http.js';
 import { containerRoutes } from './routes/containers.js';
 import { execRoutes } from './routes/exec.js';
 import { archiveRoutes } from './routes/archive.js';
+import { buildRoutes } from './routes/build.js';
 import { distributionRoutes } from './routes/distribution.js';
 import { ImagePaths } from './routes/image-paths.js';
 import { imageRoutes } from './routes/images.js';
@@ -69,6 +70,7 @@ export function createDockerApiServer(engine: Engine, info: ServerInfo, logger: 
   imageRoutes(table, imagePaths, engine, info.insecureRegistries);
   distributionRoutes(table, imagePaths, engine, info.insecureRegistries);
   archiveRoutes(table, imagePaths, engine);
+  buildRoutes(table, engine, info.insecureRegistries);
   nativeRoutes(table, engine);
 
   const commonHeaders = {

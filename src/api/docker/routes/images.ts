@@ -62,7 +62,8 @@ function imageInspect(img: Image) {
 }
 
 export function imageRoutes(r: RouteTable, images: ImagePaths, engine: Engine, insecure: string[]): void {
-  r.add('GET', '/images/json', (ctx) => ctx.send(200, engine.images.list().map(imageSummary)));
+  // A build's step images are listed only with `all` (`images -a`), as Docker's intermediate images.
+  r.add('GET', '/images/json', (ctx) => ctx.send(200, engine.images.list().filter((i) => !i.intermediate || ctx.bool('all')).map(imageSummary)));
 
   r.add('POST', '/images/create', async (ctx) => {
     const fromSrc = ctx.query.get('fromSrc');

@@ -148,8 +148,6 @@ export function systemRoutes(r: RouteTable, engine: Engine, info: ServerInfo): v
 
   // Docker endpoints hyperbox does not implement answer 501 with the reason, never a fake success.
   const unsupported: Array<[Method, string, string]> = [
-    ['POST', '/build', 'building images is not supported by hyperbox: build elsewhere and pull, load or import the result'],
-    ['POST', '/build/prune', 'hyperbox has no build cache'],
     ['GET', '/containers/:id/checkpoints', 'checkpoints are not supported by hyperbox'],
   ];
   for (const [method, p, why] of unsupported) {
