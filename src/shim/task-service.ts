@@ -9,12 +9,15 @@ import type { EventPublisher } from './events.js';
 import { processSpec, readSpec, rootMounts, type OciProcess } from './oci.js';
 import type { PodVm } from './pod-vm.js';
 import { ShimProcess, type ProcStatus } from './process.js';
+import { mountRootfs, unmountRootfs } from './rootfs.js';
 import { decode, encode, timestamp } from './proto.js';
 import { Code, RpcError, unimplemented, type Handler } from './ttrpc.js';
 
 interface Task {
   id: string;
   bundle: string;
+  /** bundle/rootfs when this shim mounted it, to unmount at Delete. */
+  mountedRootfs?: string;
   root: string;
   init: ShimProcess;
   execs: Map<string, ShimProcess>;
@@ -91,10 +94,16 @@ export class TaskService {
     const root = `c${this.tasks.size}-${id.replace(/[^A-Za-z0-9_.-]/g, '').slice(0, 24)}`;
     const procSpec = processSpec(spec.process, root, false);
     const io = { stdin: r.stdin, stdout: r.stdout, stderr: r.stderr, terminal: r.terminal === true };
-    await this.pod.attach(root, rootfsDir, spec.hostname ?? id, rootMounts(spec));
+    mountRootfs(r.rootfs ?? [], rootfsDir);
+    try {
+      await this.pod.attach(root, rootfsDir, spec.hostname || id, rootMounts(spec));
+    } catch (err) {
+      if (r.rootfs?.length) unmountRootfs(rootfsDir);
+      throw err;
+    }
     const init = new ShimProcess(id, '', procSpec, io);
     init.pid = this.pod.sandbox!.pid; // the host process that runs the container: its VM
-    this.tasks.set(id, { id, bundle, root, init, execs: new Map() });
+    this.tasks.set(id, { id, bundle, root, init, execs: new Map(), mountedRootfs: r.rootfs?.length ? rootfsDir : undefined });
     this.events.publish('TaskCreate', { container_id: id, bundle, rootfs: r.rootfs, io, pid: init.pid });
     return { pid: init.pid };
   }
@@ -124,6 +133,7 @@ export class TaskService {
     else {
       this.tasks.delete(t.id);
       this.pod.detach(t.root);
+      if (t.mountedRootfs) unmountRootfs(t.mountedRootfs);
       this.events.publish('TaskDelete', { container_id: t.id, pid: p.pid, exit_status: exit.status, exited_at: timestamp(exit.at), id: '' });
     }
     return { pid: p.pid, exit_status: exit.status, exited_at: timestamp(exit.at) };

@@ -1,0 +1,85 @@
+/**
+ * A containerd of a test's own: its own root, state, socket and config (no
+ * systemd), with the hyperbox shim (bin/) on its PATH and the shim's state in
+ * the test's directory. Stopped and its directory removed (never through a
+ * mount) by stop().
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { repo, waitFor } from './daemon.js';
+
+export const NAMESPACE = 'hbtest';
+export const RUNTIME = 'io.containerd.hyperbox.v2';
+
+export interface CtrResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export class TestContainerd {
+  readonly dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hbctd-'));
+  readonly address = path.join(this.dir, 'containerd.sock');
+  readonly shimState = path.join(this.dir, 'shim');
+  private proc: ChildProcess | undefined;
+
+  async start(): Promise<void> {
+    const config = path.join(this.dir, 'config.toml');
+    fs.writeFileSync(config, [
+      'version = 2',
+      `root = "${this.dir}/root"`,
+      `state = "${this.dir}/state"`,
+      'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+      '[grpc]',
+      `  address = "${this.address}"`,
+    ].join('\n') + '\n');
+    const log = fs.openSync(path.join(this.dir, 'containerd.log'), 'a');
+    this.proc = spawn('containerd', ['--config', config], {
+      stdio: ['ignore', log, log],
+      env: { ...process.env, PATH: `${path.join(repo, 'bin')}:${process.env.PATH}`, HYPERBOX_SHIM_STATE: this.shimState },
+    });
+    fs.closeSync(log);
+    await waitFor(() => this.ctr(['version']).code === 0, { what: 'containerd to answer', timeoutMs: 20_000, intervalMs: 200 });
+  }
+
+  /** Runs `ctr` against this containerd in the test namespace. */
+  ctr(args: string[], opts: { input?: string; timeoutMs?: number } = {}): CtrResult {
+    const r = spawnSync('ctr', ['--address', this.address, '-n', NAMESPACE, ...args], { input: opts.input ?? '', encoding: 'utf8', timeout: opts.timeoutMs ?? 120_000 });
+    return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+  }
+
+  log(): string {
+    return fs.readFileSync(path.join(this.dir, 'containerd.log'), 'utf8');
+  }
+
+  async stop(): Promise<void> {
+    const proc = this.proc;
+    if (proc && proc.exitCode === null) {
+      const exited = new Promise((r) => proc.once('exit', r));
+      proc.kill('SIGTERM');
+      await exited;
+    }
+    // containerd leaves its snapshot mounts (and shims theirs) to their owners: undo what is left.
+    const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => m.startsWith(`${this.dir}/`));
+    for (const m of mounts.sort().reverse()) spawnSync('umount', ['-l', m]);
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** An OCI image archive of build/busybox-rootfs.tar (umoci), to `ctr image import`. */
+export function busyboxArchive(dir: string): string {
+  const layout = path.join(dir, 'oci');
+  const run = (args: string[]) => {
+    const r = spawnSync('umoci', args, { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`umoci ${args.join(' ')}: ${r.stderr}`);
+  };
+  run(['init', '--layout', layout]);
+  run(['new', '--image', `${layout}:latest`]);
+  run(['raw', 'add-layer', '--image', `${layout}:latest`, path.join(repo, 'build/busybox-rootfs.tar')]);
+  run(['config', '--image', `${layout}:latest`, '--config.cmd', 'sh', '--config.env', 'PATH=/usr/sbin:/usr/bin:/sbin:/bin']);
+  const archive = path.join(dir, 'busybox-oci.tar');
+  spawnSync('tar', ['-C', layout, '-cf', archive, '.']);
+  return archive;
+}
