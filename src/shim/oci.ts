@@ -104,11 +104,11 @@ export function rootMounts(spec: OciSpec): RootMounts {
     if (typeof m?.destination !== 'string' || !m.destination.startsWith('/')) throw new RpcError(Code.InvalidArgument, 'an OCI mount needs an absolute destination');
     const opts = strings(m.options, 'mount options');
     const isBind = m.type === 'bind' || opts.includes('bind') || opts.includes('rbind');
-    if (isBind) {
+    if (AGENT_MOUNTS.test(m.destination)) {
+      continue; // also CRI's binds of the sandbox's /dev/shm and of /dev/termination-log
+    } else if (isBind) {
       if (typeof m.source !== 'string' || !path.isAbsolute(m.source)) throw new RpcError(Code.InvalidArgument, `bind mount at ${m.destination} needs an absolute source`);
       out.binds.push({ hostPath: m.source, dest: m.destination, readonly: opts.includes('ro') });
-    } else if (AGENT_MOUNTS.test(m.destination)) {
-      continue;
     } else if (m.type === 'tmpfs') {
       const keep = opts.filter((o) => /^(size|mode)=|^(ro|noexec|nosuid|nodev)$/.test(o));
       out.tmpfs.push(keep.length ? `${m.destination}:${keep.join(',')}` : m.destination);

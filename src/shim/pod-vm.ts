@@ -67,7 +67,6 @@ export class PodVm {
     try {
       bindRoot(path.join(this.shareDir, name), rootfs);
       mounts.binds.forEach((b, i) => {
-        if (!fs.statSync(b.hostPath).isDirectory()) throw new RpcError(Code.Unimplemented, `binding a file (${b.hostPath} at ${b.dest}) is not supported by the hyperbox shim yet`);
         const source = `${name}.bind${i}`;
         bindRoot(path.join(this.shareDir, source), b.hostPath);
         binds.push({ source, dest: b.dest, readonly: b.readonly });
