@@ -7,12 +7,13 @@
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { busyboxArchive, RUNTIME, TestContainerd } from './helpers/containerd.js';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { busyboxArchive, IMAGE, RUNTIME, TestContainerd } from './helpers/containerd.js';
 import { qemuProcesses, waitFor } from './helpers/daemon.js';
 
-const IMAGE = 'docker.io/library/busybox:latest';
 
 /** Pids of the serving shims whose pod directories are under STATE. */
 function shimPids(state: string): number[] {
@@ -26,8 +27,12 @@ function shimPids(state: string): number[] {
   }).map(Number);
 }
 
-describe('containerd shim v2 (ctr)', () => {
+describe('containerd shim v2 (ctr, crictl)', () => {
   const ctd = new TestContainerd();
+  let events = '';
+  let watcher: ChildProcess | undefined;
+  /** The task topics containerd saw for container ID, in order. */
+  const topicsOf = (id: string) => events.split('\n').filter((l) => l.includes(`"${id}"`)).map((l) => /\/tasks\/[a-z-]+/.exec(l)?.[0]).filter(Boolean);
   const ok = (args: string[], input?: string) => {
     const r = ctd.ctr(args, { input });
     assert.equal(r.code, 0, `ctr ${args.join(' ')}: ${r.stderr}`);
@@ -36,20 +41,28 @@ describe('containerd shim v2 (ctr)', () => {
 
   before(async () => {
     await ctd.start();
-    ok(['image', 'import', '--base-name', 'docker.io/library/busybox', busyboxArchive(ctd.dir)]);
+    const archive = busyboxArchive(ctd.dir);
+    ok(['image', 'import', '--base-name', 'docker.io/library/busybox', archive]);
+    assert.equal(ctd.ctr(['image', 'import', '--base-name', 'docker.io/library/busybox', archive], { namespace: 'k8s.io' }).code, 0);
+    watcher = spawn('ctr', ['--address', ctd.address, 'events'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    watcher.stdout!.on('data', (b: Buffer) => (events += b.toString()));
   });
   after(async () => {
+    watcher?.kill();
     if (process.exitCode) process.stderr.write(ctd.log().slice(-4000));
     await ctd.stop();
   });
 
-  it('runs a container: its output and its exit code come through, and --rm leaves nothing', () => {
+  it('runs a container: its output and its exit code come through, and --rm leaves nothing', async () => {
     const r = ctd.ctr(['run', '--runtime', RUNTIME, '--rm', IMAGE, 'hello', 'sh', '-c', 'echo hello; echo to-stderr >&2; exit 3']);
     assert.equal(r.stdout, 'hello\n', r.stderr);
     assert.match(r.stderr, /to-stderr/);
     assert.equal(r.code, 3);
     assert.equal(ok(['container', 'ls', '-q']).trim(), '');
     assert.deepEqual(qemuProcesses(ctd.shimState), [], 'the VM is gone with the container');
+    // (ctr runs synchronously: the event watcher's output is read once the test yields.)
+    await waitFor(() => topicsOf('hello').includes('/tasks/delete'), { what: 'the events', timeoutMs: 5000, intervalMs: 50 });
+    assert.deepEqual(topicsOf('hello'), ['/tasks/create', '/tasks/start', '/tasks/exit', '/tasks/delete'], events);
   });
 
   it('passes stdin through and applies the spec (cwd, env)', () => {
@@ -60,15 +73,22 @@ describe('containerd shim v2 (ctr)', () => {
 
   it('execs in a running container, kills it, and a killed shim leaves no QEMU', async () => {
     ok(['run', '-d', '--runtime', RUNTIME, IMAGE, 'long', 'sh', '-c', 'echo started > /tmp/mark; sleep 600']);
-    const e = ctd.ctr(['task', 'exec', '--exec-id', 'e1', 'long', 'sh', '-c', 'cat /tmp/mark; exit 4']);
+    const e = ctd.ctr(['task', 'exec', '--exec-id', 'e1', 'long', 'sh', '-c', 'until [ -f /tmp/mark ]; do sleep 1; done; cat /tmp/mark; exit 4']);
     assert.equal(e.stdout, 'started\n', e.stderr);
     assert.equal(e.code, 4);
     const u = ctd.ctr(['task', 'exec', '--exec-id', 'e2', '--user', '1000', '--cwd', '/etc', 'long', 'sh', '-c', 'echo $(pwd) $(id -u)']);
     assert.equal(u.stdout, '/etc 1000\n', u.stderr);
     assert.match(ok(['task', 'ls']), /long\s+\d+\s+RUNNING/);
+    ok(['task', 'pause', 'long']);
+    assert.match(ok(['task', 'ls']), /long\s+\d+\s+PAUSED/);
+    ok(['task', 'resume', 'long']);
+    assert.notEqual(ctd.ctr(['task', 'metrics', 'long']).code, 0);
+    assert.match(ctd.log(), /Stats \(task metrics\) is not implemented by the hyperbox shim/, 'a stub says so');
     ok(['task', 'kill', '-s', 'SIGKILL', 'long']);
     await waitFor(() => /long\s+\d+\s+STOPPED/.test(ok(['task', 'ls'])), { what: 'the task to stop', timeoutMs: 30_000, intervalMs: 200 });
     ok(['task', 'delete', 'long']);
+    await waitFor(() => topicsOf('long').includes('/tasks/delete'), { what: 'the events', timeoutMs: 5000, intervalMs: 50 });
+    assert.deepEqual(topicsOf('long'), ['/tasks/create', '/tasks/start', '/tasks/exec-added', '/tasks/exec-started', '/tasks/exit', '/tasks/exec-added', '/tasks/exec-started', '/tasks/exit', '/tasks/paused', '/tasks/resumed', '/tasks/exit', '/tasks/delete'], events);
     ok(['container', 'delete', 'long']);
     await waitFor(() => qemuProcesses(ctd.shimState).length === 0, { what: 'the VM to go with its shim', timeoutMs: 30_000, intervalMs: 200 });
 
@@ -79,5 +99,33 @@ describe('containerd shim v2 (ctr)', () => {
     process.kill(shim, 'SIGKILL');
     await waitFor(() => qemuProcesses(ctd.shimState).length === 0, { what: "containerd's delete to stop the dead shim's VM", timeoutMs: 30_000, intervalMs: 200 });
     await waitFor(() => fs.readdirSync(path.join(ctd.shimState, 'pods')).length === 0, { what: 'the pod directory to be removed', timeoutMs: 10_000, intervalMs: 100 });
+  });
+
+  it('runs a pod through the CRI plugin with runtime handler hyperbox (crictl runp, create, start, exec, logs, stop, rm)', async () => {
+    const cri = (args: string[]) => {
+      const r = ctd.crictl(args);
+      assert.equal(r.code, 0, `crictl ${args.join(' ')}: ${r.stderr}\n${ctd.log().slice(-3000)}`);
+      return r.stdout.trim();
+    };
+    const logs = path.join(ctd.dir, 'pod-logs');
+    const podJson = path.join(ctd.dir, 'pod.json');
+    const ctrJson = path.join(ctd.dir, 'ctr.json');
+    // The node's network (no CNI yet: see the README).
+    fs.writeFileSync(podJson, JSON.stringify({ metadata: { name: 'hbpod', namespace: 'default', uid: 'hbpod-uid', attempt: 0 }, log_directory: logs, linux: { security_context: { namespace_options: { network: 2 } } } }));
+    fs.writeFileSync(ctrJson, JSON.stringify({ metadata: { name: 'app' }, image: { image: IMAGE }, command: ['sh', '-c', 'echo hello from the pod; exec sleep 600'], log_path: 'app.log' }));
+    const pod = cri(['runp', '--runtime', 'hyperbox', podJson]);
+    const ctr = cri(['create', pod, ctrJson, podJson]);
+    cri(['start', ctr]);
+    assert.equal(shimPids(ctd.shimState).length, 1, 'one shim serves the pod sandbox and its container');
+    assert.equal(qemuProcesses(ctd.shimState).length, 1, 'one VM for the pod');
+    await waitFor(() => /hello from the pod/.test(ctd.crictl(['logs', ctr]).stdout), { what: 'the container log', timeoutMs: 20_000, intervalMs: 200 });
+    // The exec joins the app container (its PID 1 is the app's sleep, not the sandbox's), and
+    // CRI's file binds (/etc/hostname: the node's name, with the node's network) are in place.
+    assert.equal(cri(['exec', ctr, 'sh', '-c', 'echo $(tr "\\0" " " </proc/1/cmdline) / $(cat /etc/hostname)']), `sleep 600 / ${os.hostname()}`);
+    cri(['stop', '--timeout', '0', ctr]);
+    cri(['rm', ctr]);
+    cri(['stopp', pod]);
+    cri(['rmp', pod]);
+    await waitFor(() => qemuProcesses(ctd.shimState).length === 0 && shimPids(ctd.shimState).length === 0, { what: 'the pod VM and shim to go', timeoutMs: 30_000, intervalMs: 200 });
   });
 });

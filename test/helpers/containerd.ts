@@ -12,6 +12,9 @@ import { repo, waitFor } from './daemon.js';
 
 export const NAMESPACE = 'hbtest';
 export const RUNTIME = 'io.containerd.hyperbox.v2';
+export const IMAGE = 'docker.io/library/busybox:latest';
+/** The same busybox layer with a process that waits forever: the pod sandbox's "pause" container. */
+export const PAUSE_IMAGE = 'docker.io/library/busybox:pause';
 
 export interface CtrResult {
   code: number;
@@ -31,9 +34,20 @@ export class TestContainerd {
       'version = 2',
       `root = "${this.dir}/root"`,
       `state = "${this.dir}/state"`,
-      'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
       '[grpc]',
       `  address = "${this.address}"`,
+      // The CRI plugin: the pod sandbox's container is the image tagged "pause" (no registry here);
+      // RuntimeClass handler `hyperbox` is the shim. No CNI: pods use the node's network.
+      '[plugins."io.containerd.grpc.v1.cri"]',
+      `  sandbox_image = "${PAUSE_IMAGE}"`,
+      '  restrict_oom_score_adj = true',
+      '[plugins."io.containerd.grpc.v1.cri".cni]',
+      `  bin_dir = "${this.dir}/cni/bin"`,
+      `  conf_dir = "${this.dir}/cni/conf"`,
+      '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]',
+      '  runtime_type = "io.containerd.runc.v2"',
+      '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.hyperbox]',
+      `  runtime_type = "${RUNTIME}"`,
     ].join('\n') + '\n');
     const log = fs.openSync(path.join(this.dir, 'containerd.log'), 'a');
     this.proc = spawn('containerd', ['--config', config], {
@@ -45,9 +59,14 @@ export class TestContainerd {
   }
 
   /** Runs `ctr` against this containerd in the test namespace. */
-  ctr(args: string[], opts: { input?: string; timeoutMs?: number } = {}): CtrResult {
-    const r = spawnSync('ctr', ['--address', this.address, '-n', NAMESPACE, ...args], { input: opts.input ?? '', encoding: 'utf8', timeout: opts.timeoutMs ?? 120_000 });
-    return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+  ctr(args: string[], opts: { input?: string; timeoutMs?: number; namespace?: string } = {}): CtrResult {
+    return run('ctr', ['--address', this.address, '-n', opts.namespace ?? NAMESPACE, ...args], opts);
+  }
+
+  /** Runs crictl (built by scripts/setup-cri.sh) against this containerd's CRI plugin. */
+  crictl(args: string[], opts: { timeoutMs?: number } = {}): CtrResult {
+    const endpoint = `unix://${this.address}`;
+    return run(path.join(criToolsDir(), 'crictl'), ['--runtime-endpoint', endpoint, '--image-endpoint', endpoint, '--timeout', '60s', ...args], opts);
   }
 
   log(): string {
@@ -68,17 +87,32 @@ export class TestContainerd {
   }
 }
 
+function run(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number }): CtrResult {
+  const r = spawnSync(cmd, args, { input: opts.input ?? '', encoding: 'utf8', timeout: opts.timeoutMs ?? 120_000 });
+  return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? r.error?.message ?? '' };
+}
+
+/** Where scripts/setup-cri.sh put crictl and critest. */
+let toolsDir: string | undefined;
+export function criToolsDir(): string {
+  if (toolsDir) return toolsDir;
+  const r = spawnSync('bash', [path.join(repo, 'scripts/setup-cri.sh')], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`scripts/setup-cri.sh: ${r.stderr}`);
+  return (toolsDir = r.stdout.trim());
+}
+
 /** An OCI image archive of build/busybox-rootfs.tar (umoci), to `ctr image import`. */
 export function busyboxArchive(dir: string): string {
   const layout = path.join(dir, 'oci');
-  const run = (args: string[]) => {
+  const umoci = (args: string[]) => {
     const r = spawnSync('umoci', args, { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`umoci ${args.join(' ')}: ${r.stderr}`);
   };
-  run(['init', '--layout', layout]);
-  run(['new', '--image', `${layout}:latest`]);
-  run(['raw', 'add-layer', '--image', `${layout}:latest`, path.join(repo, 'build/busybox-rootfs.tar')]);
-  run(['config', '--image', `${layout}:latest`, '--config.cmd', 'sh', '--config.env', 'PATH=/usr/sbin:/usr/bin:/sbin:/bin']);
+  umoci(['init', '--layout', layout]);
+  umoci(['new', '--image', `${layout}:latest`]);
+  umoci(['raw', 'add-layer', '--image', `${layout}:latest`, path.join(repo, 'build/busybox-rootfs.tar')]);
+  umoci(['config', '--image', `${layout}:latest`, '--config.cmd', 'sh', '--config.env', 'PATH=/usr/sbin:/usr/bin:/sbin:/bin']);
+  umoci(['config', '--image', `${layout}:latest`, '--tag', 'pause', '--config.cmd', 'sleep', '--config.cmd', '2147483647']);
   const archive = path.join(dir, 'busybox-oci.tar');
   spawnSync('tar', ['-C', layout, '-cf', archive, '.']);
   return archive;
