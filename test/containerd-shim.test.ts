@@ -92,6 +92,15 @@ describe('containerd shim v2 (ctr, crictl)', () => {
     ok(['container', 'delete', 'long']);
     await waitFor(() => qemuProcesses(ctd.shimState).length === 0, { what: 'the VM to go with its shim', timeoutMs: 30_000, intervalMs: 200 });
 
+    // A VM that dies ends its container's task: killed, reported, and deletable.
+    ok(['run', '-d', '--runtime', RUNTIME, IMAGE, 'vmdies', 'sleep', '600']);
+    const [vm] = qemuProcesses(ctd.shimState);
+    process.kill(vm!, 'SIGKILL');
+    await waitFor(() => /vmdies\s+\d+\s+STOPPED/.test(ok(['task', 'ls'])), { what: 'the task of the dead VM to stop', timeoutMs: 30_000, intervalMs: 200 });
+    ok(['task', 'delete', 'vmdies']);
+    ok(['container', 'delete', 'vmdies']);
+    await waitFor(() => shimPids(ctd.shimState).length === 0, { what: 'its shim to exit', timeoutMs: 30_000, intervalMs: 200 });
+
     ok(['run', '-d', '--runtime', RUNTIME, IMAGE, 'orphan', 'sleep', '600']);
     const [shim] = shimPids(ctd.shimState);
     assert.ok(shim, 'the shim serves the container');

@@ -53,6 +53,10 @@ export class PodVm {
     this.runtime ??= await openRuntime({ stateDir: this.opts.stateDir, accel: this.opts.accel, logger: this.opts.logger });
     const runDir = path.join(this.opts.podDir, 'vm');
     const sandbox = await this.runtime.start({ rootfs: this.shareDir, noRoot: true, hostname: hostname.slice(0, 63) || 'hyperbox', runDir });
+    // A VM that dies (or is stopped) ends its processes: each is reported killed.
+    sandbox.agent.on('close', () => {
+      for (const p of sandbox.agent.orphans()) p.finish({ code: 137, signal: 9 });
+    });
     const rec: VmRecord = { pid: sandbox.pid, runDir };
     fs.writeFileSync(path.join(this.opts.podDir, 'vm.json'), JSON.stringify(rec));
     this.opts.logger.info(`pod VM started (${sandbox.info.mode}, ${JSON.stringify(sandbox.info.phases)})`);
