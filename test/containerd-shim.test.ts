@@ -11,21 +11,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { busyboxArchive, IMAGE, RUNTIME, TestContainerd } from './helpers/containerd.js';
+import { busyboxArchive, IMAGE, RUNTIME, shimPids, TestContainerd } from './helpers/containerd.js';
 import { qemuProcesses, waitFor } from './helpers/daemon.js';
 
-
-/** Pids of the serving shims whose pod directories are under STATE. */
-function shimPids(state: string): number[] {
-  return fs.readdirSync('/proc').filter((e) => /^\d+$/.test(e)).filter((e) => {
-    try {
-      const cmd = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8');
-      return cmd.includes('containerd-shim-hyperbox-v2') && cmd.includes(state) && cmd.endsWith('serve\0');
-    } catch {
-      return false;
-    }
-  }).map(Number);
-}
 
 describe('containerd shim v2 (ctr, crictl)', () => {
   const ctd = new TestContainerd();

@@ -8,7 +8,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { repo, waitFor } from './daemon.js';
+import { qemuProcesses, repo, waitFor } from './daemon.js';
 
 export const NAMESPACE = 'hbtest';
 export const RUNTIME = 'io.containerd.hyperbox.v2';
@@ -80,6 +80,11 @@ export class TestContainerd {
       proc.kill('SIGTERM');
       await exited;
     }
+    // Shims outlive containerd by design: end this test's (they stop their VMs), then any QEMU left.
+    for (const pid of shimPids(this.dir)) process.kill(pid, 'SIGTERM');
+    await waitFor(() => shimPids(this.dir).length === 0, { what: 'the shims to exit', timeoutMs: 20_000, intervalMs: 100 }).catch(() => {
+      for (const pid of [...shimPids(this.dir), ...qemuProcesses(this.dir)]) process.kill(pid, 'SIGKILL');
+    });
     // containerd leaves its snapshot mounts (and shims theirs) to their owners: undo what is left.
     const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => m.startsWith(`${this.dir}/`));
     for (const m of mounts.sort().reverse()) spawnSync('umount', ['-l', m]);
@@ -99,6 +104,18 @@ export function criToolsDir(): string {
   const r = spawnSync('bash', [path.join(repo, 'scripts/setup-cri.sh')], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`scripts/setup-cri.sh: ${r.stderr}`);
   return (toolsDir = r.stdout.trim());
+}
+
+/** Pids of the serving shims whose command line names a path under DIR. */
+export function shimPids(dir: string): number[] {
+  return fs.readdirSync('/proc').filter((e) => /^\d+$/.test(e)).filter((e) => {
+    try {
+      const cmd = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8');
+      return cmd.includes('containerd-shim-hyperbox-v2') && cmd.includes(`${dir}/`) && cmd.endsWith('serve\0');
+    } catch {
+      return false;
+    }
+  }).map(Number);
 }
 
 /** An OCI image archive of build/busybox-rootfs.tar (umoci), to `ctr image import`. */
