@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { busyboxArchive, IMAGE, RUNTIME, shimPids, TestContainerd } from './helpers/containerd.js';
 import { qemuProcesses, waitFor } from './helpers/daemon.js';
 
@@ -53,7 +53,16 @@ describe('containerd shim v2 (ctr, crictl)', () => {
     assert.deepEqual(topicsOf('hello'), ['/tasks/create', '/tasks/start', '/tasks/exit', '/tasks/delete'], events);
   });
 
-  it('passes stdin through and applies the spec (cwd, env)', () => {
+  it('gives a terminal with -t (ctr run under script(1) for a pty of its own)', () => {
+    const cmd = `ctr --address ${ctd.address} -n hbtest run -t --rm --runtime ${RUNTIME} ${IMAGE} tty1 sh -c '[ -t 0 ] && [ -t 1 ] && echo on-a-tty $(tty); exit 5'`;
+    const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { encoding: 'utf8', input: '', timeout: 60_000 });
+    assert.match(r.stdout, /on-a-tty \/dev\/pts\/\d+\r/, r.stderr);
+    assert.equal(r.status, 5);
+  });
+
+  it('passes stdin through and applies the spec (cwd, env, read-only root, hostname)', () => {
+    const ro = ctd.ctr(['run', '--rm', '--read-only', '--runtime', RUNTIME, IMAGE, 'rootro', 'sh', '-c', 'touch /x 2>/dev/null || echo read-only; hostname']);
+    assert.equal(ro.stdout, 'read-only\nrootro\n', ro.stderr);
     const r = ctd.ctr(['run', '--runtime', RUNTIME, '--rm', '--cwd', '/tmp', '--env', 'GREETING=hi there', IMAGE, 'spec', 'sh', '-c', 'cat; echo "$(pwd) $GREETING $(id -u)"'], { input: 'from stdin\n' });
     assert.equal(r.stdout, 'from stdin\n/tmp hi there 0\n', r.stderr);
     assert.equal(r.code, 0);
