@@ -70,12 +70,51 @@ function alive(socket: string): Promise<boolean> {
   });
 }
 
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Runs FN holding the pod's start lock: two containers of a pod starting at once get one shim. */
+async function withStartLock<T>(podDir: string, fn: () => Promise<T>): Promise<T> {
+  fs.mkdirSync(podDir, { recursive: true, mode: 0o700 });
+  const lock = path.join(podDir, 'start.lock');
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      fs.writeFileSync(lock, String(process.pid), { flag: 'wx' });
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const holder = Number(fs.readFileSync(lock, 'utf8') || 0);
+      if (holder && !pidAlive(holder)) fs.rmSync(lock, { force: true }); // its holder died
+      else if (Date.now() > deadline) throw new Error(`${lock} is held by process ${holder}`);
+      else await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    fs.rmSync(lock, { force: true });
+  }
+}
+
 async function start(flags: ShimFlags): Promise<string> {
   if (!flags.id) throw new Error('start needs -id');
   const podDir = podDirFor(flags, groupOf(readSpec(flags.bundle), flags.id));
+  const address = await withStartLock(podDir, () => startShim(flags, podDir));
+  fs.writeFileSync(path.join(flags.bundle, POD_FILE), podDir);
+  return address;
+}
+
+/** The address of the pod's shim, started here unless it already serves. */
+async function startShim(flags: ShimFlags, podDir: string): Promise<string> {
   const socket = path.join(podDir, 'shim.sock');
   if (!(await alive(socket))) {
-    fs.mkdirSync(podDir, { recursive: true, mode: 0o700 });
     const log = fs.openSync(path.join(podDir, 'shim.log'), 'a');
     const script = process.argv[1]!;
     const args = ['-namespace', flags.namespace, '-address', flags.address, '-publish-binary', flags.publishBinary, '-id', flags.id, '-bundle', podDir, ...(flags.debug ? ['-debug'] : []), 'serve'];
@@ -94,7 +133,6 @@ async function start(flags: ShimFlags): Promise<string> {
     }
     child.unref();
   }
-  fs.writeFileSync(path.join(flags.bundle, POD_FILE), podDir);
   return `unix://${socket}`;
 }
 
