@@ -3,17 +3,24 @@
  * root, state and socket) and its own client, ctr: a busybox image imported as
  * an OCI archive runs with `--runtime io.containerd.hyperbox.v2` in a VM the
  * shim owns through the sandbox library; output, exit codes, exec, kill, and
- * a killed shim leaving no QEMU behind.
+ * a killed shim leaving no QEMU behind; crictl against containerd's CRI plugin;
+ * and the binary protocol's start grouping and delete on their own.
  */
 import assert from 'node:assert/strict';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
+import { repoRoot } from '../src/common/paths.js';
+import { decode } from '../src/shim/proto.js';
 import { busyboxArchive, IMAGE, RUNTIME, shimPids, TestContainerd } from './helpers/containerd.js';
 import { qemuProcesses, waitFor } from './helpers/daemon.js';
 
+
+const run = promisify(execFile);
+const shim = path.join(repoRoot, 'bin/containerd-shim-hyperbox-v2');
 
 describe('containerd shim v2 (ctr, crictl)', () => {
   const ctd = new TestContainerd();
@@ -133,5 +140,54 @@ describe('containerd shim v2 (ctr, crictl)', () => {
     cri(['stopp', pod]);
     cri(['rmp', pod]);
     await waitFor(() => qemuProcesses(ctd.shimState).length === 0 && shimPids(ctd.shimState).length === 0, { what: 'the pod VM and shim to go', timeoutMs: 30_000, intervalMs: 200 });
+  });
+});
+
+describe('containerd shim binary protocol (no containerd, no VM)', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hbshimbin-'));
+  const env = { ...process.env, HYPERBOX_SHIM_STATE: path.join(dir, 'state') };
+  const served = () => fs.readdirSync('/proc').filter((e) => /^\d+$/.test(e)).filter((e) => {
+    try {
+      const cmd = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8');
+      return cmd.includes(shim) && cmd.includes(`${dir}/`) && cmd.endsWith('serve\0');
+    } catch {
+      return false;
+    }
+  }).map(Number);
+  after(async () => {
+    for (const pid of served()) process.kill(pid, 'SIGTERM');
+    for (let i = 0; i < 100 && served().length; i++) await new Promise((r) => setTimeout(r, 50));
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  const bundle = (id: string, sandbox: string) => {
+    const b = path.join(dir, 'bundles', id);
+    fs.mkdirSync(b, { recursive: true });
+    fs.writeFileSync(path.join(b, 'config.json'), JSON.stringify({ process: { args: ['true'] }, annotations: { 'io.kubernetes.cri.sandbox-id': sandbox } }));
+    return b;
+  };
+  const shimRun = (b: string, id: string, action: string) =>
+    run(shim, ['-namespace', 'ns', '-address', path.join(dir, 'no-containerd.sock'), '-publish-binary', '/bin/false', '-id', id, ...(action === 'delete' ? ['-bundle', b] : []), action], { cwd: b, env, encoding: 'buffer' });
+
+  it('starts one shim per pod, whoever asks first, and prints only its address', async () => {
+    const [a, b] = await Promise.all([shimRun(bundle('a', 'pod1'), 'a', 'start'), shimRun(bundle('b', 'pod1'), 'b', 'start')]);
+    assert.match(a.stdout.toString(), /^unix:\/\/\/.*\/shim\.sock$/);
+    assert.equal(b.stdout.toString(), a.stdout.toString());
+    assert.equal(a.stderr.length + b.stderr.length, 0);
+    assert.equal(served().length, 1);
+    const other = await shimRun(bundle('c', 'pod2'), 'c', 'start');
+    assert.notEqual(other.stdout.toString(), a.stdout.toString());
+    assert.equal(served().length, 2);
+  });
+
+  it('delete answers a DeleteResponse, again and again, and leaves a live pod shim alone', async () => {
+    for (let i = 0; i < 2; i++) {
+      const { stdout } = await shimRun(path.join(dir, 'bundles', 'a'), 'a', 'delete');
+      const res = decode<{ exit_status: number; exited_at: { seconds: number } }>('containerd.task.v2.DeleteResponse', stdout);
+      assert.equal(res.exit_status, 137);
+      assert.ok(res.exited_at.seconds > 0);
+    }
+    assert.equal(served().length, 2);
+    await assert.rejects(shimRun(path.join(dir, 'bundles', 'a'), 'a', 'frobnicate'), /unknown action "frobnicate"/);
   });
 });
