@@ -27,6 +27,8 @@ const STDIN_DRAIN_QUIET_MS = 50;
 export class ShimProcess {
   status: ProcStatus = 'created';
   pid = 0;
+  /** Its pid in the guest (the init's `pid` is its VM's, the host process that runs it). */
+  guestPid = 0;
   exit: ExitInfo | undefined;
   private guest: GuestProcess | undefined;
   private io: ProcessIo | undefined;
@@ -54,6 +56,7 @@ export class ShimProcess {
       throw new RpcError(Code.Unknown, `starting ${this.spec.args[0]}: ${(err as Error).message}`);
     }
     this.guest = guest;
+    this.guestPid = guest.pid;
     this.pid = this.pid || guest.pid;
     this.status = 'running';
     const { stdin, stdout, stderr } = this.io;

@@ -13,7 +13,7 @@ function load(): protobuf.Root {
   if (root) return root;
   const r = new protobuf.Root();
   r.resolvePath = (_origin, target) => (target.startsWith('google/') ? target : path.join(PROTO_DIR, path.basename(target)));
-  r.loadSync(['shim.proto', 'events.proto', 'ttrpc.proto'].map((f) => path.join(PROTO_DIR, f)), { keepCase: true });
+  r.loadSync(['shim.proto', 'events.proto', 'ttrpc.proto', 'metrics.proto'].map((f) => path.join(PROTO_DIR, f)), { keepCase: true });
   root = r;
   return r;
 }

@@ -10,7 +10,8 @@ import { processSpec, readSpec, rootMounts, type OciProcess } from './oci.js';
 import type { PodVm } from './pod-vm.js';
 import { ShimProcess, type ProcStatus } from './process.js';
 import { mountRootfs, unmountRootfs } from './rootfs.js';
-import { decode, encode, timestamp } from './proto.js';
+import { decode, encode, packAny, timestamp } from './proto.js';
+import { containerMetrics } from './stats.js';
 import { Code, RpcError, unimplemented, type Handler } from './ttrpc.js';
 
 interface Task {
@@ -62,7 +63,7 @@ export class TaskService {
       Resume: h('ResumeRequest', undefined, (r) => this.pause(r.id, false)),
       Connect: h('ConnectRequest', 'ConnectResponse', async () => ({ shim_pid: process.pid, task_pid: this.pod.sandbox?.pid ?? 0 })),
       Shutdown: h('ShutdownRequest', undefined, async (r) => this.shutdown(r.now === true)),
-      Stats: h('StatsRequest', 'StatsResponse', async () => Promise.reject(unimplemented('Stats (task metrics)'))),
+      Stats: h('StatsRequest', 'StatsResponse', (r) => this.stats(r.id)),
       Update: h('UpdateTaskRequest', undefined, async () => Promise.reject(unimplemented('Update (changing resources)'))),
       Checkpoint: h('CheckpointTaskRequest', undefined, async () => Promise.reject(unimplemented('Checkpoint'))),
     };
@@ -177,6 +178,14 @@ export class TaskService {
     const t = this.task(r.id);
     const procs = [t.init, ...t.execs.values()].filter((p) => p.status === 'running' || p.status === 'paused');
     return { processes: procs.map((p) => ({ pid: p.pid })) };
+  }
+
+  /** cgroups v2 Metrics of the task's processes in the guest (see ./stats.ts). */
+  private async stats(id: string): Promise<object> {
+    const t = this.task(id);
+    const roots = [t.init, ...t.execs.values()].filter((p) => p.status === 'running').map((p) => p.guestPid);
+    const metrics = containerMetrics(await this.pod.sandbox!.stats(), roots);
+    return { stats: packAny('io.containerd.cgroups.v2.Metrics', metrics) };
   }
 
   /** Pausing freezes the whole VM: allowed only while it holds just this task. */

@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { groupOf, processSpec, rootMounts } from '../../src/shim/oci.js';
+import { containerMetrics } from '../../src/shim/stats.js';
 import { decode, encode } from '../../src/shim/proto.js';
 import { Code, encodeFrame, FrameDecoder, FrameType, HEADER_LENGTH, MAX_MESSAGE, RpcError, TtrpcServer } from '../../src/shim/ttrpc.js';
 
@@ -130,5 +131,16 @@ describe('shim OCI spec', () => {
   it('groups a CRI container with its pod sandbox, anything else on its own', () => {
     assert.equal(groupOf({ annotations: { 'io.kubernetes.cri.sandbox-id': 'pod1' } }, 'c1'), 'pod1');
     assert.equal(groupOf({}, 'c1'), 'c1');
+  });
+});
+
+describe('shim Stats', () => {
+  it("sums the container's process trees from the guest's process table", () => {
+    const proc = (pid: number, ppid: number, utime: number, stime: number, rssPages: number) => ({ pid, ppid, uid: 0, state: 'S', utime, stime, rssPages, startTicks: 0, command: 'x' });
+    const stats = { memTotal: 0, memAvailable: 0, cpuBusyTicks: 0, cpuTotalTicks: 0, uptimeSeconds: 0,
+      processes: [proc(1, 0, 100, 100, 100), proc(10, 1, 5, 1, 10), proc(11, 10, 2, 0, 20), proc(20, 1, 7, 7, 30), proc(30, 1, 1, 1, 1)] };
+    // The init (10) with its child (11) and an exec (30); another container (20) and the agent (1) are not counted.
+    assert.deepEqual(containerMetrics(stats, [10, 30, 99]), { pids: { current: 3 }, cpu: { usage_usec: 100_000, user_usec: 80_000, system_usec: 20_000 }, memory: { usage: 31 * 4096, anon: 31 * 4096 } });
+    assert.equal(containerMetrics(stats, []).pids.current, 0);
   });
 });
