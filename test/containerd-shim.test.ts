@@ -117,6 +117,20 @@ describe('containerd shim v2 (ctr, crictl)', () => {
     await waitFor(() => fs.readdirSync(path.join(ctd.shimState, 'pods')).length === 0, { what: 'the pod directory to be removed', timeoutMs: 10_000, intervalMs: 100 });
   });
 
+  it('keeps running tasks across a containerd restart: it reconnects to their shim', async () => {
+    ok(['run', '-d', '--runtime', RUNTIME, IMAGE, 'survivor', 'sleep', '600']);
+    const [vm] = qemuProcesses(ctd.shimState);
+    await ctd.restart();
+    assert.match(ok(['task', 'ls']), /survivor\s+\d+\s+RUNNING/);
+    assert.deepEqual(qemuProcesses(ctd.shimState), [vm]);
+    assert.equal(ctd.ctr(['task', 'exec', '--exec-id', 'after', 'survivor', 'echo', 'still here']).stdout, 'still here\n');
+    ok(['task', 'kill', '-s', 'SIGKILL', 'survivor']);
+    await waitFor(() => /survivor\s+\d+\s+STOPPED/.test(ok(['task', 'ls'])), { what: 'the task to stop', timeoutMs: 30_000, intervalMs: 200 });
+    ok(['task', 'delete', 'survivor']);
+    ok(['container', 'delete', 'survivor']);
+    await waitFor(() => qemuProcesses(ctd.shimState).length === 0, { what: 'the VM to go', timeoutMs: 30_000, intervalMs: 200 });
+  });
+
   it('runs a pod through the CRI plugin with runtime handler hyperbox (crictl runp, create, start, exec, logs, stats, stop, rm)', async () => {
     const cri = (args: string[]) => {
       const r = ctd.crictl(args);

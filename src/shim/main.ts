@@ -108,6 +108,8 @@ async function start(flags: ShimFlags): Promise<string> {
   const podDir = podDirFor(flags, groupOf(readSpec(flags.bundle), flags.id));
   const address = await withStartLock(podDir, () => startShim(flags, podDir));
   fs.writeFileSync(path.join(flags.bundle, POD_FILE), podDir);
+  // What a restarted containerd reads to reconnect to the shim (as runc's shim writes it).
+  fs.writeFileSync(path.join(flags.bundle, 'address'), address);
   return address;
 }
 

@@ -73,13 +73,23 @@ export class TestContainerd {
     return fs.readFileSync(path.join(this.dir, 'containerd.log'), 'utf8');
   }
 
-  async stop(): Promise<void> {
+  /** Stops containerd and starts it again on the same root, state and config (its shims go on). */
+  async restart(): Promise<void> {
+    await this.stopProcess();
+    await this.start();
+  }
+
+  private async stopProcess(): Promise<void> {
     const proc = this.proc;
     if (proc && proc.exitCode === null) {
       const exited = new Promise((r) => proc.once('exit', r));
       proc.kill('SIGTERM');
       await exited;
     }
+  }
+
+  async stop(): Promise<void> {
+    await this.stopProcess();
     // Shims outlive containerd by design: end this test's (they stop their VMs), then any QEMU left.
     for (const pid of shimPids(this.dir)) process.kill(pid, 'SIGTERM');
     await waitFor(() => shimPids(this.dir).length === 0, { what: 'the shims to exit', timeoutMs: 20_000, intervalMs: 100 }).catch(() => {
