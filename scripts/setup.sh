@@ -35,6 +35,9 @@ say "TypeScript"
 [ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund --loglevel=error
 npx tsc -p .
 
+say "containerd, crictl and critest for the containerd shim's tests (cached)"
+scripts/setup-cri.sh >/dev/null
+
 say "busybox:latest image"
 [ -f build/busybox-rootfs.tar ] || scripts/make-busybox-rootfs.sh build/busybox-rootfs.tar
 if ! bin/hyperbox inspect busybox:latest >/dev/null 2>&1; then

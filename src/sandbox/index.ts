@@ -16,6 +16,8 @@ import { startSandbox, type Sandbox, type SandboxOptions } from './sandbox.js';
 
 export { adoptSandbox, ROOT_NAME, Sandbox, startSandbox, type SandboxOptions, type StartInfo } from './sandbox.js';
 export { bindRoot, unbindRoot } from './roots.js';
+export type { ExitStatus, GuestProcess, MountOptions, ProcessSpec } from '../agent/connection.js';
+export type { GuestStats } from '../agent/stats.js';
 
 export interface RuntimeOptions {
   /** Directory for templates, run directories and the accelerator probe's verdict. */

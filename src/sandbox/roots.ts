@@ -15,15 +15,25 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { isMountPoint, mountsUnder } from '../common/mounts.js';
 
-/** Binds SOURCE (and every mount under it) at TARGET, a directory made here if missing. */
+/**
+ * Binds SOURCE (and every mount under it) at TARGET, a directory made here if
+ * missing; a SOURCE that is a file (an OCI file bind such as /etc/hosts) is
+ * bound on a file made at TARGET.
+ */
 export function bindRoot(target: string, source: string): void {
+  const isDir = fs.statSync(source).isDirectory();
   const st = fs.lstatSync(target, { throwIfNoEntry: false });
-  if (st && (st.isSymbolicLink() || !st.isDirectory())) fs.rmSync(target, { force: true }); // a link or file the guest planted: only the entry goes
-  if (!st || st.isSymbolicLink() || !st.isDirectory()) {
-    fs.mkdirSync(path.dirname(target), { recursive: true }); // the share itself is the daemon's
-    fs.mkdirSync(target);
+  const fits = st && !st.isSymbolicLink() && (isDir ? st.isDirectory() : st.isFile());
+  if (st && !fits) {
+    if (st.isDirectory()) throw new Error(`${target} is a directory, not a file to bind ${source} on`);
+    fs.rmSync(target, { force: true }); // a link or file the guest planted: only the entry goes
   }
-  const fd = fs.openSync(target, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW);
+  if (!fits) {
+    fs.mkdirSync(path.dirname(target), { recursive: true }); // the share itself is the daemon's
+    if (isDir) fs.mkdirSync(target);
+    else fs.closeSync(fs.openSync(target, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600));
+  }
+  const fd = fs.openSync(target, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | (isDir ? fs.constants.O_DIRECTORY : 0));
   try {
     execFileSync('mount', ['--no-canonicalize', '--rbind', source, `/proc/${process.pid}/fd/${fd}`], { stdio: ['ignore', 'ignore', 'pipe'] });
   } finally {

@@ -56,13 +56,19 @@ describe('layers', () => {
   });
 
   it('never imports an upper layer from a lower one', () => {
-    const rank: Record<string, number> = { common: 0, agent: 1, vm: 2, images: 2, sandbox: 3, engine: 4, build: 4.5, api: 5, daemon: 6, cli: 6 };
+    const rank: Record<string, number> = { common: 0, agent: 1, vm: 2, images: 2, sandbox: 3, engine: 4, shim: 4, build: 4.5, api: 5, daemon: 6, cli: 6 };
     const upward = imports().filter(([f, t]) => {
       const from = rank[layerOf(f)];
       const to = rank[layerOf(t)];
       return from !== undefined && to !== undefined && to > from;
     });
     assert.deepEqual(upward, []);
+  });
+
+  it('keeps the containerd shim on the sandbox library: no engine, API or daemon code', () => {
+    const reaching = imports().filter(([f, t]) => layerOf(f) === 'shim' && ['engine', 'api', 'daemon', 'cli'].includes(layerOf(t)));
+    assert.deepEqual(reaching, []);
+    assert.ok(imports().some(([f, t]) => f.startsWith('shim/') && t === 'sandbox/index.ts'));
   });
 
   it('keeps source files small (about 400 lines at most)', () => {

@@ -81,6 +81,30 @@ describe('container roots in a share', { skip: asRoot ? false : 'needs root (bin
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('binds a file (an OCI file bind) on a file it makes, not through a link the guest planted', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hbroots-'));
+    const hosts = path.join(dir, 'hosts');
+    const victim = path.join(dir, 'victim');
+    fs.writeFileSync(hosts, '127.0.0.1 localhost\n');
+    fs.writeFileSync(victim, 'precious');
+    fs.mkdirSync(path.join(dir, 'share'));
+    const target = path.join(dir, 'share', 'c0.bind0');
+    fs.symlinkSync(victim, target);
+    try {
+      bindRoot(target, hosts);
+      assert.ok(fs.lstatSync(target).isFile());
+      assert.equal(fs.readFileSync(target, 'utf8'), '127.0.0.1 localhost\n');
+      assert.equal(isMounted(victim), false);
+      assert.equal(unbindRoot(target), true);
+      assert.equal(fs.existsSync(target), false);
+      assert.equal(fs.readFileSync(hosts, 'utf8'), '127.0.0.1 localhost\n');
+      fs.mkdirSync(target); // a directory where a file is to go is refused, not deleted
+      assert.throws(() => bindRoot(target, hosts), /is a directory/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 function isMounted(dir: string): boolean {
