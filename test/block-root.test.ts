@@ -232,6 +232,38 @@ describe('roots on block devices', () => {
   });
 });
 
+describe('roots on block devices from the warm pool', () => {
+  it('starts a container on a pool VM that gets its disks when taken, and keeps them across a restart', async () => {
+    const p = new TestDaemon(['--storage-driver', 'block', '--pool-size', '1']);
+    await p.start();
+    try {
+      await p.importBusybox();
+      const ready = async () => /^Warm Pool: 1 ready of 1$/m.test((await p.run(['info'])).stdout);
+      await until('pool ready', ready, 120_000);
+      const id = (await p.run(['run', '-d', 'busybox', 'sh', '-c', 'echo pooled >> /state; exec sleep 1000'])).stdout.trim();
+      assert.match(id, /^[0-9a-f]{64}$/);
+      assert.equal((await p.run(['inspect', '-f', '{{.HyperBox.Start.mode}}', id])).stdout.trim(), 'pool');
+      await until('its write', async () => (await p.run(['exec', id, 'cat', '/state'])).stdout === 'pooled\n');
+      assert.equal((await p.run(['exec', id, 'sh', '-c', 'grep " / " /proc/mounts | cut -d" " -f3'])).stdout, 'overlay\n');
+      if (process.getuid?.() === 0) {
+        // The image's filesystem (every container of the image shares it) is on a read-only mount in the jail.
+        const pid = Number((await p.run(['inspect', '-f', '{{.State.Pid}}', id])).stdout.trim());
+        const mounts = fs.readFileSync(`/proc/${pid}/mountinfo`, 'utf8').split('\n').map((l) => l.split(' '));
+        const ro = mounts.find((f) => /\/pool-[^/]+\/ro$/.test(f[4] ?? ''));
+        assert.ok(ro, 'the pool VM has a read-only directory in its jail');
+        assert.match(ro[5] ?? '', /^ro(,|$)/);
+      }
+      await until('pool refilled', ready, 120_000);
+      assert.equal((await p.run(['restart', '-t', '0', id])).code, 0);
+      assert.equal((await p.run(['inspect', '-f', '{{.HyperBox.Start.mode}}', id])).stdout.trim(), 'pool', 'the restart took the refilled pool VM');
+      assert.equal((await p.run(['exec', id, 'cat', '/state'])).stdout, 'pooled\npooled\n', 'the disk it got is the container\'s own');
+      assert.equal((await p.run(['rm', '-f', id])).code, 0);
+    } finally {
+      await p.stop();
+    }
+  });
+});
+
 /** Tars whose entries try to leave the extraction directory: by "..", and through a symlink they make. */
 async function hostileTars(): Promise<Buffer[]> {
   const make = async (add: (p: tar.Pack) => void) => {

@@ -235,11 +235,16 @@ export async function startSandbox(opts: SandboxOptions, phases: Record<string, 
       void warm.vm.waitExit().then(() => (unbindRoot(target), warm.discard()));
     };
     try {
-      bindRoot(target, opts.rootfs);
+      if (opts.disks) {
+        if (!warm.attachDisks) throw new Error('the pool VM has no disks');
+        await warm.attachDisks(opts.disks.files);
+      } else {
+        bindRoot(target, opts.rootfs);
+        subdir = WARM_SUBDIR;
+      }
       await warm.vm.resume();
       vm = warm.vm;
       mode = 'pool';
-      subdir = WARM_SUBDIR;
       cleanup = discardWarm;
     } catch (err) {
       fallbackReason = `warm pool: ${(err as Error).message}`;
