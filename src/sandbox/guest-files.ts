@@ -170,14 +170,19 @@ export async function guestExtract(sb: Sandbox, root: string, dir: string, archi
   if (!dir.startsWith('/')) throw invalid(`path must be absolute: ${dir}`);
   const args = ['tar', '-xf', '-', '-C', path.posix.normalize(dir), opts.copyUidGid ? '--numeric-owner' : '-o'];
   const { proc, done } = await runTool(sb, { ...toolSpec(root, args, 'mounts'), stdin: true }, () => undefined);
+  // A refused archive stops the re-packing, which destroys its input: that is this
+  // copy, not the client's request, whose rest is drained so the client reads the answer.
+  const input = archive.pipe(new PassThrough());
   try {
     // STDIN frames follow the guest's window: the archive is read as fast as the guest's tar takes it
-    for await (const chunk of repack(archive, confinedEntries())) {
+    for await (const chunk of repack(input, confinedEntries())) {
       if (proc.exited) break; // it failed (a missing DIR, say): its exit says why
       await proc.write(chunk as Buffer);
     }
     proc.endStdin();
   } catch (err) {
+    archive.unpipe(input);
+    archive.resume();
     if (!proc.exited) proc.signal(9);
     await done.catch(() => undefined);
     throw err;
