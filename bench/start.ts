@@ -3,7 +3,7 @@
  * against `runc run` of the same busybox rootfs, in one invocation; and the
  * start of pods (Hyper's unit): a whole pod by `kube play`, and one more
  * container in a running pod; and roots on block devices (`--storage-driver
- * block`), cloned and cold-booted.
+ * block`), cloned, from the warm pool and cold-booted.
  * Usage: node dist/bench/start.js [runs=10]
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -78,6 +78,7 @@ async function main(): Promise<void> {
     ['hyperbox clone', []],
     ['hyperbox warm pool', ['--pool-size', '2']],
     ['clone, root on disks', ['--storage-driver', 'block']],
+    ['warm pool, root on disks', ['--storage-driver', 'block', '--pool-size', '2']],
     ['cold boot, root on disks', ['--storage-driver', 'block', '--no-clone']],
   ];
   const results = [];

@@ -5,6 +5,7 @@
  * device nodes, unix sockets, hard links, chown and setuid bits (9p refuses
  * special files). Files persist across restarts; binds and volumes still work
  * (over 9p); a container without any has no 9p device, so QEMU can migrate it.
+ * `cp`, `export`, `diff` and `commit` read the root through the guest.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -16,6 +17,7 @@ import { saveState } from '../src/vm/qemu/migration.js';
 import { QmpClient } from '../src/vm/qemu/qmp.js';
 import { busyboxTar, repo, TestDaemon, until } from './helpers/daemon.js';
 import { docker } from './helpers/docker.js';
+import { LAYER_SCRIPT, layerCases } from './helpers/layer-cases.js';
 
 const debianTar = path.join(repo, 'build/debian-rootfs.tar');
 
@@ -189,19 +191,77 @@ describe('roots on block devices', () => {
     }
   });
 
-  it('refuses cp into a --read-only root; answers diff and commit with a clear error (not yet)', async () => {
+  it('refuses cp into a --read-only root', async () => {
     const id = (await d.run(['create', '--read-only', 'busybox', 'true'])).stdout.trim();
     fs.writeFileSync('/tmp/hb-blk-cp-in', 'x\n');
     const ro = await d.run(['cp', '/tmp/hb-blk-cp-in', `${id}:/tmp/`]);
     assert.notEqual(ro.code, 0);
     assert.match(ro.stderr, /read-only/);
     fs.rmSync('/tmp/hb-blk-cp-in', { force: true });
-    for (const args of [['diff', id], ['commit', id]]) {
-      const r = await d.run(args);
-      assert.notEqual(r.code, 0, args.join(' '));
-      assert.match(r.stderr, /not supported yet for a container on block storage/, args.join(' '));
-    }
     await d.run(['rm', id]);
+  });
+
+  describe('diff and commit of a running container, through its agent', () => {
+    before(async () => {
+      const r = await d.run(['run', '-d', '--name', 'box', 'busybox', 'sh', '-c', LAYER_SCRIPT]);
+      assert.equal(r.code, 0, r.stderr);
+      await until('the container set up its files', async () => (await d.run(['exec', 'box', 'cat', '/home/new'])).stdout === 'fresh\n');
+    });
+    layerCases(() => d, 'box');
+  });
+
+  it('diffs and commits a stopped container through a helper VM: an opaque directory hides the image\'s files', async () => {
+    const r0 = await d.run(['run', '--name', 'blk-layer', 'debian:bookworm', 'bash', '-c',
+      'set -e; rm -rf /usr/share/doc; mkdir /usr/share/doc; echo n > /usr/share/doc/new; rm -f /etc/debian_version /etc/issue /etc/issue.net; test -p /srv/fifo || mkfifo /srv/fifo'], { timeoutMs: 120_000 });
+    assert.equal(r0.code, 0, r0.stderr);
+    try {
+      const diff = await d.run(['diff', 'blk-layer']);
+      assert.equal(diff.code, 0, diff.stderr);
+      // overlay's later whiteouts are hard links to its first: each is a deletion too
+      for (const line of ['C /usr/share/doc', 'A /usr/share/doc/new', 'D /etc/debian_version', 'D /etc/issue', 'D /etc/issue.net', 'A /srv/fifo']) assert.match(diff.stdout, new RegExp(`^${line}$`, 'm'));
+      assert.doesNotMatch(diff.stdout, /usr\/share\/doc\/[^n]/, 'nothing of the image under the replaced directory');
+      const c = await d.run(['commit', 'blk-layer', 'blk-snap:1']);
+      assert.equal(c.code, 0, c.stderr);
+      const r = await d.run(['run', '--rm', 'blk-snap:1', 'bash', '-c', 'ls /usr/share/doc; ls /etc/debian_version /etc/issue /etc/issue.net 2>/dev/null || echo gone; test -p /srv/fifo && echo fifo'], { timeoutMs: 120_000 });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, 'new\ngone\nfifo\n');
+      const again = await docker(d, ['start', '-a', 'blk-layer']);
+      assert.equal(again.code, 0, `the container starts after its helper VMs: ${again.stderr}`);
+    } finally {
+      await d.run(['rm', '-f', 'blk-layer']);
+    }
+  });
+});
+
+describe('roots on block devices from the warm pool', () => {
+  it('starts a container on a pool VM that gets its disks when taken, and keeps them across a restart', async () => {
+    const p = new TestDaemon(['--storage-driver', 'block', '--pool-size', '1']);
+    await p.start();
+    try {
+      await p.importBusybox();
+      const ready = async () => /^Warm Pool: 1 ready of 1$/m.test((await p.run(['info'])).stdout);
+      await until('pool ready', ready, 120_000);
+      const id = (await p.run(['run', '-d', 'busybox', 'sh', '-c', 'echo pooled >> /state; exec sleep 1000'])).stdout.trim();
+      assert.match(id, /^[0-9a-f]{64}$/);
+      assert.equal((await p.run(['inspect', '-f', '{{.HyperBox.Start.mode}}', id])).stdout.trim(), 'pool');
+      await until('its write', async () => (await p.run(['exec', id, 'cat', '/state'])).stdout === 'pooled\n');
+      assert.equal((await p.run(['exec', id, 'sh', '-c', 'grep " / " /proc/mounts | cut -d" " -f3'])).stdout, 'overlay\n');
+      if (process.getuid?.() === 0) {
+        // The image's filesystem (every container of the image shares it) is on a read-only mount in the jail.
+        const pid = Number((await p.run(['inspect', '-f', '{{.State.Pid}}', id])).stdout.trim());
+        const mounts = fs.readFileSync(`/proc/${pid}/mountinfo`, 'utf8').split('\n').map((l) => l.split(' '));
+        const ro = mounts.find((f) => /\/pool-[^/]+\/ro$/.test(f[4] ?? ''));
+        assert.ok(ro, 'the pool VM has a read-only directory in its jail');
+        assert.match(ro[5] ?? '', /^ro(,|$)/);
+      }
+      await until('pool refilled', ready, 120_000);
+      assert.equal((await p.run(['restart', '-t', '0', id])).code, 0);
+      assert.equal((await p.run(['inspect', '-f', '{{.HyperBox.Start.mode}}', id])).stdout.trim(), 'pool', 'the restart took the refilled pool VM');
+      assert.equal((await p.run(['exec', id, 'cat', '/state'])).stdout, 'pooled\npooled\n', 'the disk it got is the container\'s own');
+      assert.equal((await p.run(['rm', '-f', id])).code, 0);
+    } finally {
+      await p.stop();
+    }
   });
 });
 

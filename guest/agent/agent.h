@@ -89,6 +89,8 @@ pid_t fork_contained(const struct start_req *r, const char **what);
 int tool_open(void);
 int tool_own_view(const char *root);
 void tool_exec(int fd, char *const argv[], char *const envp[]);
+int tool_upper_dir(const char *name, char *out, size_t cap); /* TOOL_UPPER, TOOL_OPAQUE: the root's upper dir */
+int tool_list_opaque(void);                                  /* TOOL_OPAQUE, in the chroot of the upper dir */
 /* In the child, chrooted: a procfs of its own PID namespace at /proc, with
  * Docker's masks unless PRIVILEGED. 0, or -1 with MSG set. */
 int mount_own_proc(int privileged, char *msg, size_t cap);

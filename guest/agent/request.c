@@ -259,7 +259,7 @@ int parse_start(const uint8_t *p, size_t n, struct start_req *r) {
     case T_PRIVILEGED: r->privileged = len == 4 && be32(d); break;
     case T_INIT: r->init = len == 4 && be32(d); break;
     case T_EXEC: r->exec = len == 4 && be32(d); break;
-    case T_TOOL: if (len != 4 || be32(d) > TOOL_OWN_FS) return -1; r->tool = (int)be32(d); break;
+    case T_TOOL: if (len != 4 || be32(d) > TOOL_OPAQUE) return -1; r->tool = (int)be32(d); break;
     case T_ROWS: if (len == 4) r->rows = be32(d) & 0xffff; break;
     case T_COLS: if (len == 4) r->cols = be32(d) & 0xffff; break;
     default: break; /* a tag this agent does not know */

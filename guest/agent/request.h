@@ -81,7 +81,7 @@ struct start_req {
   int privileged; /* every capability */
   int init;       /* a small init as PID 1 that forwards signals and reaps (docker run --init) */
   int exec;       /* join the PID namespace of the root's main process (docker exec) */
-  int tool;       /* T_TOOL: 0, or TOOL_MOUNTS / TOOL_OWN_FS (tool.c) */
+  int tool;       /* T_TOOL: 0, or one of the TOOL_ values below (tool.c) */
   char strings[HB_MAX_PAYLOAD + 1024]; /* argv/env storage, bounded by the frame */
   size_t used;
 };
@@ -90,6 +90,12 @@ struct start_req {
  * filesystem only (no /proc, /dev, volumes, binds: `export`). */
 #define TOOL_MOUNTS 1
 #define TOOL_OWN_FS 2
+/* A root on block devices only: the tool runs in the overlay's upper directory
+ * (the container's writable layer, with overlay's whiteouts), for `diff` and
+ * `commit`. TOOL_OPAQUE runs no program: the agent writes the path of each
+ * opaque directory of the upper directory ("./a/b", NUL-terminated). */
+#define TOOL_UPPER 3
+#define TOOL_OPAQUE 4
 /* 0, or -1 if malformed. argv/envp are NULL-terminated on success. */
 int parse_start(const uint8_t *p, size_t n, struct start_req *r);
 /* The capability set of the request's process (bit N = capability N): Docker's

@@ -109,8 +109,14 @@ static __attribute__((noreturn)) void child(struct start_req *r, const char *roo
       child_fail(status, errno, "dup2");
   }
   int toolfd = -1;
-  if (r->tool && (toolfd = tool_open()) < 0) child_fail(status, errno, "open the agent's busybox");
-  int nsfd = root_ns_fd(r->name);
+  if (r->tool && r->tool != TOOL_OPAQUE && (toolfd = tool_open()) < 0) child_fail(status, errno, "open the agent's busybox");
+  static char upper[192];
+  if (r->tool == TOOL_UPPER || r->tool == TOOL_OPAQUE) {
+    /* the writable layer: only the agent's own namespace has the disk's mount */
+    if (tool_upper_dir(r->name, upper, sizeof upper) < 0) child_fail(status, errno, "not a root on block devices");
+    root = upper;
+  }
+  int nsfd = root == upper ? -1 : root_ns_fd(r->name);
   if (nsfd >= 0 && setns(nsfd, CLONE_NEWNS) < 0) child_fail(status, errno, "join the container's mount namespace");
   if (r->tool == TOOL_OWN_FS && tool_own_view(root) < 0) child_fail(status, errno, "bind the root's own filesystem");
   if (chroot(root) < 0 || chdir("/") < 0) child_fail(status, errno, "chroot");
@@ -127,6 +133,10 @@ static __attribute__((noreturn)) void child(struct start_req *r, const char *roo
   /* root keeps CAPS; any other user has none until a file capability gives some */
   if (set_caps(uid == 0 ? caps : 0) < 0) child_fail(status, errno, "set capabilities");
   if (r->init && become_init(r->tty) < 0) child_fail(status, errno, "fork the init's child");
+  if (r->tool == TOOL_OPAQUE) {
+    close(status); /* no exec: the start succeeded here (EOF on STATUS) */
+    _exit(tool_list_opaque());
+  }
   if (r->tool) {
     tool_exec(toolfd, r->argv, r->envp);
     child_fail(status, errno, "exec the agent's busybox");

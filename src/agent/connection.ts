@@ -12,7 +12,7 @@ import { connectWhenReady } from '../common/unix-socket.js';
 import { parseStats, type GuestStats } from './stats.js';
 
 export { GuestProcess, StartError, type ExitStatus, type GuestNetwork, type ProcessSpec } from './process.js';
-import { GuestProcess, StartError, type GuestNetwork, type ProcessSpec } from './process.js';
+import { GuestProcess, StartError, TOOL_MODES, type GuestNetwork, type ProcessSpec } from './process.js';
 import {
   encodeFrame,
   encodeTlv,
@@ -247,7 +247,7 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
     if (spec.privileged) fields.push([Tag.Privileged, 1]);
     if (spec.init) fields.push([Tag.Init, 1]);
     if (spec.exec) fields.push([Tag.Exec, 1]);
-    if (spec.tool) fields.push([Tag.Tool, spec.tool === 'own-fs' ? 2 : 1]);
+    if (spec.tool) fields.push([Tag.Tool, TOOL_MODES[spec.tool]]);
     const frame = await new Promise<Frame>((resolve, reject) => {
       if (this.closed) return reject(new Error('agent channel closed'));
       // A start the guest does not answer fails after a while; if the process

@@ -38,10 +38,17 @@ export interface ProcessSpec {
    * program of the image, chrooted into the root but in no container's PID
    * namespace, with every capability: the host's work on a root it does not
    * mount. 'mounts': the root as the container sees it; 'own-fs': the root's
-   * own filesystem, without /proc, /dev, volumes and binds.
+   * own filesystem, without /proc, /dev, volumes and binds; 'upper' (a
+   * root on block devices): the overlay's upper directory, the container's
+   * writable layer; 'opaque': no program, the agent lists the upper
+   * directory's opaque directories ("./a/b", each NUL-terminated).
    */
-  tool?: 'mounts' | 'own-fs';
+  tool?: ToolMode;
 }
+
+/** T_TOOL's values (guest/PROTOCOL.md). */
+export const TOOL_MODES = { mounts: 1, 'own-fs': 2, upper: 3, opaque: 4 } as const;
+export type ToolMode = keyof typeof TOOL_MODES;
 
 /** IPv4 setup of the guest's eth0: "a.b.c.d/prefix", gateway and DNS server. */
 export interface GuestNetwork {

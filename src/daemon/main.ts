@@ -222,9 +222,10 @@ async function run(argv: string[]): Promise<void> {
     storageDriver,
   });
   await engine.recover();
-  // The default shape's template is made ahead of time, off the start path.
+  // The default shape's template is made ahead of time, off the start path (with the
+  // disks of a root on block devices under --storage-driver block: new containers' shape).
   if (clone) {
-    const shape = { assets, accel: accel.accel, memoryMiB: defaultMemoryMiB, cpus: 1 };
+    const shape = { assets, accel: accel.accel, memoryMiB: defaultMemoryMiB, cpus: 1, ...(storageDriver === 'block' ? { root: 'disks' as const } : {}) };
     void driver.templates
       .ensure(shape)
       .then(() => driver.fillPool(shape))

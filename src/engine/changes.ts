@@ -20,7 +20,7 @@ export function isWhiteout(st: fs.Stats): boolean {
   return st.isCharacterDevice() && st.rdev === 0;
 }
 
-function existsIn(lower: string, rel: string): boolean {
+export function existsIn(lower: string, rel: string): boolean {
   try {
     fs.lstatSync(path.join(lower, rel));
     return true;

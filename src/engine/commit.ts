@@ -1,11 +1,14 @@
 /**
  * `commit`: a container's writable layer becomes a new image layer on top of
- * its image. The layer is read from the overlayfs upper directory on the host;
- * overlay's own markers become OCI whiteouts (a 0:0 character device is a
- * deleted path, an "opaque" directory hides everything below it in the image).
+ * its image. For a root on the host, the layer is read from the overlayfs
+ * upper directory on the host (for a root on block devices, through its guest:
+ * disk-layer.ts); overlay's own markers become OCI whiteouts (a 0:0 character
+ * device is a deleted path, an "opaque" directory hides everything below it in
+ * the image).
  */
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import type tar from 'tar-stream';
 import { invalid } from '../common/errors.js';
 import { packTree } from '../images/archive/tree.js';
@@ -44,9 +47,10 @@ export interface CommitOptions {
   intermediate?: boolean;
 }
 
-export async function commitContainer(store: ContentStore, c: Container, image: Image, upper: string, opts: CommitOptions): Promise<string> {
+/** The OCI layer tar of an overlay upper directory on the host. */
+export function hostUpperLayer(upper: string): Readable {
   const opaque = opaqueDirs(upper);
-  const layerStream = packTree(upper, {
+  return packTree(upper, {
     transform: ({ name, stat }) => {
       if (AGENT_PATHS.has(`/${name}`)) return null;
       if (isWhiteout(stat)) {
@@ -57,6 +61,10 @@ export async function commitContainer(store: ContentStore, c: Container, image: 
     },
     extraEntries: (name) => (opaque.has(name) ? [{ name: `${name}/.wh..wh..opq`, type: 'file', mode: 0o600 }] : []),
   });
+}
+
+/** Stores LAYERSTREAM (an OCI layer tar) as a new layer on IMAGE, with the container's config. Returns the image ID. */
+export async function commitContainer(store: ContentStore, c: Container, image: Image, layerStream: Readable, opts: CommitOptions): Promise<string> {
   return store.withLease(async () => {
     const layer = await store.putBlob(layerStream);
     const now = new Date().toISOString();

@@ -4,15 +4,19 @@
  * (src/sandbox/guest-files.ts): the container's own while it runs, else a
  * helper VM (disk-helper.ts). No VM freeze is needed, since the path is
  * resolved in the guest, inside the root, by the process that reads it.
+ * `diff` and `commit` read the writable layer the same way (disk-layer.ts).
  */
 import type { Readable } from 'node:stream';
 import { conflict, forbidden } from '../common/errors.js';
-import { guestExtract, guestStat, guestTar } from '../sandbox/guest-files.js';
+import { guestExtract, guestOpaqueDirs, guestStat, guestTar, guestUpperTar } from '../sandbox/guest-files.js';
 import { ROOT_NAME, type Sandbox } from '../sandbox/sandbox.js';
+import type { Change } from './changes.js';
+import { commitContainer, type CommitOptions } from './commit.js';
 import type { Container } from './container.js';
 import type { EngineContext } from './context.js';
 import { withHelperGuest, type GuestUse } from './disk-helper.js';
 import { goPathStat, type PathStat } from './copy.js';
+import { upperChanges, upperLayer } from './disk-layer.js';
 
 /** Runs USE on the container's root in whichever guest has it. */
 async function inGuest<T>(
@@ -62,5 +66,25 @@ export async function diskExtract(ctx: EngineContext, c: Container, dir: string,
   if (c.record.HostConfig.ReadonlyRootfs) throw forbidden('container rootfs is marked read-only');
   await inGuest(ctx, c, 'extract', async (sandbox, root) => ({ result: await guestExtract(sandbox, root, dir, archive, opts), done: Promise.resolve() }), {
     writable: true,
+  });
+}
+
+/** `diff`: the changes of the writable layer against the image's unpacked root. */
+export async function diskChanges(ctx: EngineContext, c: Container): Promise<Change[]> {
+  const lower = await ctx.rootfs.imageRootfs(ctx.store.resolve(c.record.ImageId));
+  return inGuest(ctx, c, 'diff', async (sandbox, root) => ({ result: await upperChanges(await guestUpperTar(sandbox, root), lower), done: Promise.resolve() }));
+}
+
+/**
+ * `commit`: the writable layer as a new image. A running container is not
+ * paused (a paused guest runs nothing, the agent included): its layer is
+ * read as it is at the time, as Docker's `commit --pause=false`.
+ */
+export function diskCommit(ctx: EngineContext, c: Container, opts: CommitOptions): Promise<string> {
+  const image = ctx.store.resolve(c.record.ImageId);
+  return inGuest(ctx, c, 'commit', async (sandbox, root) => {
+    const opaque = await guestOpaqueDirs(sandbox, root);
+    const layer = upperLayer(await guestUpperTar(sandbox, root), opaque);
+    return { result: await commitContainer(ctx.store, c, image, layer, opts), done: Promise.resolve() };
   });
 }

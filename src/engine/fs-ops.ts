@@ -9,9 +9,9 @@ import { treeSize } from '../common/tree-size.js';
 import { packTree } from '../images/archive/tree.js';
 import { containerLayerPaths, mountContainerLayer } from '../images/rootfs.js';
 import { containerChanges, type Change } from './changes.js';
-import { commitContainer, type CommitOptions } from './commit.js';
+import { commitContainer, hostUpperLayer, type CommitOptions } from './commit.js';
 import type { Container } from './container.js';
-import { diskArchive, diskExport, diskExtract, diskStat } from './disk-files.js';
+import { diskArchive, diskChanges, diskCommit, diskExport, diskExtract, diskStat } from './disk-files.js';
 import { diskBytes, onDisks } from './disk-root.js';
 import { extractInto, hostPathIn, statPath, type PathStat } from './copy.js';
 import type { EngineContext } from './context.js';
@@ -121,13 +121,18 @@ export class ContainerFiles {
 
   /** `commit`: the writable layer as a new image. Returns the image ID. */
   async commit(idOrName: string, opts: CommitOptions & { pause?: boolean }): Promise<string> {
-    const c = this.onShare(idOrName, 'commit');
+    const c = this.ctx.registry.get(idOrName);
+    if (onDisks(c)) {
+      const id = await diskCommit(this.ctx, c, opts);
+      this.ctx.events.container(c, 'commit', { comment: opts.comment ?? '' });
+      return id;
+    }
     const image = this.ctx.store.resolve(c.record.ImageId);
     // As Docker: pause a running container so the layer is read consistently.
     const pause = opts.pause !== false && c.running && !c.record.State.Paused;
     if (pause) await this.lifecycle.pause(c.id);
     try {
-      const id = await commitContainer(this.ctx.store, c, image, containerLayerPaths(c.dir).upper, opts);
+      const id = await commitContainer(this.ctx.store, c, image, hostUpperLayer(containerLayerPaths(c.dir).upper), opts);
       this.ctx.events.container(c, 'commit', { comment: opts.comment ?? '' });
       return id;
     } finally {
@@ -136,8 +141,9 @@ export class ContainerFiles {
   }
 
   /** `diff`: changes of the container's root against its image. */
-  changes(idOrName: string): Change[] {
-    const c = this.onShare(idOrName, 'diff');
+  async changes(idOrName: string): Promise<Change[]> {
+    const c = this.ctx.registry.get(idOrName);
+    if (onDisks(c)) return diskChanges(this.ctx, c);
     return containerChanges(containerLayerPaths(c.dir).upper, this.ctx.rootfs.imageRootfsPath(c.record.ImageId));
   }
 

@@ -86,21 +86,59 @@ export async function guestStat(sb: Sandbox, root: string, containerPath: string
  */
 export async function guestTar(sb: Sandbox, root: string, containerPath: string, opts: { ownFs?: boolean } = {}): Promise<Readable> {
   const { dir, name, contents } = splitPath(containerPath);
-  const raw = new PassThrough();
-  const { proc, done } = await runTool(sb, toolSpec(root, ['tar', '-cf', '-', '-C', dir, name], opts.ownFs ? 'own-fs' : 'mounts'), (b) => {
-    if (!raw.write(b)) holdUntilDrained(sb, raw);
+  const raw = await toolOutput(sb, toolSpec(root, ['tar', '-cf', '-', '-C', dir, name], opts.ownFs ? 'own-fs' : 'mounts'));
+  // busybox's "./" names are what packTree gives for "DIR/." already
+  return contents ? raw.out : stopWith(repack(raw.out, packTreeNames), raw.proc);
+}
+
+/**
+ * The writable layer of a root on block devices, as the guest's tar writes
+ * it: the overlay's upper directory with overlay's own markers (a whiteout is
+ * a 0:0 character device, or a hard link to one), names as busybox writes
+ * them ("./etc/passwd"). Untrusted: see src/engine/disk-layer.ts.
+ */
+export async function guestUpperTar(sb: Sandbox, root: string): Promise<Readable> {
+  return (await toolOutput(sb, toolSpec(root, ['tar', '-cf', '-', '.'], 'upper'))).out;
+}
+
+/** The opaque directories of that layer ("a/b", relative to the upper directory). */
+export async function guestOpaqueDirs(sb: Sandbox, root: string): Promise<Set<string>> {
+  const { out } = await toolOutput(sb, toolSpec(root, ['opaque'], 'opaque'));
+  const dirs = new Set<string>();
+  let rest = Buffer.alloc(0);
+  for await (const chunk of out) {
+    rest = Buffer.concat([rest, chunk as Buffer]);
+    for (let nul = rest.indexOf(0); nul >= 0; nul = rest.indexOf(0)) {
+      dirs.add(path.posix.normalize(rest.subarray(0, nul).toString('utf8')));
+      rest = rest.subarray(nul + 1);
+    }
+  }
+  return dirs;
+}
+
+/**
+ * A tool's stdout as a stream (with backpressure on the guest), failing if the
+ * tool does; a reader that goes away stops the tool (signals reach a tool: it
+ * is no PID 1).
+ */
+async function toolOutput(sb: Sandbox, spec: ProcessSpec): Promise<{ out: PassThrough; proc: GuestProcess }> {
+  const out = new PassThrough();
+  const { proc, done } = await runTool(sb, spec, (b) => {
+    if (!out.write(b)) holdUntilDrained(sb, out);
   });
   done.then(
-    () => raw.end(),
-    (err: Error) => raw.destroy(err),
+    () => out.end(),
+    (err: Error) => out.destroy(err),
   );
-  // busybox's "./" names are what packTree gives for "DIR/." already
-  const out = contents ? raw : repack(raw, packTreeNames);
-  // A reader that goes away stops the guest's tar (signals reach a tool: it is no PID 1).
-  out.once('close', () => {
+  stopWith(out, proc);
+  return { out, proc };
+}
+
+function stopWith<S extends Readable>(stream: S, proc: GuestProcess): S {
+  stream.once('close', () => {
     if (!proc.exited) proc.signal(9);
   });
-  return out;
+  return stream;
 }
 
 /** How long a reader may leave the guest's output unread before it is cut off. */
@@ -132,16 +170,19 @@ export async function guestExtract(sb: Sandbox, root: string, dir: string, archi
   if (!dir.startsWith('/')) throw invalid(`path must be absolute: ${dir}`);
   const args = ['tar', '-xf', '-', '-C', path.posix.normalize(dir), opts.copyUidGid ? '--numeric-owner' : '-o'];
   const { proc, done } = await runTool(sb, { ...toolSpec(root, args, 'mounts'), stdin: true }, () => undefined);
+  // A refused archive stops the re-packing, which destroys its input: that is this
+  // copy, not the client's request, whose rest is drained so the client reads the answer.
+  const input = archive.pipe(new PassThrough());
   try {
     // STDIN frames follow the guest's window: the archive is read as fast as the guest's tar takes it
-    // Through a pass-through: repack destroys its source when it fails, and the
-    // archive may be a client's request, which has to live on to carry the error back.
-    for await (const chunk of repack(archive.pipe(new PassThrough()), confinedEntries())) {
+    for await (const chunk of repack(input, confinedEntries())) {
       if (proc.exited) break; // it failed (a missing DIR, say): its exit says why
       await proc.write(chunk as Buffer);
     }
     proc.endStdin();
   } catch (err) {
+    archive.unpipe(input);
+    archive.resume();
     if (!proc.exited) proc.signal(9);
     await done.catch(() => undefined);
     throw err;

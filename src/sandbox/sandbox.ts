@@ -180,13 +180,27 @@ function phaseClock(phases: Record<string, number>): (phase: string) => void {
   };
 }
 
-/** Stops VM and removes RUNDIR once it is gone, never through a mount. */
+/** The latest VM given each run directory: a restarted container's new VM may use it before the old one is gone. */
+const runDirUsers = new Map<string, VmHandle>();
+
+/**
+ * Stops VM and removes RUNDIR once it is gone, never through a mount, and not
+ * if a newer VM has the directory meanwhile (a restart): its sockets are there.
+ */
 function stopAndRemove(vm: VmHandle, runDir: string, before?: () => void): () => void {
+  runDirUsers.set(runDir, vm);
   return () => {
     vm.stop();
     void vm.waitExit().then(() => {
       before?.();
-      if (mountsUnder(runDir).length === 0) fs.rmSync(runDir, { recursive: true, force: true });
+      if (runDirUsers.get(runDir) !== vm) return;
+      runDirUsers.delete(runDir);
+      try {
+        if (mountsUnder(runDir).length === 0) fs.rmSync(runDir, { recursive: true, force: true });
+      } catch (err) {
+        // a leftover directory is swept at the next start; never a reason to take the daemon down
+        process.emitWarning(`remove ${runDir}: ${(err as Error).message}`);
+      }
     });
   };
 }
@@ -221,11 +235,16 @@ export async function startSandbox(opts: SandboxOptions, phases: Record<string, 
       void warm.vm.waitExit().then(() => (unbindRoot(target), warm.discard()));
     };
     try {
-      bindRoot(target, opts.rootfs);
+      if (opts.disks) {
+        if (!warm.attachDisks) throw new Error('the pool VM has no disks');
+        await warm.attachDisks(opts.disks.files);
+      } else {
+        bindRoot(target, opts.rootfs);
+        subdir = WARM_SUBDIR;
+      }
       await warm.vm.resume();
       vm = warm.vm;
       mode = 'pool';
-      subdir = WARM_SUBDIR;
       cleanup = discardWarm;
     } catch (err) {
       fallbackReason = `warm pool: ${(err as Error).message}`;

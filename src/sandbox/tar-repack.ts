@@ -9,25 +9,35 @@ import { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { invalid } from '../common/errors.js';
 
-/** A new header for an entry, or null to drop it; throwing fails the stream. */
-export type HeaderMap = (h: tar.Header) => tar.Header | null;
+/**
+ * A new header for an entry, or null to drop it; throwing fails the stream.
+ * A list: the first is the entry's, the others are empty entries added after
+ * it (commit's opaque markers).
+ */
+export type HeaderMap = (h: tar.Header) => tar.Header | tar.Header[] | null;
 
 export function repack(raw: Readable, map: HeaderMap): Readable {
   const extract = tar.extract();
   const pack = tar.pack();
   extract.on('entry', (header, stream, next) => {
-    let mapped: tar.Header | null;
+    let headers: tar.Header[];
     try {
-      mapped = map(header);
+      const mapped = map(header);
+      headers = mapped === null ? [] : Array.isArray(mapped) ? mapped : [mapped];
     } catch (err) {
       stream.resume();
       return void pack.destroy(err as Error);
     }
+    const [mapped, ...extra] = headers;
     if (!mapped) {
       stream.resume();
       return void stream.once('end', next);
     }
-    const done = (err?: Error | null) => (err ? pack.destroy(err) : next());
+    const done = (err?: Error | null) => {
+      if (err) return void pack.destroy(err);
+      for (const h of extra) pack.entry({ ...h, size: 0 }, Buffer.alloc(0));
+      next();
+    };
     if (header.type !== 'file' && header.type !== 'contiguous-file') {
       stream.resume();
       return void pack.entry(mapped, Buffer.alloc(0), done);

@@ -130,6 +130,11 @@ export interface WarmVm {
   shareDir: string;
   /** Stops the VM and removes its run directory (never through a mount). */
   discard(): void;
+  /**
+   * A pool VM of a shape with disks (it started on placeholders): puts DISKS
+   * behind its disks, before it resumes. Fails if QEMU cannot reach them.
+   */
+  attachDisks?(disks: RootDisks): Promise<void>;
 }
 
 /** Makes a TAP for a pool VM (not on any bridge yet) and deletes it when asked. */

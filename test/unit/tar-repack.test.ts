@@ -2,32 +2,11 @@
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
-import tar from 'tar-stream';
 import { confinedEntries, packTreeNames, repack, type HeaderMap } from '../../src/sandbox/tar-repack.js';
-
-type Entry = { name: string; type?: tar.Header['type']; linkname?: string; body?: string };
-
-async function tarOf(entries: Entry[]): Promise<Readable> {
-  const pack = tar.pack();
-  for (const e of entries) pack.entry({ name: e.name, type: e.type ?? 'file', linkname: e.linkname }, e.body ?? '');
-  pack.finalize();
-  const chunks: Buffer[] = [];
-  for await (const c of pack as unknown as AsyncIterable<Buffer>) chunks.push(c);
-  return Readable.from([Buffer.concat(chunks)]);
-}
+import { readTar, tarOf } from './tar-fixtures.js';
 
 async function entriesOf(raw: Readable, map: HeaderMap): Promise<Array<{ name: string; linkname?: string | null; body: string }>> {
-  const out: Array<{ name: string; linkname?: string | null; body: string }> = [];
-  const extract = tar.extract();
-  const repacked = repack(raw, map);
-  repacked.once('error', (err) => extract.destroy(err));
-  repacked.pipe(extract);
-  for await (const e of extract) {
-    const chunks: Buffer[] = [];
-    for await (const c of e) chunks.push(c as Buffer);
-    out.push({ name: e.header.name, linkname: e.header.linkname, body: Buffer.concat(chunks).toString() });
-  }
-  return out;
+  return (await readTar(repack(raw, map))).map(({ header, body }) => ({ name: header.name, linkname: header.linkname, body }));
 }
 
 describe('tar re-packing', () => {

@@ -75,6 +75,8 @@ export interface VmSpec {
   passtFd?: number;
   /** Files behind the layout's disks (a template's are placeholders). */
   disks?: RootDisks;
+  /** A directory under RUNDIR that a jailed QEMU sees read-only (a pool VM's image filesystem goes there, disks.ts). */
+  readOnlyDir?: string;
 }
 
 /**

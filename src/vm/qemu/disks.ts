@@ -4,6 +4,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { RootDisks } from '../driver.js';
+import type { QemuVm } from './process.js';
+import { QmpClient } from './qmp.js';
 
 /**
  * Stand-ins for a template's disks. The guest reads a disk's capacity when it
@@ -22,3 +24,31 @@ export function placeholderDisks(dir: string): RootDisks {
 }
 
 const PLACEHOLDER_DISK_BYTES = 2 ** 40;
+
+/**
+ * Puts DISKS behind a running QEMU's disks (a warm-pool VM started on
+ * placeholders, paused): virtio-mmio has no hotplug, so the devices stay and
+ * their raw nodes get a new file child (QMP `blockdev-add` of a file node,
+ * `blockdev-reopen` of the raw node, `blockdev-del` of the placeholder's). QEMU
+ * may be jailed with only its run directory: each file is hard-linked there
+ * first (the data root is one filesystem; the links go with the run
+ * directory), the image's filesystem, which other containers share, into
+ * READONLYDIR, which the jail binds read-only (a link cannot leave that mount
+ * either). The guest agent drops a disk's cached pages before it mounts it.
+ */
+export async function swapDisks(vm: QemuVm, runDir: string, readOnlyDir: string, disks: RootDisks): Promise<void> {
+  const qmp = await QmpClient.connect(vm.paths.qmp, 5000);
+  try {
+    for (const role of ['lower', 'upper'] as const) {
+      const link = path.join(role === 'lower' ? readOnlyDir : runDir, `${role}.disk`);
+      fs.rmSync(link, { force: true });
+      fs.linkSync(disks[role], link);
+      const mode = role === 'lower' ? { 'read-only': true } : { 'read-only': false, discard: 'unmap' };
+      await qmp.execute('blockdev-add', { driver: 'file', 'node-name': `${role}-file-c`, filename: link, ...mode });
+      await qmp.execute('blockdev-reopen', { options: [{ driver: 'raw', 'node-name': role, file: `${role}-file-c`, ...mode }] });
+      await qmp.execute('blockdev-del', { 'node-name': `${role}-file` });
+    }
+  } finally {
+    qmp.close();
+  }
+}

@@ -75,9 +75,13 @@ export class QemuDriver implements VmDriver {
     }
   }
 
-  /** Pool VMs share an empty directory for a root bound later; roots on disks are not served (yet). */
+  /**
+   * Pool VMs share an empty directory for a root bound later, or (roots on
+   * disks) get their disks when taken; roots on disks with binds (a share as
+   * well) are not served.
+   */
   takeWarm(shape: GuestShape, kind: 'tap' | 'builtin'): WarmVm | undefined {
-    return (shape.root ?? 'share') === 'share' ? this.pool?.take(shape, kind) : undefined;
+    return pooled(shape) ? this.pool?.take(shape, kind) : undefined;
   }
 
   setPoolNet(provider: PoolNetProvider | undefined): void {
@@ -85,7 +89,7 @@ export class QemuDriver implements VmDriver {
   }
 
   fillPool(shape: GuestShape): void {
-    if ((shape.root ?? 'share') === 'share') this.pool?.fill(shape);
+    if (pooled(shape)) this.pool?.fill(shape);
   }
 
   get poolSize(): number {
@@ -126,3 +130,5 @@ export class QemuDriver implements VmDriver {
     }
   }
 }
+
+const pooled = (shape: GuestShape): boolean => (shape.root ?? 'share') !== 'disks+share';

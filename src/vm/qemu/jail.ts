@@ -82,6 +82,7 @@ export function jailArgs(spec: VmSpec, qemu: string): string[] {
   for (const p of (process.env.HYPERBOX_JAIL_BIND ?? '').split(':').filter(Boolean)) args.push('--bind', path.resolve(p), path.resolve(p));
   for (const f of new Set([spec.shape.assets.kernel, spec.shape.assets.initrd])) args.push('--ro-bind', path.resolve(f), path.resolve(f));
   args.push('--bind', path.resolve(spec.runDir), path.resolve(spec.runDir));
+  if (spec.readOnlyDir) args.push('--ro-bind', path.resolve(spec.readOnlyDir), path.resolve(spec.readOnlyDir));
   for (const share of spec.sharePaths) args.push('--bind', path.resolve(share), path.resolve(share));
   if (spec.disks) {
     args.push('--ro-bind', path.resolve(spec.disks.lower), path.resolve(spec.disks.lower));

@@ -5,13 +5,17 @@
  * A pool VM is started before its container exists, and QEMU opens a 9p share's
  * directory once, at start. So each pool VM shares an empty directory of its
  * own; whoever takes it binds a root under that directory (the sandbox layer
- * does: the VM layer mounts nothing) and resumes the VM.
+ * does: the VM layer mounts nothing) and resumes the VM. A pool VM for a root
+ * on disks starts on placeholder disks instead, and gets the container's disks
+ * when it is taken (disks.ts, swapDisks).
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../../common/logger.js';
 import { mountsUnder } from '../../common/mounts.js';
 import type { GuestShape, NetSpec, PoolNetProvider, WarmVm } from '../driver.js';
+import { layoutFor } from './args.js';
+import { placeholderDisks, swapDisks } from './disks.js';
 import type { QemuVm } from './process.js';
 import { newRunId, startClone, type TemplateStore } from './template.js';
 
@@ -75,8 +79,14 @@ export class ClonePool {
       if (tap) provider!.remove(tap);
     };
     try {
-      const vm = await startClone(template, { runDir, rootPath: shareDir, paused: true, net });
-      return { vm, net, shareDir, templateKey: template.key, discard: () => (discardRunDir(vm, runDir), releaseTap()) };
+      // A root on disks: placeholders now, the container's disks when it is taken (swapDisks).
+      const disks = layoutFor(shape).disks ? placeholderDisks(runDir) : undefined;
+      const readOnlyDir = disks ? path.join(runDir, 'ro') : undefined;
+      if (readOnlyDir) fs.mkdirSync(readOnlyDir, { mode: 0o700 });
+      const vm = await startClone(template, { runDir, rootPath: shareDir, paused: true, net, disks, readOnlyDir });
+      const member: PoolMember = { vm, net, shareDir, templateKey: template.key, discard: () => (discardRunDir(vm, runDir), releaseTap()) };
+      if (disks && readOnlyDir) member.attachDisks = (real) => swapDisks(vm, runDir, readOnlyDir, real);
+      return member;
     } catch (err) {
       releaseTap();
       throw err;

@@ -332,7 +332,10 @@ function privateDir(dir: string): void {
  * over its file, and the device state loaded from the template. Resolves once
  * the clone runs (or stays paused, if `paused`).
  */
-export async function startClone(template: Template, opts: { runDir: string; rootPath: string; paused?: boolean; net?: NetSpec; disks?: RootDisks }): Promise<QemuVm> {
+export async function startClone(
+  template: Template,
+  opts: { runDir: string; rootPath: string; paused?: boolean; net?: NetSpec; disks?: RootDisks; readOnlyDir?: string },
+): Promise<QemuVm> {
   checkStateFile(template);
   // Templates and clones have the same device line; a template's share was a placeholder.
   const vm = QemuVm.launch({
@@ -343,6 +346,7 @@ export async function startClone(template: Template, opts: { runDir: string; roo
     incoming: true,
     net: opts.net,
     disks: opts.disks,
+    readOnlyDir: opts.readOnlyDir,
   });
   let qmp: QmpClient | undefined;
   try {

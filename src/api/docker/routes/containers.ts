@@ -184,7 +184,7 @@ export function containerRoutes(r: RouteTable, engine: Engine): void {
     ctx.send(201, { Id: id });
   });
 
-  r.add('GET', '/containers/:id/changes', (ctx) => ctx.send(200, engine.files.changes(ctx.params.id!)));
+  r.add('GET', '/containers/:id/changes', async (ctx) => ctx.send(200, await engine.files.changes(ctx.params.id!)));
 
   r.add('GET', '/containers/:id/top', async (ctx) => ctx.send(200, await top(engine.registry.get(ctx.params.id!))));
 
