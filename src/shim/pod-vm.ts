@@ -112,9 +112,7 @@ export async function cleanupDeadPod(stateDir: string, podDir: string, logger: L
     const vm = runtime.driver.adopt(rec.pid, rec.runDir); // undefined when it is gone (or the pid was reused)
     if (vm) {
       vm.stop();
-      // An adopted VM's exit is polled on an unref'd timer: hold the process open meanwhile.
-      const hold = setInterval(() => undefined, 1000);
-      await vm.waitExit().finally(() => clearInterval(hold));
+      await vm.waitExit();
     }
   }
   removePodDir(podDir, logger);

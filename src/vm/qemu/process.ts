@@ -110,6 +110,9 @@ export class QemuVm extends EventEmitter<{ exit: [code: number | null, signal: N
    * A VM started by an earlier daemon (live restore), if PID is still the QEMU
    * of RUNDIR. It is not our child: its exit is noticed by polling.
    */
+  /** An adopted VM's exit poll (unref'd like a child, but ref'd while someone waits for the exit). */
+  private exitPoll: NodeJS.Timeout | undefined;
+
   static adopt(recorded: number, runDir: string): QemuVm | undefined {
     const pid = findQemu(recorded, runDir);
     if (pid === undefined) return undefined;
@@ -121,6 +124,7 @@ export class QemuVm extends EventEmitter<{ exit: [code: number | null, signal: N
       }
     }, 500);
     timer.unref();
+    vm.exitPoll = timer;
     vm.once('exit', () => clearInterval(timer));
     return vm;
   }
@@ -239,6 +243,7 @@ export class QemuVm extends EventEmitter<{ exit: [code: number | null, signal: N
     // The child is unref'd so VMs never hold the daemon open; while someone
     // waits for the exit, it must.
     this.child?.ref();
+    this.exitPoll?.ref();
     return new Promise((resolve) => this.once('exit', () => (this.child?.unref(), resolve())));
   }
 }
