@@ -263,6 +263,7 @@ describe('other clients and a hostile context', () => {
     assert.equal(ok.error, undefined, ok.text);
     const r = await legacy(['run', '--rm', 'links', 'sh', '-c', 'readlink /d/shadow; head -1 /df']);
     assert.equal(r.stdout, '/etc/shadow\nFROM busybox\n', 'the link stays a link; /Dockerfile is the context\'s');
+    assert.deepEqual(fs.readdirSync(path.join(d.dataRoot, 'data', 'build', 'tmp')), [], 'every unpacked context, refused or built, is removed');
   });
 
   it('pulls a private base image with the credentials the docker CLI sends (X-Registry-Config)', async () => {

@@ -51,8 +51,15 @@ export function buildOptionsOf(ctx: Ctx, insecure: string[]): BuildOptions {
   };
 }
 
+/** One builder per engine, shared by its listeners (unix socket, TCP). */
+const builders = new WeakMap<Engine, Builder>();
+
 export function buildRoutes(r: RouteTable, engine: Engine, insecure: string[]): void {
-  const builder = new Builder(engine, path.join(engine.opts.dataRoot, 'build-cache.json'));
+  const builder = builders.get(engine) ?? new Builder(engine, path.join(engine.opts.dataRoot, 'build'));
+  if (!builders.has(engine)) {
+    builder.sweep(); // the first listener's routes: nothing is building yet
+    builders.set(engine, builder);
+  }
 
   r.add('POST', '/build', async (ctx) => {
     const abort = new AbortController();
