@@ -235,6 +235,8 @@ describe('other clients and a hostile context', () => {
     assert.match(r.stdout, /Step 2\/3 : COPY f \/f/);
     assert.match(r.stderr, /Built [0-9a-f]{12} in \d/);
     assert.equal((await d.run(['run', '--rm', 'hb-cli'])).stdout, 'via hyperbox\n');
+    const shown = async (args: string[]) => (await d.run(['images', '-q', ...args])).stdout.trim().split('\n').length;
+    assert.ok((await shown(['-a'])) > (await shown([])), 'hyperbox images -a lists the step images too');
     assert.match((await d.run(['build', dir])).stdout, /Using cache/);
     assert.doesNotMatch((await d.run(['build', '--no-cache', dir])).stdout, /Using cache/);
   });
