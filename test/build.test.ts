@@ -297,17 +297,16 @@ describe('other clients and a hostile context', () => {
     }
   });
 
-  it('a client that goes away stops the build before its next step', async () => {
-    const dir = context('abort', { Dockerfile: 'FROM busybox\nRUN sleep 2 && echo slept\nRUN echo never-ran > /f\n' });
+  it('a client that goes away stops the build: its RUN step is killed and removed', async () => {
+    const dir = context('abort', { Dockerfile: 'FROM busybox\nRUN sleep 120\nRUN echo never-ran > /f\n' });
     const child = spawn('docker', ['build', dir], { env: { ...dockerEnv(d), DOCKER_BUILDKIT: '0' }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     await new Promise<void>((resolve) => child.stdout.on('data', (c: Buffer) => ((out += c), out.includes('Running in') && resolve())));
+    const t0 = Date.now();
     child.kill('SIGKILL');
-    await until('the aborted build to remove its step container', async () => (await legacy(['ps', '-a', '-q'])).stdout.trim() === '', 60_000);
-    const again = await classic(['build', dir]);
-    const steps = again.stdout.split(/^Step /m).slice(1);
-    assert.match(steps[1]!, /Using cache/, 'the step running when the client left finished');
-    assert.match(steps[2]!, /Running in/, 'the next one never ran');
+    // Within seconds, not the step's 120 s: the step was killed and its container removed.
+    await until('the aborted build to remove its step container', async () => (await legacy(['ps', '-a', '-q'])).stdout.trim() === '', 30_000);
+    assert.ok(Date.now() - t0 < 30_000);
   });
 
   it('build prune clears the cache and the step images (image prune keeps them, as Docker)', async () => {
