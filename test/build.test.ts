@@ -71,6 +71,7 @@ ENV APP_HOME=/srv/app \\
 WORKDIR $APP_HOME
 COPY --chown=1000:1000 *.txt conf/ ./
 ADD bundle.tar /opt/
+SHELL ["/bin/sh", "-ec"]
 RUN echo "$GREETING from $MODE" > made.txt && \\
     id -u > owner-seen.txt
 RUN ["sh", "-c", "stat -c '%u %a' notes.txt > stat.txt"]
@@ -102,8 +103,8 @@ describe('docker build (classic builder) against hyperboxd', () => {
     fs.writeFileSync(path.join(appDir, 'bundle.tar'), bundle);
     const r = await classic(['build', '-t', 'app:1', '-t', 'app:latest', '--build-arg', 'GREETING=howdy', '--label', 'built.by=test', appDir]);
     assert.equal(r.code, 0, r.stderr + r.stdout);
-    assert.match(r.stdout, /Step 1\/17 : ARG BASE=busybox/);
-    assert.match(r.stdout, /Step 8\/17 : RUN echo/);
+    assert.match(r.stdout, /Step 1\/18 : ARG BASE=busybox/);
+    assert.match(r.stdout, /Step 9\/18 : RUN echo/);
     assert.match(r.stdout, / ---> Running in [0-9a-f]{12}/);
     assert.match(r.stdout, /Successfully built ([0-9a-f]{12})\nSuccessfully tagged app:1\nSuccessfully tagged app:latest/);
     firstId = /Successfully built ([0-9a-f]{12})/.exec(r.stdout)![1]!;
@@ -125,11 +126,12 @@ describe('docker build (classic builder) against hyperboxd', () => {
     assert.deepEqual(Object.keys(cfg.ExposedPorts as object).sort(), ['53/udp', '8080/tcp']);
     assert.deepEqual(cfg.Volumes, { '/data': {} });
     assert.equal(cfg.StopSignal, 'SIGQUIT');
+    assert.deepEqual(cfg.Shell, ['/bin/sh', '-ec']);
     assert.deepEqual(cfg.Healthcheck, { Test: ['CMD-SHELL', 'test -f made.txt'], Interval: 5e9, Retries: 2 });
     assert.deepEqual(cfg.Labels, { 'org.example.kind': 'test', 'second label': 'yes', 'built.by': 'test' });
 
     const hist = await legacy(['history', '--no-trunc', '--format', '{{.CreatedBy}}', 'app:1']);
-    assert.match(hist.stdout, /\|1 GREETING=howdy \/bin\/sh -c echo "\$GREETING from \$MODE"/);
+    assert.match(hist.stdout, /\|1 GREETING=howdy \/bin\/sh -ec echo "\$GREETING from \$MODE"/);
     assert.match(hist.stdout, /COPY --chown=1000:1000 \*\.txt conf\/ in \/srv\/app/);
     const images = await legacy(['images', '--format', '{{.Repository}}:{{.Tag}}']);
     assert.deepEqual(images.stdout.trim().split('\n').sort(), ['app:1', 'app:latest', 'busybox:latest'], 'step images are hidden');
@@ -144,7 +146,7 @@ describe('docker build (classic builder) against hyperboxd', () => {
     assert.match(r.stderr, /legacy builder is deprecated/);
     assert.match(r.stdout.trim(), new RegExp(`^sha256:${firstId}`));
     const verbose = await legacy(['build', '--build-arg', 'GREETING=howdy', '--label', 'built.by=test', appDir]);
-    assert.equal((verbose.stdout.match(/---> Using cache/g) ?? []).length, 16, verbose.stdout);
+    assert.equal((verbose.stdout.match(/---> Using cache/g) ?? []).length, 17, verbose.stdout);
     assert.doesNotMatch(verbose.stdout, /Running in/);
   });
 
