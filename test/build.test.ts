@@ -57,7 +57,12 @@ async function tarBuffer(entries: Array<Partial<tar.Header> & { name: string; bo
 
 /** dockerode's build: the messages, and the image ID of its aux message (or the error). */
 async function dockerodeBuild(src: NodeJS.ReadableStream | { context: string; src: string[] }, opts: Record<string, unknown>) {
-  const stream = await api.buildImage(src as never, opts);
+  let stream: NodeJS.ReadableStream;
+  try {
+    stream = await api.buildImage(src as never, opts);
+  } catch (err) {
+    return { text: '', id: undefined, error: (err as Error).message }; // refused before the build began (as dockerd: an HTTP error)
+  }
   const msgs: Array<{ stream?: string; aux?: { ID: string }; error?: string }> = await new Promise((res, rej) => api.modem.followProgress(stream, (err, out) => (err ? rej(err) : res(out))));
   return { text: msgs.map((m) => m.stream ?? '').join(''), id: msgs.find((m) => m.aux)?.aux?.ID, error: msgs.find((m) => m.error)?.error };
 }
@@ -185,6 +190,16 @@ CMD ["cat", "/marker", "/from-tiny"]
     assert.match(full.stdout, /# Executing 1 build trigger/);
     assert.equal((full.stdout.match(/Running in/g) ?? []).length, 0, 'the builder stage came from the cache');
     assert.equal((await legacy(['run', '--rm', 'multi'])).stdout, 'triggered\nartifact\n');
+  });
+
+  it('builds from a Dockerfile on stdin (no context) and from -f - with a context', async () => {
+    const r = await dockerCli(d, ['build', '-t', 'stdin-df', '-'], { input: 'FROM busybox\nLABEL from=stdin\n', env: { DOCKER_BUILDKIT: '0' } });
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.equal((await legacy(['image', 'inspect', '--format', '{{.Config.Labels.from}}', 'stdin-df'])).stdout.trim(), 'stdin');
+    const dir = context('stdin-ctx', { f: 'ctx file\n' });
+    const f = await dockerCli(d, ['build', '-t', 'stdin-f', '-f', '-', dir], { input: 'FROM busybox\nCOPY f /f\n', env: { DOCKER_BUILDKIT: '0' } });
+    assert.equal(f.code, 0, f.stderr);
+    assert.equal((await legacy(['run', '--rm', 'stdin-f', 'cat', '/f'])).stdout, 'ctx file\n');
   });
 
   it('errors name the Dockerfile line (RUN failure, unknown instruction, missing source, offline ADD URL, platform)', async () => {

@@ -68,6 +68,7 @@ export class Builder {
     checkPlatform(opts.platform);
     const refs = opts.tags.map((t) => familiarName(parseReference(t))); // bad tags fail before any work
     const ctx = await BuildContext.unpack(source, this.tmpRoot);
+    out.ready?.();
     try {
       const df = parseDockerfile(ctx.readDockerfile(opts.dockerfile || 'Dockerfile'));
       ctx.applyDockerignore();

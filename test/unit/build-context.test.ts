@@ -88,6 +88,16 @@ describe('build context', () => {
     }
   });
 
+  it("reads a context that ends right after its last file's data (the docker CLI's `build -f -`)", async () => {
+    const whole = Buffer.concat(await (await tarOf([{ name: 'Dockerfile', body: 'FROM x\n' }])).toArray());
+    const ctx = await BuildContext.unpack(Readable.from([whole.subarray(0, 512 + 7)]), tmp);
+    try {
+      assert.equal(ctx.readDockerfile('Dockerfile'), 'FROM x\n');
+    } finally {
+      ctx.dispose();
+    }
+  });
+
   it('refuses a context whose entries escape, and never resolves a symlink outside it', async () => {
     await assert.rejects(BuildContext.unpack(await tarOf([{ name: '../../escape', body: 'x' }]), tmp), /escapes the root/);
     await assert.rejects(BuildContext.unpack(await tarOf([{ name: 'big', body: 'x'.repeat(4096) }]), tmp, 1024), /exceeds the 1024-byte size limit/);
