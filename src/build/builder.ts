@@ -6,7 +6,8 @@
  * an image still in the store is not run again. Progress goes to OUT as the
  * docker CLI prints it ("Step 2/5 : ...", " ---> id").
  */
-import os from 'node:os';
+import fs from 'node:fs';
+import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { invalid, notImplemented } from '../common/errors.js';
 import type { Engine } from '../engine/engine.js';
@@ -42,12 +43,21 @@ export function splitStages(instructions: Instruction[]): { globals: Instruction
 
 export class Builder {
   readonly cache: BuildCache;
+  /** Where contexts are unpacked (under the data root: a context can be large, /tmp may be RAM). */
+  private readonly tmpRoot: string;
 
   constructor(
     private readonly engine: Engine,
-    cacheFile: string,
+    dir: string,
   ) {
-    this.cache = new BuildCache(cacheFile);
+    this.cache = new BuildCache(path.join(dir, 'cache.json'));
+    this.tmpRoot = path.join(dir, 'tmp');
+    fs.mkdirSync(this.tmpRoot, { recursive: true, mode: 0o700 });
+  }
+
+  /** Removes the contexts of builds a previous daemon did not finish (call at daemon start only). */
+  sweep(): void {
+    for (const f of fs.readdirSync(this.tmpRoot)) fs.rmSync(path.join(this.tmpRoot, f), { recursive: true, force: true });
   }
 
   /** Builds, tags and returns the image ID. Errors name the Dockerfile line. */
@@ -57,7 +67,8 @@ export class Builder {
     }
     checkPlatform(opts.platform);
     const refs = opts.tags.map((t) => familiarName(parseReference(t))); // bad tags fail before any work
-    const ctx = await BuildContext.unpack(source, os.tmpdir());
+    const ctx = await BuildContext.unpack(source, this.tmpRoot);
+    out.ready?.();
     try {
       const df = parseDockerfile(ctx.readDockerfile(opts.dockerfile || 'Dockerfile'));
       ctx.applyDockerignore();

@@ -9,9 +9,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { invalid } from '../common/errors.js';
-import { applyLayer } from '../images/layer.js';
+import { applyLayer, maybeDecompress } from '../images/layer.js';
 import { DockerIgnore } from './dockerignore.js';
 
 /** A context larger than this (file data) is refused. */
@@ -28,7 +28,7 @@ export class BuildContext {
     const ctx = new BuildContext(path.join(dir, 'context'));
     fs.mkdirSync(ctx.dir, { mode: 0o755 });
     try {
-      await applyLayer(ctx.dir, source, { whiteouts: false, maxBytes });
+      await applyLayer(ctx.dir, endedTar(await maybeDecompress(source)), { whiteouts: false, maxBytes });
     } catch (err) {
       ctx.dispose();
       throw invalid(`cannot read the build context: ${(err as Error).message}`);
@@ -108,6 +108,25 @@ export function resolveConfined(root: string, rel: string): string | undefined {
     stack.push(part);
   }
   return path.join(root, ...stack);
+}
+
+/**
+ * The tar stream, its last block padded and two zero blocks added: the docker
+ * CLI's `build -f -` context (its tar rewritten to add the Dockerfile) ends
+ * right after its last file's data, which Go's tar reader (dockerd's) takes as
+ * the end of the archive. A complete archive only gets more zero blocks.
+ */
+function endedTar(tar: Readable): Readable {
+  return Readable.from(
+    (async function* () {
+      let n = 0;
+      for await (const chunk of tar as AsyncIterable<Buffer>) {
+        n += chunk.length;
+        yield chunk;
+      }
+      yield Buffer.alloc(((512 - (n % 512)) % 512) + 1024);
+    })(),
+  );
 }
 
 function splitPath(p: string): string[] {

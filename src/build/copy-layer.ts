@@ -90,14 +90,12 @@ function headerOf(name: string, st: fs.Stats, hostPath: string): Header | undefi
 }
 
 /** A tree, packed under NAME; symlinks inside are kept as links, never followed. */
-async function addTree(w: LayerWriter, hostPath: string, name: string, top = true): Promise<void> {
+async function addTree(w: LayerWriter, hostPath: string, name: string): Promise<void> {
   const st = fs.lstatSync(hostPath);
   const h = headerOf(name, st, hostPath);
   if (!h) return;
-  if (!(top && st.isDirectory() && w.has(name))) {
-    await w.entry(h, h.type === 'file' ? fs.createReadStream(hostPath) : undefined);
-  }
-  if (st.isDirectory()) for (const child of fs.readdirSync(hostPath).sort()) await addTree(w, path.join(hostPath, child), `${name}/${child}`, false);
+  await w.entry(h, h.type === 'file' ? fs.createReadStream(hostPath) : undefined);
+  if (st.isDirectory()) for (const child of fs.readdirSync(hostPath).sort()) await addTree(w, path.join(hostPath, child), `${name}/${child}`);
 }
 
 /**
@@ -162,7 +160,7 @@ export async function writeCopyLayer(req: CopyRequest, layerFile: string): Promi
       } else if (st.isDirectory()) {
         // A directory's contents go into the destination, never the directory itself.
         if (!req.destExists && dest !== '/' && !w.has(dest)) await w.entry({ ...headerOf(dest, st, src.hostPath)!, name: dest });
-        for (const child of fs.readdirSync(src.hostPath).sort()) await addTree(w, path.join(src.hostPath, child), `${dest === '/' ? '' : dest}/${child}`, false);
+        for (const child of fs.readdirSync(src.hostPath).sort()) await addTree(w, path.join(src.hostPath, child), `${dest === '/' ? '' : dest}/${child}`);
       } else {
         await addTree(w, src.hostPath, req.destIsDir ? `${dest === '/' ? '' : dest}/${src.name}` : dest);
       }

@@ -19,6 +19,8 @@ export interface BuildOptions {
 }
 
 export interface BuildOutput {
+  /** The context has been read whole: the answer may start. */
+  ready?(): void;
   stream(text: string): void;
   aux(value: unknown): void;
   /** A base image's pull progress ({status, id, progress}), as pull's stream carries it. */

@@ -170,7 +170,7 @@ export class StageRunner {
         const key = stepKey({ parent: st.image.id, instruction: createdBy, args: argEnv });
         const hit = this.cached(key);
         if (hit) return hit;
-        const image = await runStep(this.engine, st.image, { argv, argEnv, createdBy, config: cfg }, this.out);
+        const image = await runStep(this.engine, st.image, { argv, argEnv, createdBy, config: cfg }, this.out, this.opts.signal);
         return this.remember(key, image);
       }
       case 'COPY':

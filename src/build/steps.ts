@@ -62,6 +62,7 @@ export async function runStep(
   image: Image,
   run: { argv: string[]; argEnv: string[]; createdBy: string; config: RunConfig },
   out: { stream(text: string): void },
+  signal?: AbortSignal,
 ): Promise<Image> {
   const imageEnv = new Set((image.config.config.Env ?? []).map((e) => e.split('=')[0]));
   const c = await engine.containers.create({
@@ -77,8 +78,12 @@ export async function runStep(
       out.stream(text);
     };
     engine.lifecycle.attach(c.id, { stdout: forward, stderr: forward, end: () => undefined });
+    // A client that goes away stops the step: its process is killed, its container removed below.
+    const stop = () => void engine.lifecycle.kill(c.id).catch(() => undefined);
+    signal?.addEventListener('abort', stop, { once: true });
     await engine.lifecycle.start(c.id);
-    const code = await engine.lifecycle.wait(c.id);
+    if (signal?.aborted) stop();
+    const code = await engine.lifecycle.wait(c.id).finally(() => signal?.removeEventListener('abort', stop));
     if (code !== 0) {
       const shown = run.argv.length > 2 && run.argv[1] === '-c' ? run.argv.join(' ') : JSON.stringify(run.argv);
       throw invalid(`The command '${shown}' returned a non-zero code: ${code}`);

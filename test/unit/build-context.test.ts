@@ -13,6 +13,8 @@ import type { HyperboxError } from '../../src/common/errors.js';
 import type { Engine } from '../../src/engine/engine.js';
 import { BuildContext, cleanSource, resolveConfined } from '../../src/build/context.js';
 import { writeCopyLayer } from '../../src/build/copy-layer.js';
+import { planCopy } from '../../src/build/copy-step.js';
+import { envMap } from '../../src/build/shell-words.js';
 import { DockerIgnore } from '../../src/build/dockerignore.js';
 import { parseRegistryConfig } from '../../src/build/options.js';
 
@@ -81,6 +83,16 @@ describe('build context', () => {
       assert.equal(ctx.resolve('logs/a'), undefined);
       assert.ok(ctx.resolve('logs/keep'));
       assert.ok(ctx.resolve('app.js'));
+    } finally {
+      ctx.dispose();
+    }
+  });
+
+  it("reads a context that ends right after its last file's data (the docker CLI's `build -f -`)", async () => {
+    const whole = Buffer.concat(await (await tarOf([{ name: 'Dockerfile', body: 'FROM x\n' }])).toArray());
+    const ctx = await BuildContext.unpack(Readable.from([whole.subarray(0, 512 + 7)]), tmp);
+    try {
+      assert.equal(ctx.readDockerfile('Dockerfile'), 'FROM x\n');
     } finally {
       ctx.dispose();
     }
@@ -195,9 +207,63 @@ describe('X-Registry-Config', () => {
 describe('builder', () => {
   it('refuses to build under the block storage driver, with a clear error', async () => {
     const engine = { opts: { storageDriver: 'block', dataRoot: tmp } } as unknown as Engine;
-    const builder = new Builder(engine, path.join(tmp, 'cache.json'));
+    const builder = new Builder(engine, path.join(tmp, 'builder'));
     const out = { stream: () => undefined, aux: () => undefined, status: () => undefined };
     const opts = { dockerfile: 'Dockerfile', tags: [], noCache: false, pull: false, buildArgs: {}, labels: {}, insecure: [] };
     await assert.rejects(builder.build(Readable.from([]), opts, out), (err: HyperboxError) => err.httpStatus === 501 && /--storage-driver block/.test(err.message));
+  });
+});
+
+describe('COPY/ADD plans', () => {
+  const ins = (args: string, flags: Record<string, string> = {}, cmd = 'COPY') => ({ cmd, args, flags, line: 1, original: `${cmd} ${args}` });
+
+  function fixture(): { ctx: string; image: string } {
+    const base = fs.mkdtempSync(path.join(tmp, 'plan-'));
+    const ctx = path.join(base, 'ctx');
+    const image = path.join(base, 'image');
+    for (const f of ['a.txt', 'b.txt', 'c.md', 'dir/inner.txt']) {
+      fs.mkdirSync(path.dirname(path.join(ctx, f)), { recursive: true });
+      fs.writeFileSync(path.join(ctx, f), f);
+    }
+    fs.mkdirSync(path.join(image, 'etc'), { recursive: true });
+    fs.mkdirSync(path.join(image, 'srv/app'), { recursive: true });
+    fs.writeFileSync(path.join(image, 'etc/passwd'), 'root:x:0:0::/root:/bin/sh\napp:x:1001:1002::/home/app:/bin/sh\n');
+    fs.writeFileSync(path.join(image, 'etc/group'), 'root:x:0:\nstaff:x:50:\n');
+    return { ctx, image };
+  }
+
+  async function plan(args: string, flags: Record<string, string> = {}, workdir = '/srv/app') {
+    const { ctx, image } = fixture();
+    const p = await planCopy({ ins: ins(args, flags), env: envMap(['DEST=/opt/']), escape: '\\', workdir, sourceRoot: ctx, parentRoot: async () => image, tmpDir: tmp });
+    try {
+      return { ...p, entries: await layerNames(p.layerFile) };
+    } finally {
+      fs.rmSync(p.layerFile, { force: true });
+    }
+  }
+
+  it('expands wildcards inside one directory level and copies into an existing directory', async () => {
+    const p = await plan('*.txt ./');
+    assert.deepEqual(p.entries.map((e) => e[0]), ['srv/app/a.txt', 'srv/app/b.txt']);
+    assert.match(p.createdBy, /COPY \*\.txt in \/srv\/app /);
+    // As the classic builder: several matches need a destination ending in "/", "." is not enough.
+    await assert.rejects(plan('*.txt .'), /must be a directory and end with a \//);
+    assert.deepEqual((await plan('c.md .')).entries.map((e) => e[0]), ['srv/app/c.md']);
+  });
+
+  it('a file to a new path is that file; variables expand in the destination; --chown by name', async () => {
+    assert.deepEqual((await plan('c.md renamed.md')).entries.map((e) => e[0]), ['srv/app/renamed.md']);
+    assert.deepEqual((await plan('c.md $DEST')).entries.map((e) => e[0]), ['opt', 'opt/c.md']);
+    const owned = await plan('dir /data/', { chown: 'app:staff' });
+    assert.deepEqual(owned.entries, [['data', 'directory', 1001], ['data/inner.txt', 'file', 1001]]);
+    assert.deepEqual((await plan('dir /data/', { chown: 'app' })).entries[1], ['data/inner.txt', 'file', 1001]);
+  });
+
+  it('refuses several sources into a non-directory, unknown users and BuildKit-only flags', async () => {
+    await assert.rejects(plan('a.txt b.txt /one'), /destination must be a directory and end with a \//);
+    await assert.rejects(plan('a.txt /x', { chown: 'nobody-here' }), /can't find uid for nobody-here/);
+    await assert.rejects(plan('a.txt /x', { link: 'true' }), /COPY --link is not supported by the classic builder/);
+    await assert.rejects(plan('*.none /x/'), /no source files were specified/);
+    await assert.rejects(plan('a.txt'), /requires at least two arguments/);
   });
 });

@@ -17,7 +17,7 @@ interface ImageSummary {
 }
 
 async function listImages(o: { quiet?: boolean; format?: string; digests?: boolean; trunc?: boolean; all?: boolean }): Promise<number> {
-  const list = await api<ImageSummary[]>('GET', '/images/json');
+  const list = await api<ImageSummary[]>('GET', '/images/json', { query: { all: o.all } });
   const rows = list.flatMap((img) =>
     (img.RepoTags.length ? img.RepoTags : ['<none>:<none>']).map((t) => {
       const i = t.lastIndexOf(':');
@@ -106,7 +106,7 @@ async function prune(o: { all?: boolean; force?: boolean }): Promise<number> {
 
 const listOptions = (c: Command) =>
   c
-    .option('-a, --all', 'show all images (intermediate images do not exist in hyperbox)')
+    .option('-a, --all', 'show all images, a build\'s step images too')
     .option('-q, --quiet', 'only show image IDs')
     .option('--digests', 'show digests')
     .option('--no-trunc', "don't truncate output")

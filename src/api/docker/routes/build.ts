@@ -51,27 +51,39 @@ export function buildOptionsOf(ctx: Ctx, insecure: string[]): BuildOptions {
   };
 }
 
+/** One builder per engine, shared by its listeners (unix socket, TCP). */
+const builders = new WeakMap<Engine, Builder>();
+
 export function buildRoutes(r: RouteTable, engine: Engine, insecure: string[]): void {
-  const builder = new Builder(engine, path.join(engine.opts.dataRoot, 'build-cache.json'));
+  const builder = builders.get(engine) ?? new Builder(engine, path.join(engine.opts.dataRoot, 'build'));
+  if (!builders.has(engine)) {
+    builder.sweep(); // the first listener's routes: nothing is building yet
+    builders.set(engine, builder);
+  }
 
   r.add('POST', '/build', async (ctx) => {
     const abort = new AbortController();
     const opts = { ...buildOptionsOf(ctx, insecure), signal: abort.signal };
     const quiet = ctx.bool('q');
-    const messages = ctx.beginJsonMessages();
+    // As dockerd: the response starts once the context is read. Answering before the
+    // client finished sending it makes Go's HTTP client stop sending (`docker build -`).
+    let messages: ReturnType<Ctx['beginJsonMessages']> | undefined;
+    const send = (m: Record<string, unknown>) => (messages ??= ctx.beginJsonMessages()).send(m);
     ctx.res?.once('close', () => ctx.res?.writableFinished || abort.abort());
     try {
       const id = await builder.build(ctx.req, opts, {
-        stream: (text) => quiet || messages.send({ stream: text }),
-        aux: (value) => messages.send({ aux: value }),
-        status: (m) => quiet || messages.send(m),
+        ready: () => void (messages ??= ctx.beginJsonMessages()),
+        stream: (text) => quiet || send({ stream: text }),
+        aux: (value) => send({ aux: value }),
+        status: (m) => quiet || send(m),
       });
-      if (quiet) messages.send({ stream: `${id}\n` });
+      if (quiet) send({ stream: `${id}\n` });
     } catch (err) {
-      messages.fail(err);
       ctx.req.resume(); // a context not read to its end is drained, not left pending
+      if (!messages) throw err; // nothing answered yet: a plain error response
+      messages.fail(err);
     } finally {
-      messages.end();
+      messages?.end();
     }
   });
 
