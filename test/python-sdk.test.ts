@@ -29,6 +29,13 @@ const FLOWS: Record<string, string> = {
   import_and_load_round_trip: 'export, import, save and load round trips',
   put_get_archive: 'put_archive and get_archive',
   events_and_top: 'top, pause, unpause, rename, kill',
+  logs_follow_tail_timestamps: 'logs: follow, tail, one stream, timestamps, since',
+  list_with_filters: 'containers.list with label, status, name and ancestor filters; get of a missing one is NotFound',
+  networks_and_aliases: 'a user network: names resolve, inspect lists members, list filters by label',
+  volumes_lifecycle: 'a named volume: labels, rw then ro use, list filter, removal',
+  exec_env_workdir_user: 'exec with environment, workdir and user; a missing binary',
+  restart_policy_on_failure: 'restart policy on-failure with a retry count',
+  image_history_and_tags: 'image history, tag, list by name, remove',
 };
 
 interface FlowResult {

@@ -284,6 +284,118 @@ def events_and_top():
         cleanup(c)
 
 
+@flow
+def logs_follow_tail_timestamps():
+    c = client.containers.run(IMAGE, ["sh", "-c", "for i in 1 2 3; do echo line$i; sleep 0.3; done; echo err >&2"], detach=True)
+    try:
+        followed = b"".join(c.logs(stream=True, follow=True))
+        assert followed == b"line1\nline2\nline3\nerr\n", followed
+        assert c.logs(tail=1) == b"err\n"
+        assert c.logs(stderr=False) == b"line1\nline2\nline3\n"
+        stamped = c.logs(timestamps=True).decode().splitlines()
+        assert len(stamped) == 4 and stamped[0].endswith(" line1") and "T" in stamped[0].split(" ")[0], stamped
+        assert c.logs(since=int(time.time()) + 60) == b""
+    finally:
+        cleanup(c)
+
+
+@flow
+def list_with_filters():
+    a = client.containers.run(IMAGE, ["sleep", "300"], detach=True, init=True, labels={"sdkls": "a"}, name="sdk-ls-a")
+    b = client.containers.run(IMAGE, ["true"], detach=True, labels={"sdkls": "b"}, name="sdk-ls-b")
+    try:
+        b.wait()
+        names = lambda **kw: sorted(c.name for c in client.containers.list(**kw))
+        assert names(filters={"label": "sdkls"}) == ["sdk-ls-a"], names(filters={"label": "sdkls"})
+        assert names(all=True, filters={"label": "sdkls"}) == ["sdk-ls-a", "sdk-ls-b"]
+        assert names(all=True, filters={"label": "sdkls=b"}) == ["sdk-ls-b"]
+        assert names(all=True, filters={"status": "exited", "label": "sdkls"}) == ["sdk-ls-b"]
+        assert names(filters={"name": "sdk-ls-a"}) == ["sdk-ls-a"]
+        assert names(all=True, filters={"ancestor": "busybox", "label": "sdkls"}) == ["sdk-ls-a", "sdk-ls-b"]
+        assert client.containers.get("sdk-ls-a").id == a.id
+        try:
+            client.containers.get("sdk-no-such")
+            raise AssertionError("found a container that does not exist")
+        except NotFound:
+            pass
+    finally:
+        cleanup(a, b)
+
+
+@flow
+def networks_and_aliases():
+    net = client.networks.create("sdk-net", labels={"sdk": "1"})
+    try:
+        srv = client.containers.run(IMAGE, ["sh", "-c", "echo hi-from-srv > /www; exec httpd -f -p 80 -h /"], detach=True,
+                                    network="sdk-net", name="sdk-srv")
+        try:
+            out = client.containers.run(IMAGE, ["sh", "-c", "for i in 1 2 3 4 5; do wget -qO- http://sdk-srv/www && exit 0; sleep 1; done; exit 1"],
+                                        network="sdk-net", remove=True)
+            assert out == b"hi-from-srv\n", out
+            net.reload()
+            assert srv.id in [c.id for c in net.containers], net.attrs.get("Containers")
+            assert [n.name for n in client.networks.list(filters={"label": "sdk=1"})] == ["sdk-net"]
+        finally:
+            cleanup(srv)
+    finally:
+        net.remove()
+
+
+@flow
+def volumes_lifecycle():
+    v = client.volumes.create("sdk-vol", labels={"sdk": "1"})
+    try:
+        assert v.attrs["Labels"] == {"sdk": "1"} and v.attrs["Driver"] == "local"
+        client.containers.run(IMAGE, ["sh", "-c", "echo kept > /v/f"], volumes={"sdk-vol": {"bind": "/v", "mode": "rw"}}, remove=True)
+        out = client.containers.run(IMAGE, ["cat", "/v/f"], volumes={"sdk-vol": {"bind": "/v", "mode": "ro"}}, remove=True)
+        assert out == b"kept\n", out
+        assert [x.name for x in client.volumes.list(filters={"label": "sdk=1"})] == ["sdk-vol"]
+    finally:
+        v.remove(force=True)
+    try:
+        client.volumes.get("sdk-vol")
+        raise AssertionError("the volume is still there")
+    except NotFound:
+        pass
+
+
+@flow
+def exec_env_workdir_user():
+    c = client.containers.run(IMAGE, ["sleep", "300"], detach=True, init=True)
+    try:
+        r = c.exec_run(["sh", "-c", "echo $GREETING; pwd; id -u"], environment={"GREETING": "hey"}, workdir="/tmp", user="65534")
+        assert r.exit_code == 0 and r.output == b"hey\n/tmp\n65534\n", r
+        r = c.exec_run(["no-such-binary"])
+        assert r.exit_code in (126, 127), r
+    finally:
+        cleanup(c)
+
+
+@flow
+def restart_policy_on_failure():
+    c = client.containers.run(IMAGE, ["sh", "-c", "exit 1"], detach=True, restart_policy={"Name": "on-failure", "MaximumRetryCount": 2})
+    try:
+        wait_for("two restarts", lambda: (c.reload() or c.attrs["RestartCount"] >= 2) and c.status == "exited", timeout=60)
+        assert c.attrs["RestartCount"] == 2 and c.attrs["State"]["ExitCode"] == 1, c.attrs["State"]
+    finally:
+        cleanup(c)
+
+
+@flow
+def image_history_and_tags():
+    img = client.images.get(IMAGE)
+    assert img.history() and "Created" in img.history()[0]
+    assert img.tag("sdk-tagged", "t1")
+    assert "sdk-tagged:t1" in client.images.get("sdk-tagged:t1").tags
+    assert any("sdk-tagged:t1" in i.tags for i in client.images.list(name="sdk-tagged"))
+    client.images.remove("sdk-tagged:t1")
+    try:
+        client.images.get("sdk-tagged:t1")
+        raise AssertionError("the tag is still there")
+    except ImageNotFound:
+        pass
+
+
 def main():
     names = sys.argv[1:] or list(FLOWS)
     failed = 0

@@ -10,6 +10,7 @@ import type { Container } from '../../../engine/container.js';
 import type { Engine } from '../../../engine/engine.js';
 import type { NetworkRecord } from '../../../engine/net/networks.js';
 import { DEFAULT_NETWORK, networkModeOf } from '../../../engine/ports.js';
+import { labelsMatch, parseFilters } from '../http.js';
 import type { RouteTable } from '../server.js';
 
 const CREATED = '2024-01-01T00:00:00Z';
@@ -119,10 +120,24 @@ const connectSchema = z
   .object({ Container: z.string().min(1), EndpointConfig: z.object({ Aliases: z.array(z.string()).nullish() }).passthrough().nullish() })
   .passthrough();
 
+/** dockerd's network list filters: name (substring), id (prefix), label, driver, type (builtin or custom), scope. */
+function networkFilter(f: Record<string, string[]>): (n: { Name: string; Id: string; Driver: string; Scope?: string; Labels?: Record<string, string> }) => boolean {
+  const known = ['name', 'id', 'label', 'driver', 'type', 'scope'];
+  for (const k of Object.keys(f)) if (!known.includes(k)) throw invalid(`invalid filter '${k}'`);
+  return (n) =>
+    (!f.name || f.name.some((x) => n.Name.includes(x))) &&
+    (!f.id || f.id.some((x) => n.Id.startsWith(x))) &&
+    labelsMatch(n.Labels, f.label) &&
+    (!f.driver || f.driver.includes(n.Driver)) &&
+    (!f.scope || f.scope.includes(n.Scope ?? 'local')) &&
+    (!f.type || f.type.includes(NAMES.includes(n.Name) ? 'builtin' : 'custom'));
+}
+
 export function networkRoutes(r: RouteTable, engine: Engine): void {
-  r.add('GET', '/networks', (ctx) =>
-    ctx.send(200, [...NAMES.map((n) => networkJson(n, engine)), ...engine.networks.list().map((n) => userNetworkJson(n, engine))]),
-  );
+  r.add('GET', '/networks', (ctx) => {
+    const all = [...NAMES.map((n) => networkJson(n, engine)), ...engine.networks.list().map((n) => userNetworkJson(n, engine))];
+    ctx.send(200, all.filter(networkFilter(parseFilters(ctx))));
+  });
   r.add('GET', '/networks/:id', (ctx) => {
     const id = ctx.params.id!;
     const name = id === 'slirp' || id === 'default' ? DEFAULT_NETWORK : id;
