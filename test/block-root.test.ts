@@ -231,6 +231,23 @@ describe('roots on block devices', () => {
       await d.run(['rm', '-f', 'blk-layer']);
     }
   });
+
+  it('builds an image: RUN layers come through the guest (a deletion, a FIFO), COPY from the context, a cached rebuild', async () => {
+    const ctxDir = fs.mkdtempSync('/tmp/hb-blk-build-');
+    try {
+      fs.writeFileSync(path.join(ctxDir, 'Dockerfile'), 'FROM busybox\nRUN echo one > /one && rm /bin/true && mkfifo /fifo\nCOPY f /f\nRUN cat /one /f > /both\nCMD ["cat", "/both"]\n');
+      fs.writeFileSync(path.join(ctxDir, 'f'), 'from the context\n');
+      const b = await d.run(['build', '-t', 'blk-built:1', ctxDir], { timeoutMs: 180_000 });
+      assert.equal(b.code, 0, b.stderr);
+      const r = await d.run(['run', '--rm', 'blk-built:1', 'sh', '-c', 'cat /both; ls /bin/true 2>/dev/null || echo deleted; test -p /fifo && echo fifo']);
+      assert.equal(r.stdout, 'one\nfrom the context\ndeleted\nfifo\n', r.stderr);
+      const again = await docker(d, ['build', '-t', 'blk-built:1', ctxDir]);
+      assert.equal(again.code, 0, again.stderr);
+      assert.equal((again.stdout.match(/Using cache/g) ?? []).length, 4, again.stdout);
+    } finally {
+      fs.rmSync(ctxDir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('roots on block devices from the warm pool', () => {

@@ -62,9 +62,6 @@ export class Builder {
 
   /** Builds, tags and returns the image ID. Errors name the Dockerfile line. */
   async build(source: Readable, opts: BuildOptions, out: BuildOutput): Promise<string> {
-    if (this.engine.opts.storageDriver === 'block') {
-      throw notImplemented('building images is not supported yet under hyperboxd --storage-driver block (RUN commits need the default storage)');
-    }
     checkPlatform(opts.platform);
     const refs = opts.tags.map((t) => familiarName(parseReference(t))); // bad tags fail before any work
     const ctx = await BuildContext.unpack(source, this.tmpRoot);

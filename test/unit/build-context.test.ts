@@ -204,16 +204,6 @@ describe('X-Registry-Config', () => {
   });
 });
 
-describe('builder', () => {
-  it('refuses to build under the block storage driver, with a clear error', async () => {
-    const engine = { opts: { storageDriver: 'block', dataRoot: tmp } } as unknown as Engine;
-    const builder = new Builder(engine, path.join(tmp, 'builder'));
-    const out = { stream: () => undefined, aux: () => undefined, status: () => undefined };
-    const opts = { dockerfile: 'Dockerfile', tags: [], noCache: false, pull: false, buildArgs: {}, labels: {}, insecure: [] };
-    await assert.rejects(builder.build(Readable.from([]), opts, out), (err: HyperboxError) => err.httpStatus === 501 && /--storage-driver block/.test(err.message));
-  });
-});
-
 describe('COPY/ADD plans', () => {
   const ins = (args: string, flags: Record<string, string> = {}, cmd = 'COPY') => ({ cmd, args, flags, line: 1, original: `${cmd} ${args}` });
 
