@@ -33,6 +33,7 @@ export interface OciSpec {
   hostname?: string;
   mounts?: OciMount[];
   annotations?: Record<string, string>;
+  linux?: { namespaces?: Array<{ type?: string; path?: string }> };
 }
 
 /** The annotation with which the CRI plugin names a container's pod sandbox. */
@@ -54,6 +55,12 @@ export function readSpec(bundle: string): OciSpec {
 export function groupOf(spec: OciSpec, id: string): string {
   const sandbox = spec.annotations?.[SANDBOX_ID_ANNOTATION];
   return typeof sandbox === 'string' && sandbox ? sandbox : id;
+}
+
+/** The path of the network namespace SPEC joins, if it names one (CRI: the pod's CNI namespace). */
+export function netnsPathOf(spec: OciSpec): string | undefined {
+  const ns = spec.linux?.namespaces?.find((n) => n.type === 'network');
+  return typeof ns?.path === 'string' && ns.path ? ns.path : undefined;
 }
 
 const strings = (v: unknown, what: string): string[] => {
