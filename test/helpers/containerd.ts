@@ -24,7 +24,14 @@ export interface CtrResult {
   stderr: string;
 }
 
+export interface TestContainerdOptions {
+  /** A registry ("host:port") reached over plain HTTP (a test's own, e.g. test/helpers/registry.ts). */
+  httpRegistry?: string;
+}
+
 export class TestContainerd {
+  constructor(private readonly opts: TestContainerdOptions = {}) {}
+
   readonly dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hbctd-'));
   readonly address = path.join(this.dir, 'containerd.sock');
   readonly shimState = path.join(this.dir, 'shim');
@@ -55,6 +62,7 @@ export class TestContainerd {
       '  runtime_type = "io.containerd.runc.v2"',
       '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.hyperbox]',
       `  runtime_type = "${RUNTIME}"`,
+      ...(this.opts.httpRegistry ? [`[plugins."io.containerd.grpc.v1.cri".registry.mirrors."${this.opts.httpRegistry}"]`, `  endpoint = ["http://${this.opts.httpRegistry}"]`] : []),
     ].join('\n') + '\n');
     const log = fs.openSync(path.join(this.dir, 'containerd.log'), 'a');
     this.proc = spawn('containerd', ['--config', config], {
@@ -154,18 +162,25 @@ export function shimPids(dir: string): number[] {
   }).map(Number);
 }
 
-/** An OCI image archive of build/busybox-rootfs.tar (umoci), to `ctr image import`. */
-export function busyboxArchive(dir: string): string {
+/** An OCI image layout (tags latest and pause) of build/busybox-rootfs.tar, built with umoci. */
+export function busyboxLayout(dir: string): string {
   const layout = path.join(dir, 'oci');
-  const umoci = (args: string[]) => {
-    const r = spawnSync('umoci', args, { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`umoci ${args.join(' ')}: ${r.stderr}`);
-  };
   umoci(['init', '--layout', layout]);
   umoci(['new', '--image', `${layout}:latest`]);
   umoci(['raw', 'add-layer', '--image', `${layout}:latest`, path.join(repo, 'build/busybox-rootfs.tar')]);
   umoci(['config', '--image', `${layout}:latest`, '--config.cmd', 'sh', '--config.env', 'PATH=/usr/sbin:/usr/bin:/sbin:/bin']);
   umoci(['config', '--image', `${layout}:latest`, '--tag', 'pause', '--config.cmd', 'sleep', '--config.cmd', '2147483647']);
+  return layout;
+}
+
+export function umoci(args: string[]): void {
+  const r = spawnSync('umoci', args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`umoci ${args.join(' ')}: ${r.stderr}`);
+}
+
+/** An OCI image archive of busyboxLayout, to `ctr image import`. */
+export function busyboxArchive(dir: string): string {
+  const layout = busyboxLayout(dir);
   const archive = path.join(dir, 'busybox-oci.tar');
   spawnSync('tar', ['-C', layout, '-cf', archive, '.']);
   return archive;
