@@ -143,7 +143,7 @@ describe('containerd shim v2 (ctr, crictl)', () => {
     const ctrJson = path.join(ctd.dir, 'ctr.json');
     // The node's network (NODE); the next test has pods on CNI's.
     fs.writeFileSync(podJson, JSON.stringify({ metadata: { name: 'hbpod', namespace: 'default', uid: 'hbpod-uid', attempt: 0 }, log_directory: logs, linux: { security_context: { namespace_options: { network: 2 } } } }));
-    fs.writeFileSync(ctrJson, JSON.stringify({ metadata: { name: 'app' }, image: { image: IMAGE }, command: ['sh', '-c', 'echo hello from the pod; exec sleep 600'], log_path: 'app.log' }));
+    fs.writeFileSync(ctrJson, JSON.stringify({ metadata: { name: 'app' }, image: { image: IMAGE }, command: ['sh', '-c', 'echo hello from the pod; exec sleep 600'], log_path: 'app.log', linux: { security_context: { supplemental_groups: [1234] } } }));
     const pod = cri(['runp', '--runtime', 'hyperbox', podJson]);
     const ctr = cri(['create', pod, ctrJson, podJson]);
     cri(['start', ctr]);
@@ -151,8 +151,9 @@ describe('containerd shim v2 (ctr, crictl)', () => {
     assert.equal(qemuProcesses(ctd.shimState).length, 1, 'one VM for the pod');
     await waitFor(() => /hello from the pod/.test(ctd.crictl(['logs', ctr]).stdout), { what: 'the container log', timeoutMs: 20_000, intervalMs: 200 });
     // The exec joins the app container (its PID 1 is the app's sleep, not the sandbox's), and
-    // CRI's file binds (/etc/hostname: the node's name, with the node's network) are in place.
-    assert.equal(cri(['exec', ctr, 'sh', '-c', 'echo $(tr "\\0" " " </proc/1/cmdline) / $(cat /etc/hostname)']), `sleep 600 / ${os.hostname()}`);
+    // CRI's file binds (/etc/hostname: the node's name, with the node's network) are in place,
+    // and the supplemental groups (OCI additionalGids) are the process's.
+    assert.equal(cri(['exec', ctr, 'sh', '-c', 'echo $(tr "\\0" " " </proc/1/cmdline) / $(cat /etc/hostname) / $(id -G)']), `sleep 600 / ${os.hostname()} / 0 1234`);
     const stats = JSON.parse(cri(['stats', '-o', 'json', '--id', ctr])) as { stats: Array<{ memory: { workingSetBytes: { value: string } } }> };
     assert.ok(Number(stats.stats[0]!.memory.workingSetBytes.value) > 0, JSON.stringify(stats));
     // A stub says what it is, never succeeds.

@@ -76,6 +76,8 @@ export function processSpec(p: OciProcess | undefined, root: string, exec: boole
   const uid = p?.user?.uid ?? 0;
   const gid = p?.user?.gid ?? 0;
   if (!Number.isInteger(uid) || !Number.isInteger(gid) || uid < 0 || gid < 0) throw new RpcError(Code.InvalidArgument, 'OCI process.user needs numeric uid and gid');
+  const groups = p?.user?.additionalGids ?? [];
+  if (!Array.isArray(groups) || groups.some((g) => !Number.isInteger(g) || g < 0)) throw new RpcError(Code.InvalidArgument, 'OCI process.user.additionalGids must be numbers');
   // The exact set the spec grants: drop everything, add its bounding set back.
   const caps = strings(p?.capabilities?.bounding, 'process.capabilities.bounding');
   return {
@@ -84,6 +86,7 @@ export function processSpec(p: OciProcess | undefined, root: string, exec: boole
     env: strings(p?.env, 'process.env'),
     cwd: typeof p?.cwd === 'string' && p.cwd ? p.cwd : '/',
     user: `${uid}:${gid}`,
+    groupAdd: groups.map(String),
     tty: p?.terminal === true,
     stdin: true,
     rows: p?.consoleSize?.height,

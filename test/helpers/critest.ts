@@ -21,13 +21,19 @@ const web = (port: number) => ['sh', '-c', `mkdir -p /www && echo ok > /www/inde
  */
 const STAND_INS: Array<{ repos: string[]; cmd?: string[]; user?: string; env?: string }> = [
   { repos: ['e2e-test-images/busybox:1.29-2'] },
-  { repos: ['e2e-test-images/nginx:1.14-2'], cmd: web(80) },
+  { repos: ['e2e-test-images/nginx:1.14-2', 'e2e-test-images/httpd:2.4.38-4'], cmd: web(80) },
   { repos: ['k8s-staging-cri-tools/hostnet-nginx-amd64:latest'], cmd: web(12003) },
   { repos: ['test-image-latest:latest', 'test-image-tag:test', 'test-image-tag:all', 'test-image-tags:1', 'test-image-tags:2', 'test-image-tags:3'].map((r) => `k8s-staging-cri-tools/${r}`) },
   ...[1, 2, 3].map((n) => ({ repos: [`k8s-staging-cri-tools/test-image-${n}:latest`], env: `TEST_IMAGE=${n}` })),
   ...Object.entries({ uid: '1002', username: 'www-data', 'uid-group': '1003:1004', 'username-group': 'www-data:1004' })
     .map(([suffix, user]) => ({ repos: [`k8s-staging-cri-tools/test-image-user-${suffix}:latest`], user })),
   { repos: ['k8s-staging-cri-tools/test-image-predefined-group:latest'], user: '1000' },
+];
+
+/** Images some specs run by their original names (not under the prefix): tagged locally from the stand-ins. */
+const ORIGINAL_NAMES: Array<[string, string]> = [
+  ['e2e-test-images/nginx:1.14-2', 'registry.k8s.io/e2e-test-images/nginx:1.14-2'],
+  ['k8s-staging-cri-tools/hostnet-nginx-amd64:latest', 'gcr.io/k8s-staging-cri-tools/hostnet-nginx-amd64:latest'],
 ];
 
 export interface SpecReport {
@@ -62,6 +68,13 @@ export class CritestBed {
     spawnSync('tar', ['-C', layout, '-cf', archive, '.']);
     const imported = ctd.ctr(['image', 'import', '--base-name', 'docker.io/library/busybox', archive], { namespace: 'k8s.io' });
     if (imported.code !== 0) throw new Error(`ctr image import: ${imported.stderr}`);
+    for (const [repo, name] of ORIGINAL_NAMES) {
+      const ref = `${this.registry.host}/${repo}`;
+      for (const args of [['image', 'pull', '--plain-http', ref], ['image', 'tag', ref, name]]) {
+        const r = ctd.ctr(args, { namespace: 'k8s.io' });
+        if (r.code !== 0) throw new Error(`ctr ${args.join(' ')}: ${r.stderr}`);
+      }
+    }
     return ctd;
   }
 
