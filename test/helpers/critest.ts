@@ -21,7 +21,7 @@ const web = (port: number) => ['sh', '-c', `mkdir -p /www && echo ok > /www/inde
  */
 const STAND_INS: Array<{ repos: string[]; cmd?: string[]; user?: string; env?: string }> = [
   { repos: ['e2e-test-images/busybox:1.29-2'] },
-  { repos: ['e2e-test-images/nginx:1.14-2', 'e2e-test-images/httpd:2.4.38-4'], cmd: web(80) },
+  { repos: ['e2e-test-images/nginx:1.14-2'], cmd: web(80) },
   { repos: ['k8s-staging-cri-tools/hostnet-nginx-amd64:latest'], cmd: web(12003) },
   { repos: ['test-image-latest:latest', 'test-image-tag:test', 'test-image-tag:all', 'test-image-tags:1', 'test-image-tags:2', 'test-image-tags:3'].map((r) => `k8s-staging-cri-tools/${r}`) },
   ...[1, 2, 3].map((n) => ({ repos: [`k8s-staging-cri-tools/test-image-${n}:latest`], env: `TEST_IMAGE=${n}` })),
@@ -33,6 +33,7 @@ const STAND_INS: Array<{ repos: string[]; cmd?: string[]; user?: string; env?: s
 /** Images some specs run by their original names (not under the prefix): tagged locally from the stand-ins. */
 const ORIGINAL_NAMES: Array<[string, string]> = [
   ['e2e-test-images/nginx:1.14-2', 'registry.k8s.io/e2e-test-images/nginx:1.14-2'],
+  ['e2e-test-images/nginx:1.14-2', 'registry.k8s.io/e2e-test-images/httpd:2.4.39-4'],
   ['k8s-staging-cri-tools/hostnet-nginx-amd64:latest', 'gcr.io/k8s-staging-cri-tools/hostnet-nginx-amd64:latest'],
 ];
 
