@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # The Kubernetes side of the set-up (issue 16): Debian's containerd (run by the
-# tests themselves, never through systemd) and crictl + critest built from the Go
+# tests themselves, never through systemd), Debian's CNI plugins (/usr/lib/cni) and crictl + critest built from the Go
 # module proxy at a pinned cri-tools version, cached outside the repository so a
 # second run does nothing. Prints the directory holding crictl and critest.
 set -euo pipefail
 CRI_TOOLS_VERSION=v1.34.0
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-if ! command -v containerd >/dev/null || ! command -v ctr >/dev/null; then
-  say "installing Debian's containerd"
+if ! command -v containerd >/dev/null || ! command -v ctr >/dev/null || [ ! -x /usr/lib/cni/bridge ]; then
+  say "installing Debian's containerd and CNI plugins"
   SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends containerd >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends containerd containernetworking-plugins >/dev/null
 fi
 
 bin=${HYPERBOX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hyperbox}/cri-tools/$CRI_TOOLS_VERSION

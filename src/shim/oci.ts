@@ -33,6 +33,7 @@ export interface OciSpec {
   hostname?: string;
   mounts?: OciMount[];
   annotations?: Record<string, string>;
+  linux?: { namespaces?: Array<{ type?: string; path?: string }> };
 }
 
 /** The annotation with which the CRI plugin names a container's pod sandbox. */
@@ -56,6 +57,12 @@ export function groupOf(spec: OciSpec, id: string): string {
   return typeof sandbox === 'string' && sandbox ? sandbox : id;
 }
 
+/** The path of the network namespace SPEC joins, if it names one (CRI: the pod's CNI namespace). */
+export function netnsPathOf(spec: OciSpec): string | undefined {
+  const ns = spec.linux?.namespaces?.find((n) => n.type === 'network');
+  return typeof ns?.path === 'string' && ns.path ? ns.path : undefined;
+}
+
 const strings = (v: unknown, what: string): string[] => {
   if (v === undefined) return [];
   if (!Array.isArray(v) || v.some((s) => typeof s !== 'string')) throw new RpcError(Code.InvalidArgument, `OCI ${what} must be a list of strings`);
@@ -69,6 +76,8 @@ export function processSpec(p: OciProcess | undefined, root: string, exec: boole
   const uid = p?.user?.uid ?? 0;
   const gid = p?.user?.gid ?? 0;
   if (!Number.isInteger(uid) || !Number.isInteger(gid) || uid < 0 || gid < 0) throw new RpcError(Code.InvalidArgument, 'OCI process.user needs numeric uid and gid');
+  const groups = p?.user?.additionalGids ?? [];
+  if (!Array.isArray(groups) || groups.some((g) => !Number.isInteger(g) || g < 0)) throw new RpcError(Code.InvalidArgument, 'OCI process.user.additionalGids must be numbers');
   // The exact set the spec grants: drop everything, add its bounding set back.
   const caps = strings(p?.capabilities?.bounding, 'process.capabilities.bounding');
   return {
@@ -77,6 +86,7 @@ export function processSpec(p: OciProcess | undefined, root: string, exec: boole
     env: strings(p?.env, 'process.env'),
     cwd: typeof p?.cwd === 'string' && p.cwd ? p.cwd : '/',
     user: `${uid}:${gid}`,
+    groupAdd: groups.map(String),
     tty: p?.terminal === true,
     stdin: true,
     rows: p?.consoleSize?.height,

@@ -12,6 +12,7 @@ import type { Logger } from '../common/logger.js';
 import { mountsUnder } from '../common/mounts.js';
 import { bindRoot, openRuntime, unbindRoot, type Sandbox, type SandboxRuntime } from '../sandbox/index.js';
 import type { RootMounts } from './oci.js';
+import { joinPodNetwork } from './pod-net.js';
 import { Code, RpcError } from './ttrpc.js';
 
 interface VmRecord {
@@ -39,20 +40,22 @@ export class PodVm {
     return path.join(this.opts.podDir, 'share');
   }
 
-  /** The VM, booted on first use with HOSTNAME. */
-  ensure(hostname: string): Promise<Sandbox> {
-    this.booting ??= this.boot(hostname).catch((err: Error) => {
+  /** The VM, booted on first use with HOSTNAME, in network namespace NETNS if given (CNI's). */
+  ensure(hostname: string, netns?: string): Promise<Sandbox> {
+    this.booting ??= this.boot(hostname, netns).catch((err: Error) => {
       this.booting = undefined;
       throw new RpcError(Code.Internal, `starting the pod VM: ${err.message}`);
     });
     return this.booting;
   }
 
-  private async boot(hostname: string): Promise<Sandbox> {
+  private async boot(hostname: string, netns: string | undefined): Promise<Sandbox> {
     fs.mkdirSync(this.shareDir, { recursive: true, mode: 0o700 });
     this.runtime ??= await openRuntime({ stateDir: this.opts.stateDir, accel: this.opts.accel, logger: this.opts.logger });
     const runDir = path.join(this.opts.podDir, 'vm');
-    const sandbox = await this.runtime.start({ rootfs: this.shareDir, noRoot: true, hostname: hostname.slice(0, 63) || 'hyperbox', runDir });
+    // Without a namespace path (ctr, a NODE-network pod) the VM has the built-in NAT network.
+    const network = netns ? joinPodNetwork(netns) : {};
+    const sandbox = await this.runtime.start({ rootfs: this.shareDir, noRoot: true, hostname: hostname.slice(0, 63) || 'hyperbox', runDir, ...network });
     // A VM that dies (or is stopped) ends its processes: each is reported killed.
     sandbox.agent.on('close', () => {
       for (const p of sandbox.agent.orphans()) p.finish({ code: 137, signal: 9 });
@@ -65,8 +68,8 @@ export class PodVm {
   }
 
   /** Puts ROOTFS into the VM as root NAME with its mounts; returns the root's name for `exec`. */
-  async attach(name: string, rootfs: string, hostname: string, mounts: RootMounts): Promise<string> {
-    const sandbox = await this.ensure(hostname);
+  async attach(name: string, rootfs: string, hostname: string, mounts: RootMounts, netns?: string): Promise<string> {
+    const sandbox = await this.ensure(hostname, netns);
     const binds: Array<{ source: string; dest: string; readonly: boolean }> = [];
     try {
       bindRoot(path.join(this.shareDir, name), rootfs);

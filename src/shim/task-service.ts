@@ -6,7 +6,7 @@
 import path from 'node:path';
 import type { Logger } from '../common/logger.js';
 import type { EventPublisher } from './events.js';
-import { processSpec, readSpec, rootMounts, type OciProcess } from './oci.js';
+import { netnsPathOf, processSpec, readSpec, rootMounts, type OciProcess } from './oci.js';
 import type { PodVm } from './pod-vm.js';
 import { ShimProcess, type ProcStatus } from './process.js';
 import { mountRootfs, unmountRootfs } from './rootfs.js';
@@ -97,7 +97,7 @@ export class TaskService {
     const io = { stdin: r.stdin, stdout: r.stdout, stderr: r.stderr, terminal: r.terminal === true };
     mountRootfs(r.rootfs ?? [], rootfsDir);
     try {
-      await this.pod.attach(root, rootfsDir, spec.hostname || id, rootMounts(spec));
+      await this.pod.attach(root, rootfsDir, spec.hostname || id, rootMounts(spec), netnsPathOf(spec));
     } catch (err) {
       if (r.rootfs?.length) unmountRootfs(rootfsDir);
       throw err;

@@ -61,6 +61,8 @@ export interface NetSpec {
   restrict?: boolean;
   /** A TAP device on a bridge network instead of the built-in network. */
   tap?: string;
+  /** The network namespace (a path, e.g. one CNI prepared) QEMU runs in and finds its TAP in. */
+  netns?: string;
 }
 
 /** Addresses of a driver's built-in NAT network, as the guest must configure them. */

@@ -15,6 +15,8 @@ export const RUNTIME = 'io.containerd.hyperbox.v2';
 export const IMAGE = 'docker.io/library/busybox:latest';
 /** The same busybox layer with a process that waits forever: the pod sandbox's "pause" container. */
 export const PAUSE_IMAGE = 'docker.io/library/busybox:pause';
+/** Where Debian's containernetworking-plugins puts the CNI plugins. */
+const CNI_PLUGINS = '/usr/lib/cni';
 
 export interface CtrResult {
   code: number;
@@ -22,13 +24,25 @@ export interface CtrResult {
   stderr: string;
 }
 
+export interface TestContainerdOptions {
+  /** A registry ("host:port") reached over plain HTTP (a test's own, e.g. test/helpers/registry.ts). */
+  httpRegistry?: string;
+}
+
 export class TestContainerd {
+  constructor(private readonly opts: TestContainerdOptions = {}) {}
+
   readonly dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hbctd-'));
   readonly address = path.join(this.dir, 'containerd.sock');
   readonly shimState = path.join(this.dir, 'shim');
   private proc: ChildProcess | undefined;
 
+  /** This containerd's CNI bridge (a name and a /24 of its own: other tests run at the same time). */
+  readonly cniBridge = `hbcni${process.pid % 100000}`;
+  readonly cniSubnet = `10.244.${process.pid % 250}.0/24`;
+
   async start(): Promise<void> {
+    this.writeCniConfig();
     const config = path.join(this.dir, 'config.toml');
     fs.writeFileSync(config, [
       'version = 2',
@@ -37,7 +51,7 @@ export class TestContainerd {
       '[grpc]',
       `  address = "${this.address}"`,
       // The CRI plugin: the pod sandbox's container is the image tagged "pause" (no registry here);
-      // RuntimeClass handler `hyperbox` is the shim. No CNI: pods use the node's network.
+      // RuntimeClass handler `hyperbox` is the shim. CNI: a bridge of this containerd's own.
       '[plugins."io.containerd.grpc.v1.cri"]',
       `  sandbox_image = "${PAUSE_IMAGE}"`,
       '  restrict_oom_score_adj = true',
@@ -48,6 +62,7 @@ export class TestContainerd {
       '  runtime_type = "io.containerd.runc.v2"',
       '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.hyperbox]',
       `  runtime_type = "${RUNTIME}"`,
+      ...(this.opts.httpRegistry ? [`[plugins."io.containerd.grpc.v1.cri".registry.mirrors."${this.opts.httpRegistry}"]`, `  endpoint = ["http://${this.opts.httpRegistry}"]`] : []),
     ].join('\n') + '\n');
     const log = fs.openSync(path.join(this.dir, 'containerd.log'), 'a');
     this.proc = spawn('containerd', ['--config', config], {
@@ -56,6 +71,24 @@ export class TestContainerd {
     });
     fs.closeSync(log);
     await waitFor(() => this.ctr(['version']).code === 0, { what: 'containerd to answer', timeoutMs: 20_000, intervalMs: 200 });
+  }
+
+  /** Debian's CNI plugins (containernetworking-plugins) in a bin dir of this containerd's own, and its network. */
+  private writeCniConfig(): void {
+    const bin = path.join(this.dir, 'cni/bin');
+    const conf = path.join(this.dir, 'cni/conf');
+    if (fs.existsSync(conf)) return;
+    fs.mkdirSync(bin, { recursive: true });
+    fs.mkdirSync(conf, { recursive: true });
+    for (const plugin of ['bridge', 'host-local', 'loopback', 'portmap']) fs.symlinkSync(path.join(CNI_PLUGINS, plugin), path.join(bin, plugin));
+    fs.writeFileSync(path.join(conf, '10-hbtest.conflist'), JSON.stringify({
+      cniVersion: '0.4.0',
+      name: 'hbtest',
+      plugins: [
+        { type: 'bridge', bridge: this.cniBridge, isGateway: true, ipam: { type: 'host-local', ranges: [[{ subnet: this.cniSubnet }]], routes: [{ dst: '0.0.0.0/0' }], dataDir: path.join(this.dir, 'cni/ipam') } },
+        { type: 'portmap', capabilities: { portMappings: true } },
+      ],
+    }));
   }
 
   /** Runs `ctr` against this containerd in the test namespace. */
@@ -98,6 +131,7 @@ export class TestContainerd {
     // containerd leaves its snapshot mounts (and shims theirs) to their owners: undo what is left.
     const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => m.startsWith(`${this.dir}/`));
     for (const m of mounts.sort().reverse()) spawnSync('umount', ['-l', m]);
+    spawnSync('ip', ['link', 'del', this.cniBridge], { stdio: 'ignore' });
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }
@@ -128,18 +162,25 @@ export function shimPids(dir: string): number[] {
   }).map(Number);
 }
 
-/** An OCI image archive of build/busybox-rootfs.tar (umoci), to `ctr image import`. */
-export function busyboxArchive(dir: string): string {
+/** An OCI image layout (tags latest and pause) of build/busybox-rootfs.tar, built with umoci. */
+export function busyboxLayout(dir: string): string {
   const layout = path.join(dir, 'oci');
-  const umoci = (args: string[]) => {
-    const r = spawnSync('umoci', args, { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`umoci ${args.join(' ')}: ${r.stderr}`);
-  };
   umoci(['init', '--layout', layout]);
   umoci(['new', '--image', `${layout}:latest`]);
   umoci(['raw', 'add-layer', '--image', `${layout}:latest`, path.join(repo, 'build/busybox-rootfs.tar')]);
   umoci(['config', '--image', `${layout}:latest`, '--config.cmd', 'sh', '--config.env', 'PATH=/usr/sbin:/usr/bin:/sbin:/bin']);
   umoci(['config', '--image', `${layout}:latest`, '--tag', 'pause', '--config.cmd', 'sleep', '--config.cmd', '2147483647']);
+  return layout;
+}
+
+export function umoci(args: string[]): void {
+  const r = spawnSync('umoci', args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`umoci ${args.join(' ')}: ${r.stderr}`);
+}
+
+/** An OCI image archive of busyboxLayout, to `ctr image import`. */
+export function busyboxArchive(dir: string): string {
+  const layout = busyboxLayout(dir);
   const archive = path.join(dir, 'busybox-oci.tar');
   spawnSync('tar', ['-C', layout, '-cf', archive, '.']);
   return archive;

@@ -8,7 +8,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { groupOf, processSpec, rootMounts } from '../../src/shim/oci.js';
+import { groupOf, netnsPathOf, processSpec, rootMounts } from '../../src/shim/oci.js';
 import { containerMetrics } from '../../src/shim/stats.js';
 import { decode, encode } from '../../src/shim/proto.js';
 import { Code, encodeFrame, FrameDecoder, FrameType, HEADER_LENGTH, MAX_MESSAGE, RpcError, TtrpcServer } from '../../src/shim/ttrpc.js';
@@ -131,6 +131,17 @@ describe('shim OCI spec', () => {
   it('groups a CRI container with its pod sandbox, anything else on its own', () => {
     assert.equal(groupOf({ annotations: { 'io.kubernetes.cri.sandbox-id': 'pod1' } }, 'c1'), 'pod1');
     assert.equal(groupOf({}, 'c1'), 'c1');
+  });
+
+  it('finds the network namespace path CRI passes (CNI), and none without one', () => {
+    assert.equal(netnsPathOf({ linux: { namespaces: [{ type: 'pid' }, { type: 'network', path: '/var/run/netns/cni-1' }] } }), '/var/run/netns/cni-1');
+    assert.equal(netnsPathOf({ linux: { namespaces: [{ type: 'network' }] } }), undefined, 'ctr: a new namespace, no path');
+    assert.equal(netnsPathOf({}), undefined, 'the node network: no network namespace at all');
+  });
+
+  it('passes additionalGids as the process groups and rejects what is not a gid', () => {
+    assert.deepEqual(processSpec({ args: ['id'], user: { uid: 1, gid: 2, additionalGids: [2, 1234] } }, 'r', false).groupAdd, ['2', '1234']);
+    assert.throws(() => processSpec({ args: ['id'], user: { additionalGids: [-1] } }, 'r', false), /additionalGids must be numbers/);
   });
 });
 

@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import type { HostUsage, VmHandle, VmState } from '../driver.js';
 import { QEMU_BINARY, qemuArgs, vmPaths, type VmSpec } from './args.js';
 import { PASST, PASST_FD, startPasst } from './passt.js';
@@ -82,6 +83,7 @@ export class QemuVm extends EventEmitter<{ exit: [code: number | null, signal: N
       } catch (err) {
         throw new Error(`cannot prepare the QEMU jail: ${(err as Error).message}`);
       }
+      if (spec.net?.netns) cmd = inNetns(spec.net.netns, cmd);
       child = spawn(cmd[0]!, cmd.slice(1), { detached: true, stdio: ['ignore', log, log, userNet?.qemuEnd ?? 'ignore'] });
     } catch (err) {
       userNet?.passt.kill('SIGKILL');
@@ -246,4 +248,14 @@ export class QemuVm extends EventEmitter<{ exit: [code: number | null, signal: N
     this.exitPoll?.ref();
     return new Promise((resolve) => this.once('exit', () => (this.child?.unref(), resolve())));
   }
+}
+
+/**
+ * CMD run in network namespace NETNS (a pod's, which CNI prepared): QEMU opens
+ * its TAP there. Its jail keeps the namespace it starts in; everything else QEMU
+ * talks through (QMP, the agent's port, migration) is a unix socket in a file.
+ */
+export function inNetns(netns: string, cmd: string[]): string[] {
+  if (!path.isAbsolute(netns) || !fs.existsSync(netns)) throw new Error(`network namespace ${netns} does not exist`);
+  return ['nsenter', `--net=${netns}`, '--', ...cmd];
 }
