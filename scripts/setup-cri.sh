@@ -16,6 +16,7 @@ fi
 
 bin=${HYPERBOX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hyperbox}/cri-tools/$CRI_TOOLS_VERSION
 if [ ! -x "$bin/crictl" ] || [ ! -x "$bin/critest" ]; then
+  PATH=$PATH:/usr/local/go/bin
   command -v go >/dev/null || { echo "setup-cri: Go is needed to build crictl and critest" >&2; exit 1; }
   say "building crictl and critest $CRI_TOOLS_VERSION (once)"
   mkdir -p "$bin"
