@@ -32,7 +32,8 @@ function matches(term: string, source: string): boolean {
   }
 }
 
-function labelsMatch(wanted: string[], labels: Record<string, string>): boolean {
+/** Docker's `label` filter: every entry, KEY or KEY=VALUE, holds for LABELS. */
+export function labelsMatch(wanted: string[], labels: Record<string, string>): boolean {
   return wanted.every((l) => {
     const eq = l.indexOf('=');
     if (eq < 0) return l in labels;

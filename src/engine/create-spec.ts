@@ -14,6 +14,7 @@ import { parseLogOptions } from './logs.js';
 import { checkPorts, networkModeOf } from './ports.js';
 import { NO_RESTART, validateRestartPolicy } from './restart.js';
 import { parseSignal } from './signals.js';
+import { MAC_RE } from './net/bridge.js';
 import type { ContainerSpec, HostSpec } from './types.js';
 
 export interface CreateRequest {
@@ -137,8 +138,6 @@ function checkNamespaces(ns: { pid?: string; uts?: string; ipc?: string }): void
     throw invalid(`${flags[kind]}=${mode} is not supported: every hyperbox container runs in its own VM, which cannot join ${what} ${kind.toUpperCase()} namespace (containers of a pod share IPC and network)`);
   }
 }
-
-const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 
 /** A unicast MAC address, lower case (as dockerd checks --mac-address). */
 function checkMac(mac: string): string {

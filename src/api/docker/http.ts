@@ -273,14 +273,6 @@ export function compareVersions(a: string, b: string): number {
 }
 
 /** Docker's `filters` query parameter: {"key":["v"]} or the older {"key":{"v":true}}. */
-/** Docker's `label` filter: every entry, KEY or KEY=VALUE, holds for LABELS (no filter: true). */
-export function labelsMatch(labels: Record<string, string> | undefined, wanted: string[] | undefined): boolean {
-  return (wanted ?? []).every((l) => {
-    const eq = l.indexOf('=');
-    return eq < 0 ? l in (labels ?? {}) : labels?.[l.slice(0, eq)] === l.slice(eq + 1);
-  });
-}
-
 export function parseFilters(ctx: Ctx): Record<string, string[]> {
   const raw = ctx.query.get('filters');
   if (!raw) return {};

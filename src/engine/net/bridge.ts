@@ -123,7 +123,8 @@ export function disableIpv6(link: string): void {
  */
 const SPOOF_PREFIX = 'HB-';
 const TAP_RE = /^[A-Za-z0-9_.-]{1,15}$/;
-const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+/** A MAC address as hyperbox stores them: six lower-case hex pairs. */
+export const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 const IPV4_RE = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 
 function spoofChain(tap: string): string {

@@ -10,7 +10,8 @@ import type { Container } from '../../../engine/container.js';
 import type { Engine } from '../../../engine/engine.js';
 import type { NetworkRecord } from '../../../engine/net/networks.js';
 import { DEFAULT_NETWORK, networkModeOf } from '../../../engine/ports.js';
-import { labelsMatch, parseFilters } from '../http.js';
+import { labelsMatch } from '../../../engine/container-query.js';
+import { parseFilters } from '../http.js';
 import type { RouteTable } from '../server.js';
 
 const CREATED = '2024-01-01T00:00:00Z';
@@ -127,7 +128,7 @@ function networkFilter(f: Record<string, string[]>): (n: { Name: string; Id: str
   return (n) =>
     (!f.name || f.name.some((x) => n.Name.includes(x))) &&
     (!f.id || f.id.some((x) => n.Id.startsWith(x))) &&
-    labelsMatch(n.Labels, f.label) &&
+    labelsMatch(f.label ?? [], n.Labels ?? {}) &&
     (!f.driver || f.driver.includes(n.Driver)) &&
     (!f.scope || f.scope.includes(n.Scope ?? 'local')) &&
     (!f.type || f.type.includes(NAMES.includes(n.Name) ? 'builtin' : 'custom'));

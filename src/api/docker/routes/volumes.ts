@@ -2,7 +2,8 @@
 import { z } from 'zod';
 import type { Engine } from '../../../engine/engine.js';
 import type { VolumeMeta } from '../../../engine/volumes.js';
-import { labelsMatch, parseFilters } from '../http.js';
+import { labelsMatch } from '../../../engine/container-query.js';
+import { parseFilters } from '../http.js';
 import type { RouteTable } from '../server.js';
 
 const createSchema = z
@@ -33,7 +34,7 @@ export function volumeRoutes(r: RouteTable, engine: Engine): void {
       const want = f.dangling.includes('true') || f.dangling.includes('1');
       list = list.filter((v) => (engine.volumes.users(v.Name).length === 0) === want);
     }
-    if (f.label) list = list.filter((v) => labelsMatch(v.Labels, f.label));
+    if (f.label) list = list.filter((v) => labelsMatch(f.label!, v.Labels));
     ctx.send(200, { Volumes: list.map((v) => present(v, engine)), Warnings: null });
   });
 
