@@ -276,13 +276,4 @@ export class PodManager {
     this.pods.delete(pod.id);
     this.host.metadata.removeRecord('pods', pod.id);
   }
-
-  /** Directory for a pod's emptyDir volumes (removed with the pod). */
-  volumeDir(pod: Pod, name: string): string {
-    if (!NAME_RE.test(name)) throw invalid(`invalid volume name "${name}"`);
-    const dir = path.join(pod.dir, 'volumes', name);
-    fs.mkdirSync(dir, { recursive: true, mode: 0o777 });
-    fs.chmodSync(dir, 0o777);
-    return dir;
-  }
 }
