@@ -25,8 +25,13 @@ export const busyboxTar = path.join(repo, 'build/busybox-rootfs.tar');
 const cli = path.join(repo, 'bin/hyperbox');
 const daemonBin = path.join(repo, 'bin/hyperboxd');
 
-/** The template cache every test daemon uses unless told otherwise (kept between runs). */
-export const sharedTemplateDir = process.env.HYPERBOX_TEST_TEMPLATE_DIR ?? path.join(os.tmpdir(), 'hyperbox-test-templates');
+/**
+ * The template cache every test daemon uses unless told otherwise (kept between runs).
+ * One per checkout: a daemon deletes templates of other guest assets as stale, so two
+ * checkouts with different agents sharing one directory kept rebuilding each other's.
+ */
+export const sharedTemplateDir =
+  process.env.HYPERBOX_TEST_TEMPLATE_DIR ?? path.join(os.tmpdir(), `hyperbox-test-templates-${createHash('sha256').update(repo).digest('hex').slice(0, 8)}`);
 
 export interface RunResult {
   code: number;
