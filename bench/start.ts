@@ -74,9 +74,10 @@ async function hyperboxMode(label: string, daemonArgs: string[]): Promise<{ labe
 
 async function main(): Promise<void> {
   const modes: Array<[string, string[]]> = [
-    ['hyperbox cold boot', ['--no-clone']],
-    ['hyperbox clone', []],
-    ['hyperbox warm pool', ['--pool-size', '2']],
+    // 9p roots (a host overlay shared over 9p), then the default, roots on disks.
+    ['hyperbox cold boot', ['--storage-driver', 'overlay', '--no-clone']],
+    ['hyperbox clone', ['--storage-driver', 'overlay']],
+    ['hyperbox warm pool', ['--storage-driver', 'overlay', '--pool-size', '2']],
     ['clone, root on disks', ['--storage-driver', 'block']],
     ['warm pool, root on disks', ['--storage-driver', 'block', '--pool-size', '2']],
     ['cold boot, root on disks', ['--storage-driver', 'block', '--no-clone']],

@@ -111,13 +111,30 @@ describe('resources', () => {
 });
 
 describe('disk limits', () => {
-  it('--storage-opt size bounds the writable layer: ENOSPC inside, a warning in the daemon log, the daemon keeps going', async () => {
-    const r = await d.run(['run', '--name', 'filler', '--storage-opt', 'size=24m', 'busybox', 'sh', '-c', 'dd if=/dev/zero of=/big bs=1M count=64; echo rc=$?']);
+  it('--storage-opt size sizes the writable disk of a block root: ENOSPC inside at that size, the daemon keeps going', async () => {
+    const r = await d.run(['run', '--name', 'filler', '--storage-opt', 'size=24m', 'busybox', 'sh', '-c', "df -k / | tail -n 1; dd if=/dev/zero of=/big bs=1M count=64; echo rc=$?"]);
+    assert.equal(await inspect('filler', '{{.GraphDriver.Name}}'), 'block', 'block is the default storage driver');
     assert.match(r.stderr + r.stdout, /No space left on device/);
     assert.match(r.stdout, /rc=1/);
-    await until('daemon log warning', () => d.log.includes('writable layer is full'));
+    // The guest's root reports its writable disk's size (overlay's statfs is the upper's).
+    const totalKiB = Number(r.stdout.split('\n')[0]!.trim().split(/\s+/)[1]);
+    assert.ok(totalKiB > 16 * 1024 && totalKiB <= 24 * 1024, `df says ${totalKiB} KiB for a 24 MiB disk`);
     assert.equal((await d.run(['run', '--rm', 'busybox', 'echo', 'still fine'])).stdout, 'still fine\n');
     assert.equal((await d.run(['rm', 'filler'])).code, 0);
+  });
+
+  it('--storage-opt size bounds a 9p root\'s writable layer: ENOSPC inside, a warning in the daemon log', async () => {
+    const o = await startDaemonWithBusybox(['--storage-driver', 'overlay']);
+    try {
+      const r = await o.run(['run', '--name', 'filler', '--storage-opt', 'size=24m', 'busybox', 'sh', '-c', 'dd if=/dev/zero of=/big bs=1M count=64; echo rc=$?']);
+      assert.equal((await o.run(['inspect', '-f', '{{.GraphDriver.Name}}', 'filler'])).stdout.trim(), 'overlay');
+      assert.match(r.stderr + r.stdout, /No space left on device/);
+      assert.match(r.stdout, /rc=1/);
+      await until('daemon log warning', () => o.log.includes('writable layer is full'));
+      assert.equal((await o.run(['rm', 'filler'])).code, 0);
+    } finally {
+      await o.stop();
+    }
   });
 
   it('a full disk under the data root gives ENOSPC in the container and the daemon keeps running', async () => {
