@@ -137,18 +137,31 @@ describe('disk limits', () => {
     }
   });
 
-  it('a full disk under the data root gives ENOSPC in the container and the daemon keeps running', async () => {
+  it('a full host filesystem under the data root pauses a block-root container (no lost write); unpause resumes it once there is room', async () => {
     const small = new TestDaemon();
-    fs.mkdirSync(path.join(small.dataRoot, 'data'), { recursive: true });
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=48m', 'tmpfs', path.join(small.dataRoot, 'data')]);
+    const data = path.join(small.dataRoot, 'data');
+    fs.mkdirSync(data, { recursive: true });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=48m', 'tmpfs', data]);
     try {
       await small.start();
       await small.importBusybox();
-      const r = await small.run(['run', '--name', 'hog', 'busybox', 'sh', '-c', 'dd if=/dev/zero of=/big bs=1M count=100; echo rc=$?']);
-      assert.match(r.stderr + r.stdout, /No space left on device/);
-      const ps = await small.run(['ps', '-a', '--format', '{{.Names}}']);
-      assert.equal(ps.code, 0);
-      assert.match(ps.stdout, /hog/);
+      const st = async (fmt: string) => (await small.run(['inspect', '-f', fmt, 'hog'])).stdout.trim();
+      const run = await small.run(['run', '-d', '--name', 'hog', 'busybox', 'sh', '-c', 'dd if=/dev/zero of=/big bs=1M count=100 conv=fsync; echo rc=$?']);
+      assert.equal(run.code, 0, run.stderr);
+      // The sparse disk outgrows the 48 MB under it: QEMU pauses the VM instead of failing the write.
+      await until('the container paused by the full host filesystem', async () => (await st('{{.State.Status}}')) === 'paused', 120_000);
+      assert.match(await st('{{.State.Error}}'), /writable disk cannot be written: the host filesystem of .* is full; free space and unpause it/);
+      assert.match(small.log, /container [0-9a-f]{12}: paused: its writable disk cannot be written/);
+      assert.match((await small.run(['ps', '--format', '{{.Names}} {{.Status}}'])).stdout, /^hog Up .*\(Paused\)$/m);
+      // Room again: the write that failed is retried on unpause and the guest never saw an error.
+      execFileSync('mount', ['-o', 'remount,size=256m', data]);
+      const unpause = await small.run(['unpause', 'hog']);
+      assert.equal(unpause.code, 0, unpause.stderr);
+      await until('dd finished', async () => (await st('{{.State.Status}}')) === 'exited', 120_000);
+      const logs = await small.run(['logs', 'hog']);
+      assert.match(logs.stdout, /^rc=0$/m, logs.stdout + logs.stderr);
+      assert.doesNotMatch(logs.stdout + logs.stderr, /No space left|I\/O error/);
+      assert.equal(await st('{{.State.ExitCode}} {{.State.Error}}'), '0');
       const rm = await small.run(['rm', 'hog']);
       assert.equal(rm.code, 0, rm.stderr);
       assert.equal((await small.run(['run', '--rm', 'busybox', 'echo', 'recovered'])).stdout, 'recovered\n');
