@@ -139,15 +139,22 @@ export class QemuVm extends EventEmitter<VmEvents> implements VmHandle {
    * the event monitor (live restore across an upgrade) has none: nothing is heard then.
    */
   private watchEvents(): void {
-    QmpClient.connect(this.paths.events, 30_000)
-      .then((qmp) => {
-        if (this.exited) return qmp.close();
-        this.once('exit', () => qmp.close());
-        qmp.onEvent((ev) => this.onQmpEvent(ev));
-      })
-      .catch(() => {
-        /* QEMU gone before it listened, or an adopted VM without the monitor */
-      });
+    const deadline = Date.now() + 30_000;
+    const attach = async (): Promise<void> => {
+      // In short tries, so that a QEMU that dies before it listens is not waited for long.
+      while (!this.exited && Date.now() < deadline) {
+        try {
+          const qmp = await QmpClient.connect(this.paths.events, 1_000);
+          if (this.exited) return qmp.close();
+          this.once('exit', () => qmp.close());
+          qmp.onEvent((ev) => this.onQmpEvent(ev));
+          return;
+        } catch {
+          /* not listening yet */
+        }
+      }
+    };
+    void attach();
   }
 
   private onQmpEvent(ev: { event: string; data?: unknown }): void {
