@@ -2,8 +2,9 @@
  * bench/start: wall time of `hyperbox run --rm busybox true` per start mode,
  * against `runc run` of the same busybox rootfs, in one invocation; and the
  * start of pods (Hyper's unit): a whole pod by `kube play`, and one more
- * container in a running pod; and roots on block devices (`--storage-driver
- * block`), cloned, from the warm pool and cold-booted.
+ * container in a running pod; and roots on block devices (the default storage
+ * driver; the 9p rows pin `--storage-driver overlay`), cloned, from the warm pool
+ * and cold-booted.
  * Usage: node dist/bench/start.js [runs=10]
  */
 import { execFileSync, spawnSync } from 'node:child_process';
