@@ -21,7 +21,7 @@ import { freePort } from '../test/helpers/net.js';
 
 const MB = 128;
 const FILES = 1000;
-const d = await startDaemonWithBusybox();
+const d = await startDaemonWithBusybox(['--storage-driver', 'overlay']);
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'hb-bench-io-'));
 const bind = path.join(work, 'bind');
 fs.mkdirSync(bind);

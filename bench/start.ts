@@ -2,8 +2,9 @@
  * bench/start: wall time of `hyperbox run --rm busybox true` per start mode,
  * against `runc run` of the same busybox rootfs, in one invocation; and the
  * start of pods (Hyper's unit): a whole pod by `kube play`, and one more
- * container in a running pod; and roots on block devices (`--storage-driver
- * block`), cloned, from the warm pool and cold-booted.
+ * container in a running pod; and roots on block devices (the default storage
+ * driver; the 9p rows pin `--storage-driver overlay`), cloned, from the warm pool
+ * and cold-booted.
  * Usage: node dist/bench/start.js [runs=10]
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -74,9 +75,10 @@ async function hyperboxMode(label: string, daemonArgs: string[]): Promise<{ labe
 
 async function main(): Promise<void> {
   const modes: Array<[string, string[]]> = [
-    ['hyperbox cold boot', ['--no-clone']],
-    ['hyperbox clone', []],
-    ['hyperbox warm pool', ['--pool-size', '2']],
+    // 9p roots (a host overlay shared over 9p), then the default, roots on disks.
+    ['hyperbox cold boot', ['--storage-driver', 'overlay', '--no-clone']],
+    ['hyperbox clone', ['--storage-driver', 'overlay']],
+    ['hyperbox warm pool', ['--storage-driver', 'overlay', '--pool-size', '2']],
     ['clone, root on disks', ['--storage-driver', 'block']],
     ['warm pool, root on disks', ['--storage-driver', 'block', '--pool-size', '2']],
     ['cold boot, root on disks', ['--storage-driver', 'block', '--no-clone']],

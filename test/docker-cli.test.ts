@@ -23,9 +23,9 @@ describe('docker CLI against hyperboxd', () => {
     const v = await docker(d, ['version', '--format', '{{.Server.Version}} {{.Server.APIVersion}} {{range .Server.Components}}{{.Name}}={{.Details.Accelerator}} {{end}}']);
     assert.equal(v.code, 0, v.stderr);
     assert.match(v.stdout, /^0\.1\.0 1\.51 .*hypervisor=(tcg|kvm)/);
-    const i = await docker(d, ['info', '--format', '{{.OperatingSystem}}|{{json .Labels}}']);
+    const i = await docker(d, ['info', '--format', '{{.OperatingSystem}}|{{json .Labels}}|{{.Driver}}']);
     assert.equal(i.code, 0, i.stderr);
-    assert.match(i.stdout, /hyperbox \(QEMU .* accelerator: (tcg|kvm)\)\|.*hyperbox\.accelerator=/);
+    assert.match(i.stdout, /hyperbox \(QEMU .* accelerator: (tcg|kvm)\)\|.*hyperbox\.accelerator=.*\|block$/m, 'block is the default storage driver');
   });
 
   it('run prints output, keeps stdout and stderr apart, and returns the exit code', async () => {

@@ -1,4 +1,8 @@
-/** cp (both ways, both CLIs), export, diff and commit (helpers/layer-cases.ts): container filesystems handled on the host, safely. */
+/**
+ * cp (both ways, both CLIs), export, diff and commit (helpers/layer-cases.ts): container filesystems handled on the host, safely.
+ * About 9p roots (`--storage-driver overlay`: the host reads and writes their overlay);
+ * block-root.test.ts runs the same cases on roots on disks, the default, through the guest.
+ */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -14,7 +18,7 @@ let d: TestDaemon;
 let work: string;
 
 before(async () => {
-  d = await startDaemonWithBusybox();
+  d = await startDaemonWithBusybox(['--storage-driver', 'overlay']);
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'hbt-files-'));
   const r = await d.run(['run', '-d', '--name', 'box', 'busybox', 'sh', '-c', LAYER_SCRIPT]);
   assert.equal(r.code, 0, r.stderr);

@@ -22,11 +22,12 @@ function mountsUnder(dir: string): Array<[string, string[]]> {
     .map((f) => [f[4]!, f[5]!.split(',')]);
 }
 
-describe('host-side mounts of container files', () => {
+// Both storage drivers: a 9p root is a host overlay; a root on disks has host-side binds only.
+for (const driver of ['overlay', 'block']) describe(`host-side mounts of container files (${driver} roots)`, () => {
   let d: TestDaemon;
   let hostDir: string;
   before(async () => {
-    d = await startDaemonWithBusybox(['--pool-size', '1']);
+    d = await startDaemonWithBusybox(['--storage-driver', driver, '--pool-size', '1']);
     hostDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hbt-suid-'));
   });
   after(async () => {
@@ -53,7 +54,9 @@ describe('host-side mounts of container files', () => {
     const loose = mounts.filter(([, o]) => !o.includes('nosuid') || !o.includes('nodev'));
     assert.deepEqual(loose, [], 'every host-side mount under the data root is nosuid,nodev');
     // The bind of the host directory and the volume are among them.
-    assert.ok(mounts.some(([m]) => m.endsWith('/host')) && mounts.some(([m]) => m.endsWith('/vol')) && mounts.some(([m]) => m.endsWith('/ro')));
+    if (driver === 'overlay') assert.ok(mounts.some(([m]) => m.endsWith('/host')) && mounts.some(([m]) => m.endsWith('/vol')) && mounts.some(([m]) => m.endsWith('/ro')));
+    // On disks, each bind is a host mount at <container>/binds/<n> (three here: host, vol, ro).
+    else assert.ok(mounts.filter(([m]) => /\/binds\/\d+$/.test(m)).length >= 3, JSON.stringify(mounts));
     for (const id of ids) await d.run(['rm', '-f', id]);
   });
 });

@@ -111,27 +111,57 @@ describe('resources', () => {
 });
 
 describe('disk limits', () => {
-  it('--storage-opt size bounds the writable layer: ENOSPC inside, a warning in the daemon log, the daemon keeps going', async () => {
-    const r = await d.run(['run', '--name', 'filler', '--storage-opt', 'size=24m', 'busybox', 'sh', '-c', 'dd if=/dev/zero of=/big bs=1M count=64; echo rc=$?']);
+  it('--storage-opt size sizes the writable disk of a block root: ENOSPC inside at that size, the daemon keeps going', async () => {
+    const r = await d.run(['run', '--name', 'filler', '--storage-opt', 'size=24m', 'busybox', 'sh', '-c', "df -k / | tail -n 1; dd if=/dev/zero of=/big bs=1M count=64; echo rc=$?"]);
+    assert.equal(await inspect('filler', '{{.GraphDriver.Name}}'), 'block', 'block is the default storage driver');
     assert.match(r.stderr + r.stdout, /No space left on device/);
     assert.match(r.stdout, /rc=1/);
-    await until('daemon log warning', () => d.log.includes('writable layer is full'));
+    // The guest's root reports its writable disk's size (overlay's statfs is the upper's).
+    const totalKiB = Number(r.stdout.split('\n')[0]!.trim().split(/\s+/)[1]);
+    assert.ok(totalKiB > 16 * 1024 && totalKiB <= 24 * 1024, `df says ${totalKiB} KiB for a 24 MiB disk`);
     assert.equal((await d.run(['run', '--rm', 'busybox', 'echo', 'still fine'])).stdout, 'still fine\n');
     assert.equal((await d.run(['rm', 'filler'])).code, 0);
   });
 
-  it('a full disk under the data root gives ENOSPC in the container and the daemon keeps running', async () => {
+  it('--storage-opt size bounds a 9p root\'s writable layer: ENOSPC inside, a warning in the daemon log', async () => {
+    const o = await startDaemonWithBusybox(['--storage-driver', 'overlay']);
+    try {
+      const r = await o.run(['run', '--name', 'filler', '--storage-opt', 'size=24m', 'busybox', 'sh', '-c', 'dd if=/dev/zero of=/big bs=1M count=64; echo rc=$?']);
+      assert.equal((await o.run(['inspect', '-f', '{{.GraphDriver.Name}}', 'filler'])).stdout.trim(), 'overlay');
+      assert.match(r.stderr + r.stdout, /No space left on device/);
+      assert.match(r.stdout, /rc=1/);
+      await until('daemon log warning', () => o.log.includes('writable layer is full'));
+      assert.equal((await o.run(['rm', 'filler'])).code, 0);
+    } finally {
+      await o.stop();
+    }
+  });
+
+  it('a full host filesystem under the data root pauses a block-root container (no lost write); unpause resumes it once there is room', async () => {
     const small = new TestDaemon();
-    fs.mkdirSync(path.join(small.dataRoot, 'data'), { recursive: true });
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=48m', 'tmpfs', path.join(small.dataRoot, 'data')]);
+    const data = path.join(small.dataRoot, 'data');
+    fs.mkdirSync(data, { recursive: true });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=48m', 'tmpfs', data]);
     try {
       await small.start();
       await small.importBusybox();
-      const r = await small.run(['run', '--name', 'hog', 'busybox', 'sh', '-c', 'dd if=/dev/zero of=/big bs=1M count=100; echo rc=$?']);
-      assert.match(r.stderr + r.stdout, /No space left on device/);
-      const ps = await small.run(['ps', '-a', '--format', '{{.Names}}']);
-      assert.equal(ps.code, 0);
-      assert.match(ps.stdout, /hog/);
+      const st = async (fmt: string) => (await small.run(['inspect', '-f', fmt, 'hog'])).stdout.trim();
+      const run = await small.run(['run', '-d', '--name', 'hog', 'busybox', 'sh', '-c', 'dd if=/dev/zero of=/big bs=1M count=100 conv=fsync; echo rc=$?']);
+      assert.equal(run.code, 0, run.stderr);
+      // The sparse disk outgrows the 48 MB under it: QEMU pauses the VM instead of failing the write.
+      await until('the container paused by the full host filesystem', async () => (await st('{{.State.Status}}')) === 'paused', 120_000);
+      assert.match(await st('{{.State.Error}}'), /writable disk cannot be written: the host filesystem of .* is full; free space and unpause it/);
+      assert.match(small.log, /container [0-9a-f]{12}: paused: its writable disk cannot be written/);
+      assert.match((await small.run(['ps', '--format', '{{.Names}} {{.Status}}'])).stdout, /^hog Up .*\(Paused\)$/m);
+      // Room again: the write that failed is retried on unpause and the guest never saw an error.
+      execFileSync('mount', ['-o', 'remount,size=256m', data]);
+      const unpause = await small.run(['unpause', 'hog']);
+      assert.equal(unpause.code, 0, unpause.stderr);
+      await until('dd finished', async () => (await st('{{.State.Status}}')) === 'exited', 120_000);
+      const logs = await small.run(['logs', 'hog']);
+      assert.match(logs.stdout, /^rc=0$/m, logs.stdout + logs.stderr);
+      assert.doesNotMatch(logs.stdout + logs.stderr, /No space left|I\/O error/);
+      assert.equal(await st('{{.State.ExitCode}} {{.State.Error}}'), '0');
       const rm = await small.run(['rm', 'hog']);
       assert.equal(rm.code, 0, rm.stderr);
       assert.equal((await small.run(['run', '--rm', 'busybox', 'echo', 'recovered'])).stdout, 'recovered\n');

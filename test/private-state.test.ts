@@ -40,7 +40,11 @@ describe('private state', { skip: asRoot ? false : 'needs root (setpriv to nobod
     const db = path.join(data, 'hyperbox.db');
     assert.equal(fs.statSync(db).mode & 0o777, 0o600);
     assert.match(fs.readFileSync(db).toString('latin1') + (fs.existsSync(`${db}-wal`) ? fs.readFileSync(`${db}-wal`).toString('latin1') : ''), /hunter2-private/, 'the secret is in the database (so the check below means something)');
-    for (const target of [db, path.join(data, 'containers', id), path.join(data, 'run'), path.join(data, 'containers', id, 'rootfs', 'etc', 'passwd')]) {
+    // A block root (the default): the container's writable disk and the image's erofs.
+    const disk = path.join(data, 'containers', id, 'disk.ext4');
+    const imageFs = fs.readdirSync(path.join(data, 'rootfs'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.erofs'));
+    assert.ok(fs.existsSync(disk) && imageFs.length > 0, 'the disks exist (so the checks below mean something)');
+    for (const target of [db, path.join(data, 'containers', id), path.join(data, 'run'), disk, ...imageFs.map((f) => path.join(data, 'rootfs', f))]) {
       const read = asNobody(['cat', target]);
       const list = asNobody(['ls', target]);
       assert.notEqual(read.code, 0, `nobody read ${target}: ${read.out}`);

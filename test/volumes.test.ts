@@ -101,11 +101,12 @@ describe('volumes', () => {
     assert.equal(fs.readFileSync(path.join(tmp, 'rw-ok'), 'utf8'), 'rw\n');
   });
 
-  it('bind mounts reach a warm-pool VM too, and the network works there', async () => {
+  // Pool VMs serve 9p roots with binds; a block root with binds starts as a clone.
+  it('bind mounts reach a warm-pool VM too (9p roots), and the network works there', async () => {
     const share = path.join(tmp, 'pool-share');
     fs.mkdirSync(share);
     fs.writeFileSync(path.join(share, 'f'), 'seen by the pool VM\n');
-    const p = new TestDaemon(['--pool-size', '1']);
+    const p = new TestDaemon(['--storage-driver', 'overlay', '--pool-size', '1']);
     await p.start();
     try {
       await p.importBusybox();

@@ -148,7 +148,7 @@ async function run(argv: string[]): Promise<void> {
     .option('--allow-insecure-tcp', 'serve tcp:// hosts without TLS (unsafe: anyone who connects controls the host)')
     .option('--bridge <none>', 'none: keep the default network on the VM driver\'s user-mode NAT even as root (no default bridge)')
     .option('--bip <cidr>', "the default bridge's address and subnet, e.g. 10.88.0.1/20 (as root; default: a free /20 in 10.88.0.0/16)")
-    .option('--storage-driver <driver>', "where new containers' roots live: 9p (a host overlay shared over 9p, the default) or block (an image filesystem and a writable disk per container)")
+    .option('--storage-driver <driver>', "where new containers' roots live: block (an image filesystem and a writable disk per container, the default) or overlay (a host overlay shared over 9p; 9p is another name for it)")
     .version(VERSION, '-v, --version')
     .exitOverride();
   program.parse(argv);
@@ -184,8 +184,7 @@ async function run(argv: string[]): Promise<void> {
   const addresses = (o.host ?? config.hosts ?? [defaultHost()]).map(parseHost);
   const tls = tlsFiles(o, config);
   if (o.bridge !== undefined && o.bridge !== 'none') throw new Error(`invalid --bridge "${o.bridge}": only "none" is supported`);
-  const storageDriver = o.storageDriver ?? '9p';
-  if (storageDriver !== '9p' && storageDriver !== 'block') throw new Error(`invalid --storage-driver "${storageDriver}": expected 9p or block`);
+  const storageDriver = parseStorageDriver(o.storageDriver);
   for (const a of addresses) checkTcpSafety(a, tls, !!o.allowInsecureTcp || config['allow-insecure-tcp'] === true, logger);
   const dataRoot = path.resolve(o.dataRoot ?? config['data-root'] ?? defaultDataRoot());
   checkDataRoot(dataRoot);
@@ -276,3 +275,15 @@ run(process.argv).catch((err: unknown) => {
   process.stderr.write(`hyperboxd: ${(err as Error).message}\n`);
   process.exit(1);
 });
+
+/**
+ * Block (disks) is the default: FIFOs, device nodes and unix sockets work on the root,
+ * small files are fast and the VM can migrate. "overlay" (Docker's name for what
+ * `GraphDriver.Name` reports) or "9p" keeps roots as host overlays shared over 9p.
+ */
+function parseStorageDriver(value: string | undefined): '9p' | 'block' {
+  const v = value ?? 'block';
+  if (v === 'block') return 'block';
+  if (v === 'overlay' || v === '9p') return '9p';
+  throw new Error(`invalid --storage-driver "${v}": expected block or overlay`);
+}

@@ -17,6 +17,7 @@ import type { RestartManager } from './restart-manager.js';
 import { parseSignal } from './signals.js';
 import { prepareRoot, releaseStorage, startContainerVm, startMainProcess } from './start-vm.js';
 import { transition } from './state.js';
+import type { VmIoError } from '../vm/index.js';
 
 /** What the lifecycle asks of the removal service (--rm). */
 export interface Remover {
@@ -114,6 +115,9 @@ export class Lifecycle {
     // A VM that dies under us (QEMU killed, guest panic) is a container killed.
     sandbox.vm.once('exit', (_code, signal) => {
       if (c.main === main) this.onExit(c, 137, `VM exited unexpectedly${signal ? ` (${signal})` : ''}`);
+    });
+    sandbox.vm.on('io-error', (e) => {
+      if (c.main === main) this.onHostDiskError(c, e);
     });
     sandbox.agent.once('close', (err) => {
       if (c.main === main && err) {
@@ -262,8 +266,28 @@ export class Lifecycle {
     for (const m of this.sharingVm(c)) {
       if (!m.record.State.Paused) continue;
       transition(m.record.State, 'running');
+      m.record.State.Error = '';
       m.save();
       this.ctx.events.container(m, 'unpause');
+    }
+  }
+
+  /**
+   * QEMU paused the VM: the host could not write the container's disk (its data root's
+   * filesystem is full). The container shows as paused, with the reason in State.Error;
+   * `unpause` retries the write once there is room, `rm -f` gives up on it.
+   */
+  private onHostDiskError(c: Container, e: VmIoError): void {
+    const why = e.nospace ? `the host filesystem of ${this.ctx.opts.dataRoot} is full` : `host I/O error (${e.reason || 'unknown'})`;
+    const msg = `paused: its ${e.node === 'upper' ? 'writable disk' : `disk ${e.node}`} cannot be written: ${why}; free space and unpause it, or remove it`;
+    this.ctx.logger.warn(`container ${c.id.slice(0, 12)}: ${msg}`);
+    for (const m of this.sharingVm(c)) {
+      m.record.State.Error = msg;
+      if (!m.record.State.Paused) {
+        transition(m.record.State, 'paused');
+        this.ctx.events.container(m, 'pause');
+      }
+      m.save();
     }
   }
 

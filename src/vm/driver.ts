@@ -85,8 +85,23 @@ export interface HostUsage {
 
 export type VmState = 'running' | 'paused' | 'exited';
 
+/** A write the host could not complete, so QEMU paused the VM (a full host filesystem under a disk). */
+export interface VmIoError {
+  /** The disk's node (`upper`: the container's writable disk). */
+  node: string;
+  /** The host's error was ENOSPC. */
+  nospace: boolean;
+  reason: string;
+}
+
+export interface VmEvents {
+  exit: [code: number | null, signal: NodeJS.Signals | null];
+  /** The VM paused itself on a disk write error; `resume()` retries the write. */
+  'io-error': [error: VmIoError];
+}
+
 /** One running (or paused) VM. */
-export interface VmHandle extends EventEmitter<{ exit: [code: number | null, signal: NodeJS.Signals | null] }> {
+export interface VmHandle extends EventEmitter<VmEvents> {
   /** Host process id of the VM (for `inspect`, live restore). */
   readonly pid: number;
   /** The VM's own run directory (sockets, logs); recorded for live restore. */

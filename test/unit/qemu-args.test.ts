@@ -38,7 +38,8 @@ describe('qemuArgs', () => {
     const a = qemuArgs(spec());
     assert.deepEqual(values(a, '-serial'), ['file:/run/hb/vm1/console.log']);
     assert.deepEqual(values(a, '-qmp'), ['unix:/run/hb/vm1/qmp.sock,server=on,wait=off']);
-    assert.deepEqual(values(a, '-chardev'), ['socket,id=ctl,path=/run/hb/vm1/ctl.sock,server=on,wait=off']);
+    assert.deepEqual(values(a, '-chardev'), ['socket,id=ctl,path=/run/hb/vm1/ctl.sock,server=on,wait=off', 'socket,id=events,path=/run/hb/vm1/events.sock,server=on,wait=off']);
+    assert.deepEqual(values(a, '-mon'), ['chardev=events,mode=control'], 'a second QMP monitor, for events');
   });
 
   it('has the same device line for every VM: clones must match their template', () => {
@@ -54,6 +55,14 @@ describe('qemuArgs', () => {
     const clone = spec({ memoryFile: { path: '/dev/shm/t.mem', shared: false }, incoming: true, net: { forwards: [{ proto: 'tcp', hostIp: '', hostPort: 8080, guestPort: 80 }] } });
     assert.deepEqual(devices(clone), plain, 'memory file, incoming and forwards do not change devices');
     assert.deepEqual(devices(spec({ net: { forwards: [], tap: 'tap0' } })), plain, 'nor does a TAP backend');
+  });
+
+  it('pauses the VM on a full host filesystem under the writable disk (werror=enospc), never on the read-only one', () => {
+    const a = qemuArgs(spec({ shape: { assets, accel: 'kvm', memoryMiB: 512, cpus: 2, root: 'disks' }, sharePaths: [], disks: { lower: '/d/image.erofs', upper: '/d/disk.ext4' } }));
+    const blk = values(a, '-device').filter((d) => d.startsWith('virtio-blk-device'));
+    assert.equal(blk.length, 2);
+    assert.match(blk.find((d) => d.includes('drive=upper'))!, /,werror=enospc,rerror=report$/);
+    assert.match(blk.find((d) => d.includes('drive=lower'))!, /,werror=report,rerror=report$/);
   });
 
   it('maps guest RAM from a file: shared for a template, private (copy-on-write) for a clone', () => {

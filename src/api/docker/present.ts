@@ -131,7 +131,7 @@ export function containerInspect(c: Container, net: BuiltinNetwork) {
     LogPath: c.logFile,
     Name: r.Name,
     RestartCount: r.RestartCount ?? 0,
-    Driver: 'overlay',
+    Driver: c.record.Storage === 'block' ? 'block' : 'overlay',
     Platform: 'linux',
     MountLabel: '',
     ProcessLabel: '',

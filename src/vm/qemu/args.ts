@@ -114,6 +114,8 @@ export function vmPaths(runDir: string) {
   return {
     control: path.join(runDir, 'ctl.sock'),
     qmp: path.join(runDir, 'qmp.sock'),
+    /** A second QMP monitor the host only listens on, for events (BLOCK_IO_ERROR): the first serves commands. */
+    events: path.join(runDir, 'events.sock'),
     console: path.join(runDir, 'console.log'),
     qemuLog: path.join(runDir, 'qemu.log'),
     pidFile: path.join(runDir, 'qemu.pid'),
@@ -153,6 +155,8 @@ export function qemuArgs(spec: VmSpec, layout: DeviceLayout = layoutFor(spec.sha
     '-object', 'rng-random,id=rng0,filename=/dev/urandom',
     '-device', 'virtio-rng-device,rng=rng0',
     '-qmp', `unix:${p.qmp},server=on,wait=off`,
+    '-chardev', `socket,id=events,path=${p.events},server=on,wait=off`,
+    '-mon', 'chardev=events,mode=control',
     ...netdevArgs(spec.net, spec.passtFd),
     '-device', 'virtio-net-device,netdev=net0,mac=52:54:00:12:34:56',
   ];
@@ -168,8 +172,10 @@ export function qemuArgs(spec: VmSpec, layout: DeviceLayout = layoutFor(spec.sha
     args.push(
       '-blockdev', `driver=file,node-name=${disk.role}-file,filename=${file},${mode}`,
       '-blockdev', `driver=raw,node-name=${disk.role},file=${disk.role}-file,${mode}`,
-      // A full host disk under a sparse upper is an I/O error in the guest (ENOSPC there), not a paused VM.
-      '-device', `virtio-blk-device,drive=${disk.role},serial=${disk.serial},werror=report,rerror=report`,
+      // A full host filesystem under the sparse upper pauses the VM (QEMU retries the write on
+      // `cont`, so the guest loses nothing) and says so with BLOCK_IO_ERROR: virtio-blk has no
+      // ENOSPC, and the guest would see a bare EIO on writeback, long after its write returned.
+      '-device', `virtio-blk-device,drive=${disk.role},serial=${disk.serial},werror=${ro ? 'report' : 'enospc'},rerror=report`,
     );
   }
   spec.sharePaths.forEach((sharePath, i) => {

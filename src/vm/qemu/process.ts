@@ -9,7 +9,7 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { HostUsage, VmHandle, VmState } from '../driver.js';
+import type { HostUsage, VmEvents, VmHandle, VmState } from '../driver.js';
 import { QEMU_BINARY, qemuArgs, vmPaths, type VmSpec } from './args.js';
 import { PASST, PASST_FD, startPasst } from './passt.js';
 import { jailedCommand, releaseJail, type JailRecord } from './jail.js';
@@ -42,7 +42,7 @@ export function findQemu(pid: number, runDir: string): number | undefined {
   return childrenOf(pid).find((child) => isQemuOf(child, runDir));
 }
 
-export class QemuVm extends EventEmitter<{ exit: [code: number | null, signal: NodeJS.Signals | null] }> implements VmHandle {
+export class QemuVm extends EventEmitter<VmEvents> implements VmHandle {
   exited = false;
   /** What the host last told the VM (a clone waiting for its state is paused). */
   private vcpus: 'running' | 'paused' = 'running';
@@ -70,7 +70,7 @@ export class QemuVm extends EventEmitter<{ exit: [code: number | null, signal: N
   static launch(spec: VmSpec): QemuVm {
     fs.mkdirSync(spec.runDir, { recursive: true });
     const p = vmPaths(spec.runDir);
-    for (const f of [p.control, p.qmp]) fs.rmSync(f, { force: true });
+    for (const f of [p.control, p.qmp, p.events]) fs.rmSync(f, { force: true });
     // The built-in network (not a template's or the probe's: they have no NetSpec) through passt where installed.
     const userNet = spec.net && !spec.net.tap && !spec.net.restrict && PASST ? startPasst(spec.runDir, spec.net) : undefined;
     const log = fs.openSync(p.qemuLog, 'w');
@@ -105,6 +105,7 @@ export class QemuVm extends EventEmitter<{ exit: [code: number | null, signal: N
     child.on('error', () => vm.markExited(null, 'SIGKILL'));
     child.on('exit', (code, signal) => vm.markExited(code, signal));
     child.unref();
+    vm.watchEvents();
     return vm;
   }
 
@@ -128,7 +129,40 @@ export class QemuVm extends EventEmitter<{ exit: [code: number | null, signal: N
     timer.unref();
     vm.exitPoll = timer;
     vm.once('exit', () => clearInterval(timer));
+    if (fs.existsSync(vm.paths.events)) vm.watchEvents();
     return vm;
+  }
+
+  /**
+   * Listens on the VM's event monitor for its life: a write error that paused the VM
+   * (werror=enospc on the writable disk) becomes an 'io-error'. A VM whose QEMU predates
+   * the event monitor (live restore across an upgrade) has none: nothing is heard then.
+   */
+  private watchEvents(): void {
+    const deadline = Date.now() + 30_000;
+    const attach = async (): Promise<void> => {
+      // In short tries, so that a QEMU that dies before it listens is not waited for long.
+      while (!this.exited && Date.now() < deadline) {
+        try {
+          const qmp = await QmpClient.connect(this.paths.events, 1_000);
+          if (this.exited) return qmp.close();
+          this.once('exit', () => qmp.close());
+          qmp.onEvent((ev) => this.onQmpEvent(ev));
+          return;
+        } catch {
+          /* not listening yet */
+        }
+      }
+    };
+    void attach();
+  }
+
+  private onQmpEvent(ev: { event: string; data?: unknown }): void {
+    if (ev.event !== 'BLOCK_IO_ERROR') return;
+    const d = (ev.data ?? {}) as { 'node-name'?: string; device?: string; action?: string; nospace?: boolean; reason?: string };
+    if (d.action !== 'stop') return;
+    this.vcpus = 'paused';
+    this.emit('io-error', { node: d['node-name'] || d.device || '?', nospace: d.nospace === true, reason: d.reason ?? '' });
   }
 
   private markExited(code: number | null, signal: NodeJS.Signals | null): void {

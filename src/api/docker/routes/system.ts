@@ -40,15 +40,18 @@ export function systemRoutes(r: RouteTable, engine: Engine, info: ServerInfo): v
   r.add('GET', '/info', (ctx) => {
     const containers = engine.registry.list();
     const running = containers.filter((c) => c.running).length;
+    const paused = containers.filter((c) => c.running && c.record.State.Paused).length;
     ctx.send(200, {
       ID: 'hyperbox',
       Containers: containers.length,
-      ContainersRunning: running,
-      ContainersPaused: 0,
+      ContainersRunning: running - paused,
+      ContainersPaused: paused,
       ContainersStopped: containers.length - running,
       Images: engine.images.list().length,
-      Driver: 'overlay',
-      DriverStatus: [['Backing Filesystem', 'overlayfs shared to the VM over virtio-9p']],
+      // New containers' storage (--storage-driver); each container keeps the one it was created with.
+      ...(engine.opts.storageDriver === 'block'
+        ? { Driver: 'block', DriverStatus: [['Backing Filesystem', 'an erofs image per image, an ext4 disk per container (virtio-blk)']] }
+        : { Driver: 'overlay', DriverStatus: [['Backing Filesystem', 'overlayfs shared to the VM over virtio-9p']] }),
       Plugins: { Volume: [], Network: [], Authorization: null, Log: ['json-file'] },
       MemoryLimit: true,
       SwapLimit: false,
