@@ -16,6 +16,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { removeBridge } from '../../src/engine/net/bridge.js';
 import { waitFor } from './wait.js';
 
 export { holds, until, waitFor } from './wait.js';
@@ -199,6 +200,7 @@ export class TestDaemon {
     // A test that failed half-way (or killed its daemon on purpose) may leave VMs: none survive the harness.
     spawnSync('pkill', ['-9', '-f', `qemu-system.*${this.dataRoot}/`]);
     spawnSync('sh', ['-c', `grep -o '${this.dataRoot}[^ ]*' /proc/mounts | sort -r | xargs -r umount -l`]);
+    removeDefaultBridge(path.join(this.dataRoot, 'data'));
     // Guest RAM of a template directory of its own lives in /dev/shm, outside the data root.
     const own = path.join(this.dataRoot, 'data', 'templates');
     fs.rmSync(`/dev/shm/hyperbox-${createHash('sha256').update(own).digest('hex').slice(0, 12)}`, { recursive: true, force: true });
@@ -223,6 +225,28 @@ export class TestDaemon {
     clearInterval(repeat);
     for (const pid of helpers) if (alive(pid)) process.kill(pid, 'SIGKILL');
   }
+}
+
+/**
+ * A daemon keeps its default bridge when it stops (as dockerd keeps docker0), and a
+ * killed one keeps its TAPs too: the harness removes them with the data root, or
+ * finished test daemons' bridges fill the default bridges' 10.88.0.0/16 (16 /20s) and
+ * later daemons fall back to the user-mode network. The name is the daemon's
+ * (networks.ts: `hb-d` + the hash of "default:" and the data root).
+ */
+function removeDefaultBridge(dataRoot: string): void {
+  const bridge = `hb-d${createHash('sha256').update(`default:${dataRoot}`).digest('hex').slice(0, 8)}`;
+  const brif = `/sys/class/net/${bridge}/brif`;
+  if (!fs.existsSync(brif)) return;
+  const addr = spawnSync('ip', ['-4', '-o', 'addr', 'show', 'dev', bridge], { encoding: 'utf8' }).stdout;
+  const m = /inet (\d+\.\d+\.\d+\.\d+)\/(\d+)/.exec(addr);
+  for (const tap of fs.readdirSync(brif)) spawnSync('ip', ['link', 'del', tap]);
+  if (!m) {
+    spawnSync('ip', ['link', 'del', bridge]);
+    return;
+  }
+  // iptables masks the host bits of `-s`, so the gateway's CIDR names the subnet's NAT rule.
+  removeBridge({ bridge, subnet: `${m[1]!}/${m[2]!}`, gateway: m[1]!, prefix: Number(m[2]), internal: false });
 }
 
 export async function startDaemonWithBusybox(extraArgs: string[] = [], opts: TestDaemonOptions = {}): Promise<TestDaemon> {
