@@ -81,6 +81,29 @@ describe('containerd shim v2 (ctr, crictl)', () => {
     assert.equal(r.code, 0);
   });
 
+  it("applies linux.resources as the container's own cgroup in the guest, reports its OOM kill, and installs its seccomp profile", async () => {
+    // cpu.shares 512 is cpu.weight 20 (runc's conversion); ctr sets no pids limit.
+    const cg = 'cg=/sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup); cat $cg/memory.max $cg/cpu.max $cg/cpu.weight';
+    const res = ctd.ctr(['run', '--rm', '--runtime', RUNTIME, '--memory-limit', '33554432', '--cpu-quota', '50000', '--cpu-period', '100000', '--cpu-shares', '512', IMAGE, 'res', 'sh', '-c', cg]);
+    assert.equal(res.stdout, '33554432\n50000 100000\n20\n', res.stderr);
+    // 20 MB of buffer under a 16 MB limit: the guest's memory cgroup kills it; containerd hears TaskOOM, then the exit.
+    const oom = ctd.ctr(['run', '--rm', '--runtime', RUNTIME, '--memory-limit', '16777216', IMAGE, 'oomer', 'sh', '-c', 'dd if=/dev/zero of=/dev/null bs=20M']);
+    assert.equal(oom.code, 137, oom.stderr);
+    await waitFor(() => topicsOf('oomer').includes('/tasks/delete'), { what: 'the events', timeoutMs: 5000, intervalMs: 50 });
+    assert.deepEqual(topicsOf('oomer'), ['/tasks/create', '/tasks/start', '/tasks/oom', '/tasks/exit', '/tasks/delete'], events);
+    // A profile that blocks chmod (critest's): the filter is on (Seccomp: 2) and chmod fails, for an exec too.
+    const profile = path.join(ctd.dir, 'block-chmod.json');
+    fs.writeFileSync(profile, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['chmod', 'fchmod', 'fchmodat'], action: 'SCMP_ACT_ERRNO' }] }));
+    ok(['run', '-d', '--runtime', RUNTIME, '--seccomp', '--seccomp-profile', profile, IMAGE, 'sec', 'sh', '-c', 'grep Seccomp: /proc/self/status > /tmp/status; chmod 400 /tmp/status 2> /tmp/err; exec sleep 600']);
+    let out = '';
+    await waitFor(() => /Operation not permitted/.test((out = ctd.ctr(['task', 'exec', '--exec-id', 's1', 'sec', 'sh', '-c', 'cat /tmp/status /tmp/err; chmod 400 /tmp 2>&1']).stdout)), { what: 'the seccomp checks', timeoutMs: 20_000, intervalMs: 300 });
+    assert.match(out, /^Seccomp:\s+2\nchmod: \/tmp\/status: Operation not permitted\nchmod: \/tmp: Operation not permitted\n$/);
+    ok(['task', 'kill', '-s', 'SIGKILL', 'sec']);
+    await waitFor(() => /sec\s+\d+\s+STOPPED/.test(ok(['task', 'ls'])), { what: 'the task to stop', timeoutMs: 30_000, intervalMs: 200 });
+    ok(['task', 'delete', 'sec']);
+    ok(['container', 'delete', 'sec']);
+  });
+
   it('execs in a running container, kills it, and a killed shim leaves no QEMU', async () => {
     ok(['run', '-d', '--runtime', RUNTIME, IMAGE, 'long', 'sh', '-c', 'echo started > /tmp/mark; sleep 600']);
     const e = ctd.ctr(['task', 'exec', '--exec-id', 'e1', 'long', 'sh', '-c', 'until [ -f /tmp/mark ]; do sleep 1; done; cat /tmp/mark; exit 4']);
@@ -156,10 +179,9 @@ describe('containerd shim v2 (ctr, crictl)', () => {
     assert.equal(cri(['exec', ctr, 'sh', '-c', 'echo $(tr "\\0" " " </proc/1/cmdline) / $(cat /etc/hostname) / $(id -G)']), `sleep 600 / ${os.hostname()} / 0 1234`);
     const stats = JSON.parse(cri(['stats', '-o', 'json', '--id', ctr])) as { stats: Array<{ memory: { workingSetBytes: { value: string } } }> };
     assert.ok(Number(stats.stats[0]!.memory.workingSetBytes.value) > 0, JSON.stringify(stats));
-    // A stub says what it is, never succeeds.
-    const update = ctd.crictl(['update', '--memory', '100000000', ctr]);
-    assert.notEqual(update.code, 0);
-    assert.match(update.stderr, /Update \(changing resources\) is not implemented by the hyperbox shim/);
+    // Update: new resources in the guest, on the running container's cgroup.
+    cri(['update', '--memory', '100003840', '--cpu-quota', '20000', '--cpu-period', '100000', ctr]);
+    assert.equal(cri(['exec', ctr, 'sh', '-c', 'cg=/sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup); cat $cg/memory.max $cg/cpu.max']), '100003840\n20000 100000');
     cri(['stop', '--timeout', '0', ctr]);
     cri(['rm', ctr]);
     cri(['stopp', pod]);

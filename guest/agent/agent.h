@@ -11,7 +11,7 @@
  *   spawn.c      START: fork, pty/pipes, chroot, exec
  *   contain.c    PID namespaces, the container's /proc, capabilities, --init
  *   stdio.c      the process table, output pumping, stdin flow control, reaping
- *   user.c, stats.c, limits.c: user lookup, STATS, the memory cgroup */
+ *   user.c, stats.c, limits.c: user lookup, STATS, the cgroups (memory, and a root's own limits) */
 #ifndef HB_AGENT_H
 #define HB_AGENT_H
 #include <stddef.h>
@@ -112,6 +112,13 @@ int resolve_groups(const char *root, const char *spec, unsigned gid, char *const
                    gid_t *out, int max, char *err, size_t errlen);
 void handle_stats(void);
 int limits_set_memory(uint64_t bytes);
-int limits_join(void);
-unsigned long limits_oom_kills(void);
+int limits_join(const char *name);                  /* the cgroup of root NAME, or the VM's */
+unsigned long limits_oom_kills(const char *name);   /* its memory.events oom_kill count */
+void handle_limits(const uint8_t *p, size_t n);      /* HB_LIMITS */
+/* contain.c: a main process's sysctls (before it leaves the agent's /proc),
+ * its masked and read-only paths (chrooted, its own /proc mounted), and its
+ * seccomp filter (the last thing before exec). 0, or -1 with MSG set. */
+int apply_sysctls(const struct start_req *r, char *msg, size_t cap);
+int apply_path_masks(const struct start_req *r, char *msg, size_t cap);
+int apply_seccomp(const struct start_req *r, char *msg, size_t cap);
 #endif

@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ProcessSpec } from '../sandbox/index.js';
+import type { OciLinux } from './resources.js';
 import { Code, RpcError } from './ttrpc.js';
 
 export interface OciProcess {
@@ -18,6 +19,7 @@ export interface OciProcess {
   cwd?: string;
   capabilities?: { bounding?: string[]; effective?: string[] };
   consoleSize?: { height?: number; width?: number };
+  noNewPrivileges?: boolean;
 }
 
 export interface OciMount {
@@ -33,7 +35,7 @@ export interface OciSpec {
   hostname?: string;
   mounts?: OciMount[];
   annotations?: Record<string, string>;
-  linux?: { namespaces?: Array<{ type?: string; path?: string }> };
+  linux?: OciLinux;
 }
 
 /** The annotation with which the CRI plugin names a container's pod sandbox. */
@@ -93,6 +95,7 @@ export function processSpec(p: OciProcess | undefined, root: string, exec: boole
     cols: p?.consoleSize?.width,
     capDrop: ['ALL'],
     capAdd: caps.map((c) => c.replace(/^CAP_/, '')),
+    noNewPrivs: p?.noNewPrivileges === true,
     exec,
   };
 }
