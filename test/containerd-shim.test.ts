@@ -104,6 +104,15 @@ describe('containerd shim v2 (ctr, crictl)', () => {
     ok(['container', 'delete', 'sec']);
   });
 
+  it('delivers a SIGTERM sent while the main process is still starting once it catches it (stop right after start)', async () => {
+    // PID 1 of its namespace: the shell drops SIGTERM (no handler); top, exec'd a moment later, catches it.
+    ok(['run', '-d', '--runtime', RUNTIME, IMAGE, 'early', 'sh', '-c', 'sleep 2; exec top']);
+    ok(['task', 'kill', '-s', 'SIGTERM', 'early']);
+    await waitFor(() => /early\s+\d+\s+STOPPED/.test(ok(['task', 'ls'])), { what: 'the SIGTERM to reach top', timeoutMs: 15_000, intervalMs: 200 });
+    ok(['task', 'delete', 'early']);
+    ok(['container', 'delete', 'early']);
+  });
+
   it('execs in a running container, kills it, and a killed shim leaves no QEMU', async () => {
     ok(['run', '-d', '--runtime', RUNTIME, IMAGE, 'long', 'sh', '-c', 'echo started > /tmp/mark; sleep 600']);
     const e = ctd.ctr(['task', 'exec', '--exec-id', 'e1', 'long', 'sh', '-c', 'until [ -f /tmp/mark ]; do sleep 1; done; cat /tmp/mark; exit 4']);

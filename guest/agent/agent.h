@@ -11,6 +11,7 @@
  *   spawn.c      START: fork, pty/pipes, chroot, exec
  *   contain.c    PID namespaces, the container's /proc, capabilities, --init
  *   stdio.c      the process table, output pumping, stdin flow control, reaping
+ *   sigretry.c   signals that a starting main process would lose, delivered again
  *   user.c, stats.c, limits.c: user lookup, STATS, the cgroups (memory, and a root's own limits) */
 #ifndef HB_AGENT_H
 #define HB_AGENT_H
@@ -40,6 +41,8 @@ struct proc {
   int exited, status, signal;
   unsigned long oom_before; /* the cgroup's oom_kill count when it started */
   int main;         /* a container's main process: PID 1 of its own PID namespace */
+  long long started_ms;  /* CLOCK_MONOTONIC at its start */
+  uint64_t retry_sigs;   /* signals to deliver again once it catches them (sigretry.c) */
   char root[80];    /* the container root it runs in */
 };
 extern struct proc procs[MAX_PROCS];
@@ -49,6 +52,12 @@ int pump_output(struct proc *pr, int *fd, uint8_t type);
 void flush_stdin(struct proc *pr);
 void queue_stdin(struct proc *pr, const uint8_t *p, size_t n);
 void reap_children(void);
+
+/* sigretry.c: signals to a main process that is still starting */
+long long now_ms(void); /* CLOCK_MONOTONIC */
+void deliver_signal(struct proc *pr, int sig);
+int signals_pending(void);
+void retry_signals(void);
 
 /* configure.c, net.c */
 void handle_configure(const uint8_t *p, size_t n);

@@ -213,6 +213,7 @@ void handle_start(uint32_t id, const uint8_t *p, size_t n) {
   slot->oom_before = limits_oom_kills(r.name);
   slot->tty = r.tty;
   slot->main = !r.exec && !r.tool;
+  slot->started_ms = now_ms();
   snprintf(slot->root, sizeof slot->root, "%s", r.name);
   if (r.tty) {
     slot->in_fd = slot->out_fd = master;
