@@ -124,6 +124,10 @@ int limits_set_memory(uint64_t bytes);
 int limits_join(const char *name);                  /* the cgroup of root NAME, or the VM's */
 unsigned long limits_oom_kills(const char *name);   /* its memory.events oom_kill count */
 void handle_limits(const uint8_t *p, size_t n);      /* HB_LIMITS */
+int limits_own_cgroup(const char *name);            /* root NAME has a cgroup of its own (HB_LIMITS) */
+/* contain.c: in the child, chrooted, in a cgroup namespace of its own: that
+ * cgroup at /sys/fs/cgroup (read-only unless PRIVILEGED), as runc shows it. */
+int mount_own_cgroup(int privileged, char *msg, size_t cap);
 /* contain.c: a main process's sysctls (before it leaves the agent's /proc),
  * its masked and read-only paths (chrooted, its own /proc mounted), and its
  * seccomp filter (the last thing before exec). 0, or -1 with MSG set. */

@@ -175,6 +175,16 @@ int become_init(int tty) {
   }
 }
 
+int mount_own_cgroup(int privileged, char *msg, size_t cap) {
+  unsigned long ro = privileged ? 0 : MS_RDONLY;
+  (void)mkdir("/sys/fs/cgroup", 0755); /* sysfs has it; a failure shows in the mount */
+  if (mount("cgroup2", "/sys/fs/cgroup", "cgroup2", ro | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
+    snprintf(msg, cap, "mount /sys/fs/cgroup: %s", strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
 /* ---- the OCI spec's sysctls, masked and read-only paths, seccomp (containerd shim) ---- */
 
 int apply_sysctls(const struct start_req *r, char *msg, size_t cap) {

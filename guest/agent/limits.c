@@ -109,6 +109,12 @@ void handle_limits(const uint8_t *p, size_t n) {
   send_result(0, NULL);
 }
 
+int limits_own_cgroup(const char *name) {
+  char buf[128];
+  snprintf(buf, sizeof buf, CG_ROOT "/root-%s", name);
+  return access(buf, F_OK) == 0;
+}
+
 /* Moves the calling process into the cgroup of root NAME (or the VM's). -1
  * (errno set) if that fails: a process must not run outside its limits. */
 int limits_join(const char *name) {

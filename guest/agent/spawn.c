@@ -94,6 +94,9 @@ static __attribute__((noreturn)) void child(struct start_req *r, const char *roo
   if (limits_join(r->name) < 0) child_fail(status, errno, "join the container's cgroup");
   setsid(); /* cannot fail: a fresh child is no process group leader */
   int main_proc = !r->exec && !r->tool;
+  /* a root with a cgroup of its own (the containerd shim's) sees that one as /sys/fs/cgroup */
+  int own_cgroup = main_proc && limits_own_cgroup(r->name);
+  if (own_cgroup && unshare(CLONE_NEWCGROUP) < 0) child_fail(status, errno, "new cgroup namespace");
   /* the agent's /proc/sys, in the namespaces the container's processes share */
   if (main_proc && apply_sysctls(r, err, sizeof err) < 0) child_fail(status, errno, err);
   /* Every fd the agent holds is O_CLOEXEC: exec leaves the process 0, 1, 2 only. */
@@ -125,6 +128,7 @@ static __attribute__((noreturn)) void child(struct start_req *r, const char *roo
   if (chroot(root) < 0 || chdir("/") < 0) child_fail(status, errno, "chroot");
   /* A main process is PID 1 of a new PID namespace: its /proc shows that one */
   if (main_proc && mount_own_proc(r->privileged, err, sizeof err) < 0) child_fail(status, errno, err);
+  if (own_cgroup && mount_own_cgroup(r->privileged, err, sizeof err) < 0) child_fail(status, errno, err);
   if (main_proc && apply_path_masks(r, err, sizeof err) < 0) child_fail(status, errno, err);
   /* a tool creates nothing in the root on its own: its CWD must exist */
   if ((!r->tool && mkdir_p(r->cwd, 0755) < 0) || chdir(r->cwd) < 0) {
