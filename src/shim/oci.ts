@@ -7,6 +7,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { mountsUnder } from '../common/mounts.js';
 import type { ProcessSpec } from '../sandbox/index.js';
 import type { OciLinux } from './resources.js';
 import { Code, RpcError } from './ttrpc.js';
@@ -122,6 +123,11 @@ export function rootMounts(spec: OciSpec): RootMounts {
     } else if (isBind) {
       if (typeof m.source !== 'string' || !path.isAbsolute(m.source)) throw new RpcError(Code.InvalidArgument, `bind mount at ${m.destination} needs an absolute source`);
       out.binds.push({ hostPath: m.source, dest: m.destination, readonly: opts.includes('ro') });
+      // A read-only rbind is read-only at its top only (as runc's, without "rro"): the host's
+      // mounts under it stay writable. In the guest it is all one 9p tree, so each is bound again.
+      if (opts.includes('ro') && opts.includes('rbind') && !opts.includes('rro') && fs.statSync(m.source, { throwIfNoEntry: false })?.isDirectory()) {
+        for (const sub of mountsUnder(m.source)) out.binds.push({ hostPath: sub, dest: path.join(m.destination, path.relative(m.source, sub)), readonly: false });
+      }
     } else if (m.type === 'tmpfs') {
       const keep = opts.filter((o) => /^(size|mode)=|^(ro|noexec|nosuid|nodev)$/.test(o));
       out.tmpfs.push(keep.length ? `${m.destination}:${keep.join(',')}` : m.destination);
