@@ -1,7 +1,7 @@
 /* Declarations shared by the units of the hyperbox guest agent:
  *   main.c       init and the poll()/dispatch loop
  *   util.c       logging, RESULT replies, small fd helpers
- *   request.c    pure parsers of request payloads (request.h; fuzzed)
+ *   request.c    pure parsers of request payloads (request.h; fuzzed; request-limits.c: LIMITS, sysctls)
  *   configure.c  CONFIGURE: hostname, clock, RNG seed, memory limit, network
  *   net.c        lo and eth0 with ioctls
  *   mounts.c     the agent's own mounts and MOUNT_ROOT (proc, sys, dev, /etc files, tmpfs)

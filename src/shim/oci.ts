@@ -128,7 +128,7 @@ export function rootMounts(spec: OciSpec): RootMounts {
       // without them and each is bound on its own, writable (which also leaves the host free to
       // unmount them: no copy of their mount points in the pod's share).
       const subs = opts.includes('ro') && opts.includes('rbind') && !opts.includes('rro') && fs.statSync(m.source, { throwIfNoEntry: false })?.isDirectory() ? mountsUnder(m.source).reverse() : [];
-      out.binds.push({ hostPath: m.source, dest: m.destination, readonly: opts.includes('ro'), recursive: !subs.length });
+      out.binds.push({ hostPath: m.source, dest: m.destination, readonly: opts.includes('ro'), ...(subs.length ? { recursive: false } : {}) });
       for (const sub of subs) out.binds.push({ hostPath: sub, dest: path.join(m.destination, path.relative(m.source, sub)), readonly: false, recursive: false });
     } else if (m.type === 'tmpfs') {
       const keep = opts.filter((o) => /^(size|mode)=|^(ro|noexec|nosuid|nodev)$/.test(o));
