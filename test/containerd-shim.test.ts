@@ -105,8 +105,11 @@ describe('containerd shim v2 (ctr, crictl)', () => {
     fs.writeFileSync(profile, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['chmod', 'fchmod', 'fchmodat'], action: 'SCMP_ACT_ERRNO' }] }));
     ok(['run', '-d', '--runtime', RUNTIME, '--seccomp', '--seccomp-profile', profile, IMAGE, 'sec', 'sh', '-c', 'grep Seccomp: /proc/self/status > /tmp/status; chmod 400 /tmp/status 2> /tmp/err; exec sleep 600']);
     let out = '';
-    await waitFor(() => /Operation not permitted/.test((out = ctd.ctr(['task', 'exec', '--exec-id', 's1', 'sec', 'sh', '-c', 'cat /tmp/status /tmp/err; chmod 400 /tmp 2>&1']).stdout)), { what: 'the seccomp checks', timeoutMs: 20_000, intervalMs: 300 });
-    assert.match(out, /^Seccomp:\s+2\nchmod: \/tmp\/status: Operation not permitted\nchmod: \/tmp: Operation not permitted\n$/);
+    let n = 0;
+    // (retried until the main process has written both files)
+    const expected = /^Seccomp:\s+2\nchmod: \/tmp\/status: Operation not permitted\nchmod: \/tmp: Operation not permitted\n$/;
+    const check = () => expected.test((out = ctd.ctr(['task', 'exec', '--exec-id', `s${n++}`, 'sec', 'sh', '-c', 'cat /tmp/status /tmp/err && chmod 400 /tmp 2>&1']).stdout));
+    await waitFor(check, { what: 'the seccomp checks', timeoutMs: 20_000, intervalMs: 300 }).catch((err: Error) => assert.fail(`${err.message}; last output ${JSON.stringify(out)}`));
     await stopAndDelete('sec');
   });
 
@@ -190,7 +193,7 @@ describe('containerd shim v2 (ctr, crictl)', () => {
     assert.ok(Number(stats.stats[0]!.memory.workingSetBytes.value) > 0, JSON.stringify(stats));
     // Update: new resources in the guest, on the running container's cgroup.
     cri(['update', '--memory', '100003840', '--cpu-quota', '20000', '--cpu-period', '100000', ctr]);
-    assert.equal(cri(['exec', ctr, 'cat', '/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/cpu.max']), '100003840\n20000 100000');
+    assert.equal(cri(['exec', ctr, 'cat', '/proc/self/cgroup', '/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/cpu.max']), '0::/\n100003840\n20000 100000');
     cri(['stop', '--timeout', '0', ctr]);
     cri(['rm', ctr]);
     cri(['stopp', pod]);

@@ -128,6 +128,7 @@ int limits_own_cgroup(const char *name);            /* root NAME has a cgroup of
 /* contain.c: in the child, chrooted, in a cgroup namespace of its own: that
  * cgroup at /sys/fs/cgroup (read-only unless PRIVILEGED), as runc shows it. */
 int mount_own_cgroup(int privileged, char *msg, size_t cap);
+int join_main_cgroup_ns(const char *name); /* an exec: the cgroup namespace of root NAME's main process */
 /* contain.c: a main process's sysctls (before it leaves the agent's /proc),
  * its masked and read-only paths (chrooted, its own /proc mounted), and its
  * seccomp filter (the last thing before exec). 0, or -1 with MSG set. */

@@ -175,6 +175,19 @@ int become_init(int tty) {
   }
 }
 
+int join_main_cgroup_ns(const char *name) {
+  char path[64];
+  struct proc *m = main_of(name);
+  if (!m) { errno = ESRCH; return -1; }
+  snprintf(path, sizeof path, "/proc/%d/ns/cgroup", (int)m->pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  int rc = setns(fd, CLONE_NEWCGROUP), e = errno;
+  close(fd);
+  errno = e;
+  return rc;
+}
+
 int mount_own_cgroup(int privileged, char *msg, size_t cap) {
   unsigned long ro = privileged ? 0 : MS_RDONLY;
   (void)mkdir("/sys/fs/cgroup", 0755); /* sysfs has it; a failure shows in the mount */

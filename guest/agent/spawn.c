@@ -97,6 +97,7 @@ static __attribute__((noreturn)) void child(struct start_req *r, const char *roo
   /* a root with a cgroup of its own (the containerd shim's) sees that one as /sys/fs/cgroup */
   int own_cgroup = main_proc && limits_own_cgroup(r->name);
   if (own_cgroup && unshare(CLONE_NEWCGROUP) < 0) child_fail(status, errno, "new cgroup namespace");
+  if (r->exec && limits_own_cgroup(r->name) && join_main_cgroup_ns(r->name) < 0) child_fail(status, errno, "join the container's cgroup namespace");
   /* the agent's /proc/sys, in the namespaces the container's processes share */
   if (main_proc && apply_sysctls(r, err, sizeof err) < 0) child_fail(status, errno, err);
   /* Every fd the agent holds is O_CLOEXEC: exec leaves the process 0, 1, 2 only. */
