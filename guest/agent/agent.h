@@ -1,7 +1,7 @@
 /* Declarations shared by the units of the hyperbox guest agent:
  *   main.c       init and the poll()/dispatch loop
  *   util.c       logging, RESULT replies, small fd helpers
- *   request.c    pure parsers of request payloads (request.h; fuzzed)
+ *   request.c    pure parsers of request payloads (request.h; fuzzed; request-limits.c: LIMITS, sysctls)
  *   configure.c  CONFIGURE: hostname, clock, RNG seed, memory limit, network
  *   net.c        lo and eth0 with ioctls
  *   mounts.c     the agent's own mounts and MOUNT_ROOT (proc, sys, dev, /etc files, tmpfs)
@@ -11,7 +11,8 @@
  *   spawn.c      START: fork, pty/pipes, chroot, exec
  *   contain.c    PID namespaces, the container's /proc, capabilities, --init
  *   stdio.c      the process table, output pumping, stdin flow control, reaping
- *   user.c, stats.c, limits.c: user lookup, STATS, the memory cgroup */
+ *   sigretry.c   signals that a starting main process would lose, delivered again
+ *   user.c, stats.c, limits.c: user lookup, STATS, the cgroups (memory, and a root's own limits) */
 #ifndef HB_AGENT_H
 #define HB_AGENT_H
 #include <stddef.h>
@@ -40,6 +41,8 @@ struct proc {
   int exited, status, signal;
   unsigned long oom_before; /* the cgroup's oom_kill count when it started */
   int main;         /* a container's main process: PID 1 of its own PID namespace */
+  long long started_ms;  /* CLOCK_MONOTONIC at its start */
+  uint64_t retry_sigs;   /* signals to deliver again once it catches them (sigretry.c) */
   char root[80];    /* the container root it runs in */
 };
 extern struct proc procs[MAX_PROCS];
@@ -49,6 +52,12 @@ int pump_output(struct proc *pr, int *fd, uint8_t type);
 void flush_stdin(struct proc *pr);
 void queue_stdin(struct proc *pr, const uint8_t *p, size_t n);
 void reap_children(void);
+
+/* sigretry.c: signals to a main process that is still starting */
+long long now_ms(void); /* CLOCK_MONOTONIC */
+void deliver_signal(struct proc *pr, int sig);
+int signals_pending(void);
+void retry_signals(void);
 
 /* configure.c, net.c */
 void handle_configure(const uint8_t *p, size_t n);
@@ -112,6 +121,18 @@ int resolve_groups(const char *root, const char *spec, unsigned gid, char *const
                    gid_t *out, int max, char *err, size_t errlen);
 void handle_stats(void);
 int limits_set_memory(uint64_t bytes);
-int limits_join(void);
-unsigned long limits_oom_kills(void);
+int limits_join(const char *name);                  /* the cgroup of root NAME, or the VM's */
+unsigned long limits_oom_kills(const char *name);   /* its memory.events oom_kill count */
+void handle_limits(const uint8_t *p, size_t n);      /* HB_LIMITS */
+int limits_own_cgroup(const char *name);            /* root NAME has a cgroup of its own (HB_LIMITS) */
+/* contain.c: in the child, chrooted, in a cgroup namespace of its own: that
+ * cgroup at /sys/fs/cgroup (read-only unless PRIVILEGED), as runc shows it. */
+int mount_own_cgroup(int privileged, char *msg, size_t cap);
+int join_main_cgroup_ns(const char *name); /* an exec: the cgroup namespace of root NAME's main process */
+/* contain.c: a main process's sysctls (before it leaves the agent's /proc),
+ * its masked and read-only paths (chrooted, its own /proc mounted), and its
+ * seccomp filter (the last thing before exec). 0, or -1 with MSG set. */
+int apply_sysctls(const struct start_req *r, char *msg, size_t cap);
+int apply_path_masks(const struct start_req *r, char *msg, size_t cap);
+int apply_seccomp(const struct start_req *r, char *msg, size_t cap);
 #endif

@@ -174,3 +174,95 @@ int become_init(int tty) {
       if (w == child) _exit(WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st));
   }
 }
+
+int join_main_cgroup_ns(const char *name) {
+  char path[64];
+  struct proc *m = main_of(name);
+  if (!m) { errno = ESRCH; return -1; }
+  snprintf(path, sizeof path, "/proc/%d/ns/cgroup", (int)m->pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  int rc = setns(fd, CLONE_NEWCGROUP), e = errno;
+  close(fd);
+  errno = e;
+  return rc;
+}
+
+int mount_own_cgroup(int privileged, char *msg, size_t cap) {
+  unsigned long ro = privileged ? 0 : MS_RDONLY;
+  (void)mkdir("/sys/fs/cgroup", 0755); /* sysfs has it; a failure shows in the mount */
+  if (mount("cgroup2", "/sys/fs/cgroup", "cgroup2", ro | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
+    snprintf(msg, cap, "mount /sys/fs/cgroup: %s", strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+/* ---- the OCI spec's sysctls, masked and read-only paths, seccomp (containerd shim) ---- */
+
+int apply_sysctls(const struct start_req *r, char *msg, size_t cap) {
+  char path[256] = "/proc/sys/", *key = path + 10;
+  const char *value;
+  for (int i = 0; i < r->nsysctl; i++) {
+    if (parse_sysctl(r->sysctl[i], key, sizeof path - 10, &value) < 0) {
+      snprintf(msg, cap, "invalid sysctl \"%s\"", r->sysctl[i]);
+      errno = EINVAL;
+      return -1;
+    }
+    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    ssize_t n = fd < 0 ? -1 : write(fd, value, strlen(value));
+    int e = errno;
+    if (fd >= 0) close(fd);
+    if (n != (ssize_t)strlen(value)) {
+      snprintf(msg, cap, "sysctl %s: %s", key, strerror(n < 0 ? e : EIO));
+      errno = n < 0 ? e : EIO;
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* As runc: a path that does not exist is skipped. */
+int apply_path_masks(const struct start_req *r, char *msg, size_t cap) {
+  for (int i = 0; i < r->nmask; i++)
+    if (mask_path(r->mask[i]) < 0) { snprintf(msg, cap, "mask %s: %s", r->mask[i], strerror(errno)); return -1; }
+  for (int i = 0; i < r->nropath; i++) {
+    const char *p = r->ropath[i];
+    int rc = mount(p, p, NULL, MS_BIND | MS_REC, NULL);
+    if (rc < 0 && errno == ENOENT) continue;
+    if (rc < 0 || mount(NULL, p, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0) {
+      snprintf(msg, cap, "read-only %s: %s", p, strerror(errno));
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* <linux/filter.h> and <linux/seccomp.h>, which musl does not ship. */
+struct hb_sock_filter { uint16_t code; uint8_t jt, jf; uint32_t k; };
+struct hb_sock_fprog { unsigned short len; struct hb_sock_filter *filter; };
+#define HB_SECCOMP_MODE_FILTER 2
+
+int apply_seccomp(const struct start_req *r, char *msg, size_t cap) {
+  static struct hb_sock_filter prog[SECCOMP_MAX_INSNS];
+  if (r->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+    snprintf(msg, cap, "no_new_privs: %s", strerror(errno));
+    return -1;
+  }
+  if (!r->seccomp) return 0;
+  size_t n = r->seccomp_len / 8; /* parse_start: a whole number of instructions, at most SECCOMP_MAX_INSNS */
+  for (size_t i = 0; i < n; i++) {
+    const uint8_t *b = r->seccomp + 8 * i;
+    prog[i].code = (uint16_t)(b[0] | b[1] << 8);
+    prog[i].jt = b[2];
+    prog[i].jf = b[3];
+    prog[i].k = (uint32_t)b[4] | (uint32_t)b[5] << 8 | (uint32_t)b[6] << 16 | (uint32_t)b[7] << 24;
+  }
+  struct hb_sock_fprog fp = {(unsigned short)n, prog};
+  /* Still root with every capability here (before setuid): no_new_privs is not needed. */
+  if (prctl(PR_SET_SECCOMP, HB_SECCOMP_MODE_FILTER, &fp, 0, 0) < 0) {
+    snprintf(msg, cap, "seccomp filter: %s", strerror(errno));
+    return -1;
+  }
+  return 0;
+}

@@ -38,6 +38,7 @@ static void handle_frame(uint8_t type, uint32_t id, const uint8_t *p, size_t n, 
   case HB_MOUNT_ROOT: handle_mount_root(p, n); break;
   case HB_PING: hb_send(HB_PONG, id, NULL, 0); break;
   case HB_STATS: handle_stats(); break;
+  case HB_LIMITS: handle_limits(p, n); break;
   case HB_POWEROFF:
     shutdown_roots(); /* syncs; block roots unmounted so their disks are clean */
     if (reboot(RB_POWER_OFF) < 0) agent_log("power off: %s", strerror(errno));
@@ -50,8 +51,7 @@ static void handle_frame(uint8_t type, uint32_t id, const uint8_t *p, size_t n, 
   case HB_SIGNAL: {
     struct tlv_in it = {p, n};
     int sig;
-    /* ESRCH: it exited and its EXIT is on the way */
-    while (pr && (sig = next_signal(&it)) != 0) (void)kill(pr->pid, sig);
+    while (pr && (sig = next_signal(&it)) != 0) deliver_signal(pr, sig);
     break;
   }
   case HB_RESIZE: {
@@ -129,7 +129,9 @@ int main(void) {
       if (pr->err_fd >= 0) { map[nf].pr = pr; map[nf].which = 2; fds[nf++] = (struct pollfd){pr->err_fd, POLLIN, 0}; }
       if (pr->in_fd >= 0 && pr->inlen > 0) { map[nf].pr = pr; map[nf].which = 0; fds[nf++] = (struct pollfd){pr->in_fd, POLLOUT, 0}; }
     }
-    if (poll(fds, (nfds_t)nf, sfd < 0 ? 100 : -1) < 0) continue; /* EINTR */
+    int retrying = signals_pending();
+    if (poll(fds, (nfds_t)nf, retrying ? 50 : sfd < 0 ? 100 : -1) < 0) continue; /* EINTR */
+    if (retrying) retry_signals();
     if (fds[0].revents) read_channel();
     if (sfd < 0) reap_children();
     else if (fds[1].revents) {

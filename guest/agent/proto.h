@@ -29,9 +29,10 @@ enum hb_type {
   HB_PING = 0x22,
   HB_POWEROFF = 0x23,
   HB_STATS = 0x24,        /* answered by HB_RESULT with T_MEMINFO, T_CPUSTAT, T_UPTIME, T_PROCESS* */
+  HB_LIMITS = 0x25,       /* TLV: T_NAME, T_MEMLIMIT, T_CPU_MAX, T_CPU_WEIGHT, T_PIDS_MAX: the root's own cgroup; HB_RESULT */
   HB_START = 0x10,        /* TLV: T_NAME, T_ARG*, T_ENV*, T_CWD, T_USER, T_TTY, T_ROWS, T_COLS, T_STDIN,
                            * T_CAP_ADD*, T_CAP_DROP*, T_PRIVILEGED, T_INIT, T_EXEC, T_TOOL,
-                           * T_GROUP_ADD* */
+                           * T_GROUP_ADD*, T_SYSCTL*, T_MASK_PATH*, T_RO_PATH*, T_SECCOMP, T_NO_NEW_PRIVS */
   HB_STDIN = 0x11,        /* raw bytes */
   HB_STDIN_EOF = 0x12,
   HB_SIGNAL = 0x13,       /* TLV: T_SIGNAL */
@@ -47,6 +48,8 @@ enum hb_tag {
   T_MAC = 32, T_ISOLATE = 33, T_EXTRA_HOST = 34, T_CAP_ADD = 35, T_CAP_DROP = 36, T_PRIVILEGED = 37,
   T_INIT = 38, T_EXEC = 39, T_BLOCK_LOWER = 40, T_BLOCK_UPPER = 41, T_BIND = 42, T_READONLY = 43,
   T_TOOL = 44,
+  T_CPU_MAX = 45, T_CPU_WEIGHT = 46, T_PIDS_MAX = 47, /* HB_LIMITS */
+  T_SYSCTL = 48, T_MASK_PATH = 49, T_RO_PATH = 50, T_SECCOMP = 51, T_NO_NEW_PRIVS = 52, /* HB_START */
   T_GROUP_ADD = 60, /* HB_START: an extra group of the process (name in the root's /etc/group, or a number) */
 };
 

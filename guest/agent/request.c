@@ -262,6 +262,21 @@ int parse_start(const uint8_t *p, size_t n, struct start_req *r) {
     case T_TOOL: if (len != 4 || be32(d) > TOOL_OPAQUE) return -1; r->tool = (int)be32(d); break;
     case T_ROWS: if (len == 4) r->rows = be32(d) & 0xffff; break;
     case T_COLS: if (len == 4) r->cols = be32(d) & 0xffff; break;
+    case T_SYSCTL:
+      if (r->nsysctl >= START_MAX_PATHS || !(r->sysctl[r->nsysctl++] = store(r, d, len))) return -1;
+      break;
+    case T_MASK_PATH:
+      if (r->nmask >= START_MAX_PATHS || !(r->mask[r->nmask] = store(r, d, len)) || r->mask[r->nmask++][0] != '/') return -1;
+      break;
+    case T_RO_PATH:
+      if (r->nropath >= START_MAX_PATHS || !(r->ropath[r->nropath] = store(r, d, len)) || r->ropath[r->nropath++][0] != '/') return -1;
+      break;
+    case T_SECCOMP:
+      if (len == 0 || len % 8 || len / 8 > SECCOMP_MAX_INSNS) return -1;
+      r->seccomp = d;
+      r->seccomp_len = len;
+      break;
+    case T_NO_NEW_PRIVS: r->no_new_privs = len == 4 && be32(d); break;
     default: break; /* a tag this agent does not know */
     }
   }

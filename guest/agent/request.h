@@ -66,6 +66,8 @@ int parse_tmpfs_spec(const char *spec, struct tmpfs_spec *t, char *msg, size_t c
 #define START_MAX_ARGS 256
 #define START_MAX_ENV 512
 #define START_MAX_CAPS 64 /* of each of T_CAP_ADD and T_CAP_DROP */
+#define START_MAX_PATHS 64 /* of each of T_SYSCTL, T_MASK_PATH and T_RO_PATH */
+#define SECCOMP_MAX_INSNS 4096 /* the kernel's BPF_MAXINSNS */
 #define START_MAX_GROUPS 64 /* T_GROUP_ADD fields; the process gets these, its own and /etc/group's */
 struct start_req {
   char name[80], cwd[1024], user[256];
@@ -82,6 +84,16 @@ struct start_req {
   int init;       /* a small init as PID 1 that forwards signals and reaps (docker run --init) */
   int exec;       /* join the PID namespace of the root's main process (docker exec) */
   int tool;       /* T_TOOL: 0, or one of the TOOL_ values below (tool.c) */
+  /* A main process's namespaces and mounts (ignored for an exec or a tool):
+   * T_SYSCTL "key=value" written under /proc/sys, T_MASK_PATH hidden (an empty
+   * read-only tmpfs or /dev/null bound over it), T_RO_PATH bound read-only. */
+  char *sysctl[START_MAX_PATHS], *mask[START_MAX_PATHS], *ropath[START_MAX_PATHS];
+  int nsysctl, nmask, nropath;
+  /* T_SECCOMP: a classic BPF program (struct sock_filter[], little endian),
+   * installed just before exec; points into the request's payload. */
+  const uint8_t *seccomp;
+  uint32_t seccomp_len;
+  int no_new_privs; /* T_NO_NEW_PRIVS: PR_SET_NO_NEW_PRIVS before exec */
   char strings[HB_MAX_PAYLOAD + 1024]; /* argv/env storage, bounded by the frame */
   size_t used;
 };
@@ -112,6 +124,20 @@ int cap_number(const char *name);
 
 /* The PATH of the request's environment, or the default one. */
 const char *env_path(const struct start_req *r);
+
+/* HB_LIMITS: the cgroup limits of root NAME. A field absent is left as it is. */
+struct limits_req {
+  char name[80];
+  uint64_t memory; int have_memory;   /* memory.max in bytes; 0 = max */
+  char cpu_max[48]; int have_cpu_max; /* cpu.max as the kernel reads it: "QUOTA|max PERIOD" */
+  uint32_t cpu_weight;                /* cpu.weight 1..10000; 0 = absent */
+  uint32_t pids; int have_pids;       /* pids.max; 0 = max */
+};
+/* 0, or -1 if malformed (a bad name, cpu.max not digits/"max" and a period, a weight out of range). */
+int parse_limits(const uint8_t *p, size_t n, struct limits_req *l);
+/* A sysctl "key=value" -> the path under /proc/sys ("net/ipv4/ip_forward") and
+ * the value. Keys are [a-z0-9_.-/]; "." separates components (as runc). 0 or -1. */
+int parse_sysctl(const char *kv, char *path, size_t cap, const char **value);
 
 /* HB_SIGNAL: the next valid T_SIGNAL (1..64), or 0 at the end. */
 int next_signal(struct tlv_in *it);

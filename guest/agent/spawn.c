@@ -91,8 +91,15 @@ static __attribute__((noreturn)) void child(struct start_req *r, const char *roo
   sigemptyset(&all);
   sigprocmask(SIG_SETMASK, &all, NULL);
   signal(SIGPIPE, SIG_DFL);
-  if (limits_join() < 0) child_fail(status, errno, "join the memory cgroup");
+  if (limits_join(r->name) < 0) child_fail(status, errno, "join the container's cgroup");
   setsid(); /* cannot fail: a fresh child is no process group leader */
+  int main_proc = !r->exec && !r->tool;
+  /* a root with a cgroup of its own (the containerd shim's) sees that one as /sys/fs/cgroup */
+  int own_cgroup = main_proc && limits_own_cgroup(r->name);
+  if (own_cgroup && unshare(CLONE_NEWCGROUP) < 0) child_fail(status, errno, "new cgroup namespace");
+  if (r->exec && limits_own_cgroup(r->name) && join_main_cgroup_ns(r->name) < 0) child_fail(status, errno, "join the container's cgroup namespace");
+  /* the agent's /proc/sys, in the namespaces the container's processes share */
+  if (main_proc && apply_sysctls(r, err, sizeof err) < 0) child_fail(status, errno, err);
   /* Every fd the agent holds is O_CLOEXEC: exec leaves the process 0, 1, 2 only. */
   if (r->tty) {
     /* the slave of this very master, with no path lookup */
@@ -121,7 +128,9 @@ static __attribute__((noreturn)) void child(struct start_req *r, const char *roo
   if (r->tool == TOOL_OWN_FS && tool_own_view(root) < 0) child_fail(status, errno, "bind the root's own filesystem");
   if (chroot(root) < 0 || chdir("/") < 0) child_fail(status, errno, "chroot");
   /* A main process is PID 1 of a new PID namespace: its /proc shows that one */
-  if (!r->exec && !r->tool && mount_own_proc(r->privileged, err, sizeof err) < 0) child_fail(status, errno, err);
+  if (main_proc && mount_own_proc(r->privileged, err, sizeof err) < 0) child_fail(status, errno, err);
+  if (own_cgroup && mount_own_cgroup(r->privileged, err, sizeof err) < 0) child_fail(status, errno, err);
+  if (main_proc && apply_path_masks(r, err, sizeof err) < 0) child_fail(status, errno, err);
   /* a tool creates nothing in the root on its own: its CWD must exist */
   if ((!r->tool && mkdir_p(r->cwd, 0755) < 0) || chdir(r->cwd) < 0) {
     int e = errno;
@@ -129,6 +138,8 @@ static __attribute__((noreturn)) void child(struct start_req *r, const char *roo
     child_fail(status, e, err);
   }
   if (drop_bounding(caps) < 0) child_fail(status, errno, "drop capabilities from the bounding set");
+  /* as runc without no_new_privs: while still root (the filter must allow what follows) */
+  if (apply_seccomp(r, err, sizeof err) < 0) child_fail(status, errno, err);
   if (setgroups((size_t)r->ngroups, r->groups) < 0 || setgid(gid) < 0 || setuid(uid) < 0) child_fail(status, errno, "setuid");
   /* root keeps CAPS; any other user has none until a file capability gives some */
   if (set_caps(uid == 0 ? caps : 0) < 0) child_fail(status, errno, "set capabilities");
@@ -204,9 +215,10 @@ void handle_start(uint32_t id, const uint8_t *p, size_t n) {
   memset(slot, 0, sizeof *slot);
   slot->id = id;
   slot->pid = pid;
-  slot->oom_before = limits_oom_kills();
+  slot->oom_before = limits_oom_kills(r.name);
   slot->tty = r.tty;
   slot->main = !r.exec && !r.tool;
+  slot->started_ms = now_ms();
   snprintf(slot->root, sizeof slot->root, "%s", r.name);
   if (r.tty) {
     slot->in_fd = slot->out_fd = master;

@@ -108,7 +108,7 @@ static void finish_if_done(struct proc *pr) {
   tlv_reset(&t);
   tlv_put_u32(&t, T_STATUS, (uint32_t)pr->status);
   tlv_put_u32(&t, T_SIGNAL, (uint32_t)pr->signal);
-  if (limits_oom_kills() > pr->oom_before) tlv_put_u32(&t, T_OOM, 1);
+  if (limits_oom_kills(pr->root) > pr->oom_before) tlv_put_u32(&t, T_OOM, 1);
   hb_send_tlv(HB_EXIT, pr->id, &t);
   memset(pr, 0, sizeof *pr);
 }

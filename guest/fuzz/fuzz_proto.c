@@ -129,6 +129,28 @@ static void fuzz_start(const uint8_t *p, size_t n) {
   uint64_t caps = 0;
   if (start_caps(&r, &caps, msg, sizeof msg) == 0) CHECK(caps >> (CAP_LAST + 1) == 0 && (!r.privileged || caps == (1ull << (CAP_LAST + 1)) - 1));
   else check_str(msg, sizeof msg);
+  CHECK(r.nsysctl <= START_MAX_PATHS && r.nmask <= START_MAX_PATHS && r.nropath <= START_MAX_PATHS);
+  for (int i = 0; i < r.nmask; i++) CHECK(r.mask[i][0] == '/');
+  for (int i = 0; i < r.nropath; i++) CHECK(r.ropath[i][0] == '/');
+  for (int i = 0; i < r.nsysctl; i++) {
+    char key[256];
+    const char *value;
+    if (parse_sysctl(r.sysctl[i], key, sizeof key, &value) == 0) {
+      check_str(key, sizeof key);
+      CHECK(key[0] != '/' && !strstr(key, "//") && !strstr(key, ".."));
+      touch(value, strlen(value));
+    }
+  }
+  if (r.seccomp) { CHECK(r.seccomp_len % 8 == 0 && r.seccomp_len / 8 <= SECCOMP_MAX_INSNS); touch(r.seccomp, r.seccomp_len); }
+}
+
+static void fuzz_limits(const uint8_t *p, size_t n) {
+  struct limits_req l;
+  if (parse_limits(p, n, &l) < 0) return;
+  CHECK(valid_name(l.name));
+  check_str(l.cpu_max, sizeof l.cpu_max);
+  CHECK(!l.have_cpu_max || strchr(l.cpu_max, ' '));
+  CHECK(l.cpu_weight <= 10000);
 }
 
 static void on_frame(uint8_t type, uint32_t proc, const uint8_t *payload, size_t len, void *ctx) {
@@ -142,6 +164,7 @@ static void on_frame(uint8_t type, uint32_t proc, const uint8_t *payload, size_t
   case HB_CONFIGURE: fuzz_configure(p, len); break;
   case HB_MOUNT_ROOT: fuzz_mount_root(p, len); break;
   case HB_START: fuzz_start(p, len); break;
+  case HB_LIMITS: fuzz_limits(p, len); break;
   case HB_SIGNAL: {
     struct tlv_in it = {p, len};
     int sig, count = 0;
@@ -160,6 +183,7 @@ static void on_frame(uint8_t type, uint32_t proc, const uint8_t *payload, size_t
     fuzz_configure(p, len);
     fuzz_mount_root(p, len);
     fuzz_start(p, len);
+    fuzz_limits(p, len);
   }
   free(p);
 }

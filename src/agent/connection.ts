@@ -11,8 +11,8 @@ import net from 'node:net';
 import { connectWhenReady } from '../common/unix-socket.js';
 import { parseStats, type GuestStats } from './stats.js';
 
-export { GuestProcess, StartError, type ExitStatus, type GuestNetwork, type ProcessSpec } from './process.js';
-import { GuestProcess, StartError, TOOL_MODES, type GuestNetwork, type ProcessSpec } from './process.js';
+export { GuestProcess, StartError, type ExitStatus, type GuestNetwork, type ProcessSpec, type RootLimits } from './process.js';
+import { GuestProcess, StartError, TOOL_MODES, type GuestNetwork, type ProcessSpec, type RootLimits } from './process.js';
 import {
   encodeFrame,
   encodeTlv,
@@ -213,6 +213,16 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
     return this.checkedRequest(MsgType.MountRoot, fields);
   }
 
+  /** Sets the cgroup limits of root NAME (its processes started from now on join that cgroup). */
+  setLimits(name: string, l: RootLimits): Promise<void> {
+    const fields: Array<[number, TlvValue]> = [[Tag.Name, name]];
+    if (l.memoryBytes !== undefined) fields.push([Tag.MemLimit, BigInt(l.memoryBytes)]);
+    if (l.cpu) fields.push([Tag.CpuMax, `${l.cpu.quotaUs ?? 'max'} ${l.cpu.periodUs}`]);
+    if (l.cpuWeight) fields.push([Tag.CpuWeight, l.cpuWeight]);
+    if (l.pids !== undefined) fields.push([Tag.PidsMax, l.pids]);
+    return this.checkedRequest(MsgType.Limits, fields);
+  }
+
   /** A process registered with `adopt` when connecting. */
   adopted(id: number): GuestProcess | undefined {
     return this.adoptedProcs.get(id);
@@ -248,6 +258,11 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
     if (spec.init) fields.push([Tag.Init, 1]);
     if (spec.exec) fields.push([Tag.Exec, 1]);
     if (spec.tool) fields.push([Tag.Tool, TOOL_MODES[spec.tool]]);
+    for (const kv of spec.sysctls ?? []) fields.push([Tag.Sysctl, kv]);
+    for (const p of spec.maskedPaths ?? []) fields.push([Tag.MaskPath, p]);
+    for (const p of spec.readonlyPaths ?? []) fields.push([Tag.RoPath, p]);
+    if (spec.seccomp) fields.push([Tag.Seccomp, spec.seccomp]);
+    if (spec.noNewPrivs) fields.push([Tag.NoNewPrivs, 1]);
     const frame = await new Promise<Frame>((resolve, reject) => {
       if (this.closed) return reject(new Error('agent channel closed'));
       // A start the guest does not answer fails after a while; if the process

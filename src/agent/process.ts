@@ -44,6 +44,23 @@ export interface ProcessSpec {
    * directory's opaque directories ("./a/b", each NUL-terminated).
    */
   tool?: ToolMode;
+  /** A main process: sysctls ("key=value", written under the guest's /proc/sys), paths hidden, paths read-only. */
+  sysctls?: string[];
+  maskedPaths?: string[];
+  readonlyPaths?: string[];
+  /** A classic BPF seccomp program (struct sock_filter[], little endian), installed just before exec. */
+  seccomp?: Buffer;
+  noNewPrivs?: boolean;
+}
+
+/** A root's own cgroup limits (HB_LIMITS); a field left out is left as it is, 0 means none. */
+export interface RootLimits {
+  memoryBytes?: number;
+  /** cpu.max: quota (or undefined: none) and period, in microseconds. */
+  cpu?: { quotaUs?: number; periodUs: number };
+  /** cpu.weight, 1..10000. */
+  cpuWeight?: number;
+  pids?: number;
 }
 
 /** T_TOOL's values (guest/PROTOCOL.md). */

@@ -26,6 +26,7 @@ export const MsgType = {
   Ping: 0x22,
   Poweroff: 0x23,
   Stats: 0x24,
+  Limits: 0x25,
   Start: 0x10,
   Stdin: 0x11,
   StdinEof: 0x12,
@@ -78,6 +79,14 @@ export const Tag = {
   Bind: 42,
   ReadOnly: 43,
   Tool: 44,
+  CpuMax: 45,
+  CpuWeight: 46,
+  PidsMax: 47,
+  Sysctl: 48,
+  MaskPath: 49,
+  RoPath: 50,
+  Seccomp: 51,
+  NoNewPrivs: 52,
   GroupAdd: 60,
 } as const;
 

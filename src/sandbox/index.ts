@@ -16,7 +16,7 @@ import { startSandbox, type Sandbox, type SandboxOptions } from './sandbox.js';
 
 export { adoptSandbox, ROOT_NAME, Sandbox, startSandbox, type SandboxOptions, type StartInfo } from './sandbox.js';
 export { bindRoot, unbindRoot } from './roots.js';
-export type { ExitStatus, GuestProcess, MountOptions, ProcessSpec } from '../agent/connection.js';
+export type { ExitStatus, GuestProcess, MountOptions, ProcessSpec, RootLimits } from '../agent/connection.js';
 export type { GuestStats } from '../agent/stats.js';
 
 export interface RuntimeOptions {

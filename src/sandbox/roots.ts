@@ -16,11 +16,11 @@ import path from 'node:path';
 import { isMountPoint, mountsUnder } from '../common/mounts.js';
 
 /**
- * Binds SOURCE (and every mount under it) at TARGET, a directory made here if
- * missing; a SOURCE that is a file (an OCI file bind such as /etc/hosts) is
- * bound on a file made at TARGET.
+ * Binds SOURCE (and every mount under it, unless RECURSIVE is false) at TARGET,
+ * a directory made here if missing; a SOURCE that is a file (an OCI file bind
+ * such as /etc/hosts) is bound on a file made at TARGET.
  */
-export function bindRoot(target: string, source: string): void {
+export function bindRoot(target: string, source: string, recursive = true): void {
   const isDir = fs.statSync(source).isDirectory();
   const st = fs.lstatSync(target, { throwIfNoEntry: false });
   const fits = st && !st.isSymbolicLink() && (isDir ? st.isDirectory() : st.isFile());
@@ -35,7 +35,7 @@ export function bindRoot(target: string, source: string): void {
   }
   const fd = fs.openSync(target, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | (isDir ? fs.constants.O_DIRECTORY : 0));
   try {
-    execFileSync('mount', ['--no-canonicalize', '--rbind', source, `/proc/${process.pid}/fd/${fd}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    execFileSync('mount', ['--no-canonicalize', recursive ? '--rbind' : '--bind', source, `/proc/${process.pid}/fd/${fd}`], { stdio: ['ignore', 'ignore', 'pipe'] });
   } finally {
     fs.closeSync(fd);
   }

@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { AgentConnection, type GuestNetwork, type GuestProcess, type MountOptions, type ProcessSpec } from '../agent/connection.js';
+import { AgentConnection, type GuestNetwork, type GuestProcess, type MountOptions, type ProcessSpec, type RootLimits } from '../agent/connection.js';
 import type { GuestStats } from '../agent/stats.js';
 import { internal } from '../common/errors.js';
 import { mountsUnder } from '../common/mounts.js';
@@ -112,6 +112,11 @@ export class Sandbox {
   /** Mounts another root: DIR under the root share, with a mount namespace of its own if `isolate`. */
   mountRoot(name: string, subdir: string, tmpfs: string[] = [], opts: MountOptions = {}): Promise<void> {
     return this.agent.mountRoot(this.rootTag, name, subdir, tmpfs, opts);
+  }
+
+  /** The cgroup limits of root NAME (its own cgroup in the guest). */
+  setLimits(name: string, limits: RootLimits): Promise<void> {
+    return this.agent.setLimits(name, limits);
   }
 
   stats(): Promise<GuestStats> {

@@ -7,7 +7,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { mountsUnder } from '../common/mounts.js';
 import type { ProcessSpec } from '../sandbox/index.js';
+import type { OciLinux } from './resources.js';
 import { Code, RpcError } from './ttrpc.js';
 
 export interface OciProcess {
@@ -18,6 +20,7 @@ export interface OciProcess {
   cwd?: string;
   capabilities?: { bounding?: string[]; effective?: string[] };
   consoleSize?: { height?: number; width?: number };
+  noNewPrivileges?: boolean;
 }
 
 export interface OciMount {
@@ -33,7 +36,7 @@ export interface OciSpec {
   hostname?: string;
   mounts?: OciMount[];
   annotations?: Record<string, string>;
-  linux?: { namespaces?: Array<{ type?: string; path?: string }> };
+  linux?: OciLinux;
 }
 
 /** The annotation with which the CRI plugin names a container's pod sandbox. */
@@ -93,6 +96,7 @@ export function processSpec(p: OciProcess | undefined, root: string, exec: boole
     cols: p?.consoleSize?.width,
     capDrop: ['ALL'],
     capAdd: caps.map((c) => c.replace(/^CAP_/, '')),
+    noNewPrivs: p?.noNewPrivileges === true,
     exec,
   };
 }
@@ -103,7 +107,8 @@ const AGENT_MOUNTS = /^\/(proc|sys|dev)(\/|$)/;
 export interface RootMounts {
   tmpfs: string[];
   /** Host paths to bind (by the caller, under the VM's share) and where they go in the root. */
-  binds: Array<{ hostPath: string; dest: string; readonly: boolean }>;
+  /** `recursive: false`: the host's mounts under HOSTPATH are not in the bind (they come as binds of their own). */
+  binds: Array<{ hostPath: string; dest: string; readonly: boolean; recursive?: boolean }>;
   readonly: boolean;
 }
 
@@ -118,7 +123,13 @@ export function rootMounts(spec: OciSpec): RootMounts {
       continue; // also CRI's binds of the sandbox's /dev/shm and of /dev/termination-log
     } else if (isBind) {
       if (typeof m.source !== 'string' || !path.isAbsolute(m.source)) throw new RpcError(Code.InvalidArgument, `bind mount at ${m.destination} needs an absolute source`);
-      out.binds.push({ hostPath: m.source, dest: m.destination, readonly: opts.includes('ro') });
+      // A read-only rbind is read-only at its top only (as runc's, without "rro"): the host's
+      // mounts under it stay writable. In the guest it is all one 9p tree, so the volume is bound
+      // without them and each is bound on its own, writable (which also leaves the host free to
+      // unmount them: no copy of their mount points in the pod's share).
+      const subs = opts.includes('ro') && opts.includes('rbind') && !opts.includes('rro') && fs.statSync(m.source, { throwIfNoEntry: false })?.isDirectory() ? mountsUnder(m.source).reverse() : [];
+      out.binds.push({ hostPath: m.source, dest: m.destination, readonly: opts.includes('ro'), ...(subs.length ? { recursive: false } : {}) });
+      for (const sub of subs) out.binds.push({ hostPath: sub, dest: path.join(m.destination, path.relative(m.source, sub)), readonly: false, recursive: false });
     } else if (m.type === 'tmpfs') {
       const keep = opts.filter((o) => /^(size|mode)=|^(ro|noexec|nosuid|nodev)$/.test(o));
       out.tmpfs.push(keep.length ? `${m.destination}:${keep.join(',')}` : m.destination);

@@ -75,7 +75,7 @@ export class PodVm {
       bindRoot(path.join(this.shareDir, name), rootfs);
       mounts.binds.forEach((b, i) => {
         const source = `${name}.bind${i}`;
-        bindRoot(path.join(this.shareDir, source), b.hostPath);
+        bindRoot(path.join(this.shareDir, source), b.hostPath, b.recursive !== false);
         binds.push({ source, dest: b.dest, readonly: b.readonly });
       });
       await sandbox.mountRoot(name, name, mounts.tmpfs, { isolate: true, binds, readonly: mounts.readonly });

@@ -30,6 +30,8 @@ export class ShimProcess {
   /** Its pid in the guest (the init's `pid` is its VM's, the host process that runs it). */
   guestPid = 0;
   exit: ExitInfo | undefined;
+  /** The guest's memory cgroup OOM-killed a process of its container while it ran. */
+  oomKilled = false;
   private guest: GuestProcess | undefined;
   private io: ProcessIo | undefined;
   private stdinClosed = false;
@@ -63,6 +65,7 @@ export class ShimProcess {
     guest.on('stdout', (b) => stdout?.write(b));
     guest.on('stderr', (b) => (stderr ?? stdout)?.write(b));
     guest.on('exit', (st) => {
+      this.oomKilled = st.oomKilled === true;
       void finishIo(this.io!).then(() => {
         this.finish(st.signal ? 128 + st.signal : st.code);
         onExit(this);

@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { Logger } from '../common/logger.js';
 import type { EventPublisher } from './events.js';
 import { netnsPathOf, processSpec, readSpec, rootMounts, type OciProcess } from './oci.js';
+import { limitsOf, linuxProcessSpec, type OciResources } from './resources.js';
 import type { PodVm } from './pod-vm.js';
 import { ShimProcess, type ProcStatus } from './process.js';
 import { mountRootfs, unmountRootfs } from './rootfs.js';
@@ -22,6 +23,8 @@ interface Task {
   root: string;
   init: ShimProcess;
   execs: Map<string, ShimProcess>;
+  /** The spec's seccomp program: its execs run under it too (as with runc). */
+  seccomp?: Buffer;
 }
 
 const STATUS: Record<ProcStatus, number> = { created: 1, running: 2, stopped: 3, paused: 4 };
@@ -64,7 +67,7 @@ export class TaskService {
       Connect: h('ConnectRequest', 'ConnectResponse', async () => ({ shim_pid: process.pid, task_pid: this.pod.sandbox?.pid ?? 0 })),
       Shutdown: h('ShutdownRequest', undefined, async (r) => this.shutdown(r.now === true)),
       Stats: h('StatsRequest', 'StatsResponse', (r) => this.stats(r.id)),
-      Update: h('UpdateTaskRequest', undefined, async () => Promise.reject(unimplemented('Update (changing resources)'))),
+      Update: h('UpdateTaskRequest', undefined, (r) => this.update(r)),
       Checkpoint: h('CheckpointTaskRequest', undefined, async () => Promise.reject(unimplemented('Checkpoint'))),
     };
   }
@@ -93,18 +96,24 @@ export class TaskService {
     if (path.relative(bundle, rootfsDir).startsWith('..')) throw new RpcError(Code.InvalidArgument, 'root.path must be inside the bundle');
     // The root's name in the guest and under the share: short, unique in the pod.
     const root = `c${this.tasks.size}-${id.replace(/[^A-Za-z0-9_.-]/g, '').slice(0, 24)}`;
-    const procSpec = processSpec(spec.process, root, false);
+    const linux = linuxProcessSpec(spec.linux);
+    const procSpec = { ...processSpec(spec.process, root, false), ...linux };
     const io = { stdin: r.stdin, stdout: r.stdout, stderr: r.stderr, terminal: r.terminal === true };
     mountRootfs(r.rootfs ?? [], rootfsDir);
     try {
       await this.pod.attach(root, rootfsDir, spec.hostname || id, rootMounts(spec), netnsPathOf(spec));
+      // The root's own cgroup, always: its memory.events tells its OOM kills from another container's.
+      await this.pod.sandbox!.setLimits(root, limitsOf(spec.linux?.resources)).catch((err: Error) => {
+        this.pod.detach(root);
+        throw new RpcError(Code.InvalidArgument, `applying linux.resources: ${err.message}`);
+      });
     } catch (err) {
       if (r.rootfs?.length) unmountRootfs(rootfsDir);
       throw err;
     }
     const init = new ShimProcess(id, '', procSpec, io);
     init.pid = this.pod.sandbox!.pid; // the host process that runs the container: its VM
-    this.tasks.set(id, { id, bundle, root, init, execs: new Map(), mountedRootfs: r.rootfs?.length ? rootfsDir : undefined });
+    this.tasks.set(id, { id, bundle, root, init, execs: new Map(), mountedRootfs: r.rootfs?.length ? rootfsDir : undefined, seccomp: linux.seccomp });
     this.events.publish('TaskCreate', { container_id: id, bundle, rootfs: r.rootfs, io, pid: init.pid });
     return { pid: init.pid };
   }
@@ -119,6 +128,8 @@ export class TaskService {
 
   private exited(p: ShimProcess): void {
     const exit = p.exit!;
+    // Before the exit: the CRI plugin gives an exit after a TaskOOM the reason OOMKilled.
+    if (p.oomKilled) this.events.publish('TaskOOM', { container_id: p.containerId });
     this.events.publish('TaskExit', { container_id: p.containerId, id: p.execId || p.containerId, pid: p.pid, exit_status: exit.status, exited_at: timestamp(exit.at) });
     // The init's end ends the container's other processes (its PID namespace goes).
     if (!p.execId) for (const e of this.tasks.get(p.containerId)?.execs.values() ?? []) if (e.status !== 'stopped') e.signal(9);
@@ -169,7 +180,7 @@ export class TaskService {
       throw new RpcError(Code.InvalidArgument, `exec spec: ${(err as Error).message}`);
     }
     const io = { stdin: r.stdin, stdout: r.stdout, stderr: r.stderr, terminal: r.terminal === true };
-    t.execs.set(execId, new ShimProcess(t.id, execId, processSpec(oci, t.root, true), io));
+    t.execs.set(execId, new ShimProcess(t.id, execId, { ...processSpec(oci, t.root, true), seccomp: t.seccomp }, io));
     this.events.publish('TaskExecAdded', { container_id: t.id, exec_id: execId });
     return undefined;
   }
@@ -186,6 +197,19 @@ export class TaskService {
     const roots = [t.init, ...t.execs.values()].filter((p) => p.status === 'running').map((p) => p.guestPid);
     const metrics = containerMetrics(await this.pod.sandbox!.stats(), roots);
     return { stats: packAny('io.containerd.cgroups.v2.Metrics', metrics) };
+  }
+
+  /** New resources (CRI's UpdateContainerResources): the root's cgroup limits in the guest. */
+  private async update(r: Req): Promise<undefined> {
+    const t = this.task(r.id);
+    let res: OciResources | undefined;
+    try {
+      res = r.resources?.value?.length ? (JSON.parse(Buffer.from(r.resources.value).toString('utf8')) as OciResources) : undefined;
+    } catch (err) {
+      throw new RpcError(Code.InvalidArgument, `Update's resources: ${(err as Error).message}`);
+    }
+    await this.pod.sandbox!.setLimits(t.root, limitsOf(res)).catch((err: Error) => Promise.reject(new RpcError(Code.Internal, `updating ${t.id}'s resources: ${err.message}`)));
+    return undefined;
   }
 
   /** Pausing freezes the whole VM: allowed only while it holds just this task. */
