@@ -117,6 +117,7 @@ describe('containerd shim v2 (ctr, crictl)', () => {
     // PID 1 of its namespace: the shell drops SIGTERM (no handler); top, exec'd a moment later, catches it.
     ok(['run', '-d', '--runtime', RUNTIME, IMAGE, 'early', 'sh', '-c', 'sleep 2; exec top']);
     await stopAndDelete('early', 'SIGTERM', 'the SIGTERM to reach top', 15_000);
+    await waitFor(() => qemuProcesses(ctd.shimState).length === 0 && shimPids(ctd.shimState).length === 0, { what: 'the VM and its shim to go', timeoutMs: 30_000, intervalMs: 200 });
   });
 
   it('execs in a running container, kills it, and a killed shim leaves no QEMU', async () => {
@@ -169,7 +170,8 @@ describe('containerd shim v2 (ctr, crictl)', () => {
     assert.deepEqual(qemuProcesses(ctd.shimState), [vm]);
     assert.equal(ctd.ctr(['task', 'exec', '--exec-id', 'after', 'survivor', 'echo', 'still here']).stdout, 'still here\n');
     await stopAndDelete('survivor');
-    await waitFor(() => qemuProcesses(ctd.shimState).length === 0, { what: 'the VM to go', timeoutMs: 30_000, intervalMs: 200 });
+    // The shim exits after its VM: the next test counts shims.
+    await waitFor(() => qemuProcesses(ctd.shimState).length === 0 && shimPids(ctd.shimState).length === 0, { what: 'the VM and its shim to go', timeoutMs: 30_000, intervalMs: 200 });
   });
 
   it('runs a pod through the CRI plugin with runtime handler hyperbox (crictl runp, create, start, exec, logs, stats, stop, rm)', async () => {
