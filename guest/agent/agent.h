@@ -87,6 +87,7 @@ void blk_sync_root(const char *name); /* syncfs of its upper disk (a no-op for o
 /* At poweroff: kill every process, unmount the block roots (the upper disks
  * clean), sync. */
 void shutdown_roots(void);
+void blk_scan_disks(void); /* at boot: the virtio-blk disks and their serials */
 
 /* contain.c (see there) */
 struct start_req;

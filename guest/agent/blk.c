@@ -36,31 +36,17 @@
 
 static struct { char name[80], lower[32], upper[32]; } blk_roots[MAX_BLK_ROOTS]; /* name "" = free */
 
-/* The virtio-blk disk whose serial is SERIAL -> "vdX" in DEV. 0, or an errno
- * (ENODEV: none; ENOTUNIQ: several). */
-static int find_serial(const char *serial, char *dev, size_t cap) {
-  DIR *d = opendir("/sys/block");
-  if (!d) return errno;
-  int found = 0;
-  struct dirent *e;
-  while ((e = readdir(d))) {
-    if (strncmp(e->d_name, "vd", 2) != 0 || strlen(e->d_name) > 16) continue;
-    char path[64], buf[64];
-    snprintf(path, sizeof path, "/sys/block/%s/serial", e->d_name);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) continue;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) continue;
-    buf[n] = 0;
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' ')) buf[--n] = 0;
-    if (strcmp(buf, serial) != 0) continue;
-    if (found++) { closedir(d); return ENOTUNIQ; }
-    snprintf(dev, cap, "%s", e->d_name);
-  }
-  closedir(d);
-  return found ? 0 : ENODEV;
-}
+/* The virtio-blk disks and their serials, read once at boot (blk_scan_disks,
+ * before the agent's hello, so a template's snapshot carries the list to its
+ * clones): reading a serial is a request to the device, about 7 ms each under
+ * TCG, and a mount used to read every disk's serial once per disk it looked
+ * for. virtio-mmio has no hotplug and a disk's serial is a property of its
+ * device, which a clone or a pool VM keeps when its disks' files change, so
+ * the list stays true for the VM's life; a serial not in it is looked for
+ * again. */
+#define MAX_DISKS 32
+static struct { char dev[17], serial[24]; } disks[MAX_DISKS];
+static int ndisks;
 
 /* Drops the cached pages of /dev/DEV. 0 or an errno. */
 static int flush_dev(const char *dev) {
@@ -71,6 +57,48 @@ static int flush_dev(const char *dev) {
   int r = ioctl(fd, BLKFLSBUF, 0), e = errno;
   close(fd);
   return r < 0 ? e : 0;
+}
+
+void blk_scan_disks(void) {
+  DIR *d = opendir("/sys/block");
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d)) && ndisks < MAX_DISKS) {
+    if (strncmp(e->d_name, "vd", 2) != 0 || strlen(e->d_name) >= sizeof disks[0].dev) continue;
+    int known = 0;
+    for (int i = 0; i < ndisks; i++) known |= !strcmp(disks[i].dev, e->d_name);
+    if (known) continue;
+    char path[64], buf[64];
+    snprintf(path, sizeof path, "/sys/block/%s/serial", e->d_name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) continue;
+    buf[n] = 0;
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' ')) buf[--n] = 0;
+    if ((size_t)n >= sizeof disks[0].serial) continue; /* not one of ours */
+    snprintf(disks[ndisks].dev, sizeof disks[0].dev, "%s", e->d_name);
+    snprintf(disks[ndisks].serial, sizeof disks[0].serial, "%s", buf);
+    ndisks++;
+  }
+  closedir(d);
+}
+
+/* The virtio-blk disk whose serial is SERIAL -> its index in disks[]; or
+ * -ENODEV (none), -ENOTUNIQ (several). */
+static int find_serial(const char *serial) {
+  for (int pass = 0; pass < 2; pass++) {
+    int found = -1;
+    for (int i = 0; i < ndisks; i++) {
+      if (strcmp(disks[i].serial, serial) != 0) continue;
+      if (found >= 0) return -ENOTUNIQ;
+      found = i;
+    }
+    if (found >= 0) return found;
+    if (!pass) blk_scan_disks();
+  }
+  return -ENODEV;
 }
 
 /* Is PATH a mount point (its device differs from its parent's)? */
@@ -125,12 +153,15 @@ int blk_mount_root(const char *name, const char *root, const char *lower, const 
       return EBUSY;
     }
   if (is_mount_point(root)) { snprintf(msg, cap, "root %s is already mounted", name); return EBUSY; }
+  int di[2];
   for (int i = 0; i < 2; i++) {
     const char *serial = i ? upper : lower;
-    if ((e = find_serial(serial, i ? udev : ldev, sizeof ldev))) {
+    if ((di[i] = find_serial(serial)) < 0) {
+      e = -di[i];
       snprintf(msg, cap, "block device %s: %s", serial, e == ENODEV ? "no virtio-blk disk with this serial" : strerror(e));
       return e;
     }
+    snprintf(i ? udev : ldev, sizeof ldev, "%s", disks[di[i]].dev);
   }
   for (int i = 0; i < MAX_BLK_ROOTS; i++) {
     if (!*blk_roots[i].name) { if (slot < 0) slot = i; continue; }

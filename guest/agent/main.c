@@ -114,6 +114,7 @@ int main(void) {
   }
   hb_set_channel(channel);
   loopback_up();
+  blk_scan_disks(); /* before the hello: a template's snapshot keeps the list */
   send_hello();
 
   struct pollfd fds[2 + 3 * MAX_PROCS];
