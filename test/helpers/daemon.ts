@@ -17,6 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { removeBridge } from '../../src/engine/net/bridge.js';
+import { defaultBridgeName } from '../../src/engine/net/networks.js';
 import { waitFor } from './wait.js';
 
 export { holds, until, waitFor } from './wait.js';
@@ -231,11 +232,10 @@ export class TestDaemon {
  * A daemon keeps its default bridge when it stops (as dockerd keeps docker0), and a
  * killed one keeps its TAPs too: the harness removes them with the data root, or
  * finished test daemons' bridges fill the default bridges' 10.88.0.0/16 (16 /20s) and
- * later daemons fall back to the user-mode network. The name is the daemon's
- * (networks.ts: `hb-d` + the hash of "default:" and the data root).
+ * later daemons fall back to the user-mode network.
  */
 function removeDefaultBridge(dataRoot: string): void {
-  const bridge = `hb-d${createHash('sha256').update(`default:${dataRoot}`).digest('hex').slice(0, 8)}`;
+  const bridge = defaultBridgeName(dataRoot);
   const brif = `/sys/class/net/${bridge}/brif`;
   if (!fs.existsSync(brif)) return;
   const addr = spawnSync('ip', ['-4', '-o', 'addr', 'show', 'dev', bridge], { encoding: 'utf8' }).stdout;

@@ -63,6 +63,16 @@ const PREFIX = 24;
 /** The default bridge is larger (4094 addresses, as many VMs as a host can hold; Docker's is a /16). */
 const DEFAULT_BRIDGE_PREFIX = 20;
 
+/** The default network's ID: one per data root, so a restarted daemon finds its own. */
+function defaultNetworkId(dataRoot: string): string {
+  return createHash('sha256').update(`default:${dataRoot}`).digest('hex');
+}
+
+/** The Linux bridge of a data root's default network. */
+export function defaultBridgeName(dataRoot: string): string {
+  return `${BRIDGE_PREFIX}d${defaultNetworkId(dataRoot).slice(0, 8)}`;
+}
+
 function ipToInt(ip: string): number {
   return ip.split('.').reduce((n, o) => n * 256 + Number(o), 0);
 }
@@ -112,7 +122,7 @@ export class NetworkManager {
       this.remove(current);
     }
     const { subnet, gateway } = wanted ? this.normalizeBip(wanted) : this.pickSubnet(undefined, undefined, '10.88', DEFAULT_BRIDGE_PREFIX);
-    const tag = createHash('sha256').update(`default:${this.host.dataRoot}`).digest('hex');
+    const tag = defaultNetworkId(this.host.dataRoot);
     const net: NetworkRecord = {
       Id: tag,
       Name: DEFAULT_NETWORK,
@@ -120,7 +130,7 @@ export class NetworkManager {
       Driver: 'bridge',
       Subnet: subnet,
       Gateway: gateway,
-      Bridge: `${BRIDGE_PREFIX}d${tag.slice(0, 8)}`,
+      Bridge: defaultBridgeName(this.host.dataRoot),
       Internal: false,
       Labels: {},
       Default: true,
