@@ -137,34 +137,95 @@ describe('disk limits', () => {
     }
   });
 
-  it('a full host filesystem under the data root pauses a block-root container (no lost write); unpause resumes it once there is room', async () => {
+  it('a full host filesystem pauses a block-root container (no lost write), also across a daemon restart; unpause resumes it once there is room; a 9p root gets ENOSPC', async () => {
     const small = new TestDaemon();
     const data = path.join(small.dataRoot, 'data');
     fs.mkdirSync(data, { recursive: true });
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=48m', 'tmpfs', data]);
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
     try {
       await small.start();
       await small.importBusybox();
-      const st = async (fmt: string) => (await small.run(['inspect', '-f', fmt, 'hog'])).stdout.trim();
-      const run = await small.run(['run', '-d', '--name', 'hog', 'busybox', 'sh', '-c', 'dd if=/dev/zero of=/big bs=1M count=100 conv=fsync; echo rc=$?']);
+      const st = async (name: string, fmt: string) => (await small.run(['inspect', '-f', fmt, name])).stdout.trim();
+      const paused = async (name: string) => (await st(name, '{{.State.Status}}')) === 'paused';
+      // Two that write a little now and then, to be stopped and removed while their VMs are stalled.
+      const trickle = 'i=0; while true; do i=$((i+1)); dd if=/dev/zero of=/f$i bs=64k count=4 conv=fsync 2>/dev/null; sleep 0.2; done';
+      for (const name of ['stuck1', 'stuck2']) assert.equal((await small.run(['run', '-d', '--name', name, 'busybox', 'sh', '-c', trickle])).code, 0);
+      const run = await small.run(['run', '-d', '--name', 'hog', 'busybox', 'sh', '-c', 'echo before; dd if=/dev/zero of=/big bs=1M count=100 conv=fsync; echo rc=$?']);
       assert.equal(run.code, 0, run.stderr);
-      // The sparse disk outgrows the 48 MB under it: QEMU pauses the VM instead of failing the write.
-      await until('the container paused by the full host filesystem', async () => (await st('{{.State.Status}}')) === 'paused', 120_000);
-      assert.match(await st('{{.State.Error}}'), /writable disk cannot be written: the host filesystem of .* is full; free space and unpause it/);
+      // The sparse disks outgrow the 48 MB under them: QEMU pauses the VMs instead of failing the writes.
+      await until('the containers paused by the full host filesystem', async () => (await paused('hog')) && (await paused('stuck1')) && (await paused('stuck2')), 120_000);
+      const reason = /^paused: its writable disk cannot be written: the host filesystem of .* is full; free space and unpause it, or remove it$/;
+      assert.match(await st('hog', '{{.State.Error}}'), reason);
       assert.match(small.log, /container [0-9a-f]{12}: paused: its writable disk cannot be written/);
       assert.match((await small.run(['ps', '--format', '{{.Names}} {{.Status}}'])).stdout, /^hog Up .*\(Paused\)$/m);
-      // Room again: the write that failed is retried on unpause and the guest never saw an error.
+      // Still full: unpause retries the write, QEMU stops the VM again, and unpause says so.
+      const still = /is still paused: its writable disk cannot be written: the host filesystem of .* is full/;
+      const retry = await small.run(['unpause', 'hog']);
+      assert.notEqual(retry.code, 0);
+      assert.match(retry.stderr, still);
+      assert.equal(await st('hog', '{{.State.Status}}'), 'paused');
+
+      // The daemon dies and a new one starts on the same data root while the host is still full:
+      // it keeps the stalled VMs, paused with the reason, instead of killing them.
+      const pids = Object.fromEntries(await Promise.all(['hog', 'stuck1', 'stuck2'].map(async (n) => [n, Number(await st(n, '{{.State.Pid}}'))] as const)));
+      await small.restart('SIGKILL');
+      for (const [name, pid] of Object.entries(pids)) {
+        assert.equal(await st(name, '{{.State.Status}} {{.State.Running}} {{.State.Pid}}'), `paused true ${pid}`, name);
+        assert.ok(alive(pid), `${name}'s VM lives`);
+      }
+      assert.match(await st('hog', '{{.State.Error}}'), reason);
+      assert.match(small.log, /kept container [0-9a-f]{12} \(VM pid \d+\) paused/);
+      assert.doesNotMatch(small.log, /could not be re-attached|stopping a VM left by a previous daemon/);
+      const exec = await small.run(['exec', 'hog', 'true']);
+      assert.notEqual(exec.code, 0);
+      assert.match(exec.stderr, /is paused, unpause the container before exec/);
+      const stillFull = await small.run(['unpause', 'hog']);
+      assert.notEqual(stillFull.code, 0);
+      assert.match(stillFull.stderr, still);
+      assert.equal(await st('hog', '{{.State.Status}}'), 'paused');
+      assert.ok(alive(pids.hog!), 'a failed unpause keeps the VM');
+      // A stalled VM cannot stop gracefully: stop ends it by pid (137), rm -f removes it.
+      const stop = await small.run(['stop', '-t', '1', 'stuck1']);
+      assert.equal(stop.code, 0, stop.stderr);
+      assert.equal(await st('stuck1', '{{.State.Status}} {{.State.ExitCode}}'), 'exited 137');
+      const rm = await small.run(['rm', '-f', 'stuck2']);
+      assert.equal(rm.code, 0, rm.stderr);
+      await until('the stopped and removed VMs are gone', () => !alive(pids.stuck1!) && !alive(pids.stuck2!), 10_000);
+
+      // Room again: unpause resumes the VM, QEMU retries the write, the agent is re-attached,
+      // and the container finishes as if nothing happened (wait, logs, exit code).
+      const waiter = small.run(['wait', 'hog'], { timeoutMs: 180_000 });
       execFileSync('mount', ['-o', 'remount,size=256m', data]);
       const unpause = await small.run(['unpause', 'hog']);
       assert.equal(unpause.code, 0, unpause.stderr);
-      await until('dd finished', async () => (await st('{{.State.Status}}')) === 'exited', 120_000);
+      assert.equal((await waiter).stdout.trim(), '0');
       const logs = await small.run(['logs', 'hog']);
-      assert.match(logs.stdout, /^rc=0$/m, logs.stdout + logs.stderr);
+      assert.match(logs.stdout, /^before\n[^]*^rc=0$/m, logs.stdout + logs.stderr);
       assert.doesNotMatch(logs.stdout + logs.stderr, /No space left|I\/O error/);
-      assert.equal(await st('{{.State.ExitCode}} {{.State.Error}}'), '0');
-      const rm = await small.run(['rm', 'hog']);
-      assert.equal(rm.code, 0, rm.stderr);
+      assert.equal(await st('hog', '{{.State.Status}} {{.State.ExitCode}} {{.State.Error}}'), 'exited 0');
+      for (const n of ['hog', 'stuck1']) assert.equal((await small.run(['rm', n])).code, 0);
       assert.equal((await small.run(['run', '--rm', 'busybox', 'echo', 'recovered'])).stdout, 'recovered\n');
+
+      // A 9p root (--storage-driver overlay) on a full host filesystem: ENOSPC inside, the daemon stays healthy.
+      small.extraArgs.push('--storage-driver', 'overlay');
+      await small.restart();
+      const fsStat = fs.statfsSync(data);
+      const usedMiB = Math.ceil(((fsStat.blocks - fsStat.bfree) * fsStat.bsize) / 1048576);
+      execFileSync('mount', ['-o', `remount,size=${usedMiB + 16}m`, data]);
+      const fill = await small.run(['run', '--name', 'fill9p', 'busybox', 'sh', '-c', 'dd if=/dev/zero of=/big bs=1M count=64; echo rc=$?']);
+      assert.equal(await st('fill9p', '{{.GraphDriver.Name}}'), 'overlay');
+      assert.match(fill.stderr + fill.stdout, /No space left on device/);
+      assert.match(fill.stdout, /rc=1/);
+      assert.equal((await small.run(['rm', 'fill9p'])).code, 0);
+      assert.equal((await small.run(['run', '--rm', 'busybox', 'echo', 'still fine'])).stdout, 'still fine\n');
     } finally {
       await small.stop();
     }

@@ -113,6 +113,8 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
     const timer = setTimeout(() => conn.shutdown(new Error('guest agent did not answer in time')), Math.max(0, deadline - Date.now()));
     const onAbort = () => conn.shutdown(new Error('aborted'));
     opts.signal?.addEventListener('abort', onAbort, { once: true });
+    // aborted while the socket was connecting: the listener came too late
+    if (opts.signal?.aborted) onAbort();
     try {
       await Promise.race([
         ready,

@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { GuestProcess } from '../agent/connection.js';
 import type { LogWriter } from './logs.js';
+import type { StalledVm } from '../sandbox/adopt.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
 import { OperationLock } from './state.js';
 import type { ContainerRecord } from './types.js';
@@ -24,6 +25,12 @@ export interface Attachment {
 export class Container extends EventEmitter<{ exit: [number] }> {
   sandbox: Sandbox | undefined;
   main: GuestProcess | undefined;
+  /**
+   * Instead of a sandbox and a main process: a VM a restarted daemon found stopped
+   * on a write the full host filesystem refused, owned and paused until `unpause`
+   * attaches its agent (lifecycle.ts, keepStalled).
+   */
+  stalled: StalledVm | undefined;
   log: LogWriter | undefined;
   readonly attachments = new Set<Attachment>();
   /** Serialises start, stop, restart, pause and remove (see state.ts). */
@@ -59,6 +66,15 @@ export class Container extends EventEmitter<{ exit: [number] }> {
   }
   get running(): boolean {
     return this.record.State.Running;
+  }
+  /** The daemon follows its VM: a main process on a sandbox, or a stalled VM. */
+  get attached(): boolean {
+    return !!(this.main || this.stalled);
+  }
+  /** Ends its VM for certain (a stalled one by its pid); the VM's exit then ends the container. */
+  forceStop(): void {
+    if (this.sandbox) this.sandbox.forceStop();
+    else this.stalled?.forceStop();
   }
   /** A start is in progress (its VM is booting). */
   get starting(): boolean {

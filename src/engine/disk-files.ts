@@ -27,9 +27,9 @@ async function inGuest<T>(
   opts: { writable?: boolean } = {},
 ): Promise<T> {
   const running = async (): Promise<T> => {
-    if (!c.sandbox) throw conflict(`container ${c.id} is not running`);
     // a paused guest runs nothing, the agent included
     if (c.record.State.Paused) throw conflict(`container ${c.id} is paused, unpause it first`);
+    if (!c.sandbox) throw conflict(`container ${c.id} is not running`);
     return (await use(c.sandbox, c.record.PodId ? c.id.slice(0, 12) : ROOT_NAME)).result;
   };
   if (c.running) return running();

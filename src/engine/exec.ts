@@ -60,6 +60,8 @@ export class ExecManager {
   create(idOrName: string, config: ExecConfig): ExecRecord {
     const c = this.host.get(idOrName);
     if (!c.running) throw conflict(`container ${c.id} is not running`);
+    // a paused guest runs nothing, its agent included (dockerd's words)
+    if (c.record.State.Paused) throw conflict(`Container ${c.id} is paused, unpause the container before exec`);
     if (!config.Cmd.length) throw invalid('No exec command specified');
     let markDone!: () => void;
     const done = new Promise<void>((r) => (markDone = r));
@@ -81,6 +83,7 @@ export class ExecManager {
     const e = this.get(id);
     if (e.Running || e.ExitCode !== null) throw conflict(`exec ${id} has already been started`);
     const c = this.host.get(e.ContainerID);
+    if (c.running && c.record.State.Paused) throw conflict(`Container ${c.id} is paused, unpause the container before exec`);
     if (!c.sandbox || !c.main) throw conflict(`container ${c.id} is not running`);
     const cfg = e.Config;
     const [rows, cols] = cfg.ConsoleSize ?? [0, 0];

@@ -8,6 +8,7 @@
 import type { GuestProcess } from '../agent/connection.js';
 import { conflict, HyperboxError, internal, notModified } from '../common/errors.js';
 import { sizedLayerUsage } from '../images/rootfs.js';
+import type { Sandbox } from '../sandbox/sandbox.js';
 import type { Attachment, Container } from './container.js';
 import type { EngineContext } from './context.js';
 import type { ExecManager } from './exec.js';
@@ -17,7 +18,7 @@ import type { RestartManager } from './restart-manager.js';
 import { parseSignal } from './signals.js';
 import { prepareRoot, releaseStorage, startContainerVm, startMainProcess } from './start-vm.js';
 import { transition } from './state.js';
-import type { VmIoError } from '../vm/index.js';
+import { DiskStalls } from './disk-stall.js';
 
 /** What the lifecycle asks of the removal service (--rm). */
 export interface Remover {
@@ -32,11 +33,20 @@ export function sleepMs(ms: number): Promise<void> {
 export class Lifecycle {
   remover!: Remover;
   restarts!: RestartManager;
+  /** Containers paused by a write the host could not complete (recovery hands stalled VMs to it). */
+  readonly stalls: DiskStalls;
 
   constructor(
     private readonly ctx: EngineContext,
     private readonly execs: ExecManager,
-  ) {}
+  ) {
+    this.stalls = new DiskStalls(ctx, {
+      adoptMain: (c, sandbox, procId) => this.adoptMain(c, sandbox, procId),
+      exited: (c, code, error) => this.onExit(c, code, error),
+      unpaused: (c) => this.markUnpaused(c),
+      sharingVm: (c) => this.sharingVm(c),
+    });
+  }
 
   start(idOrName: string, opts: { byPolicy?: boolean } = {}): Promise<void> {
     const c = this.ctx.registry.get(idOrName);
@@ -49,7 +59,7 @@ export class Lifecycle {
     const c = this.ctx.registry.get(idOrName);
     this.restarts.resetForUserStart(c);
     return c.lock.run('restart', async () => {
-      if (c.running && c.main) await this.stopUnlocked(c, opts);
+      if (c.running && c.attached) await this.stopUnlocked(c, opts);
       await this.startUnlocked(c);
     });
   }
@@ -117,7 +127,7 @@ export class Lifecycle {
       if (c.main === main) this.onExit(c, 137, `VM exited unexpectedly${signal ? ` (${signal})` : ''}`);
     });
     sandbox.vm.on('io-error', (e) => {
-      if (c.main === main) this.onHostDiskError(c, e);
+      if (c.main === main) this.stalls.mark(c, e);
     });
     sandbox.agent.once('close', (err) => {
       if (c.main === main && err) {
@@ -135,12 +145,23 @@ export class Lifecycle {
     });
   }
 
-  private onExit(c: Container, code: number, error: string, oomKilled = false): void {
-    if (!c.main) return;
+  /** A sandbox whose agent outlived the daemon (live restore, or a stalled VM woken): its main process, followed again. */
+  adoptMain(c: Container, sandbox: Sandbox, procId: number): void {
+    c.sandbox = sandbox;
+    c.main = sandbox.agent.adopted(procId)!;
+    c.log ??= new LogWriter(c.logFile, parseLogOptions(c.record.HostConfig.LogConfig?.Config));
+    this.wireMainProcess(c, c.main);
+  }
+
+  onExit(c: Container, code: number, error: string, oomKilled = false): void {
+    if (!c.attached) return;
     c.main = undefined;
     const sandbox = c.sandbox;
     c.sandbox = undefined;
     sandbox?.release();
+    const stalled = c.stalled;
+    c.stalled = undefined;
+    stalled?.release();
     releaseStorage(c);
     transition(c.record.State, 'exited', { exitCode: code, error, oomKilled });
     c.record.VmPid = undefined;
@@ -196,11 +217,16 @@ export class Lifecycle {
   /** Sends a signal; takes no lock, so it can cut a stop's grace period short. */
   async kill(idOrName: string, signal?: string | number): Promise<void> {
     const c = this.ctx.registry.get(idOrName);
-    if (!c.running || !c.main) throw conflict(`Cannot kill container: ${idOrName}: container ${c.id} is not running`);
-    if (c.record.State.Paused) await c.lock.run('unpause', () => this.unpauseUnlocked(c));
+    if (!c.running || !c.attached) throw conflict(`Cannot kill container: ${idOrName}: container ${c.id} is not running`);
     const signo = parseSignal(signal, 'SIGKILL');
     // Killing it (not signalling it, e.g. the CLI's forwarded SIGWINCH) is a manual stop.
     if (signo === 9 || signo === parseSignal(c.record.Config.StopSignal, 'SIGTERM')) c.record.ManuallyStopped = true;
+    if (c.record.State.Paused && !(await c.lock.run('unpause', () => this.resumeToSignal(c, signo === 9)))) {
+      // Its guest cannot run to take SIGKILL: the VM goes, by pid.
+      this.ctx.events.container(c, 'kill', { signal: '9' });
+      this.onExit(c, 137, '');
+      return;
+    }
     c.main?.signal(signo);
     if (signo === 9) {
       // The guest may be wedged: make SIGKILL certain.
@@ -210,19 +236,39 @@ export class Lifecycle {
     this.ctx.events.container(c, 'kill', { signal: String(signo) });
   }
 
+  /**
+   * Resumes a paused C so that its processes can take a signal. A VM stopped on a
+   * write the host still refuses cannot run: false then if GIVEUP (the caller ends it),
+   * else the error saying so.
+   */
+  private async resumeToSignal(c: Container, giveUp: boolean): Promise<boolean> {
+    try {
+      await this.unpauseUnlocked(c);
+      return true;
+    } catch (err) {
+      if (giveUp && (c.stalled || c.record.State.Error)) return false;
+      throw err;
+    }
+  }
+
   stop(idOrName: string, opts: { timeout?: number; signal?: string; byDaemon?: boolean } = {}): Promise<void> {
     const c = this.ctx.registry.get(idOrName);
     return c.lock.run('stop', async () => {
       // Stopping a container that waits to be restarted: it stays down.
       if (this.restarts.cancelPending(c)) return;
-      if (!c.running || !c.main) throw notModified('container already stopped');
+      if (!c.running || !c.attached) throw notModified('container already stopped');
       await this.stopUnlocked(c, opts);
     });
   }
 
   private async stopUnlocked(c: Container, opts: { timeout?: number; signal?: string; byDaemon?: boolean }): Promise<void> {
     if (!opts.byDaemon) c.record.ManuallyStopped = true;
-    if (c.record.State.Paused) await this.unpauseUnlocked(c);
+    if (c.record.State.Paused && !(await this.resumeToSignal(c, true))) {
+      // Its VM cannot run to stop gracefully: it is ended by pid (137), as a stop that times out.
+      this.onExit(c, 137, '');
+      this.ctx.events.container(c, 'stop');
+      return;
+    }
     const timeout = opts.timeout ?? c.record.Config.StopTimeout ?? 10;
     const exited = c.waitNextExit();
     c.main?.signal(parseSignal(opts.signal ?? c.record.Config.StopSignal, 'SIGTERM'));
@@ -244,8 +290,9 @@ export class Lifecycle {
   pause(idOrName: string): Promise<void> {
     const c = this.ctx.registry.get(idOrName);
     return c.lock.run('pause', async () => {
-      if (!c.running || !c.sandbox) throw conflict(`Container ${c.id} is not running`);
+      if (!c.running) throw conflict(`Container ${c.id} is not running`);
       if (c.record.State.Paused) throw conflict(`Container ${c.id} is already paused`);
+      if (!c.sandbox) throw conflict(`Container ${c.id} is not running`);
       await c.sandbox.pause();
       for (const m of this.sharingVm(c)) {
         transition(m.record.State, 'paused');
@@ -261,8 +308,14 @@ export class Lifecycle {
   }
 
   private async unpauseUnlocked(c: Container): Promise<void> {
-    if (!c.record.State.Paused || !c.sandbox) throw conflict(`Container ${c.id} is not paused`);
-    await c.sandbox.resume();
+    if (!c.record.State.Paused || !(c.sandbox || c.stalled)) throw conflict(`Container ${c.id} is not paused`);
+    // Paused by QEMU on a failed write (the reason is in State.Error), or stalled since a daemon restart.
+    if (c.stalled || c.record.State.Error) return this.stalls.resume(c);
+    await c.sandbox!.resume();
+    this.markUnpaused(c);
+  }
+
+  markUnpaused(c: Container): void {
     for (const m of this.sharingVm(c)) {
       if (!m.record.State.Paused) continue;
       transition(m.record.State, 'running');
@@ -272,27 +325,8 @@ export class Lifecycle {
     }
   }
 
-  /**
-   * QEMU paused the VM: the host could not write the container's disk (its data root's
-   * filesystem is full). The container shows as paused, with the reason in State.Error;
-   * `unpause` retries the write once there is room, `rm -f` gives up on it.
-   */
-  private onHostDiskError(c: Container, e: VmIoError): void {
-    const why = e.nospace ? `the host filesystem of ${this.ctx.opts.dataRoot} is full` : `host I/O error (${e.reason || 'unknown'})`;
-    const msg = `paused: its ${e.node === 'upper' ? 'writable disk' : `disk ${e.node}`} cannot be written: ${why}; free space and unpause it, or remove it`;
-    this.ctx.logger.warn(`container ${c.id.slice(0, 12)}: ${msg}`);
-    for (const m of this.sharingVm(c)) {
-      m.record.State.Error = msg;
-      if (!m.record.State.Paused) {
-        transition(m.record.State, 'paused');
-        this.ctx.events.container(m, 'pause');
-      }
-      m.save();
-    }
-  }
-
   /** C and, for a pod member, every running member of its pod (they share one VM). */
-  private sharingVm(c: Container): Container[] {
+  sharingVm(c: Container): Container[] {
     if (!c.record.PodId) return [c];
     return this.ctx.registry.podMembers(c.record.PodId).filter((m) => m.running);
   }

@@ -12,8 +12,9 @@ import type { Container } from './container.js';
 const TICK_NS = 10_000_000; // USER_HZ = 100
 
 function requireRunning(c: Container): NonNullable<Container['sandbox']> {
-  if (!c.running || !c.sandbox) throw conflict(`Container ${c.id} is not running`);
+  if (!c.running) throw conflict(`Container ${c.id} is not running`);
   if (c.record.State.Paused) throw conflict(`Container ${c.id} is paused, unpause the container before running top or exec`);
+  if (!c.sandbox) throw conflict(`Container ${c.id} is not running`);
   return c.sandbox;
 }
 
@@ -51,11 +52,12 @@ export interface StatsSample {
 
 export async function sample(c: Container): Promise<StatsSample> {
   const sandbox = c.sandbox;
+  const vm = sandbox?.vm ?? c.stalled?.vm;
   const empty = { rssBytes: 0, cpuNs: 0, readBytes: 0, writeBytes: 0 };
-  if (!c.running || !sandbox) return { at: new Date(), guest: undefined, host: empty };
-  // A paused VM cannot answer; its memory and host usage are still there.
-  const guest = c.record.State.Paused ? undefined : await sandbox.agent.stats().catch(() => undefined);
-  return { at: new Date(), guest, host: sandbox.hostUsage() };
+  if (!c.running || !vm) return { at: new Date(), guest: undefined, host: empty };
+  // A paused VM cannot answer (a stalled one has no agent yet); its memory and host usage are still there.
+  const guest = c.record.State.Paused || !sandbox ? undefined : await sandbox.agent.stats().catch(() => undefined);
+  return { at: new Date(), guest, host: vm.hostUsage() };
 }
 
 function cpuStats(s: StatsSample | undefined, cpus: number) {

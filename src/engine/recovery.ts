@@ -8,11 +8,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { mountsUnder } from '../common/mounts.js';
 import { containerLayerPaths, unmountContainerLayer } from '../images/rootfs.js';
-import { adoptSandbox } from '../sandbox/sandbox.js';
+import { adoptVm, StalledVm } from '../sandbox/adopt.js';
 import type { Container } from './container.js';
 import type { EngineContext } from './context.js';
 import type { Lifecycle } from './lifecycle.js';
-import { LogWriter, parseLogOptions } from './logs.js';
 import type { Pod } from './pods.js';
 import { forwardsOf } from './ports.js';
 import { containerOf } from './removal.js';
@@ -117,7 +116,7 @@ export class Recovery {
     if (c.record.PodId) return this.reattachPodMember(c);
     const { VmPid: pid, VmRunDir: runDir, MainProcId: procId } = c.record;
     if (!pid || !runDir || !procId) return 'the daemon restarted and this container has no live-restore record';
-    const sandbox = await adoptSandbox(this.ctx.driver, {
+    const adopted = await adoptVm(this.ctx.driver, {
       pid,
       runDir,
       procIds: [procId],
@@ -128,9 +127,15 @@ export class Recovery {
     const endpoint = c.record.Endpoint;
     if (endpoint) {
       this.ctx.networks.adopt(endpoint);
-      await this.ctx.networks.bindToVm(sandbox, endpoint, forwardsOf(c.record.Ports ?? {}));
+      await this.ctx.networks.bindToVm(adopted, endpoint, forwardsOf(c.record.Ports ?? {}));
     }
-    this.adoptMain(c, sandbox, procId);
+    if (adopted instanceof StalledVm) {
+      // Not resumed: QEMU would retry the write and stop again before its agent answers.
+      this.lifecycle.stalls.keep(c, adopted);
+      this.ctx.logger.info(`kept container ${c.id.slice(0, 12)} (VM pid ${pid}) paused: its VM is stopped on a write the host could not complete; its agent is re-attached at unpause`);
+      return undefined;
+    }
+    this.lifecycle.adoptMain(c, adopted, procId);
     this.ctx.logger.info(`re-attached container ${c.id.slice(0, 12)} (VM pid ${pid})`);
     return undefined;
   }
@@ -145,15 +150,8 @@ export class Recovery {
     }
     const procId = c.record.MainProcId;
     if (!pod.sandbox || !procId || !pod.sandbox.agent.adopted(procId)) return "the pod's VM exited while the daemon was down";
-    this.adoptMain(c, pod.sandbox.memberView(() => c.main?.signal(9)), procId);
+    this.lifecycle.adoptMain(c, pod.sandbox.memberView(() => c.main?.signal(9)), procId);
     this.ctx.logger.info(`re-attached container ${c.id.slice(0, 12)} in pod ${pod.name}`);
     return undefined;
-  }
-
-  private adoptMain(c: Container, sandbox: NonNullable<Container['sandbox']>, procId: number): void {
-    c.sandbox = sandbox;
-    c.main = sandbox.agent.adopted(procId)!;
-    c.log ??= new LogWriter(c.logFile, parseLogOptions(c.record.HostConfig.LogConfig?.Config));
-    this.lifecycle.wireMainProcess(c, c.main);
   }
 }

@@ -105,7 +105,7 @@ export class ContainerStore {
       throw conflict(`cannot remove container "${c.name}": container is running: stop the container before removing or force remove`);
     }
     // A forced removal does not wait out a stop's grace period.
-    if (opts.force && c.running) c.sandbox?.forceStop();
+    if (opts.force && c.running) c.forceStop();
     return c.lock.run('remove', () => this.removeUnlocked(c, opts));
   }
 
@@ -116,7 +116,7 @@ export class ContainerStore {
     if (c.running) {
       if (!opts.force) throw conflict(`cannot remove container "${c.name}": container is running: stop the container before removing or force remove`);
       const exited = c.waitNextExit();
-      c.sandbox?.forceStop();
+      c.forceStop();
       await Promise.race([exited, sleepMs(5000)]);
     }
     this.restarts.clearTimer(c);

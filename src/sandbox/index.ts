@@ -14,7 +14,8 @@ import { createLogger, type Logger } from '../common/logger.js';
 import { chooseAccelerator, createDriver, locateGuestAssets, parseAccel, type AccelDecision, type GuestShape, type VmDriver } from '../vm/index.js';
 import { startSandbox, type Sandbox, type SandboxOptions } from './sandbox.js';
 
-export { adoptSandbox, ROOT_NAME, Sandbox, startSandbox, type SandboxOptions, type StartInfo } from './sandbox.js';
+export { ROOT_NAME, Sandbox, startSandbox, type SandboxOptions, type StartInfo } from './sandbox.js';
+export { adoptSandbox, adoptVm, StalledVm, VmStalledError } from './adopt.js';
 export { bindRoot, unbindRoot } from './roots.js';
 export type { ExitStatus, GuestProcess, MountOptions, ProcessSpec, RootLimits } from '../agent/connection.js';
 export type { GuestStats } from '../agent/stats.js';

@@ -15,6 +15,7 @@ import { internal } from '../common/errors.js';
 import { mountsUnder } from '../common/mounts.js';
 import type { DeviceLayout, GuestShape, HostUsage, NetSpec, RootDisks, VmDriver, VmHandle, VmState, WarmVm } from '../vm/index.js';
 import { bindRoot, unbindRoot } from './roots.js';
+import { VmTies } from './ties.js';
 
 /** How a sandbox's VM came to be, for `inspect`. */
 export interface StartInfo {
@@ -67,13 +68,9 @@ export const ROOT_NAME = 'root';
 /** Where a warm-pool VM's root is bound under its share. */
 const WARM_SUBDIR = 'root';
 
-export class Sandbox {
-  private readonly releaseHooks: Array<() => void> = [];
-  private readonly exitHooks: Array<() => void> = [];
-  private released = false;
-
+export class Sandbox extends VmTies {
   constructor(
-    readonly vm: VmHandle,
+    vm: VmHandle,
     readonly agent: AgentConnection,
     readonly info: StartInfo,
     readonly rootTag: string,
@@ -81,7 +78,9 @@ export class Sandbox {
     private readonly forceStopOverride?: () => void,
     /** A member's view: the VM and its agent channel are the pod's, not this view's. */
     private readonly isView = false,
-  ) {}
+  ) {
+    super(vm);
+  }
 
   /**
    * A view of this sandbox for one member of a pod: releasing it leaves the VM
@@ -142,27 +141,7 @@ export class Sandbox {
     if (this.isView) return;
     this.agent.close();
     this.cleanup();
-    for (const hook of this.releaseHooks.splice(0)) hook();
-    const later = this.exitHooks.splice(0);
-    void this.vm.waitExit().then(() => {
-      for (const hook of later) hook();
-    });
-  }
-
-  /**
-   * Runs FN once the sandbox is released and its VM has exited: for what must
-   * not go while QEMU still holds it (deleting a TAP QEMU has open makes
-   * `ip link del` wait for it, blocking the daemon meanwhile).
-   */
-  afterExit(fn: () => void): void {
-    if (this.released) void this.vm.waitExit().then(fn);
-    else this.exitHooks.push(fn);
-  }
-
-  /** Runs FN when the sandbox is released (after its VM was told to stop). */
-  onRelease(fn: () => void): void {
-    if (this.released) fn();
-    else this.releaseHooks.push(fn);
+    this.runHooks();
   }
 
   /** Ends it for certain when its processes do not stop: the VM is stopped. */
@@ -192,7 +171,7 @@ const runDirUsers = new Map<string, VmHandle>();
  * Stops VM and removes RUNDIR once it is gone, never through a mount, and not
  * if a newer VM has the directory meanwhile (a restart): its sockets are there.
  */
-function stopAndRemove(vm: VmHandle, runDir: string, before?: () => void): () => void {
+export function stopAndRemove(vm: VmHandle, runDir: string, before?: () => void): () => void {
   runDirUsers.set(runDir, vm);
   return () => {
     vm.stop();
@@ -326,23 +305,4 @@ async function connectAgent(vm: VmHandle, timeoutMs: number, mode: string, adopt
   } finally {
     vm.off('exit', onExit!);
   }
-}
-
-/**
- * The sandbox of a VM that outlived the process that started it (live
- * restore): the VM is re-found by pid and run directory, its agent answers
- * again, and the given processes are adopted (their output and exit, kept by
- * the agent meanwhile, are delivered). A paused VM is resumed for the handshake
- * and paused again.
- */
-export async function adoptSandbox(
-  driver: VmDriver,
-  rec: { pid: number; runDir: string; procIds: number[]; paused?: boolean; info: StartInfo },
-): Promise<Sandbox> {
-  const vm = driver.adopt(rec.pid, rec.runDir);
-  if (!vm) throw new Error('the VM exited while the daemon was down');
-  if (rec.paused) await vm.resume();
-  const agent = await AgentConnection.connect(vm.controlSocket, { timeoutMs: 5000, adopt: rec.procIds });
-  if (rec.paused) await vm.pause();
-  return new Sandbox(vm, agent, rec.info, driver.layout.shares[0]!.tag, stopAndRemove(vm, rec.runDir));
 }

@@ -94,6 +94,14 @@ export interface VmIoError {
   reason: string;
 }
 
+/**
+ * The hypervisor's own word on a VM's vCPUs (not what the host last asked for):
+ * running, paused by the host, stopped on a disk write the host could not complete
+ * (a full host filesystem: `resume()` retries it), or something else (a migration,
+ * a crashed guest).
+ */
+export type VmRunState = { state: 'running' | 'paused' | 'other'; detail: string } | { state: 'io-error'; detail: string; error: VmIoError };
+
 export interface VmEvents {
   exit: [code: number | null, signal: NodeJS.Signals | null];
   /** The VM paused itself on a disk write error; `resume()` retries the write. */
@@ -113,6 +121,8 @@ export interface VmHandle extends EventEmitter<VmEvents> {
   /** Stops the vCPUs (memory kept). */
   pause(): Promise<void>;
   resume(): Promise<void>;
+  /** Asks the hypervisor what the vCPUs are doing (a VM adopted after a daemon restart may have stopped itself). */
+  runState(): Promise<VmRunState>;
   /** Ends the VM now (no guest shutdown). */
   stop(): void;
   waitExit(): Promise<void>;

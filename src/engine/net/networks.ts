@@ -12,6 +12,7 @@ import type { MetadataStore } from '../metadata.js';
 import { BRIDGE_PREFIX, createTap, deleteTap, ensureBridge, hostIpv4Networks, linksWithPrefix, protectEndpoint, removeBridge, sweepProtections, unprotectEndpoint } from './bridge.js';
 import type { GuestNetwork } from '../../agent/connection.js';
 import type { Sandbox } from '../../sandbox/sandbox.js';
+import type { VmTies } from '../../sandbox/ties.js';
 import type { NetSpec, PoolNetProvider, PortForward } from '../../vm/index.js';
 import { moveTapTo, poolTapProvider } from './pool-taps.js';
 import { DEFAULT_NETWORK } from '../ports.js';
@@ -304,8 +305,9 @@ export class NetworkManager {
    * Ties an endpoint to the VM on it: published ports are proxied to its
    * address, and releasing the VM closes the proxy and gives the TAP and
    * address back. (If the proxy cannot open, nothing is tied: the caller detaches.)
+   * A VM adopted stalled (not attached yet) is tied the same way.
    */
-  async bindToVm(sandbox: Sandbox, ep: Endpoint, forwards: PortForward[]): Promise<void> {
+  async bindToVm(sandbox: VmTies, ep: Endpoint, forwards: PortForward[]): Promise<void> {
     const proxy = await PortProxy.open(forwards, ep.IPAddress);
     // The host ports go at once (a restart may bind them again); TAP and address once QEMU is gone.
     sandbox.onRelease(() => proxy.close());

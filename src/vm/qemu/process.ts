@@ -9,7 +9,7 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { HostUsage, VmEvents, VmHandle, VmState } from '../driver.js';
+import type { HostUsage, VmEvents, VmHandle, VmRunState, VmState } from '../driver.js';
 import { QEMU_BINARY, qemuArgs, vmPaths, type VmSpec } from './args.js';
 import { PASST, PASST_FD, startPasst } from './passt.js';
 import { jailedCommand, releaseJail, type JailRecord } from './jail.js';
@@ -46,6 +46,8 @@ export class QemuVm extends EventEmitter<VmEvents> implements VmHandle {
   exited = false;
   /** What the host last told the VM (a clone waiting for its state is paused). */
   private vcpus: 'running' | 'paused' = 'running';
+  /** BLOCK_IO_ERROR events that stopped the VM so far. */
+  private ioErrors = 0;
   exitCode: number | null = null;
   exitSignal: NodeJS.Signals | null = null;
   readonly paths: ReturnType<typeof vmPaths>;
@@ -162,6 +164,7 @@ export class QemuVm extends EventEmitter<VmEvents> implements VmHandle {
     const d = (ev.data ?? {}) as { 'node-name'?: string; device?: string; action?: string; nospace?: boolean; reason?: string };
     if (d.action !== 'stop') return;
     this.vcpus = 'paused';
+    this.ioErrors++;
     this.emit('io-error', { node: d['node-name'] || d.device || '?', nospace: d.nospace === true, reason: d.reason ?? '' });
   }
 
@@ -239,7 +242,9 @@ export class QemuVm extends EventEmitter<VmEvents> implements VmHandle {
   }
 
   resume(): Promise<void> {
-    return this.qmp('cont').then(() => void (this.vcpus = 'running'));
+    const stalls = this.ioErrors;
+    // QEMU may stop again on a write error before it answers `cont` (its event came first).
+    return this.qmp('cont').then(() => void (this.ioErrors === stalls && (this.vcpus = 'running')));
   }
 
   /** Runs one QMP command on this VM (pause is "stop", resume is "cont"). */
@@ -250,6 +255,26 @@ export class QemuVm extends EventEmitter<VmEvents> implements VmHandle {
     } finally {
       qmp.close();
     }
+  }
+
+  /**
+   * QMP `query-status`; for a VM stopped on a write error (`io-error`), `query-block`
+   * says which disk failed and whether the host was out of space (its `io-status`,
+   * kept by QEMU for disks with a `werror` policy until the write succeeds).
+   */
+  async runState(): Promise<VmRunState> {
+    const status = ((await this.qmp('query-status')) as { status?: string }).status ?? '';
+    if (status === 'running' || status === 'paused') {
+      this.vcpus = status;
+      return { state: status, detail: status };
+    }
+    if (status !== 'io-error') return { state: 'other', detail: status };
+    this.vcpus = 'paused';
+    type BlockInfo = { device?: string; 'io-status'?: string; inserted?: { 'node-name'?: string } };
+    const blocks = ((await this.qmp('query-block').catch(() => [])) as BlockInfo[]) ?? [];
+    const failed = blocks.find((b) => b['io-status'] !== undefined && b['io-status'] !== 'ok');
+    const node = failed?.inserted?.['node-name'] || failed?.device || '?';
+    return { state: 'io-error', detail: status, error: { node, nospace: failed?.['io-status'] === 'nospace', reason: failed ? `io-status ${failed['io-status']}` : 'run state io-error' } };
   }
 
   /** The QEMU process's resident memory and CPU time, as the host sees them. */

@@ -14,7 +14,10 @@ export class QmpClient {
 
   private constructor(private readonly sock: net.Socket) {
     let greet!: () => void;
-    this.greeted = new Promise((r) => (greet = r));
+    let refuse!: (err: Error) => void;
+    // A monitor that closes before its greeting (its QEMU died) fails the connect, not hangs it.
+    this.greeted = new Promise((resolve, reject) => ((greet = resolve), (refuse = reject)));
+    this.greeted.catch(() => undefined);
     sock.setEncoding('utf8');
     sock.on('data', (d: string) => {
       this.buf += d;
@@ -40,6 +43,7 @@ export class QmpClient {
       }
     });
     const fail = (err?: Error) => {
+      refuse(err ?? new Error('QMP connection closed'));
       for (const w of this.waiters.splice(0)) w.reject(err ?? new Error('QMP connection closed'));
     };
     sock.on('error', fail);
