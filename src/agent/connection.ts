@@ -113,13 +113,11 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
     const timer = setTimeout(() => conn.shutdown(new Error('guest agent did not answer in time')), Math.max(0, deadline - Date.now()));
     const onAbort = () => conn.shutdown(new Error('aborted'));
     opts.signal?.addEventListener('abort', onAbort, { once: true });
-    // aborted while the socket was connecting: the listener came too late
-    if (opts.signal?.aborted) onAbort();
     try {
-      await Promise.race([
-        ready,
-        new Promise((_, reject) => conn.once('close', (err) => reject(err ?? new Error('agent channel closed')))),
-      ]);
+      const closed = new Promise((_, reject) => conn.once('close', (err) => reject(err ?? new Error('agent channel closed'))));
+      // aborted while the socket was connecting: the listener came too late
+      if (opts.signal?.aborted) onAbort();
+      await Promise.race([ready, closed]);
     } finally {
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onAbort);
