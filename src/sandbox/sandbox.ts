@@ -59,7 +59,7 @@ export interface SandboxOptions {
    * A root on disks (the shape's `root` says so): the files behind them, and
    * the binds the guest makes from the share (`rootfs`, then the binds' directory).
    */
-  disks?: { files: RootDisks; binds: NonNullable<MountOptions['binds']>; readonly: boolean };
+  disks?: { files: RootDisks; binds: NonNullable<MountOptions['binds']>; readonly: boolean; discardOnExit?: boolean };
 }
 
 /** Name of the root a plain sandbox mounts (processes name it in `exec`). */
@@ -306,7 +306,7 @@ function diskFields(layout: DeviceLayout, disks: NonNullable<SandboxOptions['dis
     if (!disk) throw internal(`the device layout has no ${role} disk`);
     return disk.serial;
   };
-  return { block: { lower: serial('lower'), upper: serial('upper') }, binds: disks.binds, readonly: disks.readonly };
+  return { block: { lower: serial('lower'), upper: serial('upper'), discardOnExit: disks.discardOnExit }, binds: disks.binds, readonly: disks.readonly };
 }
 
 /** Waits for the agent's hello, or for the VM to die trying. */
