@@ -149,16 +149,23 @@ describe('volumes', () => {
       await until('both pools ready', async () => /^Warm Pool: 2 ready of 1$/m.test((await p.run(['info'])).stdout), 150_000).catch((err: Error) => {
         throw new Error(`${err.message}\n--- daemon log tail\n${p.log.split('\n').slice(-30).join('\n')}`);
       });
-      const script = 'cat /data/v /mnt/f; echo back > /mnt/back; echo x > /ro/no 2>/dev/null || echo ro-refused; wget -qO- http://thehost:' + port + '/; exec sleep 1000';
-      const run = await p.run(['run', '-d', '--add-host', 'thehost:host-gateway', '-v', 'pooled:/data', '-v', `${share}:/mnt`, '-v', `${share}:/ro:ro`, 'busybox', 'sh', '-c', script]);
+      const script = [
+        'cat /data/v /mnt/f /etc/hostfile; echo from-the-pool >> /data/v; echo back > /mnt/back',
+        'echo x > /ro/no 2>/dev/null || echo ro-refused',
+        `wget -qO- http://thehost:${port}/; exec sleep 1000`,
+      ].join('; ');
+      const binds = ['-v', 'pooled:/data', '-v', `${share}:/mnt`, '-v', `${share}:/ro:ro`, '-v', `${share}/f:/etc/hostfile:ro`];
+      const run = await p.run(['run', '-d', '--add-host', 'thehost:host-gateway', ...binds, 'busybox', 'sh', '-c', script]);
       assert.equal(run.code, 0, run.stderr);
       const id = run.stdout.trim();
       assert.equal(await mode(id), 'pool');
       assert.match(await cmdline(id), /virtio-9p-device/);
-      await until('output', async () => (await p.run(['logs', id])).stdout === 'from-the-clone\nhost file\nro-refused\nhost says hi\n');
+      await until('output', async () => (await p.run(['logs', id])).stdout === 'from-the-clone\nhost file\nhost file\nro-refused\nhost says hi\n');
       assert.equal(fs.readFileSync(path.join(share, 'back'), 'utf8'), 'back\n');
       assert.ok(!fs.existsSync(path.join(share, 'no')), 'the read-only bind refused the write');
-      assert.equal(shareBinds().length, 3, 'the three binds, under the pool VM\'s share');
+      const bound = shareBinds();
+      assert.equal(bound.length, 4, `the four binds (a file among them), under the pool VM's share: ${bound.join('\n')}`);
+      for (const l of bound) assert.match(l.split(' ')[5] ?? '', /(^|,)nosuid,nodev(,|$)/, l);
       // Without binds: the disks-only pool, still no 9p device (migration stays possible).
       const plain = (await p.run(['run', '-d', 'busybox', 'sleep', '1000'])).stdout.trim();
       assert.equal(await mode(plain), 'pool');
@@ -167,7 +174,7 @@ describe('volumes', () => {
       await until('the share binds gone', async () => shareBinds().length === 0, 20_000);
       assert.equal(fs.readFileSync(path.join(share, 'f'), 'utf8'), 'host file\n', 'the bind source survived rm');
       const again = await p.run(['run', '--rm', '-v', 'pooled:/data', 'busybox', 'cat', '/data/v']);
-      assert.equal(again.stdout, 'from-the-clone\n', again.stderr);
+      assert.equal(again.stdout, 'from-the-clone\nfrom-the-pool\n', again.stderr);
     } finally {
       srv.close();
       await p.stop();
