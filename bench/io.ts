@@ -4,7 +4,11 @@
  *  - sequential write (fsync'd) and read of 128 MB, on the container root (overlay
  *    over 9p), on a root on block devices (`--storage-driver block`: erofs + ext4
  *    disk, overlay in the guest) and on a bind mount (9p), vs. the host's own disk;
- *  - 1000 small files created and read back by busybox sh, same places;
+ *  - 1000 small files created and read back (page cache dropped first) by busybox
+ *    sh, same places;
+ *  - the TCG floor: the same file script on a tmpfs inside the block-root VM and on
+ *    the host's /dev/shm (no storage at all: the ratio is the emulated CPU's cost),
+ *    and a shell loop writing to /dev/null (the small-file loop without a file);
  *  - TCP: on the default network (as root a bridge, docker0's equivalent) host ->
  *    container through a published port and container -> container, the same on
  *    the user-mode network (`--bridge none`) for comparison, container ->
@@ -36,8 +40,9 @@ function timedScript(dir: string): string {
     `t=$(${now}); dd if=/dev/zero of=seq bs=1M count=${MB} conv=fsync 2>/dev/null; ${since('seqwrite')}`,
     `sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null; t=$(${now}); dd if=seq of=/dev/null bs=1M 2>/dev/null; ${since('seqread')}`,
     `rm -f seq; mkdir -p small; t=$(${now}); i=0; while [ $i -lt ${FILES} ]; do echo hello > small/$i; i=$((i+1)); done; sync; ${since('smallwrite')}`,
-    `t=$(${now}); cat small/* > /dev/null; ${since('smallread')}`,
+    `sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null; t=$(${now}); cat small/* > /dev/null; ${since('smallread')}`,
     'rm -rf small',
+    `t=$(${now}); i=0; while [ $i -lt ${FILES} ]; do echo hello > /dev/null; i=$((i+1)); done; ${since('shloop')}`,
   ].join('; ');
 }
 
@@ -49,14 +54,23 @@ const hostDir = path.join(work, 'native');
 fs.mkdirSync(hostDir);
 const netOnly = process.argv[2] === 'net';
 const native = netOnly ? {} : parse(execFileSync('busybox', ['sh', '-c', timedScript(hostDir)], { encoding: 'utf8' }));
+const shmDir = fs.mkdtempSync('/dev/shm/hb-bench-io-');
+const nativeTmpfs = netOnly ? {} : parse(execFileSync('busybox', ['sh', '-c', timedScript(shmDir)], { encoding: 'utf8' }));
+fs.rmSync(shmDir, { recursive: true, force: true });
 const root = netOnly ? undefined : await d.run(['run', '--rm', 'busybox', 'sh', '-c', timedScript('/tmp')], { timeoutMs: 600_000 });
 const bound = netOnly ? undefined : await d.run(['run', '--rm', '-v', `${bind}:/data`, 'busybox', 'sh', '-c', timedScript('/data')], { timeoutMs: 600_000 });
 const inRoot = parse(root?.stdout ?? '');
 let inBlock: Record<string, number> = {};
+let guestTmpfs: Record<string, number> = {};
 if (!netOnly) {
   const b = await startDaemonWithBusybox(['--storage-driver', 'block']);
   try {
-    inBlock = parse((await b.run(['run', '--rm', 'busybox', 'sh', '-c', timedScript('/tmp')], { timeoutMs: 600_000 })).stdout);
+    // One VM: the root first, then a tmpfs of the same guest (the TCG floor), each line prefixed.
+    const script = `(${timedScript('/tmp')}) | sed 's/^/root./'; (${timedScript('/scratch')}) | sed 's/^/tmpfs./'`;
+    const out = parse((await b.run(['run', '--rm', '--tmpfs', '/scratch:size=400m', 'busybox', 'sh', '-c', script], { timeoutMs: 600_000 })).stdout);
+    const pick = (prefix: string) => Object.fromEntries(Object.entries(out).filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
+    inBlock = pick('root.');
+    guestTmpfs = pick('tmpfs.');
   } finally {
     await b.stop();
   }
@@ -178,7 +192,20 @@ function printFileRows(): void {
   row(`sequential write ${MB} MB (fsync)`, 'seqwrite');
   row(`sequential read ${MB} MB`, 'seqread');
   row(`create ${FILES} small files`, 'smallwrite');
-  row(`read ${FILES} small files`, 'smallread');
+  row(`read ${FILES} small files (cold cache)`, 'smallread');
+  // The same script with no storage under it, in the block root's VM and on the host:
+  // what TCG alone costs, and what the block root adds to it.
+  const x = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined || !b ? 'n/a' : `${(a / b).toFixed(1)}x`);
+  console.log('TCG floor (tmpfs in the guest vs /dev/shm on the host; block root vs the guest tmpfs):');
+  const floor = (label: string, key: string) =>
+    console.log(
+      `${label.padEnd(34)} host tmpfs ${String(nativeTmpfs[key]).padStart(5)} ms | guest tmpfs ${String(guestTmpfs[key]).padStart(5)} ms (${x(guestTmpfs[key], nativeTmpfs[key])} of host) | block root ${x(inBlock[key], guestTmpfs[key])} of guest tmpfs`,
+    );
+  floor(`sequential write ${MB} MB (fsync)`, 'seqwrite');
+  floor(`sequential read ${MB} MB`, 'seqread');
+  floor(`create ${FILES} small files`, 'smallwrite');
+  floor(`read ${FILES} small files`, 'smallread');
+  floor(`shell loop, ${FILES} writes to /dev/null`, 'shloop');
 }
 if (!netOnly) printFileRows();
 console.log(`TCP (${NET_MB} MB, timed by the receiver):`);

@@ -4,14 +4,14 @@
  * start of pods (Hyper's unit): a whole pod by `kube play`, and one more
  * container in a running pod; and roots on block devices (the default storage
  * driver; the 9p rows pin `--storage-driver overlay`), cloned, from the warm pool
- * and cold-booted.
+ * and cold-booted, and with a named volume (cloned and from the warm pool).
  * Usage: node dist/bench/start.js [runs=10]
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { busyboxTar, TestDaemon } from '../test/helpers/daemon.js';
+import { busyboxTar, TestDaemon, until } from '../test/helpers/daemon.js';
 
 const runs = Number(process.argv[2] ?? 10);
 
@@ -52,39 +52,62 @@ function runcBaseline(): number[] {
 
 let accel = '?';
 
-async function hyperboxMode(label: string, daemonArgs: string[]): Promise<{ label: string; times: number[]; phases: string }> {
+interface ModeResult {
+  label: string;
+  times: number[];
+  phases: string;
+  /** How the timed starts' VMs came to be (the daemon's log), e.g. "pool 10". */
+  modes?: string;
+}
+
+/**
+ * Times `run --rm [RUNARGS] busybox true` on a daemon started with DAEMONARGS.
+ * POOLREADY: warm-pool VMs to wait for after the warm-up run (a pool that shape
+ * fills on first need, as the one for roots on disks with volumes, is empty before).
+ */
+async function hyperboxMode(label: string, daemonArgs: string[], runArgs: string[] = [], poolReady = 0): Promise<ModeResult> {
   const d = new TestDaemon(daemonArgs);
   await d.start();
   await d.importBusybox();
   accel = /accelerator: (\w+)/.exec(d.log)?.[1] ?? accel;
+  const run = ['run', '--rm', ...runArgs, 'busybox', 'true'];
   try {
-    await d.run(['run', '--rm', 'busybox', 'true']); // warm-up: image rootfs, caches, templates
+    await d.run(run); // warm-up: image rootfs, caches, templates
+    if (poolReady) await until('warm pool', async () => Number(/^Warm Pool: (\d+) ready/m.exec((await d.run(['info'])).stdout)?.[1]) >= poolReady, 180_000);
+    const skip = d.log.length;
     const times: number[] = [];
     for (let i = 0; i < runs; i++) {
       const t0 = performance.now();
-      const r = await d.run(['run', '--rm', 'busybox', 'true']);
+      const r = await d.run(run);
       times.push(performance.now() - t0);
       if (r.code !== 0) throw new Error(`run failed: ${r.stderr}`);
     }
-    const starts = [...d.log.matchAll(/started \w+ in \d+ ms (\{.*?\})\\?"?$/gm)].map((m) => m[1]!.replace(/\\"/g, '"'));
-    return { label, times, phases: starts.at(-1) ?? '' };
+    const starts = [...d.log.slice(skip).matchAll(/started \w+ in \d+ ms as (\w+) (\{.*?\})\\?"?$/gm)];
+    const count = new Map<string, number>();
+    for (const m of starts) count.set(m[1]!, (count.get(m[1]!) ?? 0) + 1);
+    const modes = [...count].map(([m, n]) => `${m} ${n}`).join(', ');
+    return { label, times, phases: starts.at(-1)?.[2]!.replace(/\\"/g, '"') ?? '', modes };
   } finally {
     await d.stop();
   }
 }
 
 async function main(): Promise<void> {
-  const modes: Array<[string, string[]]> = [
+  const volume = ['-v', 'benchvol:/data'];
+  const modes: Array<Parameters<typeof hyperboxMode>> = [
     // 9p roots (a host overlay shared over 9p), then the default, roots on disks.
     ['hyperbox cold boot', ['--storage-driver', 'overlay', '--no-clone']],
     ['hyperbox clone', ['--storage-driver', 'overlay']],
-    ['hyperbox warm pool', ['--storage-driver', 'overlay', '--pool-size', '2']],
+    ['hyperbox warm pool', ['--storage-driver', 'overlay', '--pool-size', '2'], [], 2],
     ['clone, root on disks', ['--storage-driver', 'block']],
-    ['warm pool, root on disks', ['--storage-driver', 'block', '--pool-size', '2']],
+    ['warm pool, root on disks', ['--storage-driver', 'block', '--pool-size', '2'], [], 2],
     ['cold boot, root on disks', ['--storage-driver', 'block', '--no-clone']],
+    // A named volume on a root on disks: a 9p share as well as the disks (a shape of its own).
+    ['clone, disks + volume', ['--storage-driver', 'block'], volume],
+    ['pool, disks + volume', ['--storage-driver', 'block', '--pool-size', '2'], volume, 4],
   ];
-  const results = [];
-  for (const [label, args] of modes) results.push(await hyperboxMode(label, args));
+  const results: ModeResult[] = [];
+  for (const mode of modes) results.push(await hyperboxMode(...mode));
   results.push(...(await podModes()));
   const runc = runcBaseline();
   const runcMed = median(runc);
@@ -94,16 +117,21 @@ async function main(): Promise<void> {
     console.log(`${label.padEnd(24)}${median(xs).toFixed(0).padStart(8)}ms${Math.min(...xs).toFixed(0).padStart(8)}ms${Math.max(...xs).toFixed(0).padStart(8)}ms   ${(median(xs) / runcMed).toFixed(1)}x`);
   for (const r of results) {
     row(r.label, r.times);
-    if (r.phases) console.log(`${''.padEnd(24)}last start phases (ms): ${r.phases}`);
+    if (r.phases) console.log(`${''.padEnd(24)}last start phases (ms): ${r.phases}; modes: ${r.modes}`);
   }
   row('runc run (baseline)', runc);
   const cold = results.find((r) => r.label === 'hyperbox cold boot');
   for (const r of results) if (cold && r !== cold) console.log(`${r.label}: ${(median(cold.times) / median(r.times)).toFixed(1)}x faster than cold boot`);
+  const pairs = [['hyperbox warm pool', 'hyperbox clone'], ['warm pool, root on disks', 'clone, root on disks'], ['pool, disks + volume', 'clone, disks + volume']];
+  for (const [pool, clone] of pairs) {
+    const [a, b] = [results.find((r) => r.label === pool), results.find((r) => r.label === clone)];
+    if (a && b) console.log(`${pool}: ${(median(a.times) / median(b.times)).toFixed(2)}x the median of ${clone}`);
+  }
   await memoryBench();
 }
 
 /** `kube play` of a one-container pod (VM clone + container), and `run --rm --pod` into a running pod. */
-async function podModes(): Promise<Array<{ label: string; times: number[]; phases: string }>> {
+async function podModes(): Promise<ModeResult[]> {
   const d = new TestDaemon();
   await d.start();
   await d.importBusybox();

@@ -2,6 +2,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
+import type net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -101,7 +103,7 @@ describe('volumes', () => {
     assert.equal(fs.readFileSync(path.join(tmp, 'rw-ok'), 'utf8'), 'rw\n');
   });
 
-  // Pool VMs serve 9p roots with binds; a block root with binds starts as a clone.
+  // Pool VMs serve 9p roots with binds (here) and roots on disks with binds (below).
   it('bind mounts reach a warm-pool VM too (9p roots), and the network works there', async () => {
     const share = path.join(tmp, 'pool-share');
     fs.mkdirSync(share);
@@ -121,6 +123,60 @@ describe('volumes', () => {
       assert.equal((await p.run(['rm', '-f', id])).code, 0);
       assert.equal(fs.readFileSync(path.join(share, 'f'), 'utf8'), 'seen by the pool VM\n', 'the bind source survived rm');
     } finally {
+      await p.stop();
+    }
+  });
+
+  // A root on disks with binds needs a 9p share as well as the disks: a pool of its own
+  // shape, filled when a start first asks it for a VM (the daemon fills the disks-only one).
+  it('serves a root on disks with binds and a named volume from the warm pool, filled on first need', async () => {
+    const share = path.join(tmp, 'blk-pool-share');
+    fs.mkdirSync(share);
+    fs.writeFileSync(path.join(share, 'f'), 'host file\n');
+    const srv = http.createServer((_req, res) => res.end('host says hi\n'));
+    await new Promise<void>((r) => srv.listen(0, '0.0.0.0', r));
+    const port = (srv.address() as net.AddressInfo).port;
+    const p = new TestDaemon(['--storage-driver', 'block', '--pool-size', '1']);
+    await p.start();
+    const mode = async (id: string) => (await p.run(['inspect', '-f', '{{.HyperBox.Start.mode}}', id])).stdout.trim();
+    const cmdline = async (id: string) => fs.readFileSync(`/proc/${(await p.run(['inspect', '-f', '{{.State.Pid}}', id])).stdout.trim()}/cmdline`, 'utf8');
+    const shareBinds = () => fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(` ${p.dataRoot}/`) && /\/pool-[^/ ]+\/share\/\d+ /.test(l));
+    try {
+      await p.importBusybox();
+      // The first start with binds finds that pool empty (a clone) and makes it fill.
+      const first = await p.run(['run', '--rm', '-v', 'pooled:/data', 'busybox', 'sh', '-c', 'echo from-the-clone > /data/v']);
+      assert.equal(first.code, 0, first.stderr);
+      await until('both pools ready', async () => /^Warm Pool: 2 ready of 1$/m.test((await p.run(['info'])).stdout), 150_000).catch((err: Error) => {
+        throw new Error(`${err.message}\n--- daemon log tail\n${p.log.split('\n').slice(-30).join('\n')}`);
+      });
+      const script = [
+        'cat /data/v /mnt/f /etc/hostfile; echo from-the-pool >> /data/v; echo back > /mnt/back',
+        'echo x > /ro/no 2>/dev/null || echo ro-refused',
+        `wget -qO- http://thehost:${port}/; exec sleep 1000`,
+      ].join('; ');
+      const binds = ['-v', 'pooled:/data', '-v', `${share}:/mnt`, '-v', `${share}:/ro:ro`, '-v', `${share}/f:/etc/hostfile:ro`];
+      const run = await p.run(['run', '-d', '--add-host', 'thehost:host-gateway', ...binds, 'busybox', 'sh', '-c', script]);
+      assert.equal(run.code, 0, run.stderr);
+      const id = run.stdout.trim();
+      assert.equal(await mode(id), 'pool');
+      assert.match(await cmdline(id), /virtio-9p-device/);
+      await until('output', async () => (await p.run(['logs', id])).stdout === 'from-the-clone\nhost file\nhost file\nro-refused\nhost says hi\n');
+      assert.equal(fs.readFileSync(path.join(share, 'back'), 'utf8'), 'back\n');
+      assert.ok(!fs.existsSync(path.join(share, 'no')), 'the read-only bind refused the write');
+      const bound = shareBinds();
+      assert.equal(bound.length, 4, `the four binds (a file among them), under the pool VM's share: ${bound.join('\n')}`);
+      for (const l of bound) assert.match(l.split(' ')[5] ?? '', /(^|,)nosuid,nodev(,|$)/, l);
+      // Without binds: the disks-only pool, still no 9p device (migration stays possible).
+      const plain = (await p.run(['run', '-d', 'busybox', 'sleep', '1000'])).stdout.trim();
+      assert.equal(await mode(plain), 'pool');
+      assert.doesNotMatch(await cmdline(plain), /virtio-9p/);
+      assert.equal((await p.run(['rm', '-f', id, plain])).code, 0);
+      await until('the share binds gone', async () => shareBinds().length === 0, 20_000);
+      assert.equal(fs.readFileSync(path.join(share, 'f'), 'utf8'), 'host file\n', 'the bind source survived rm');
+      const again = await p.run(['run', '--rm', '-v', 'pooled:/data', 'busybox', 'cat', '/data/v']);
+      assert.equal(again.stdout, 'from-the-clone\nfrom-the-pool\n', again.stderr);
+    } finally {
+      srv.close();
       await p.stop();
     }
   });

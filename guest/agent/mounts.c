@@ -219,7 +219,7 @@ void handle_mount_root(const uint8_t *p, size_t n) {
     return;
   }
   if (block) {
-    int e = blk_mount_root(m.name, root, m.lower, m.upper, msg, sizeof msg);
+    int e = blk_mount_root(m.name, root, m.lower, m.upper, m.discard_on_exit, msg, sizeof msg);
     if (e) { send_result(e, msg); return; }
   } else if (*m.sub) {
     char src[512];

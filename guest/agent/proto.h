@@ -50,6 +50,7 @@ enum hb_tag {
   T_TOOL = 44,
   T_CPU_MAX = 45, T_CPU_WEIGHT = 46, T_PIDS_MAX = 47, /* HB_LIMITS */
   T_SYSCTL = 48, T_MASK_PATH = 49, T_RO_PATH = 50, T_SECCOMP = 51, T_NO_NEW_PRIVS = 52, /* HB_START */
+  T_DISCARD_ON_EXIT = 53, /* HB_MOUNT_ROOT: a block root's disk is deleted after its main process exits (no sync then) */
   T_GROUP_ADD = 60, /* HB_START: an extra group of the process (name in the root's /etc/group, or a number) */
 };
 

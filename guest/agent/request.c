@@ -133,6 +133,7 @@ int parse_mount_root(const uint8_t *p, size_t n, struct mount_req *m) {
     if (tag == T_TMPFS) continue; /* after the root is mounted: next_tmpfs */
     if (tag == T_ISOLATE && len == 4) m->isolate = be32(d) != 0;
     if (tag == T_READONLY && len == 4) m->readonly = be32(d) != 0;
+    if (tag == T_DISCARD_ON_EXIT && len == 4) m->discard_on_exit = be32(d) != 0;
     if (tag == T_TAG) (void)field_str(d, len, m->tag, sizeof m->tag);   /* too long: stays invalid */
     if (tag == T_NAME) (void)field_str(d, len, m->name, sizeof m->name);
     if (tag == T_SUBDIR) (void)field_str(d, len, m->sub, sizeof m->sub);

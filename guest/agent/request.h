@@ -42,6 +42,7 @@ struct mount_req {
   char tag[64], name[80], sub[80];
   int isolate;
   int readonly;   /* T_READONLY: the root remounted read-only once prepared */
+  int discard_on_exit; /* T_DISCARD_ON_EXIT: a block root's disk is not synced when its main process exits */
   /* T_BLOCK_LOWER / T_BLOCK_UPPER: virtio-blk serials ("" if absent) */
   char lower[64], upper[64];
   /* T_BIND fields, sorted by depth of DEST (parents first; stable) */

@@ -41,9 +41,11 @@ export interface MountOptions {
    * A root on block devices: an overlay of the read-only image filesystem (erofs
    * or ext4) on the virtio-blk disk with serial `lower` and the writable ext4 disk
    * with serial `upper` (QEMU's `serial=`; names of at most 20 characters). The
-   * 9p TAG is then needed only for `binds` (pass '' otherwise).
+   * 9p TAG is then needed only for `binds` (pass '' otherwise). `discardOnExit`:
+   * the host deletes the writable disk once the main process exits (`run --rm`),
+   * so the agent does not sync it before reporting that exit.
    */
-  block?: { lower: string; upper: string };
+  block?: { lower: string; upper: string; discardOnExit?: boolean };
   /** Binds of the 9p share TAG's `source` (one name under it) at `dest` (an absolute
    * path inside the root), nosuid,nodev, read-only if `readonly`. A pod's root (subdir)
    * or a block root only; at most 64. */
@@ -201,6 +203,7 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
     fields.push([Tag.Name, name]);
     if (subdir) fields.push([Tag.Subdir, subdir]);
     if (opts.block) fields.push([Tag.BlockLower, opts.block.lower], [Tag.BlockUpper, opts.block.upper]);
+    if (opts.block?.discardOnExit) fields.push([Tag.DiscardOnExit, 1]);
     if ((opts.binds?.length ?? 0) > MAX_BINDS) return Promise.reject(new Error(`at most ${MAX_BINDS} binds per root`));
     for (const b of opts.binds ?? []) {
       if (/[\t\n\0]/.test(b.source + b.dest)) return Promise.reject(new Error(`bad bind ${JSON.stringify(b)}`));

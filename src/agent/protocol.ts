@@ -87,6 +87,7 @@ export const Tag = {
   RoPath: 50,
   Seccomp: 51,
   NoNewPrivs: 52,
+  DiscardOnExit: 53,
   GroupAdd: 60,
 } as const;
 

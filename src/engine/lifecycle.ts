@@ -91,7 +91,7 @@ export class Lifecycle {
       c.save();
       this.wireMainProcess(c, main);
       this.ctx.events.container(c, 'start');
-      this.ctx.logger.debug(`started ${c.id.slice(0, 12)} in ${phases.total} ms ${JSON.stringify(phases)}`);
+      this.ctx.logger.debug(`started ${c.id.slice(0, 12)} in ${phases.total} ms as ${sandbox.info.mode} ${JSON.stringify(phases)}`);
     } catch (err) {
       // As dockerd: a --rm container that cannot start is removed, which also
       // answers the client's wait(condition=removed) and ends its attach.

@@ -100,7 +100,8 @@ export async function startContainerVm(
     warmVm,
     tmpfs,
     hosts,
-    disks: disks && { files: disks.disks, binds: disks.binds, readonly: disks.readonly },
+    // `run --rm`: the disk goes with the container, so its exit need not wait for a sync of it.
+    disks: disks && { files: disks.disks, binds: disks.binds, readonly: disks.readonly, discardOnExit: hc.AutoRemove === true },
   };
   // On a bridge network the VM's NIC is a TAP (a warm-pool VM's, or a new one) and published ports go through a host proxy.
   // A warm VM that was never started on is discarded (discarding twice is harmless).

@@ -60,7 +60,7 @@ export interface SandboxOptions {
    * A root on disks (the shape's `root` says so): the files behind them, and
    * the binds the guest makes from the share (`rootfs`, then the binds' directory).
    */
-  disks?: { files: RootDisks; binds: NonNullable<MountOptions['binds']>; readonly: boolean };
+  disks?: { files: RootDisks; binds: NonNullable<MountOptions['binds']>; readonly: boolean; discardOnExit?: boolean };
 }
 
 /** Name of the root a plain sandbox mounts (processes name it in `exec`). */
@@ -212,18 +212,27 @@ export async function startSandbox(opts: SandboxOptions, phases: Record<string, 
   let cleanup = (): void => vm?.stop();
   const warm = opts.warmVm;
   if (warm) {
-    const target = path.join(warm.shareDir, WARM_SUBDIR);
-    // Once QEMU is gone: the root unbound from its share, then the run directory (and TAP).
+    const bound: string[] = [];
+    /** Binds SOURCE at NAME (one path component) under the pool VM's share. */
+    const bindIntoShare = (name: string, source: string) => {
+      if (path.basename(name) !== name || name === '..' || name === '.') throw new Error(`bad share entry ${JSON.stringify(name)}`);
+      bound.push(path.join(warm.shareDir, name));
+      bindRoot(bound.at(-1)!, source);
+    };
+    // Once QEMU is gone: what was bound into its share, then the run directory (and TAP).
     const discardWarm = () => {
       warm.vm.stop();
-      void warm.vm.waitExit().then(() => (unbindRoot(target), warm.discard()));
+      void warm.vm.waitExit().then(() => (bound.forEach((t) => unbindRoot(t)), warm.discard()));
     };
     try {
       if (opts.disks) {
         if (!warm.attachDisks) throw new Error('the pool VM has no disks');
         await warm.attachDisks(opts.disks.files);
+        // A root on disks with binds (a pool VM of the disks+share shape): each bind goes
+        // under the share by the name the agent binds it from, as a clone's share has it.
+        for (const b of opts.disks.binds) bindIntoShare(b.source, path.join(opts.rootfs, b.source));
       } else {
-        bindRoot(target, opts.rootfs);
+        bindIntoShare(WARM_SUBDIR, opts.rootfs);
         subdir = WARM_SUBDIR;
       }
       await warm.vm.resume();
@@ -285,7 +294,7 @@ function diskFields(layout: DeviceLayout, disks: NonNullable<SandboxOptions['dis
     if (!disk) throw internal(`the device layout has no ${role} disk`);
     return disk.serial;
   };
-  return { block: { lower: serial('lower'), upper: serial('upper') }, binds: disks.binds, readonly: disks.readonly };
+  return { block: { lower: serial('lower'), upper: serial('upper'), discardOnExit: disks.discardOnExit }, binds: disks.binds, readonly: disks.readonly };
 }
 
 /** Waits for the agent's hello, or for the VM to die trying. */

@@ -153,7 +153,7 @@ export interface WarmVm {
   vm: VmHandle;
   /** The NIC backend it was started with (a TAP of the pool's, or the built-in network without forwards). */
   net: NetSpec;
-  /** The VM's root share (an empty directory): the caller binds a root under it. */
+  /** The VM's share (an empty directory): the caller binds a root, or a root on disks' binds, under it. */
   shareDir: string;
   /** Stops the VM and removes its run directory (never through a mount). */
   discard(): void;

@@ -154,7 +154,7 @@ describe('agent protocol', () => {
     });
     const conn = await AgentConnection.connect(p, { timeoutMs: 2000 });
     await conn.mountRoot('hbroot0', 'root', 'sub', ['/tmp'], { isolate: true, hosts: ['10.0.0.1 db'] });
-    await conn.mountRoot('', 'c1', undefined, ['/run'], { block: { lower: 'hb-lower', upper: 'hb-upper' }, readonly: true });
+    await conn.mountRoot('', 'c1', undefined, ['/run'], { block: { lower: 'hb-lower', upper: 'hb-upper', discardOnExit: true }, readonly: true });
     await conn.mountRoot('hbvol0', 'c2', undefined, [], {
       block: { lower: 'l', upper: 'u' },
       binds: [{ source: 'v0', dest: '/data' }, { source: 'v1', dest: '/data/ro', readonly: true }],
@@ -163,10 +163,10 @@ describe('agent protocol', () => {
     await assert.rejects(conn.mountRoot('t', 'c3', undefined, [], { binds: Array.from({ length: 65 }, () => ({ source: 'a', dest: '/x' })) }), /at most 64/);
     conn.close();
     server.close();
-    const fields = (f: Frame) => decodeTlv(f.payload).map(([t, d]) => [t, t === Tag.Isolate || t === Tag.ReadOnly ? d.readUInt32BE(0) : d.toString()]);
+    const fields = (f: Frame) => decodeTlv(f.payload).map(([t, d]) => [t, t === Tag.Isolate || t === Tag.ReadOnly || t === Tag.DiscardOnExit ? d.readUInt32BE(0) : d.toString()]);
     assert.equal(seen.length, 3);
     assert.deepEqual(fields(seen[0]!), [[Tag.MountTag, 'hbroot0'], [Tag.Name, 'root'], [Tag.Subdir, 'sub'], [Tag.Isolate, 1], [Tag.Tmpfs, '/tmp'], [Tag.ExtraHost, '10.0.0.1 db']]);
-    assert.deepEqual(fields(seen[1]!), [[Tag.Name, 'c1'], [Tag.BlockLower, 'hb-lower'], [Tag.BlockUpper, 'hb-upper'], [Tag.ReadOnly, 1], [Tag.Tmpfs, '/run']]);
+    assert.deepEqual(fields(seen[1]!), [[Tag.Name, 'c1'], [Tag.BlockLower, 'hb-lower'], [Tag.BlockUpper, 'hb-upper'], [Tag.DiscardOnExit, 1], [Tag.ReadOnly, 1], [Tag.Tmpfs, '/run']]);
     assert.deepEqual(fields(seen[2]!), [[Tag.MountTag, 'hbvol0'], [Tag.Name, 'c2'], [Tag.BlockLower, 'l'], [Tag.BlockUpper, 'u'], [Tag.Bind, 'v0\t/data'], [Tag.Bind, 'v1\t/data/ro\tro']]);
   });
 

@@ -77,11 +77,12 @@ export class QemuDriver implements VmDriver {
 
   /**
    * Pool VMs share an empty directory for a root bound later, or (roots on
-   * disks) get their disks when taken; roots on disks with binds (a share as
-   * well) are not served.
+   * disks) get their disks when taken, and binds under their share if the
+   * shape has one. A shape's pool fills when the daemon asks (its default
+   * shape, at start) or when a start first asks it for a VM.
    */
   takeWarm(shape: GuestShape, kind: 'tap' | 'builtin'): WarmVm | undefined {
-    return pooled(shape) ? this.pool?.take(shape, kind) : undefined;
+    return this.pool?.take(shape, kind);
   }
 
   setPoolNet(provider: PoolNetProvider | undefined): void {
@@ -89,7 +90,7 @@ export class QemuDriver implements VmDriver {
   }
 
   fillPool(shape: GuestShape): void {
-    if (pooled(shape)) this.pool?.fill(shape);
+    this.pool?.fill(shape);
   }
 
   get poolSize(): number {
@@ -130,5 +131,3 @@ export class QemuDriver implements VmDriver {
     }
   }
 }
-
-const pooled = (shape: GuestShape): boolean => (shape.root ?? 'share') !== 'disks+share';

@@ -7,7 +7,8 @@
  * own; whoever takes it binds a root under that directory (the sandbox layer
  * does: the VM layer mounts nothing) and resumes the VM. A pool VM for a root
  * on disks starts on placeholder disks instead, and gets the container's disks
- * when it is taken (disks.ts, swapDisks).
+ * when it is taken (disks.ts, swapDisks); one whose shape also has a share (a
+ * root on disks with binds) gets the binds bound under that share as well.
  */
 import fs from 'node:fs';
 import path from 'node:path';
