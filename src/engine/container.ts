@@ -28,7 +28,7 @@ export class Container extends EventEmitter<{ exit: [number] }> {
   /**
    * Instead of a sandbox and a main process: a VM a restarted daemon found stopped
    * on a write the full host filesystem refused, owned and paused until `unpause`
-   * attaches its agent (lifecycle.ts, keepStalled).
+   * attaches its agent (disk-stall.ts).
    */
   stalled: StalledVm | undefined;
   log: LogWriter | undefined;
