@@ -158,7 +158,7 @@ describe('disk limits', () => {
       // Two that write a little now and then, to be stopped and removed while their VMs are stalled.
       const trickle = 'i=0; while true; do i=$((i+1)); dd if=/dev/zero of=/f$i bs=64k count=4 conv=fsync 2>/dev/null; sleep 0.2; done';
       for (const name of ['stuck1', 'stuck2']) assert.equal((await small.run(['run', '-d', '--name', name, 'busybox', 'sh', '-c', trickle])).code, 0);
-      const run = await small.run(['run', '-d', '--name', 'hog', 'busybox', 'sh', '-c', 'echo before; dd if=/dev/zero of=/big bs=1M count=100 conv=fsync; echo rc=$?']);
+      const run = await small.run(['run', '-d', '--name', 'hog', 'busybox', 'sh', '-c', 'echo before; dd if=/dev/zero of=/big bs=1M count=64 conv=fsync; echo rc=$?']);
       assert.equal(run.code, 0, run.stderr);
       // The sparse disks outgrow the 48 MB under them: QEMU pauses the VMs instead of failing the writes.
       await until('the containers paused by the full host filesystem', async () => (await paused('hog')) && (await paused('stuck1')) && (await paused('stuck2')), 120_000);
@@ -199,6 +199,10 @@ describe('disk limits', () => {
       const rm = await small.run(['rm', '-f', 'stuck2']);
       assert.equal(rm.code, 0, rm.stderr);
       await until('the stopped and removed VMs are gone', () => !alive(pids.stuck1!) && !alive(pids.stuck2!), 10_000);
+      // And once more: the next daemon keeps it the same way.
+      await small.restart('SIGKILL');
+      assert.equal(await st('hog', '{{.State.Status}} {{.State.Pid}}'), `paused ${pids.hog}`);
+      assert.ok(alive(pids.hog!));
 
       // Room again: unpause resumes the VM, QEMU retries the write, the agent is re-attached,
       // and the container finishes as if nothing happened (wait, logs, exit code).
@@ -209,6 +213,7 @@ describe('disk limits', () => {
       assert.equal((await waiter).stdout.trim(), '0');
       const logs = await small.run(['logs', 'hog']);
       assert.match(logs.stdout, /^before\n[^]*^rc=0$/m, logs.stdout + logs.stderr);
+      assert.match(logs.stderr, /^64\+0 records out$/m, 'all 64 MiB written');
       assert.doesNotMatch(logs.stdout + logs.stderr, /No space left|I\/O error/);
       assert.equal(await st('hog', '{{.State.Status}} {{.State.ExitCode}} {{.State.Error}}'), 'exited 0');
       for (const n of ['hog', 'stuck1']) assert.equal((await small.run(['rm', n])).code, 0);
