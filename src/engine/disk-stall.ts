@@ -84,7 +84,8 @@ export class DiskStalls {
     } catch (err) {
       if (err instanceof VmStalledError) throw this.stillStalled(c, err);
       const why = `its VM was resumed but its agent could not be re-attached: ${(err as Error).message}`;
-      this.ctx.logger.warn(`container ${c.id.slice(0, 12)}: ${why}`);
+      const now = await stalled.vm.runState().catch((e: Error) => ({ detail: e.message }));
+      this.ctx.logger.warn(`container ${c.id.slice(0, 12)}: ${why} (QEMU: ${now.detail})`);
       if (c.stalled === stalled) this.host.exited(c, 137, why);
       throw internal(`Container ${c.id}: ${why}`);
     }

@@ -113,10 +113,15 @@ async function resumeWatched<T>(vm: VmHandle, resume: boolean, work: (signal: Ab
   vm.on('io-error', stalled);
   let watching = true;
   // One QMP client at a time: QEMU's monitor serves one connection, so polls do not overlap.
+  // A VM that exits meanwhile (its container ended) is not waited for: its monitor is gone.
+  let onExit!: () => void;
+  const exited = new Promise<undefined>((resolve) => (onExit = () => resolve(undefined)));
+  vm.once('exit', onExit);
   const poll = async () => {
-    while (watching && !abort.signal.aborted && !vm.exited) {
+    for (;;) {
       await new Promise((r) => setTimeout(r, STALL_POLL_MS).unref());
-      const now = watching ? await vm.runState().catch(() => undefined) : undefined;
+      if (!watching || abort.signal.aborted || vm.exited) return;
+      const now = await Promise.race([vm.runState().catch(() => undefined), exited]);
       if (now?.state === 'io-error') stalled(now.error);
     }
   };
@@ -137,6 +142,7 @@ async function resumeWatched<T>(vm: VmHandle, resume: boolean, work: (signal: Ab
     throw err;
   } finally {
     vm.off('io-error', stalled);
+    vm.off('exit', onExit);
   }
 }
 
