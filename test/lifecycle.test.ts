@@ -191,6 +191,11 @@ describe('disk limits', () => {
       const exec = await small.run(['exec', 'hog', 'true']);
       assert.notEqual(exec.code, 0);
       assert.match(exec.stderr, /is paused, unpause the container before exec/);
+      const stillFull = await small.run(['unpause', 'hog']);
+      assert.notEqual(stillFull.code, 0);
+      assert.match(stillFull.stderr, still);
+      assert.equal(await st('hog', '{{.State.Status}}'), 'paused');
+      assert.ok(alive(pids.hog!), 'a failed unpause keeps the VM');
       // A stalled VM cannot stop gracefully: stop ends it by pid (137), rm -f removes it.
       const stop = await small.run(['stop', '-t', '1', 'stuck1']);
       assert.equal(stop.code, 0, stop.stderr);

@@ -29,6 +29,8 @@ export interface AdoptRecord {
 
 /** How long an adopted VM's agent has to answer once its VM runs. */
 const ADOPT_TIMEOUT_MS = 5000;
+/** A stalled VM's pending handshake is kept as long as a timer can wait (about 24 days). */
+const HANDSHAKE_KEEP_MS = 2 ** 31 - 1;
 /** How often QEMU's run state is read while a resumed VM is watched for a stall (see resumeWatched). */
 const STALL_POLL_MS = 150;
 /** How long a VM resumed after a stall is watched for stopping again on the same write. */
@@ -67,8 +69,20 @@ export class StalledVm extends VmTies {
    */
   async attach(timeoutMs = ADOPT_TIMEOUT_MS): Promise<Sandbox> {
     if (this.released) throw new Error('the stalled VM was released');
+    // The channel opens before the VM runs and stays open if it stops again: closing it
+    // around a guest that may write to it can leave QEMU 7.2's virtio-serial port
+    // throttled for good (seen here: a later handshake then never got an answer).
+    const handshake = (this.handshake ??= AgentConnection.connect(this.vm.controlSocket, {
+      timeoutMs: HANDSHAKE_KEEP_MS,
+      adopt: this.rec.procIds,
+      signal: this.giveUp.signal,
+    }));
+    handshake.catch(() => {
+      if (this.handshake === handshake) this.handshake = undefined;
+    });
     try {
-      const agent = await resumeAndConnect(this.vm, this.rec.procIds, timeoutMs, true);
+      const agent = await resumeWatched(this.vm, true, (signal) => answerWithin(handshake, timeoutMs, signal));
+      this.handshake = undefined;
       const sandbox = new Sandbox(this.vm, agent, this.rec.info, this.rootTag, this.cleanup);
       this.handOver(sandbox);
       return sandbox;
@@ -77,6 +91,10 @@ export class StalledVm extends VmTies {
       throw err;
     }
   }
+
+  /** The agent handshake of attach(), pending while the VM is stopped again. */
+  private handshake: Promise<AgentConnection> | undefined;
+  private readonly giveUp = new AbortController();
 
   /** forceStop() was called: the VM's exit is the one asked for. */
   stopRequested = false;
@@ -91,6 +109,8 @@ export class StalledVm extends VmTies {
   release(): void {
     if (this.released) return;
     this.released = true;
+    this.giveUp.abort();
+    void this.handshake?.then((agent) => agent.close(), () => undefined);
     this.cleanup();
     this.runHooks();
   }
@@ -144,6 +164,20 @@ async function resumeWatched<T>(vm: VmHandle, resume: boolean, work: (signal: Ab
     vm.off('io-error', stalled);
     vm.off('exit', onExit);
   }
+}
+
+/** HANDSHAKE's agent if it answers within TIMEOUTMS and before SIGNAL aborts; the handshake itself goes on. */
+function answerWithin(handshake: Promise<AgentConnection>, timeoutMs: number, signal: AbortSignal): Promise<AgentConnection> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('guest agent did not answer in time')), timeoutMs);
+    const stop = () => (clearTimeout(timer), reject(new Error('aborted')));
+    if (signal.aborted) stop();
+    signal.addEventListener('abort', stop, { once: true });
+    handshake.then(
+      (agent) => (clearTimeout(timer), signal.removeEventListener('abort', stop), resolve(agent)),
+      (err: Error) => (clearTimeout(timer), signal.removeEventListener('abort', stop), reject(err)),
+    );
+  });
 }
 
 /** Resumes VM and waits for its agent's hello, adopting PROCIDS; VmStalledError if it stops on a write error meanwhile. */
