@@ -60,6 +60,11 @@ export class StalledVm extends VmTies {
     return this.vm.pid;
   }
 
+  /** The agent handshake of attach(), left pending while the VM is stopped again. */
+  private handshake: Promise<AgentConnection> | undefined;
+  /** Aborts that handshake when the VM is released. */
+  private readonly giveUp = new AbortController();
+
   /**
    * Resumes the VM (QEMU retries the write) and attaches its agent, adopting the
    * recorded processes: the sandbox it returns takes over the VM and its hooks.
@@ -69,9 +74,10 @@ export class StalledVm extends VmTies {
    */
   async attach(timeoutMs = ADOPT_TIMEOUT_MS): Promise<Sandbox> {
     if (this.released) throw new Error('the stalled VM was released');
-    // The channel opens before the VM runs and stays open if it stops again: closing it
-    // around a guest that may write to it can leave QEMU 7.2's virtio-serial port
-    // throttled for good (seen here: a later handshake then never got an answer).
+    // The channel opens before the VM runs and stays open if it stops again: a handshake
+    // given up (its channel closed) around a guest that had just run left QEMU 7.2's
+    // virtio-serial port dead in about one run in four here (the next handshake never got
+    // an answer); kept open, it never did in ten.
     const handshake = (this.handshake ??= AgentConnection.connect(this.vm.controlSocket, {
       timeoutMs: HANDSHAKE_KEEP_MS,
       adopt: this.rec.procIds,
@@ -91,10 +97,6 @@ export class StalledVm extends VmTies {
       throw err;
     }
   }
-
-  /** The agent handshake of attach(), pending while the VM is stopped again. */
-  private handshake: Promise<AgentConnection> | undefined;
-  private readonly giveUp = new AbortController();
 
   /** forceStop() was called: the VM's exit is the one asked for. */
   stopRequested = false;
