@@ -22,7 +22,7 @@ import type { GuestAssets } from '../assets.js';
 import type { Accel, GuestShape, NetSpec, RootDisks, TemplateInfo } from '../driver.js';
 import { layoutFor } from './args.js';
 import { probeGuestClock, type GuestClock } from './guest-clock.js';
-import { placeholderDisks } from './disks.js';
+import { PREMOUNT_BASE, placeholderDisks, sparseCopy } from './disks.js';
 import { QemuVm } from './process.js';
 import { loadState, saveState } from './migration.js';
 import { QmpClient } from './qmp.js';
@@ -35,6 +35,8 @@ export interface Template extends TemplateInfo {
   shape: GuestShape;
   created: string;
   bootMs: number;
+  /** The upper disk its guest has mounted (shapes with `premountUpper`): read-only, copied per clone. */
+  upperBase?: string;
 }
 
 interface TemplateMeta {
@@ -108,7 +110,7 @@ export class TemplateStore {
 
   keyOf(shape: GuestShape): string {
     return createHash('sha256')
-      .update(JSON.stringify([layoutFor(shape), shape.assets.fingerprint, this.qemuVersion, shape.accel, shape.memoryMiB, shape.cpus]))
+      .update(JSON.stringify([layoutFor(shape), shape.assets.fingerprint, this.qemuVersion, shape.accel, shape.memoryMiB, shape.cpus, ...premountKey(shape)]))
       .digest('hex')
       .slice(0, 16);
   }
@@ -158,7 +160,8 @@ export class TemplateStore {
   ensure(shape: GuestShape): Promise<Template> {
     const key = this.keyOf(shape);
     const meta = this.readMeta(key);
-    if (meta && fs.existsSync(meta.memFile) && fs.existsSync(path.join(this.dir, key, 'state'))) {
+    const complete = (f: string) => fs.existsSync(path.join(this.dir, key, f));
+    if (meta && fs.existsSync(meta.memFile) && complete('state') && (!premountKey(shape).length || complete(PREMOUNT_BASE))) {
       return Promise.resolve(this.toTemplate(meta, shape));
     }
     let p = this.inflight.get(key);
@@ -171,7 +174,8 @@ export class TemplateStore {
 
   private toTemplate(meta: TemplateMeta, shape: GuestShape): Template {
     const dir = path.join(this.dir, meta.key);
-    return { key: meta.key, dir, memFile: meta.memFile, stateFile: path.join(dir, 'state'), shape, accel: shape.accel, memoryMiB: shape.memoryMiB, cpus: shape.cpus, created: meta.created, bootMs: meta.bootMs };
+    const upperBase = premountKey(shape).length ? path.join(dir, PREMOUNT_BASE) : undefined;
+    return { key: meta.key, dir, memFile: meta.memFile, stateFile: path.join(dir, 'state'), shape, accel: shape.accel, memoryMiB: shape.memoryMiB, cpus: shape.cpus, created: meta.created, bootMs: meta.bootMs, upperBase };
   }
 
   /**
@@ -208,12 +212,15 @@ export class TemplateStore {
     const memFile = path.join(this.memDir, `${build}.mem`);
     const t0 = Date.now();
     const layout = layoutFor(shape);
+    // A pre-mounted upper: the template's own copy of the blank, which its guest mounts below.
+    const upperBase = premountKey(shape).length ? path.join(dir, PREMOUNT_BASE) : undefined;
+    if (upperBase) await sparseCopy(shape.premountUpper!, upperBase);
     const vm = QemuVm.launch({
       runDir,
       shape,
       sharePaths: layout.shares.length ? [placeholder] : [],
       memoryFile: { path: memFile, shared: true },
-      disks: layout.disks?.length ? placeholderDisks(dir) : undefined,
+      disks: layout.disks?.length ? placeholderDisks(dir, upperBase) : undefined,
     });
     this.building.add(vm);
     try {
@@ -222,6 +229,9 @@ export class TemplateStore {
       const qmp = await QmpClient.connect(vm.paths.qmp);
       const clock = await probeGuestClock(qmp, shape.cpus, vm.paths.console);
       if (!clock.tickless) this.judgeTicking(key, clock, attempt);
+      // Mounted (and synced) now, so the snapshot's memory and the disk file agree; the file
+      // is never written again (read-only below), each clone gets a copy of it.
+      if (upperBase) await agent.premountUpper(layout.disks!.find((d) => d.role === 'upper')!.serial);
       await qmp.execute('stop');
       await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
       const tmp = path.join(dir, 'state.tmp');
@@ -230,6 +240,7 @@ export class TemplateStore {
       await qmp.execute('quit').catch(() => undefined);
       qmp.close();
       await vm.waitExit();
+      if (upperBase) fs.chmodSync(upperBase, 0o400);
       fs.renameSync(tmp, path.join(dir, 'state'));
       const meta: TemplateMeta = {
         key,
@@ -278,6 +289,11 @@ export class TemplateStore {
     }
     this.logger.warn(`${what}; kept after ${attempt} boots (the host may be too busy for the guest to calibrate its clock)`);
   }
+}
+
+/** What a shape's pre-mounted upper adds to its template key: the blank's name (its size and format), if any. */
+function premountKey(shape: GuestShape): string[] {
+  return shape.premountUpper && layoutFor(shape).disks ? [path.basename(shape.premountUpper)] : [];
 }
 
 /**
@@ -337,6 +353,10 @@ export async function startClone(
   opts: { runDir: string; rootPath: string; paused?: boolean; net?: NetSpec; disks?: RootDisks; readOnlyDir?: string },
 ): Promise<QemuVm> {
   checkStateFile(template);
+  // A template's pre-mounted upper is in its memory: a clone's upper disk must be a copy of exactly that file.
+  if (!!template.upperBase !== !!opts.disks?.premountedFrom || (template.upperBase && opts.disks?.premountedFrom !== template.key)) {
+    throw new Error(`the upper disk is not a copy of template ${template.key}'s pre-mounted one`);
+  }
   // Templates and clones have the same device line; a template's share was a placeholder.
   const vm = QemuVm.launch({
     runDir: opts.runDir,
