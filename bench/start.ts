@@ -216,6 +216,7 @@ async function storageModes(): Promise<void> {
         await d.run(['run', '--rm', 'busybox', 'true']); // warm-up
       }
       const times = new Map<TestDaemon, number[]>([[ninep, []], [block, []]]);
+      const logFrom = new Map([ninep, block].map((d) => [d, d.log.length]));
       for (let i = 0; i < runs; i++) {
         // Alternate which goes first, so neither always follows the other's teardown.
         for (const d of i % 2 ? [block, ninep] : [ninep, block]) {
@@ -231,6 +232,13 @@ async function storageModes(): Promise<void> {
       // Per pair: the block start against the 9p start next to it, whose median is less sensitive to a slow minute.
       const paired = median(times.get(block)!.map((t, i) => t / times.get(ninep)![i]! - 1));
       console.log(`${label.padEnd(10)} 9p root ${a.toFixed(0)} ms | root on disks ${b.toFixed(0)} ms | medians ${pct(b / a - 1)}, median of paired ratios ${pct(paired)}`);
+      // The daemon's own phases (its debug log): the mount phase is where the two kinds of root differ.
+      const phase = (d: TestDaemon, name: string) => {
+        const starts = [...d.log.slice(logFrom.get(d)).matchAll(/started \S+ in \d+ ms as (\w+) (\{.*\})/g)];
+        const modes = [...new Set(starts.map((m) => m[1]))].join('/');
+        return `${median(starts.map((m) => (JSON.parse(m[2]!.replaceAll('\\"', '"')) as Record<string, number>)[name] ?? 0)).toFixed(0)} ms (${starts.length} ${modes})`;
+      };
+      console.log(`${''.padEnd(10)} daemon mount phase: 9p ${phase(ninep, 'mount')}, disks ${phase(block, 'mount')}; total: 9p ${phase(ninep, 'total')}, disks ${phase(block, 'total')}`);
     } finally {
       await Promise.all([ninep.stop(), block.stop()]);
     }
