@@ -26,6 +26,7 @@ import { PREMOUNT_BASE, placeholderDisks, sparseCopy } from './disks.js';
 import { QemuVm } from './process.js';
 import { loadState, saveState } from './migration.js';
 import { QmpClient } from './qmp.js';
+import { OWNER_FILE, privateDir, sweepOrphanedMemDirs } from './template-mem.js';
 
 export interface Template extends TemplateInfo {
   key: string;
@@ -59,8 +60,6 @@ const TEMPLATE_CLOCK_ATTEMPTS = 3;
 /** Thrown inside a build whose guest ticks: the build is discarded and booted again. */
 class TickingGuest extends Error {}
 
-/** Names the template directory a /dev/shm RAM directory belongs to (for sweeping stale ones). */
-const OWNER_FILE = 'owner';
 
 export class TemplateStore {
   private inflight = new Map<string, Promise<Template>>();
@@ -294,53 +293,6 @@ export class TemplateStore {
 /** What a shape's pre-mounted upper adds to its template key: the blank's name (its size and format), if any. */
 function premountKey(shape: GuestShape): string[] {
   return shape.premountUpper && layoutFor(shape).disks ? [path.basename(shape.premountUpper)] : [];
-}
-
-/**
- * RAM directories in /dev/shm whose template directory is gone (a data root
- * deleted with its daemon stopped, say): they would hold hundreds of MiB of
- * shared memory forever. Only directories of this user, named by an owner file.
- */
-function sweepOrphanedMemDirs(logger: Logger): void {
-  const uid = process.getuid?.() ?? 0;
-  for (const name of fs.readdirSync('/dev/shm').filter((n) => n.startsWith('hyperbox-'))) {
-    const dir = path.join('/dev/shm', name);
-    try {
-      const st = fs.lstatSync(dir);
-      if (!st.isDirectory() || st.uid !== uid) continue;
-      const owner = fs.readFileSync(path.join(dir, OWNER_FILE), 'utf8');
-      if (fs.existsSync(owner)) continue;
-      fs.rmSync(dir, { recursive: true, force: true });
-      logger.info(`removed ${dir}: its template directory ${owner} is gone`);
-    } catch {
-      // no owner file (made by an older hyperbox, or being made now): left alone
-    }
-  }
-}
-
-/**
- * DIR as a directory only this process's user can use, made now (exclusively)
- * or checked: every clone maps the RAM image kept there, so a directory another
- * local user made first (at this predictable /dev/shm path) or can write is
- * refused, never used.
- */
-function privateDir(dir: string): void {
-  try {
-    fs.mkdirSync(dir, { mode: 0o700 });
-    return;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-  }
-  const st = fs.lstatSync(dir);
-  const uid = process.getuid?.() ?? 0;
-  if (st.isDirectory() && !st.isSymbolicLink() && st.uid === uid && (st.mode & 0o077) !== 0) {
-    // Ours, made by an older hyperbox with a looser mode: tighten it.
-    fs.chmodSync(dir, 0o700);
-    return;
-  }
-  if (!st.isDirectory() || st.isSymbolicLink() || st.uid !== uid || (st.mode & 0o077) !== 0) {
-    throw new Error(`template memory directory ${dir} is not private (owner uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)}): refusing to keep guest memory there`);
-  }
 }
 
 /**
