@@ -6,10 +6,6 @@
  * driver; the 9p rows pin `--storage-driver overlay`), cloned, from the warm pool
  * and cold-booted, and with a named volume (cloned and from the warm pool).
  * Usage: node dist/bench/start.js [runs=10]
- *        node dist/bench/start.js storage [runs=20]: block roots against 9p roots
- *        only, cloned and from the warm pool, the two daemons running side by side
- *        and their starts interleaved (A, B, A, B...), so the load of a shared
- *        machine falls on both alike.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -17,8 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { busyboxTar, TestDaemon, until } from '../test/helpers/daemon.js';
 
-const storageOnly = process.argv[2] === 'storage';
-const runs = Number(process.argv[storageOnly ? 3 : 2] ?? (storageOnly ? 20 : 10));
+const runs = Number(process.argv[2] ?? 10);
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -199,51 +194,4 @@ async function memoryBench(): Promise<void> {
   }
 }
 
-/** Block roots vs 9p roots, cloned and pooled, starts interleaved between two live daemons. */
-async function storageModes(): Promise<void> {
-  const pairs: Array<[string, string[]]> = [
-    ['clone', []],
-    ['warm pool', ['--pool-size', '2']],
-  ];
-  console.log(`bench/start storage: ${runs} interleaved starts each, median wall time of 'run --rm busybox true'`);
-  for (const [label, extra] of pairs) {
-    const ninep = new TestDaemon(['--storage-driver', 'overlay', ...extra]);
-    const block = new TestDaemon(['--storage-driver', 'block', ...extra]);
-    try {
-      for (const d of [ninep, block]) {
-        await d.start();
-        await d.importBusybox();
-        await d.run(['run', '--rm', 'busybox', 'true']); // warm-up
-      }
-      const times = new Map<TestDaemon, number[]>([[ninep, []], [block, []]]);
-      const logFrom = new Map([ninep, block].map((d) => [d, d.log.length]));
-      for (let i = 0; i < runs; i++) {
-        // Alternate which goes first, so neither always follows the other's teardown.
-        for (const d of i % 2 ? [block, ninep] : [ninep, block]) {
-          const t0 = performance.now();
-          const r = await d.run(['run', '--rm', 'busybox', 'true']);
-          if (r.code !== 0) throw new Error(`run failed: ${r.stderr}`);
-          times.get(d)!.push(performance.now() - t0);
-        }
-      }
-      const a = median(times.get(ninep)!);
-      const b = median(times.get(block)!);
-      const pct = (x: number) => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(1)} %`;
-      // Per pair: the block start against the 9p start next to it, whose median is less sensitive to a slow minute.
-      const paired = median(times.get(block)!.map((t, i) => t / times.get(ninep)![i]! - 1));
-      console.log(`${label.padEnd(10)} 9p root ${a.toFixed(0)} ms | root on disks ${b.toFixed(0)} ms | medians ${pct(b / a - 1)}, median of paired ratios ${pct(paired)}`);
-      // The daemon's own phases (its debug log): the mount phase is where the two kinds of root differ.
-      const phase = (d: TestDaemon, name: string) => {
-        const starts = [...d.log.slice(logFrom.get(d)).matchAll(/started \S+ in \d+ ms as (\w+) (\{.*\})/g)];
-        const modes = [...new Set(starts.map((m) => m[1]))].join('/');
-        return `${median(starts.map((m) => (JSON.parse(m[2]!.replaceAll('\\"', '"')) as Record<string, number>)[name] ?? 0)).toFixed(0)} ms (${starts.length} ${modes})`;
-      };
-      console.log(`${''.padEnd(10)} daemon mount phase: 9p ${phase(ninep, 'mount')}, disks ${phase(block, 'mount')}; total: 9p ${phase(ninep, 'total')}, disks ${phase(block, 'total')}`);
-    } finally {
-      await Promise.all([ninep.stop(), block.stop()]);
-    }
-  }
-}
-
-if (storageOnly) await storageModes();
-else await main();
+await main();

@@ -85,6 +85,15 @@ describe('docker ps --filter as dockerd', () => {
     assert.match(bad.stderr, /invalid filter 'status=sleeping'/);
   });
 
+  it("hyperbox's own CLI sends the same filters (-f, --filter, repeatable)", async () => {
+    const r = await d.run(['ps', '-a', '-f', 'label=tier=web', '--filter', 'status=exited', '--format', '{{.Names}}']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.split('\n').filter(Boolean), ['f-b']);
+    const bad = await d.run(['ps', '--filter', 'status']);
+    assert.equal(bad.code, 125);
+    assert.match(bad.stderr, /expected name=value/);
+  });
+
   it('exited (exit code, stopped containers that ran)', async () => {
     assert.deepEqual(await ps(['exited=3']), ['f-b']);
     assert.deepEqual(await ps(['exited=3'], false), [], 'as with dockerd, exited does not imply -a');

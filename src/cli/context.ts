@@ -91,6 +91,18 @@ export function parseLabels(flags: string[] | undefined): Record<string, string>
 export function collect(value: string, prev: string[] = []): string[] {
   return [...prev, value];
 }
+
+/** `--filter key=value` flags as Docker's `filters` query parameter ({"key":["value",...]}). */
+export function filtersParam(flags: string[] = []): string | undefined {
+  if (!flags.length) return undefined;
+  const filters: Record<string, string[]> = {};
+  for (const f of flags) {
+    const eq = f.indexOf('=');
+    if (eq <= 0) throw new ExitError(125, `bad format of filter (expected name=value): ${f}`);
+    (filters[f.slice(0, eq)] ??= []).push(f.slice(eq + 1));
+  }
+  return JSON.stringify(filters);
+}
 export function ago(unixSeconds: number): string {
   const s = Math.max(0, Date.now() / 1000 - unixSeconds);
   if (s < 60) return `${Math.round(s)} seconds ago`;

@@ -10,7 +10,7 @@ import type { Command } from 'commander';
 import { DockerIgnore } from '../../build/dockerignore.js';
 import { registryConfigHeader } from '../auth-store.js';
 import { packTree } from '../../images/archive/tree.js';
-import { type Act, parseLabels, stream } from '../context.js';
+import { type Act, parseLabels, stream, collect } from '../context.js';
 import { ExitError } from '../exit-error.js';
 import { ProgressRenderer } from '../progress.js';
 import { readJsonMessages } from './archive.js';
@@ -27,7 +27,6 @@ interface BuildFlags {
   platform?: string;
 }
 
-const collect = (v: string, prev: string[]) => [...prev, v];
 
 /** --build-arg KEY=VALUE flags; a bare KEY takes its value from this environment (as docker's does). */
 function buildArgs(list: string[]): Record<string, string> {

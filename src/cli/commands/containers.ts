@@ -2,7 +2,7 @@
 import { Command, Option } from 'commander';
 import { monitorResize, pumpHijacked, rawTerminal, terminalSize } from '../attach.js';
 import { ApiError, Demuxer } from '../client.js';
-import { type Act, ago, api, apiClient, collect, forEach, stream, truncate } from '../context.js';
+import { type Act, ago, api, apiClient, collect, filtersParam, forEach, stream, truncate } from '../context.js';
 import { ExitError } from '../exit-error.js';
 import { renderTemplate, table } from '../format.js';
 import { createBody, type RunOptions } from './run-options.js';
@@ -120,8 +120,8 @@ interface Summary {
   State: string;
 }
 
-async function psCommand(o: { all?: boolean; quiet?: boolean; format?: string; noTrunc?: boolean }): Promise<number> {
-  const list = await api<Summary[]>('GET', '/containers/json', { query: { all: !!o.all } });
+async function psCommand(o: { all?: boolean; quiet?: boolean; format?: string; noTrunc?: boolean; filter?: string[] }): Promise<number> {
+  const list = await api<Summary[]>('GET', '/containers/json', { query: { all: !!o.all, filters: filtersParam(o.filter) } });
   if (o.quiet) {
     for (const c of list) process.stdout.write(`${o.noTrunc ? c.Id : c.Id.slice(0, 12)}\n`);
     return 0;
@@ -251,7 +251,8 @@ export function registerContainerCommands(program: Command, act: Act): void {
     .option('-q, --quiet', 'only display container IDs')
     .option('--no-trunc', "don't truncate output")
     .option('--format <template>', 'format output using a Go-style template')
-    .action(act(async (o: { all?: boolean; quiet?: boolean; format?: string; trunc?: boolean }) => psCommand({ ...o, noTrunc: o.trunc === false })));
+    .option('-f, --filter <key=value>', 'filter output (label, name, id, status, exited, ancestor, network, volume, publish, expose, since, before; repeatable)', collect, [])
+    .action(act(async (o: { all?: boolean; quiet?: boolean; format?: string; trunc?: boolean; filter: string[] }) => psCommand({ ...o, noTrunc: o.trunc === false })));
 
   program
     .command('logs')
