@@ -74,12 +74,19 @@ async function run(vm: Vm, script: string, root = 'c1', user = ''): Promise<{ co
   return { code: await code, out };
 }
 
-/** POWEROFF, then QEMU must exit by itself (-no-reboot). */
+/**
+ * POWEROFF, then the guest kernel must power down (its last words, "reboot:
+ * System halted", come after every disk was flushed). A microvm without ACPI
+ * halts rather than exits (QEMU waited for a 30 s timer before), so QEMU is
+ * ended here once the guest said so.
+ */
 async function powerOff(vm: Vm): Promise<void> {
   vm.conn.poweroff();
-  const timer = setTimeout(() => vm.qemu.kill('SIGKILL'), 30_000);
+  const deadline = Date.now() + 30_000;
+  const consoleFile = vmPaths(vm.runDir).console;
+  while (vm.qemu.exitCode === null && Date.now() < deadline && !/reboot: (Power down|System halted)/.test(fs.readFileSync(consoleFile, 'utf8'))) await new Promise((r) => setTimeout(r, 100));
+  vm.qemu.kill('SIGKILL');
   await vm.exited;
-  clearTimeout(timer);
   vm.conn.close();
 }
 
@@ -240,6 +247,48 @@ describe('agent: container root on virtio-blk disks (overlay of a read-only imag
       await powerOff(vm);
     }
     assertClean(upper);
+  });
+
+  it('an upper mounted ahead (PREMOUNT, a template\'s step) serves only a root that says PREMOUNTED; without one, PREMOUNTED mounts the disk', async (t) => {
+    const fresh = path.join(dir, 'fresh.ext4');
+    fs.writeFileSync(fresh, '');
+    fs.truncateSync(fresh, 128 << 20);
+    execFileSync('mkfs.ext4', ['-q', '-F', fresh]);
+    const disks = [
+      { id: 'lower', file: lower, serial: 'hb-lower', readonly: true },
+      { id: 'upper', file: fresh, serial: 'hb-upper' },
+    ];
+    const vm = await boot(path.join(dir, 'run3'), share, disks);
+    vms.push(vm);
+    try {
+      await assert.rejects(vm.conn.premountUpper('nope'), /nope: No such device/);
+      await vm.conn.premountUpper('hb-upper');
+      await assert.rejects(vm.conn.premountUpper('hb-upper'), /already mounted ahead/);
+      // A root whose disk is not the copy made for it must not get that mount.
+      await assert.rejects(vm.conn.mountRoot('', 'c1', undefined, [], { block: { lower: 'hb-lower', upper: 'hb-upper' } }), /mounted ahead for a new root/);
+      await vm.conn.mountRoot('', 'c1', undefined, [], { block: { lower: 'hb-lower', upper: 'hb-upper', premounted: true } });
+      const { code, out } = await run(vm, 'cat /from-lower; echo ahead > /from-upper');
+      t.diagnostic(out);
+      assert.equal(code, 0, `${out}\n${consoleLog(vm)}`);
+      assert.match(out, /^image content\n/);
+    } finally {
+      await powerOff(vm);
+    }
+    // The moved mount is the root's: unmounted clean at POWEROFF, the write in upper/.
+    assertClean(fresh);
+    assert.equal(execFileSync('debugfs', ['-R', 'cat /upper/from-upper', fresh], { stdio: ['ignore', 'pipe', 'ignore'] }).toString(), 'ahead\n');
+    // A cold boot has nothing mounted ahead: PREMOUNTED then mounts the disk as usual.
+    const cold = await boot(path.join(dir, 'run4'), share, disks);
+    vms.push(cold);
+    try {
+      await cold.conn.mountRoot('', 'c1', undefined, [], { block: { lower: 'hb-lower', upper: 'hb-upper', premounted: true } });
+      const { code, out } = await run(cold, 'cat /from-upper');
+      assert.equal(code, 0, `${out}\n${consoleLog(cold)}`);
+      assert.equal(out, 'ahead\n');
+    } finally {
+      await powerOff(cold);
+    }
+    assertClean(fresh);
   });
 });
 

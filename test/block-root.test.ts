@@ -75,6 +75,48 @@ describe('roots on block devices', () => {
     assert.equal(fs.existsSync(containerDir), false);
   });
 
+  it('starts new containers on their own copy of the template\'s pre-mounted disk; a restart (disk kept) and --storage-opt size take the usual path', async () => {
+    const bases = () => fs.readdirSync(d.templateDir).map((k) => path.join(d.templateDir, k, 'upper-base.img')).filter((f) => fs.existsSync(f));
+    const ids: string[] = [];
+    for (const who of ['first', 'second']) {
+      const r = await d.run(['run', '-d', 'busybox', 'sh', '-c', `echo ${who} > /own; exec sleep 1000`]);
+      assert.equal(r.code, 0, r.stderr);
+      ids.push(r.stdout.trim());
+    }
+    // The template directory is shared by the suite's daemons: every pre-mounted base in it.
+    const baseStats = () => bases().map((f) => [f, fs.statSync(f)] as const);
+    const before = baseStats();
+    assert.ok(before.length >= 1, 'a template with a pre-mounted upper');
+    for (const [f, st] of before) assert.equal(st.mode & 0o777, 0o400, `${f} is read-only`);
+    const disks = ids.map((id) => fs.statSync(path.join(d.dataRoot, 'data', 'containers', id, 'disk.ext4')));
+    for (const [i, id] of ids.entries()) {
+      assert.equal((await d.run(['inspect', '-f', '{{.HyperBox.Start.mode}}', id])).stdout.trim(), 'clone');
+      assert.equal((await d.run(['exec', id, 'cat', '/own'])).stdout, `${['first', 'second'][i]}\n`);
+      assert.equal(disks[i]!.mode & 0o777, 0o600);
+      assert.equal(disks[i]!.uid, 0);
+      for (const [, st] of before) assert.notEqual(disks[i]!.ino, st.ino);
+      // QEMU has the container's own disk open, and not the template's base.
+      const pid = Number((await d.run(['inspect', '-f', '{{.State.Pid}}', id])).stdout.trim());
+      const open = fs.readdirSync(`/proc/${pid}/fd`).map((fd) => fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
+      assert.ok(open.includes(path.join(d.dataRoot, 'data', 'containers', id, 'disk.ext4')), open.join('\n'));
+      assert.ok(!open.some((f) => f.includes('upper-base')), open.join('\n'));
+    }
+    assert.notEqual(disks[0]!.ino, disks[1]!.ino, 'each container has its own disk file');
+    // Stopped and started again: the disk exists, so no pre-mounted upper; each keeps its own data.
+    for (const [i, id] of ids.entries()) {
+      assert.equal((await d.run(['stop', '-t', '0', id])).code, 0);
+      assert.equal((await d.run(['start', id])).code, 0);
+      assert.equal((await d.run(['exec', id, 'sh', '-c', 'cat /own; ls /'])).stdout.split('\n')[0], ['first', 'second'][i]);
+    }
+    const unchanged = (st: fs.Stats) => [st.mtimeMs, st.ctimeMs, st.size, st.blocks];
+    for (const [f, st] of before) assert.deepEqual(unchanged(fs.statSync(f)), unchanged(st), `${f} was never written`);
+    // Another size than the default's: a disk of that size (df sees the upper's filesystem).
+    const small = await d.run(['run', '--rm', '--storage-opt', 'size=64M', 'busybox', 'sh', '-c', "df -k / | awk 'NR==2 {print $2}'"]);
+    assert.equal(small.code, 0, small.stderr);
+    assert.ok(Number(small.stdout) > 40_000 && Number(small.stdout) < 66_000, small.stdout);
+    for (const id of ids) await d.run(['rm', '-f', id]);
+  });
+
   it('binds volumes and host directories over 9p, and --read-only makes the root read-only', async () => {
     const host = fs.mkdtempSync('/tmp/hb-blk-bind-');
     fs.writeFileSync(path.join(host, 'hello'), 'from the host\n');
@@ -272,9 +314,15 @@ describe('roots on block devices from the warm pool', () => {
         assert.match(ro[5] ?? '', /^ro(,|$)/);
       }
       await until('pool refilled', ready, 120_000);
+      // A restart keeps its disk: not for the pool of new containers (a pre-mounted copy of a blank
+      // disk) but for the one of the placeholder template, which the first such start fills.
+      const mode = () => p.run(['inspect', '-f', '{{.HyperBox.Start.mode}}', id]).then((r) => r.stdout.trim());
       assert.equal((await p.run(['restart', '-t', '0', id])).code, 0);
-      assert.equal((await p.run(['inspect', '-f', '{{.HyperBox.Start.mode}}', id])).stdout.trim(), 'pool', 'the restart took the refilled pool VM');
-      assert.equal((await p.run(['exec', id, 'cat', '/state'])).stdout, 'pooled\npooled\n', 'the disk it got is the container\'s own');
+      assert.equal(await mode(), 'clone');
+      await until('the restart pool filled', async () => /^Warm Pool: 2 ready of 1$/m.test((await p.run(['info'])).stdout), 120_000);
+      assert.equal((await p.run(['restart', '-t', '0', id])).code, 0);
+      assert.equal(await mode(), 'pool', 'the second restart took a pool VM');
+      assert.equal((await p.run(['exec', id, 'cat', '/state'])).stdout, 'pooled\npooled\npooled\n', 'the disk it got is the container\'s own');
       assert.equal((await p.run(['rm', '-f', id])).code, 0);
     } finally {
       await p.stop();

@@ -80,7 +80,9 @@ void close_root_namespaces(void); /* at poweroff: every root's namespace let go 
 
 /* blk.c: an overlay of the disks with serials LOWER (read-only image) and UPPER
  * (writable ext4) at ROOT. 0, or an errno with MSG set (nothing left mounted). */
-int blk_mount_root(const char *name, const char *root, const char *lower, const char *upper, int discard_on_exit, char *msg, size_t cap);
+int blk_mount_root(const char *name, const char *root, const char *lower, const char *upper, int discard_on_exit, int premounted, char *msg, size_t cap);
+/* MOUNT_ROOT with T_PREMOUNT: mounts the ext4 of disk UPPER ahead, with upper/ and work/, synced. 0 or an errno. */
+int blk_premount(const char *upper, char *msg, size_t cap);
 void blk_unmount_root(const char *name); /* everything under /c/NAME, the overlay and both disks */
 int blk_is_root(const char *name);
 void blk_sync_root(const char *name); /* syncfs of its upper disk (a no-op for other roots) */

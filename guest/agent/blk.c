@@ -10,6 +10,12 @@
  * upper at /run/blk/NAME/disk (upper/ and work/ are created there on the first
  * start; a restart finds them), and an overlayfs of both at /c/NAME.
  *
+ * A template of the block shape may mount a blank upper ahead (MOUNT_ROOT with
+ * T_PREMOUNT, blk_premount): its clones each resume on their own copy of that
+ * disk with the ext4 mounted, and a root's MOUNT_ROOT with T_PREMOUNTED moves
+ * it under the root's name instead of mounting the disk (ext4 mount and the
+ * creation of upper/ and work/: 45-65 ms of guest CPU under TCG).
+ *
  * At POWEROFF every process is killed and every block root unmounted (the
  * ext4 upper remounted read-only if it cannot be), so the disk the host keeps
  * is clean. */
@@ -49,6 +55,10 @@ static struct { char name[80], lower[32], upper[32]; int discard; } blk_roots[MA
 #define MAX_DISKS 32
 static struct { char dev[17], serial[24]; } disks[MAX_DISKS];
 static int ndisks;
+
+/* The upper mounted ahead (blk_premount): its device ("" if none). */
+#define PREMOUNT_DIR "/run/blk/.premount"
+static char premount_dev[17];
 
 /* Drops the cached pages of /dev/DEV. 0 or an errno. */
 static int flush_dev(const char *dev) {
@@ -146,7 +156,50 @@ static void blk_unmount(const char *name) {
   if (is_mount_point(path) && umount2(path, 0) < 0) (void)umount2(path, MNT_DETACH);
 }
 
-int blk_mount_root(const char *name, const char *root, const char *lower, const char *upper, int discard_on_exit, char *msg, size_t cap) {
+int blk_premount(const char *upper, char *msg, size_t cap) {
+  int i = find_serial(upper), e;
+  if (i < 0) {
+    snprintf(msg, cap, "block device %s: %s", upper, strerror(-i));
+    return -i;
+  }
+  if (*premount_dev) { snprintf(msg, cap, "an upper disk is already mounted ahead"); return EBUSY; }
+  if (mkdir_p(PREMOUNT_DIR, 0700) < 0) { e = errno; snprintf(msg, cap, "mkdir %s: %s", PREMOUNT_DIR, strerror(e)); return e; }
+  (void)chmod("/run/blk", 0700);
+  char src[32];
+  snprintf(src, sizeof src, "/dev/%s", disks[i].dev);
+  if ((e = flush_dev(disks[i].dev))) { snprintf(msg, cap, "flush %s: %s", src, strerror(e)); return e; }
+  if (mount(src, PREMOUNT_DIR, "ext4", 0, NULL) < 0) {
+    e = errno;
+    snprintf(msg, cap, "mount upper %s (%s): %s", upper, src, strerror(e));
+    return e;
+  }
+  static const char *const subs[] = {"upper", "work"};
+  for (int k = 0; k < 2; k++) {
+    char p[64];
+    snprintf(p, sizeof p, PREMOUNT_DIR "/%s", subs[k]);
+    if (mkdir(p, 0755) < 0 && errno != EEXIST) {
+      e = errno;
+      snprintf(msg, cap, "upper disk %s: %s: %s", upper, subs[k], strerror(e));
+      (void)umount2(PREMOUNT_DIR, 0);
+      return e;
+    }
+  }
+  /* Nothing dirty when the host snapshots the template: every clone's copy of
+   * the disk is the file as it is now. */
+  int fd = open(PREMOUNT_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0 || syncfs(fd) < 0) {
+    e = errno;
+    if (fd >= 0) close(fd);
+    snprintf(msg, cap, "syncfs %s: %s", PREMOUNT_DIR, strerror(e));
+    (void)umount2(PREMOUNT_DIR, 0);
+    return e;
+  }
+  close(fd);
+  snprintf(premount_dev, sizeof premount_dev, "%s", disks[i].dev);
+  return 0;
+}
+
+int blk_mount_root(const char *name, const char *root, const char *lower, const char *upper, int discard_on_exit, int premounted, char *msg, size_t cap) {
   char ldev[32], udev[32], base[160], ldir[192], ddir[192], opts[640];
   int slot = -1, e;
   for (int i = 0; i < MAX_BLK_ROOTS; i++)
@@ -174,7 +227,13 @@ int blk_mount_root(const char *name, const char *root, const char *lower, const 
     }
   }
   if (slot < 0) { snprintf(msg, cap, "too many block roots"); return ENOSPC; }
-  if ((e = flush_dev(ldev)) || (e = flush_dev(udev))) {
+  /* The upper mounted ahead serves only a root that says its disk is the copy
+   * made for it (T_PREMOUNTED); any other root on that device would see a
+   * filesystem that is not its disk's. Without one (a cold boot, a clone of a
+   * template without it), the disk is mounted as usual. */
+  int ahead = *premount_dev && !strcmp(premount_dev, udev);
+  if (ahead && !premounted) { snprintf(msg, cap, "block device %s is mounted ahead for a new root", upper); return EBUSY; }
+  if ((e = flush_dev(ldev)) || (!ahead && (e = flush_dev(udev)))) {
     snprintf(msg, cap, "flush block device: %s", strerror(e));
     return e;
   }
@@ -198,12 +257,13 @@ int blk_mount_root(const char *name, const char *root, const char *lower, const 
     }
   }
   snprintf(src, sizeof src, "/dev/%s", udev);
-  if (mount(src, ddir, "ext4", 0, NULL) < 0) {
+  if (ahead ? mount(PREMOUNT_DIR, ddir, NULL, MS_MOVE, NULL) < 0 : mount(src, ddir, "ext4", 0, NULL) < 0) {
     e = errno;
     snprintf(msg, cap, "mount upper %s (%s): %s", upper, src, strerror(e));
     (void)umount2(ldir, 0);
     return e;
   }
+  if (ahead) premount_dev[0] = 0; /* moved: it is this root's now */
   /* The records the cleanup below (and POWEROFF) go by. */
   snprintf(blk_roots[slot].name, sizeof blk_roots[slot].name, "%s", name);
   snprintf(blk_roots[slot].lower, sizeof blk_roots[slot].lower, "%s", ldev);
@@ -261,6 +321,7 @@ void shutdown_roots(void) {
   int any = 0;
   for (int i = 0; i < MAX_BLK_ROOTS; i++) any |= *blk_roots[i].name != 0;
   sync();
+  if (*premount_dev) { (void)umount2(PREMOUNT_DIR, 0); premount_dev[0] = 0; any = 1; }
   if (!any) return; /* 9p roots: the host holds their data */
   /* Nothing may hold a file of a disk open: every process goes (the agent,
    * PID 1, is spared by kill(-1)), and the namespaces of isolated roots,

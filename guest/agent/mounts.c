@@ -199,6 +199,11 @@ void handle_mount_root(const uint8_t *p, size_t n) {
     send_result(EINVAL, msg);
     return;
   }
+  if (m.premount) {
+    int e = blk_premount(m.upper, msg, sizeof msg);
+    send_result(e, e ? msg : NULL);
+    return;
+  }
   int block = *m.lower != 0;
   snprintf(root, sizeof root, ROOTS "/%s", m.name);
   mkdir_p(root, 0755); /* a failure shows in the mount below */
@@ -219,7 +224,7 @@ void handle_mount_root(const uint8_t *p, size_t n) {
     return;
   }
   if (block) {
-    int e = blk_mount_root(m.name, root, m.lower, m.upper, m.discard_on_exit, msg, sizeof msg);
+    int e = blk_mount_root(m.name, root, m.lower, m.upper, m.discard_on_exit, m.premounted, msg, sizeof msg);
     if (e) { send_result(e, msg); return; }
   } else if (*m.sub) {
     char src[512];

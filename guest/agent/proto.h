@@ -51,6 +51,8 @@ enum hb_tag {
   T_CPU_MAX = 45, T_CPU_WEIGHT = 46, T_PIDS_MAX = 47, /* HB_LIMITS */
   T_SYSCTL = 48, T_MASK_PATH = 49, T_RO_PATH = 50, T_SECCOMP = 51, T_NO_NEW_PRIVS = 52, /* HB_START */
   T_DISCARD_ON_EXIT = 53, /* HB_MOUNT_ROOT: a block root's disk is deleted after its main process exits (no sync then) */
+  T_PREMOUNT = 54,   /* HB_MOUNT_ROOT with T_BLOCK_UPPER alone (a template): mount that disk's ext4 ahead, no root */
+  T_PREMOUNTED = 55, /* HB_MOUNT_ROOT of a block root: its upper disk may be the one mounted ahead (T_PREMOUNT) */
   T_GROUP_ADD = 60, /* HB_START: an extra group of the process (name in the root's /etc/group, or a number) */
 };
 

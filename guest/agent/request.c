@@ -134,6 +134,8 @@ int parse_mount_root(const uint8_t *p, size_t n, struct mount_req *m) {
     if (tag == T_ISOLATE && len == 4) m->isolate = be32(d) != 0;
     if (tag == T_READONLY && len == 4) m->readonly = be32(d) != 0;
     if (tag == T_DISCARD_ON_EXIT && len == 4) m->discard_on_exit = be32(d) != 0;
+    if (tag == T_PREMOUNT && len == 4) m->premount = be32(d) != 0;
+    if (tag == T_PREMOUNTED && len == 4) m->premounted = be32(d) != 0;
     if (tag == T_TAG) (void)field_str(d, len, m->tag, sizeof m->tag);   /* too long: stays invalid */
     if (tag == T_NAME) (void)field_str(d, len, m->name, sizeof m->name);
     if (tag == T_SUBDIR) (void)field_str(d, len, m->sub, sizeof m->sub);
@@ -146,7 +148,17 @@ int parse_mount_root(const uint8_t *p, size_t n, struct mount_req *m) {
       m->nbinds++;
     }
   }
+  if (m->premount) {
+    /* a template's upper, mounted ahead: the serial alone */
+    if (*m->lower || !valid_serial(m->upper) || m->nbinds || *m->sub || *m->tag || m->premounted) {
+      m->why = "premount takes an upper serial alone";
+      return -1;
+    }
+    m->why = NULL;
+    return 0;
+  }
   int block = *m->lower || *m->upper;
+  if (m->premounted && !block) { m->why = "premounted without a block root"; return -1; }
   if (block && (!valid_serial(m->lower) || !valid_serial(m->upper) || !strcmp(m->lower, m->upper))) {
     m->why = "bad block serials (both lower and upper, distinct, names of at most 20 bytes)";
     return -1;

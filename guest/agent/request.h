@@ -43,6 +43,8 @@ struct mount_req {
   int isolate;
   int readonly;   /* T_READONLY: the root remounted read-only once prepared */
   int discard_on_exit; /* T_DISCARD_ON_EXIT: a block root's disk is not synced when its main process exits */
+  int premount;   /* T_PREMOUNT: only mount the upper disk ahead (a template), no root */
+  int premounted; /* T_PREMOUNTED: the upper may be the disk mounted ahead */
   /* T_BLOCK_LOWER / T_BLOCK_UPPER: virtio-blk serials ("" if absent) */
   char lower[64], upper[64];
   /* T_BIND fields, sorted by depth of DEST (parents first; stable) */

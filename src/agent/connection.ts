@@ -43,9 +43,11 @@ export interface MountOptions {
    * with serial `upper` (QEMU's `serial=`; names of at most 20 characters). The
    * 9p TAG is then needed only for `binds` (pass '' otherwise). `discardOnExit`:
    * the host deletes the writable disk once the main process exits (`run --rm`),
-   * so the agent does not sync it before reporting that exit.
+   * so the agent does not sync it before reporting that exit. `premounted`: the
+   * writable disk is a copy of the one the VM's template mounted ahead, which the
+   * agent then moves under the root instead of mounting the disk.
    */
-  block?: { lower: string; upper: string; discardOnExit?: boolean };
+  block?: { lower: string; upper: string; discardOnExit?: boolean; premounted?: boolean };
   /** Binds of the 9p share TAG's `source` (one name under it) at `dest` (an absolute
    * path inside the root), nosuid,nodev, read-only if `readonly`. A pod's root (subdir)
    * or a block root only; at most 64. */
@@ -195,6 +197,11 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
     return this.checkedRequest(MsgType.Configure, fields);
   }
 
+  /** A template's step: the agent mounts the ext4 of the disk with serial UPPER ahead (upper/ and work/ made, synced). */
+  premountUpper(upper: string): Promise<void> {
+    return this.checkedRequest(MsgType.MountRoot, [[Tag.Name, 'premount'], [Tag.BlockUpper, upper], [Tag.Premount, 1]]);
+  }
+
   /** Mounts the 9p share TAG as container root NAME (or its SUBDIR, for pool VMs),
    * or (`opts.block`) an overlay of two virtio-blk disks. */
   mountRoot(tag: string, name: string, subdir?: string, tmpfs: string[] = [], opts: MountOptions = {}): Promise<void> {
@@ -204,6 +211,7 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
     if (subdir) fields.push([Tag.Subdir, subdir]);
     if (opts.block) fields.push([Tag.BlockLower, opts.block.lower], [Tag.BlockUpper, opts.block.upper]);
     if (opts.block?.discardOnExit) fields.push([Tag.DiscardOnExit, 1]);
+    if (opts.block?.premounted) fields.push([Tag.Premounted, 1]);
     if ((opts.binds?.length ?? 0) > MAX_BINDS) return Promise.reject(new Error(`at most ${MAX_BINDS} binds per root`));
     for (const b of opts.binds ?? []) {
       if (/[\t\n\0]/.test(b.source + b.dest)) return Promise.reject(new Error(`bad bind ${JSON.stringify(b)}`));

@@ -88,6 +88,10 @@ export const Tag = {
   Seccomp: 51,
   NoNewPrivs: 52,
   DiscardOnExit: 53,
+  /** MOUNT_ROOT of a template: mount the upper disk's ext4 ahead (BLOCK_UPPER alone). */
+  Premount: 54,
+  /** MOUNT_ROOT of a block root whose upper disk is a copy of the one mounted ahead. */
+  Premounted: 55,
   GroupAdd: 60,
 } as const;
 

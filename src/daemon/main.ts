@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { createDockerApiServer, listenTcp, listenUnix, type TlsFiles } from '../api/docker/server.js';
 import { createLogger, parseLogLevel, type Logger, type LogLevel } from '../common/logger.js';
 import { defaultConfigFile, defaultDataRoot, defaultHost, parseHost, type DaemonAddress } from '../common/paths.js';
+import { DEFAULT_DISK_BYTES } from '../images/blockfs.js';
 import { Engine } from '../engine/engine.js';
 import { chooseAccelerator, createDriver, locateGuestAssets, parseAccel } from '../vm/index.js';
 
@@ -223,11 +224,16 @@ async function run(argv: string[]): Promise<void> {
   await engine.recover();
   // The default shape's template is made ahead of time, off the start path (with the
   // disks of a root on block devices under --storage-driver block: new containers' shape).
+  // Under the block driver that is a template whose guest has a blank upper disk mounted ahead (a new container's default disk).
   if (clone) {
-    const shape = { assets, accel: accel.accel, memoryMiB: defaultMemoryMiB, cpus: 1, ...(storageDriver === 'block' ? { root: 'disks' as const } : {}) };
-    void driver.templates
-      .ensure(shape)
-      .then(() => driver.fillPool(shape))
+    const base = { assets, accel: accel.accel, memoryMiB: defaultMemoryMiB, cpus: 1 };
+    void (storageDriver === 'block' ? engine.blocks.ensureBlank(DEFAULT_DISK_BYTES).then((blank) => ({ ...base, root: 'disks' as const, premountUpper: blank })) : Promise.resolve(base))
+      .then(async (shape) => {
+        await driver.templates.ensure(shape);
+        driver.fillPool(shape);
+        // Then the one for restarted containers (their disk exists): a placeholder upper, made ahead as well.
+        if ('premountUpper' in shape) await driver.templates.ensure({ ...shape, premountUpper: undefined });
+      })
       .catch((err: Error) => logger.warn(`template: ${err.message}`));
   }
   const serverInfo = { defaultMemoryMiB, version: VERSION, accel: accel.accel, accelReason: accel.reason, dataRoot, qemuVersion: driver.version, liveRestore, insecureRegistries };

@@ -12,9 +12,9 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { invalid } from '../common/errors.js';
 import { isMountPoint } from '../common/mounts.js';
-import { allocatedBytes, containerDiskPath } from '../images/blockfs.js';
+import { allocatedBytes, containerDiskPath, DEFAULT_DISK_BYTES } from '../images/blockfs.js';
 import { HOST_SIDE_FLAGS } from '../images/rootfs.js';
-import type { RootDisks } from '../vm/index.js';
+import type { GuestShape, RootDisks, WarmVm } from '../vm/index.js';
 import type { Container } from './container.js';
 import type { EngineContext } from './context.js';
 import { diskBytesOf } from './create-spec.js';
@@ -30,6 +30,11 @@ export interface DiskRoot {
   /** tmpfs mounts, as "/path[:opts]". */
   tmpfs: string[];
   readonly: boolean;
+  /**
+   * A new container's disk of the default size, not made yet: provideFreshDisk
+   * makes it (the blank ext4 it would be a copy of).
+   */
+  fresh?: { blank: string; bytes: number };
 }
 
 /** Whether C's root lives on disks (recorded at create: a container keeps the storage it was made with). */
@@ -44,7 +49,11 @@ export async function prepareDiskRoot(ctx: EngineContext, c: Container): Promise
   const image = ctx.store.resolve(c.record.ImageId);
   const imageDir = await ctx.rootfs.imageRootfs(image);
   const lower = await ctx.blocks.ensureImageFs(image);
-  const upper = await ctx.blocks.ensureContainerDisk(c.dir, c.record.DiskBytes ?? diskBytesOf(c.record.HostConfig));
+  const bytes = c.record.DiskBytes ?? diskBytesOf(c.record.HostConfig);
+  const upper = containerDiskPath(c.dir);
+  // A new disk of the default size waits for its VM (provideFreshDisk); any other is made (or found) now.
+  const fresh = bytes === DEFAULT_DISK_BYTES && !fs.existsSync(upper) ? { blank: await ctx.blocks.ensureBlank(bytes), bytes } : undefined;
+  if (!fresh) await ctx.blocks.ensureContainerDisk(c.dir, bytes);
   releaseDiskRoot(c);
   const binds: DiskRoot['binds'] = [];
   const tmpfs: string[] = [];
@@ -73,7 +82,50 @@ export async function prepareDiskRoot(ctx: EngineContext, c: Container): Promise
     binds,
     tmpfs,
     readonly: !!c.record.HostConfig.ReadonlyRootfs,
+    fresh,
   };
+}
+
+/**
+ * Makes a new container's disk (ROOT.fresh) and picks the shape of its VM.
+ * With clones (TAKE given): a copy of the upper disk that the template of
+ * SHAPE with a pre-mounted upper has mounted, the pool VM's own copy if one
+ * is ready (TAKE), so the VM resumes with its ext4 mounted; that shape is then
+ * the VM's. Else (no clones, or that failed) a copy of the blank, and SHAPE
+ * as it is. Returns the shape and the pool VM taken for it, if any.
+ */
+export async function provideFreshDisk(
+  ctx: EngineContext,
+  c: Container,
+  root: DiskRoot,
+  shape: GuestShape,
+  take?: (shape: GuestShape) => WarmVm | undefined,
+): Promise<{ shape: GuestShape; warm?: WarmVm }> {
+  const fresh = root.fresh;
+  if (!fresh) return { shape, warm: take?.(shape) };
+  root.fresh = undefined;
+  const dest = root.disks.upper;
+  if (take) {
+    const premounted = { ...shape, premountUpper: fresh.blank };
+    const warm = take(premounted);
+    try {
+      if (warm?.upperDisk) {
+        fs.linkSync(warm.upperDisk.file, dest); // the pool VM's disk becomes the container's
+        root.disks.premountedFrom = warm.upperDisk.premountedFrom;
+        return { shape: premounted, warm };
+      }
+      warm?.discard(); // not one with a pre-mounted disk: cannot serve this start
+      root.disks.premountedFrom = await ctx.driver.copyPremountedUpper(premounted, dest);
+      return { shape: premounted };
+    } catch (err) {
+      ctx.logger.warn(`container ${c.id.slice(0, 12)}: no pre-mounted disk (${(err as Error).message}); a blank one instead`);
+      warm?.discard();
+      root.disks.premountedFrom = undefined;
+      fs.rmSync(dest, { force: true }); // it did not exist before this start (fresh)
+    }
+  }
+  await ctx.blocks.ensureContainerDisk(c.dir, fresh.bytes);
+  return { shape, warm: take?.(shape) };
 }
 
 /** Bytes the container's writable disk takes on the host (allocated, not its apparent size). */

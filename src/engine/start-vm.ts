@@ -15,7 +15,8 @@ import type { EngineContext } from './context.js';
 import { extraHostLines, parseLink, processEnv } from './create-spec.js';
 import type { Pod } from './pods.js';
 import { allocatePorts, networkModeOf } from './ports.js';
-import { onDisks, prepareDiskRoot, releaseDiskRoot, type DiskRoot } from './disk-root.js';
+import { onDisks, prepareDiskRoot, provideFreshDisk, releaseDiskRoot, type DiskRoot } from './disk-root.js';
+import type { GuestShape, WarmVm } from '../vm/index.js';
 import { mountVolumes, restoreRootWritable, unmountVolumes } from './storage.js';
 
 /** Unmounts a container's volumes and binds from its root (after its VM is gone or going). */
@@ -82,12 +83,19 @@ export async function startContainerVm(
     return { sandbox: attached.sandbox.memberView(() => c.main?.signal(9)), root: attached.root, pod };
   }
   const useClone = ctx.opts.clone && c.record.Config.Labels[NO_CLONE_LABEL] === undefined;
-  const shape = {
+  let shape: GuestShape = {
     ...ctx.guestShape(hc.Memory ? Math.max(128, Math.ceil(hc.Memory / 1048576) + 64) : undefined, Math.max(1, Math.ceil(hc.NanoCpus / 1e9))),
     ...(disks ? { root: disks.shareDir ? ('disks+share' as const) : ('disks' as const) } : {}),
   };
   const builtinNet = { forwards, restrict: netMode === 'none' };
-  const warmVm = useClone ? takeWarmFor(ctx.driver, shape, bridge ? 'bridge' : builtinNet) : undefined;
+  const take = useClone ? (s: GuestShape) => takeWarmFor(ctx.driver, s, bridge ? 'bridge' : builtinNet) : undefined;
+  let warmVm: WarmVm | undefined;
+  if (disks) {
+    // A new container's disk: a copy of its template's pre-mounted one if it can (the shape says so).
+    const t = performance.now();
+    ({ shape, warm: warmVm } = await provideFreshDisk(ctx, c, disks, shape, take).catch(fail));
+    phases.rootfs = (phases.rootfs ?? 0) + Math.round(performance.now() - t);
+  } else warmVm = take?.(shape);
   const options = {
     driver: ctx.driver,
     runDir: path.join(ctx.runRoot, c.id.slice(0, 12)),

@@ -367,6 +367,11 @@ export class BlockStorage {
     return ensureErofs(dir, { rootfs, key });
   }
 
+  /** The blank ext4 of BYTES (see ensureBlankExt4). */
+  ensureBlank(bytes: number): Promise<string> {
+    return ensureBlankExt4(this.blankDir, bytes);
+  }
+
   /** The container's writable disk of BYTES (see ensureContainerDisk). */
   ensureContainerDisk(containerDir: string, bytes: number): Promise<string> {
     return ensureContainerDisk(containerDir, bytes, this.blankDir);

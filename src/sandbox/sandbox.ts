@@ -294,7 +294,9 @@ function diskFields(layout: DeviceLayout, disks: NonNullable<SandboxOptions['dis
     if (!disk) throw internal(`the device layout has no ${role} disk`);
     return disk.serial;
   };
-  return { block: { lower: serial('lower'), upper: serial('upper'), discardOnExit: disks.discardOnExit }, binds: disks.binds, readonly: disks.readonly };
+  // A copy of the template's pre-mounted upper: the agent takes the mount it has (a cold boot has none, and mounts the disk).
+  const premounted = !!disks.files.premountedFrom;
+  return { block: { lower: serial('lower'), upper: serial('upper'), discardOnExit: disks.discardOnExit, premounted }, binds: disks.binds, readonly: disks.readonly };
 }
 
 /** Waits for the agent's hello, or for the VM to die trying. */

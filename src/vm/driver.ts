@@ -23,6 +23,14 @@ export interface GuestShape {
    * container's writable one), with or without a 9p share for host binds.
    */
   root?: 'share' | 'disks' | 'disks+share';
+  /**
+   * A shape with disks only: a blank ext4 file whose copy the template boots
+   * with as its upper disk, mounted ahead by its agent before the snapshot.
+   * Its clones and pool VMs then resume with their own copy of the template's
+   * disk already mounted; such a VM serves only a new container whose disk is
+   * that copy (see VmDriver.copyPremountedUpper).
+   */
+  premountUpper?: string;
 }
 
 /**
@@ -146,6 +154,8 @@ export interface LaunchRequest {
 export interface RootDisks {
   lower: string;
   upper: string;
+  /** The key of the template whose pre-mounted upper disk UPPER is a copy of (shapes with `premountUpper`). */
+  premountedFrom?: string;
 }
 
 /** A pre-started clone from the warm pool, paused, with an empty share. */
@@ -162,6 +172,12 @@ export interface WarmVm {
    * behind its disks, before it resumes. Fails if QEMU cannot reach them.
    */
   attachDisks?(disks: RootDisks): Promise<void>;
+  /**
+   * A pool VM of a shape with `premountUpper`: its own upper disk file, a copy
+   * of its template's, mounted in the guest already. The container's disk must
+   * be this file (a hard link to it), and attachDisks then swaps the lower only.
+   */
+  upperDisk?: { file: string; premountedFrom: string };
 }
 
 /** Makes a TAP for a pool VM (not on any bridge yet) and deletes it when asked. */
@@ -207,6 +223,12 @@ export interface VmDriver {
    * is discarded), or the built-in network when there is none.
    */
   setPoolNet(provider: PoolNetProvider | undefined): void;
+  /**
+   * For a shape with `premountUpper`: writes DEST (mode 0600, new) as a copy
+   * of the upper disk its template mounted ahead (the template is made first
+   * if missing); returns the template's key, for RootDisks.premountedFrom.
+   */
+  copyPremountedUpper(shape: GuestShape, dest: string): Promise<string>;
   /** Starts warm pool VMs for a shape (no-op without a pool). */
   fillPool(shape: GuestShape): void;
   /** Warm-pool VMs kept per shape, and how many are ready now. */

@@ -159,15 +159,20 @@ describe('agent protocol', () => {
       block: { lower: 'l', upper: 'u' },
       binds: [{ source: 'v0', dest: '/data' }, { source: 'v1', dest: '/data/ro', readonly: true }],
     });
+    await conn.mountRoot('', 'c3', undefined, [], { block: { lower: 'hb-lower', upper: 'hb-upper', premounted: true } });
+    await conn.premountUpper('hb-upper');
     await assert.rejects(conn.mountRoot('t', 'c3', undefined, [], { binds: [{ source: 'a\tb', dest: '/x' }] }), /bad bind/);
     await assert.rejects(conn.mountRoot('t', 'c3', undefined, [], { binds: Array.from({ length: 65 }, () => ({ source: 'a', dest: '/x' })) }), /at most 64/);
     conn.close();
     server.close();
-    const fields = (f: Frame) => decodeTlv(f.payload).map(([t, d]) => [t, t === Tag.Isolate || t === Tag.ReadOnly || t === Tag.DiscardOnExit ? d.readUInt32BE(0) : d.toString()]);
-    assert.equal(seen.length, 3);
+    const fields = (f: Frame) => decodeTlv(f.payload).map(([t, d]) => [t, ([Tag.Isolate, Tag.ReadOnly, Tag.DiscardOnExit, Tag.Premount, Tag.Premounted] as number[]).includes(t) ? d.readUInt32BE(0) : d.toString()]);
+    assert.equal(seen.length, 5);
     assert.deepEqual(fields(seen[0]!), [[Tag.MountTag, 'hbroot0'], [Tag.Name, 'root'], [Tag.Subdir, 'sub'], [Tag.Isolate, 1], [Tag.Tmpfs, '/tmp'], [Tag.ExtraHost, '10.0.0.1 db']]);
     assert.deepEqual(fields(seen[1]!), [[Tag.Name, 'c1'], [Tag.BlockLower, 'hb-lower'], [Tag.BlockUpper, 'hb-upper'], [Tag.DiscardOnExit, 1], [Tag.ReadOnly, 1], [Tag.Tmpfs, '/run']]);
     assert.deepEqual(fields(seen[2]!), [[Tag.MountTag, 'hbvol0'], [Tag.Name, 'c2'], [Tag.BlockLower, 'l'], [Tag.BlockUpper, 'u'], [Tag.Bind, 'v0\t/data'], [Tag.Bind, 'v1\t/data/ro\tro']]);
+    // A root whose disk is a copy of the one mounted ahead, and the template's step itself.
+    assert.deepEqual(fields(seen[3]!), [[Tag.Name, 'c3'], [Tag.BlockLower, 'hb-lower'], [Tag.BlockUpper, 'hb-upper'], [Tag.Premounted, 1]]);
+    assert.deepEqual(fields(seen[4]!), [[Tag.Name, 'premount'], [Tag.BlockUpper, 'hb-upper'], [Tag.Premount, 1]]);
   });
 
   it('treats an unsolicited result as a protocol violation', async () => {

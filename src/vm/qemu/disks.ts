@@ -1,8 +1,11 @@
 /**
  * Disk files of a VM whose root is on block devices, on the QEMU side.
  */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import type { RootDisks } from '../driver.js';
 import type { QemuVm } from './process.js';
 import { QmpClient } from './qmp.js';
@@ -13,9 +16,9 @@ import { QmpClient } from './qmp.js';
  * and its filesystem never reaches past its own end. The agent drops the page
  * cache of a disk before mounting it (the template may have read the stand-in).
  */
-export function placeholderDisks(dir: string): RootDisks {
-  const disks = { lower: path.join(dir, 'lower.img'), upper: path.join(dir, 'upper.img') };
-  for (const f of Object.values(disks)) {
+export function placeholderDisks(dir: string, upper?: string): RootDisks {
+  const disks: RootDisks = { lower: path.join(dir, 'lower.img'), upper: upper ?? path.join(dir, 'upper.img') };
+  for (const f of upper ? [disks.lower] : Object.values(disks)) {
     const fd = fs.openSync(f, 'w', 0o600);
     fs.ftruncateSync(fd, PLACEHOLDER_DISK_BYTES);
     fs.closeSync(fd);
@@ -36,10 +39,10 @@ const PLACEHOLDER_DISK_BYTES = 2 ** 40;
  * READONLYDIR, which the jail binds read-only (a link cannot leave that mount
  * either). The guest agent drops a disk's cached pages before it mounts it.
  */
-export async function swapDisks(vm: QemuVm, runDir: string, readOnlyDir: string, disks: RootDisks): Promise<void> {
+export async function swapDisks(vm: QemuVm, runDir: string, readOnlyDir: string, disks: RootDisks, keepUpper = false): Promise<void> {
   const qmp = await QmpClient.connect(vm.paths.qmp, 5000);
   try {
-    for (const role of ['lower', 'upper'] as const) {
+    for (const role of keepUpper ? (['lower'] as const) : (['lower', 'upper'] as const)) {
       const link = path.join(role === 'lower' ? readOnlyDir : runDir, `${role}.disk`);
       fs.rmSync(link, { force: true });
       fs.linkSync(disks[role], link);
@@ -50,5 +53,43 @@ export async function swapDisks(vm: QemuVm, runDir: string, readOnlyDir: string,
     }
   } finally {
     qmp.close();
+  }
+}
+
+const run = promisify(execFile);
+/** The pre-mounted upper disk in a template's directory, and the copy kept ready beside it. */
+export const PREMOUNT_BASE = 'upper-base.img';
+const spareOf = (base: string) => `${base}.spare`;
+let spareFill: Promise<unknown> | undefined;
+
+/**
+ * DEST (new, mode 0600) as a byte-for-byte copy of a template's pre-mounted
+ * upper disk BASE: the spare copy made ahead if one is ready (a rename), else
+ * a sparse copy (`cp`: reflinks where the filesystem can). The base itself is
+ * read-only (0400) and never given to a VM that runs.
+ */
+export async function copyPremountBase(base: string, dest: string): Promise<void> {
+  if (fs.existsSync(dest)) throw new Error(`${dest} exists already`);
+  const spare = spareOf(base);
+  try {
+    fs.renameSync(spare, dest); // one taker only: a second rename finds no spare
+  } catch {
+    await sparseCopy(base, dest);
+  }
+  fs.chmodSync(dest, 0o600);
+  spareFill ??= (fs.existsSync(spare) ? Promise.resolve() : sparseCopy(base, spare))
+    .catch(() => undefined)
+    .finally(() => (spareFill = undefined));
+}
+
+/** A sparse copy of SRC published as DEST, mode 0600 (a hard link: an existing DEST is kept, and this fails). */
+export async function sparseCopy(src: string, dest: string): Promise<void> {
+  const tmp = `${dest}.tmp-${randomBytes(4).toString('hex')}`;
+  try {
+    await run('cp', ['--reflink=auto', '--sparse=always', src, tmp]);
+    fs.chmodSync(tmp, 0o600);
+    fs.linkSync(tmp, dest);
+  } finally {
+    fs.rmSync(tmp, { force: true });
   }
 }

@@ -13,6 +13,7 @@ import { sweepEmptyCgroups } from './cgroup.js';
 import { jailUnavailable, releaseJail } from './jail.js';
 import { hostAddress, PASST } from './passt.js';
 import { ClonePool } from './pool.js';
+import { copyPremountBase } from './disks.js';
 import { findQemu, QemuVm } from './process.js';
 import { startClone, TemplateCorruptError, TemplateStore } from './template.js';
 
@@ -73,6 +74,13 @@ export class QemuDriver implements VmDriver {
       if (err instanceof TemplateCorruptError) this.templates.remove(template.key);
       throw err;
     }
+  }
+
+  async copyPremountedUpper(shape: GuestShape, dest: string): Promise<string> {
+    const template = await this.templates.ensure(shape);
+    if (!template.upperBase) throw new Error(`template ${template.key} has no pre-mounted upper disk`);
+    await copyPremountBase(template.upperBase, dest);
+    return template.key;
   }
 
   /**

@@ -14,9 +14,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../../common/logger.js';
 import { mountsUnder } from '../../common/mounts.js';
-import type { GuestShape, NetSpec, PoolNetProvider, WarmVm } from '../driver.js';
+import type { GuestShape, NetSpec, PoolNetProvider, RootDisks, WarmVm } from '../driver.js';
 import { layoutFor } from './args.js';
-import { placeholderDisks, swapDisks } from './disks.js';
+import { copyPremountBase, placeholderDisks, swapDisks } from './disks.js';
 import type { QemuVm } from './process.js';
 import { newRunId, startClone, type TemplateStore } from './template.js';
 
@@ -80,13 +80,20 @@ export class ClonePool {
       if (tap) provider!.remove(tap);
     };
     try {
-      // A root on disks: placeholders now, the container's disks when it is taken (swapDisks).
-      const disks = layoutFor(shape).disks ? placeholderDisks(runDir) : undefined;
+      // A root on disks: placeholders now, the container's disks when it is taken (swapDisks);
+      // with a pre-mounted upper, its own copy of the template's, which becomes the container's.
+      let upper: PoolMember['upperDisk'];
+      if (template.upperBase) {
+        upper = { file: path.join(runDir, 'upper.ext4'), premountedFrom: template.key };
+        await copyPremountBase(template.upperBase, upper.file);
+      }
+      const disks = layoutFor(shape).disks ? { ...placeholderDisks(runDir, upper?.file), premountedFrom: upper?.premountedFrom } : undefined;
       const readOnlyDir = disks ? path.join(runDir, 'ro') : undefined;
       if (readOnlyDir) fs.mkdirSync(readOnlyDir, { mode: 0o700 });
       const vm = await startClone(template, { runDir, rootPath: shareDir, paused: true, net, disks, readOnlyDir });
       const member: PoolMember = { vm, net, shareDir, templateKey: template.key, discard: () => (discardRunDir(vm, runDir), releaseTap()) };
-      if (disks && readOnlyDir) member.attachDisks = (real) => swapDisks(vm, runDir, readOnlyDir, real);
+      if (disks && readOnlyDir) member.attachDisks = (real) => attach(vm, runDir, readOnlyDir, real, upper);
+      member.upperDisk = upper;
       return member;
     } catch (err) {
       releaseTap();
@@ -120,6 +127,19 @@ export class ClonePool {
   get readyCount(): number {
     return [...this.ready.values()].reduce((n, l) => n + l.length, 0);
   }
+}
+
+/**
+ * Puts a container's disks behind a pool VM's: both, or with a pre-mounted
+ * upper only the lower, once the container's upper is checked to be that VM's
+ * own file (a hard link to it) and not some other disk.
+ */
+async function attach(vm: QemuVm, runDir: string, readOnlyDir: string, real: RootDisks, upper: PoolMember['upperDisk']): Promise<void> {
+  if (upper) {
+    const [a, b] = [fs.statSync(real.upper), fs.statSync(upper.file)];
+    if (a.ino !== b.ino || a.dev !== b.dev || real.premountedFrom !== upper.premountedFrom) throw new Error("the container's disk is not the pool VM's pre-mounted one");
+  }
+  await swapDisks(vm, runDir, readOnlyDir, real, !!upper);
 }
 
 /**

@@ -22,10 +22,11 @@ import type { GuestAssets } from '../assets.js';
 import type { Accel, GuestShape, NetSpec, RootDisks, TemplateInfo } from '../driver.js';
 import { layoutFor } from './args.js';
 import { probeGuestClock, type GuestClock } from './guest-clock.js';
-import { placeholderDisks } from './disks.js';
+import { PREMOUNT_BASE, placeholderDisks, sparseCopy } from './disks.js';
 import { QemuVm } from './process.js';
 import { loadState, saveState } from './migration.js';
 import { QmpClient } from './qmp.js';
+import { OWNER_FILE, privateDir, sweepOrphanedMemDirs } from './template-mem.js';
 
 export interface Template extends TemplateInfo {
   key: string;
@@ -35,6 +36,8 @@ export interface Template extends TemplateInfo {
   shape: GuestShape;
   created: string;
   bootMs: number;
+  /** The upper disk its guest has mounted (shapes with `premountUpper`): read-only, copied per clone. */
+  upperBase?: string;
 }
 
 interface TemplateMeta {
@@ -57,8 +60,6 @@ const TEMPLATE_CLOCK_ATTEMPTS = 3;
 /** Thrown inside a build whose guest ticks: the build is discarded and booted again. */
 class TickingGuest extends Error {}
 
-/** Names the template directory a /dev/shm RAM directory belongs to (for sweeping stale ones). */
-const OWNER_FILE = 'owner';
 
 export class TemplateStore {
   private inflight = new Map<string, Promise<Template>>();
@@ -108,7 +109,7 @@ export class TemplateStore {
 
   keyOf(shape: GuestShape): string {
     return createHash('sha256')
-      .update(JSON.stringify([layoutFor(shape), shape.assets.fingerprint, this.qemuVersion, shape.accel, shape.memoryMiB, shape.cpus]))
+      .update(JSON.stringify([layoutFor(shape), shape.assets.fingerprint, this.qemuVersion, shape.accel, shape.memoryMiB, shape.cpus, ...premountKey(shape)]))
       .digest('hex')
       .slice(0, 16);
   }
@@ -158,7 +159,8 @@ export class TemplateStore {
   ensure(shape: GuestShape): Promise<Template> {
     const key = this.keyOf(shape);
     const meta = this.readMeta(key);
-    if (meta && fs.existsSync(meta.memFile) && fs.existsSync(path.join(this.dir, key, 'state'))) {
+    const complete = (f: string) => fs.existsSync(path.join(this.dir, key, f));
+    if (meta && fs.existsSync(meta.memFile) && complete('state') && (!premountKey(shape).length || complete(PREMOUNT_BASE))) {
       return Promise.resolve(this.toTemplate(meta, shape));
     }
     let p = this.inflight.get(key);
@@ -171,7 +173,8 @@ export class TemplateStore {
 
   private toTemplate(meta: TemplateMeta, shape: GuestShape): Template {
     const dir = path.join(this.dir, meta.key);
-    return { key: meta.key, dir, memFile: meta.memFile, stateFile: path.join(dir, 'state'), shape, accel: shape.accel, memoryMiB: shape.memoryMiB, cpus: shape.cpus, created: meta.created, bootMs: meta.bootMs };
+    const upperBase = premountKey(shape).length ? path.join(dir, PREMOUNT_BASE) : undefined;
+    return { key: meta.key, dir, memFile: meta.memFile, stateFile: path.join(dir, 'state'), shape, accel: shape.accel, memoryMiB: shape.memoryMiB, cpus: shape.cpus, created: meta.created, bootMs: meta.bootMs, upperBase };
   }
 
   /**
@@ -208,12 +211,15 @@ export class TemplateStore {
     const memFile = path.join(this.memDir, `${build}.mem`);
     const t0 = Date.now();
     const layout = layoutFor(shape);
+    // A pre-mounted upper: the template's own copy of the blank, which its guest mounts below.
+    const upperBase = premountKey(shape).length ? path.join(dir, PREMOUNT_BASE) : undefined;
+    if (upperBase) await sparseCopy(shape.premountUpper!, upperBase);
     const vm = QemuVm.launch({
       runDir,
       shape,
       sharePaths: layout.shares.length ? [placeholder] : [],
       memoryFile: { path: memFile, shared: true },
-      disks: layout.disks?.length ? placeholderDisks(dir) : undefined,
+      disks: layout.disks?.length ? placeholderDisks(dir, upperBase) : undefined,
     });
     this.building.add(vm);
     try {
@@ -222,6 +228,9 @@ export class TemplateStore {
       const qmp = await QmpClient.connect(vm.paths.qmp);
       const clock = await probeGuestClock(qmp, shape.cpus, vm.paths.console);
       if (!clock.tickless) this.judgeTicking(key, clock, attempt);
+      // Mounted (and synced) now, so the snapshot's memory and the disk file agree; the file
+      // is never written again (read-only below), each clone gets a copy of it.
+      if (upperBase) await agent.premountUpper(layout.disks!.find((d) => d.role === 'upper')!.serial);
       await qmp.execute('stop');
       await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
       const tmp = path.join(dir, 'state.tmp');
@@ -230,6 +239,7 @@ export class TemplateStore {
       await qmp.execute('quit').catch(() => undefined);
       qmp.close();
       await vm.waitExit();
+      if (upperBase) fs.chmodSync(upperBase, 0o400);
       fs.renameSync(tmp, path.join(dir, 'state'));
       const meta: TemplateMeta = {
         key,
@@ -280,51 +290,9 @@ export class TemplateStore {
   }
 }
 
-/**
- * RAM directories in /dev/shm whose template directory is gone (a data root
- * deleted with its daemon stopped, say): they would hold hundreds of MiB of
- * shared memory forever. Only directories of this user, named by an owner file.
- */
-function sweepOrphanedMemDirs(logger: Logger): void {
-  const uid = process.getuid?.() ?? 0;
-  for (const name of fs.readdirSync('/dev/shm').filter((n) => n.startsWith('hyperbox-'))) {
-    const dir = path.join('/dev/shm', name);
-    try {
-      const st = fs.lstatSync(dir);
-      if (!st.isDirectory() || st.uid !== uid) continue;
-      const owner = fs.readFileSync(path.join(dir, OWNER_FILE), 'utf8');
-      if (fs.existsSync(owner)) continue;
-      fs.rmSync(dir, { recursive: true, force: true });
-      logger.info(`removed ${dir}: its template directory ${owner} is gone`);
-    } catch {
-      // no owner file (made by an older hyperbox, or being made now): left alone
-    }
-  }
-}
-
-/**
- * DIR as a directory only this process's user can use, made now (exclusively)
- * or checked: every clone maps the RAM image kept there, so a directory another
- * local user made first (at this predictable /dev/shm path) or can write is
- * refused, never used.
- */
-function privateDir(dir: string): void {
-  try {
-    fs.mkdirSync(dir, { mode: 0o700 });
-    return;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-  }
-  const st = fs.lstatSync(dir);
-  const uid = process.getuid?.() ?? 0;
-  if (st.isDirectory() && !st.isSymbolicLink() && st.uid === uid && (st.mode & 0o077) !== 0) {
-    // Ours, made by an older hyperbox with a looser mode: tighten it.
-    fs.chmodSync(dir, 0o700);
-    return;
-  }
-  if (!st.isDirectory() || st.isSymbolicLink() || st.uid !== uid || (st.mode & 0o077) !== 0) {
-    throw new Error(`template memory directory ${dir} is not private (owner uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)}): refusing to keep guest memory there`);
-  }
+/** What a shape's pre-mounted upper adds to its template key: the blank's name (its size and format), if any. */
+function premountKey(shape: GuestShape): string[] {
+  return shape.premountUpper && layoutFor(shape).disks ? [path.basename(shape.premountUpper)] : [];
 }
 
 /**
@@ -337,6 +305,10 @@ export async function startClone(
   opts: { runDir: string; rootPath: string; paused?: boolean; net?: NetSpec; disks?: RootDisks; readOnlyDir?: string },
 ): Promise<QemuVm> {
   checkStateFile(template);
+  // A template's pre-mounted upper is in its memory: a clone's upper disk must be a copy of exactly that file.
+  if (!!template.upperBase !== !!opts.disks?.premountedFrom || (template.upperBase && opts.disks?.premountedFrom !== template.key)) {
+    throw new Error(`the upper disk is not a copy of template ${template.key}'s pre-mounted one`);
+  }
   // Templates and clones have the same device line; a template's share was a placeholder.
   const vm = QemuVm.launch({
     runDir: opts.runDir,
