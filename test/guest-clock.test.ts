@@ -66,7 +66,9 @@ describe('template clock check', () => {
   it('rebuilds a template whose guest would tick, and keeps one after bounded attempts with a warning', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hb-tick-'));
     // Boots 1-3 (default shape) tick: kept anyway after 3. Boot 4 (a second shape) ticks, boot 5 does not.
-    const d = new TestDaemon(['--accel', 'tcg'], tickingQemu(dir, 4), { ownTemplates: true });
+    // 9p roots: one template at start (under the block driver the daemon makes two, and
+    // which one boots first would decide the counts below).
+    const d = new TestDaemon(['--accel', 'tcg', '--storage-driver', 'overlay'], tickingQemu(dir, 4), { ownTemplates: true });
     const clocksource = async (extra: string[]) => {
       const r = await d.run(['run', '--rm', ...extra, 'busybox', 'cat', '/sys/devices/system/clocksource/clocksource0/current_clocksource'], { timeoutMs: 180_000 });
       assert.equal(r.code, 0, r.stderr);

@@ -71,7 +71,11 @@ static void fuzz_mount_root(const uint8_t *p, size_t n) {
   struct tmpfs_spec t;
   char spec[512], msg[256];
   int r;
-  if (parse_mount_root(p, n, &m) == 0) {
+  if (parse_mount_root(p, n, &m) == 0 && m.premount) {
+    /* a template's upper mounted ahead: the serial alone (NAME is not used) */
+    CHECK(m.why == NULL);
+    CHECK(!*m.lower && valid_name(m.upper) && strlen(m.upper) <= 20 && !m.nbinds && !*m.sub && !*m.tag && !m.premounted);
+  } else if (parse_mount_root(p, n, &m) == 0) {
     int block = *m.lower != 0;
     CHECK(m.why == NULL);
     CHECK(valid_name(m.name) && (block || valid_name(m.tag)));
