@@ -37,10 +37,12 @@ export class DiskStalls {
   ) {}
 
   /** QEMU stopped C's VM on write error E: C and those sharing its VM show as paused, with the reason. */
-  mark(c: Container, e: VmIoError): void {
+  mark(c: Container, e: VmIoError, announce = false): void {
     const why = e.nospace ? `the host filesystem of ${this.ctx.opts.dataRoot} is full` : `host I/O error (${e.reason || 'unknown'})`;
     const msg = `paused: its ${e.node === 'upper' ? 'writable disk' : `disk ${e.node}`} cannot be written: ${why}; free space and unpause it, or remove it`;
-    this.ctx.logger.warn(`container ${c.id.slice(0, 12)}: ${msg}`);
+    // Once per stall (and once per daemon that finds it): every retried write that fails
+    // again brings another BLOCK_IO_ERROR.
+    if (announce || c.record.State.Error !== msg) this.ctx.logger.warn(`container ${c.id.slice(0, 12)}: ${msg}`);
     for (const m of this.host.sharingVm(c)) {
       m.record.State.Error = msg;
       if (!m.record.State.Paused) {
@@ -62,7 +64,7 @@ export class DiskStalls {
     stalled.vm.once('exit', (_code, signal) => {
       if (c.stalled === stalled) this.host.exited(c, 137, stalled.stopRequested ? '' : `VM exited unexpectedly${signal ? ` (${signal})` : ''}`);
     });
-    this.mark(c, stalled.ioError);
+    this.mark(c, stalled.ioError, true);
   }
 
   /** `unpause` of a container paused by a failed write (stalled or not): resumes it, or says why it cannot. */
