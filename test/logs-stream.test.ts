@@ -89,19 +89,26 @@ describe('container logs at volume', () => {
     assert.ok(all.last.length > 0 && LINE.startsWith(all.last), 'the last line, maybe cut short by the kill');
     assert.ok(all.bytes > 40 * MiB, `docker logs gave ${all.bytes} bytes`);
     assert.ok(all.lines > all.bytes / (LINE.length + 1) - 2, `${all.lines} lines in ${all.bytes} bytes`);
-    // Memory: a second full read, measured. The first one grew V8's young generation
-    // to its steady size (up to ~3 x 16 MiB of garbage space, whatever the log's size),
-    // so what the second read adds is what reading holds on to.
-    resetPeak(pid);
-    const before = memory(pid);
-    const again = await countLogs(d, [id]);
-    assert.equal(again.bytes, all.bytes);
-    const after = memory(pid);
+    // Memory: three more full reads, measured. The first one grew V8's young generation
+    // to its steady size (up to ~3 x 16 MiB of garbage space, whatever the log's size);
+    // what a read adds beyond that is garbage not yet collected (it varies with when the
+    // GC runs) plus what reading holds on to, which every read would show: the least of
+    // three is the measure.
     const margin = 12;
+    const grew: Array<{ before: number; peak: number }> = [];
+    for (let i = 0; i < 3; i++) {
+      resetPeak(pid);
+      const before = memory(pid);
+      const again = await countLogs(d, [id]);
+      assert.equal(again.bytes, all.bytes);
+      grew.push({ before: before.rss, peak: memory(pid).hwm });
+    }
     assert.ok(size / MiB > 4 * margin, `the log (${Math.round(size / MiB)} MiB) is several times the margin`);
     assert.ok(firstPeak < size / MiB - margin, `the first read grew the daemon by ${firstPeak.toFixed(1)} MiB, about the log's size`);
-    console.log(`first read: daemon peak +${firstPeak.toFixed(1)} MiB; second: RSS ${before.rss.toFixed(1)} MiB before, peak ${after.hwm.toFixed(1)} MiB while reading a ${Math.round(size / MiB)} MiB log`);
-    assert.ok(after.hwm - before.rss < margin, `daemon peak RSS grew ${(after.hwm - before.rss).toFixed(1)} MiB (from ${before.rss.toFixed(1)}) reading a ${Math.round(size / MiB)} MiB log`);
+    const reads = grew.map((g) => `+${(g.peak - g.before).toFixed(1)} (from ${g.before.toFixed(1)})`).join(', ');
+    console.log(`reading a ${Math.round(size / MiB)} MiB log: daemon peak RSS first +${firstPeak.toFixed(1)} MiB, then ${reads}`);
+    const least = Math.min(...grew.map((g) => g.peak - g.before));
+    assert.ok(least < margin, `daemon peak RSS grew at least ${least.toFixed(1)} MiB on every read of a ${Math.round(size / MiB)} MiB log: ${reads}`);
 
     // The daemon stays responsive to others meanwhile.
     const echo = await docker(d, ['run', '--rm', 'busybox', 'echo', 'ok']);

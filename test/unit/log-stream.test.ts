@@ -6,6 +6,8 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { LogReader, readAllLines } from '../../src/engine/log-reader.js';
 import { cutChunk, HIGH_WATER, LogWriter, type LogRecord } from '../../src/engine/logs.js';
+import { muxFrame } from '../../src/api/docker/http.js';
+import { logFrames } from '../../src/api/docker/routes/logs.js';
 
 const dirs: string[] = [];
 after(() => {
@@ -198,5 +200,25 @@ describe('streaming log reader', () => {
     assert.equal(text(await drain(r)), 'one\n');
     r.close();
     w.close();
+  });
+});
+
+describe('log frames (the bytes of GET /containers/:id/logs)', () => {
+  const recs: LogRecord[] = [
+    { stream: 'stdout', time: '2026-12-02T08:00:00.000000001Z', data: Buffer.from('a\nbc\n') },
+    { stream: 'stderr', time: '2026-12-02T08:00:01.000000001Z', data: Buffer.alloc(0) },
+    { stream: 'stderr', time: '2026-12-02T08:00:02.000000001Z', data: Buffer.from('partial') },
+  ];
+  it('multiplexes a frame per record, or per line with timestamps, as muxFrame does', () => {
+    const plain = logFrames({ tty: false, timestamps: false }, recs);
+    assert.deepEqual(plain, Buffer.concat([muxFrame(1, recs[0]!.data), muxFrame(2, recs[2]!.data)]));
+    const stamped = logFrames({ tty: false, timestamps: true }, recs);
+    const line = (s: 1 | 2, r: LogRecord, text: string) => muxFrame(s, Buffer.from(`${r.time} ${text}`));
+    assert.deepEqual(stamped, Buffer.concat([line(1, recs[0]!, 'a\n'), line(1, recs[0]!, 'bc\n'), line(2, recs[2]!, 'partial')]));
+  });
+  it('gives a tty\'s output as it is', () => {
+    assert.equal(logFrames({ tty: true, timestamps: false }, recs).toString(), 'a\nbc\npartial');
+    assert.equal(logFrames({ tty: true, timestamps: true }, recs.slice(0, 1)).toString(), `${recs[0]!.time} a\n${recs[0]!.time} bc\n`);
+    assert.equal(logFrames({ tty: false, timestamps: false }, []).length, 0);
   });
 });

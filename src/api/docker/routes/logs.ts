@@ -11,7 +11,7 @@ import type { Container } from '../../../engine/container.js';
 import type { Engine } from '../../../engine/engine.js';
 import { LogReader } from '../../../engine/log-reader.js';
 import { splitLines, type LogRecord } from '../../../engine/logs.js';
-import { drained, MAX_CLIENT_BACKLOG, muxFrame, writeBounded, type ClientStream } from '../http.js';
+import { drained, MAX_CLIENT_BACKLOG, writeBounded, type ClientStream } from '../http.js';
 import type { RouteTable } from '../server.js';
 
 /** Bytes of frames gathered before one write to the client. */
@@ -22,19 +22,41 @@ interface LogFormat {
   timestamps: boolean;
 }
 
-function frame(fmt: LogFormat, stream: LogRecord['stream'], data: Buffer): Buffer {
-  return fmt.tty ? data : muxFrame(stream === 'stdout' ? 1 : 2, data);
+/** Docker's multiplexed-stream header for DATA (stream 1: stdout, 2: stderr). */
+function writeHeader(out: Buffer, at: number, stream: LogRecord['stream'], length: number): void {
+  out.writeUInt32BE(stream === 'stdout' ? 0x01000000 : 0x02000000, at);
+  out.writeUInt32BE(length, at + 4);
 }
 
-/** RECORDS as Docker sends them: a frame per line with timestamps, else a frame per record. */
+/**
+ * RECORDS as Docker sends them: a frame per line with timestamps, else a frame
+ * per record. Built in one buffer (no copy per frame): a streamed log's garbage
+ * is what keeps the daemon's memory up while a client reads it.
+ */
 export function logFrames(fmt: LogFormat, records: LogRecord[]): Buffer {
-  const out: Buffer[] = [];
+  const pieces: Array<{ stream: LogRecord['stream']; prefix: string; data: Buffer }> = [];
+  let size = 0;
   for (const rec of records) {
     if (!rec.data.length) continue;
-    if (!fmt.timestamps) out.push(frame(fmt, rec.stream, rec.data));
-    else for (const line of splitLines(rec.data)) out.push(frame(fmt, rec.stream, Buffer.concat([Buffer.from(`${rec.time} `), line])));
+    const lines = fmt.timestamps ? splitLines(rec.data) : [rec.data];
+    const prefix = fmt.timestamps ? `${rec.time} ` : '';
+    for (const data of lines) {
+      pieces.push({ stream: rec.stream, prefix, data });
+      size += (fmt.tty ? 0 : 8) + prefix.length + data.length;
+    }
   }
-  return out.length === 1 ? out[0]! : Buffer.concat(out);
+  if (fmt.tty && !fmt.timestamps && pieces.length === 1) return pieces[0]!.data; // as it is: no copy
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const { stream, prefix, data } of pieces) {
+    if (!fmt.tty) {
+      writeHeader(out, at, stream, prefix.length + data.length);
+      at += 8;
+    }
+    at += out.write(prefix, at, 'latin1');
+    at += data.copy(out, at);
+  }
+  return out;
 }
 
 /** Copies what READER has now to the client, a chunk at a time, waiting whenever the client is behind. */
