@@ -9,7 +9,7 @@
  * Usage: node dist/bench/start-ab.js pool [runs=20] [novol]   warm pool vs clone, roots on disks
  *        node dist/bench/start-ab.js storage [runs=20]        roots on disks vs 9p roots, cloned and pooled
  */
-import { TestDaemon, until } from '../test/helpers/daemon.js';
+import { TestDaemon } from '../test/helpers/daemon.js';
 
 interface Side {
   name: string;
@@ -31,7 +31,7 @@ function startsIn(log: string, from: number): Array<{ mode: string; phases: Reco
 
 /** Pools hold at least this many ready VMs (`info`), 0 for a daemon without one. */
 async function poolFull(d: TestDaemon, ready: number): Promise<void> {
-  if (ready) await until('the warm pool', async () => Number(/^Warm Pool: (\d+) ready/m.exec((await d.run(['info'])).stdout)?.[1]) >= ready, 180_000);
+  if (ready) await d.waitPool(ready, 180_000);
 }
 
 async function ab(runs: number, run: string[], a: Side, b: Side, poolReady: (s: Side) => number): Promise<void> {

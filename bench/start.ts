@@ -11,7 +11,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { busyboxTar, TestDaemon, until } from '../test/helpers/daemon.js';
+import { busyboxTar, TestDaemon } from '../test/helpers/daemon.js';
 
 const runs = Number(process.argv[2] ?? 10);
 
@@ -73,7 +73,7 @@ async function hyperboxMode(label: string, daemonArgs: string[], runArgs: string
   const run = ['run', '--rm', ...runArgs, 'busybox', 'true'];
   try {
     await d.run(run); // warm-up: image rootfs, caches, templates
-    if (poolReady) await until('warm pool', async () => Number(/^Warm Pool: (\d+) ready/m.exec((await d.run(['info'])).stdout)?.[1]) >= poolReady, 180_000);
+    if (poolReady) await d.waitPool(poolReady, 180_000);
     const skip = d.log.length;
     const times: number[] = [];
     for (let i = 0; i < runs; i++) {

@@ -298,8 +298,7 @@ describe('roots on block devices from the warm pool', () => {
     await p.start();
     try {
       await p.importBusybox();
-      const ready = async () => /^Warm Pool: 1 ready of 1$/m.test((await p.run(['info'])).stdout);
-      await until('pool ready', ready, 120_000);
+      await p.waitPool(1, 120_000);
       const id = (await p.run(['run', '-d', 'busybox', 'sh', '-c', 'echo pooled >> /state; exec sleep 1000'])).stdout.trim();
       assert.match(id, /^[0-9a-f]{64}$/);
       assert.equal((await p.run(['inspect', '-f', '{{.HyperBox.Start.mode}}', id])).stdout.trim(), 'pool');
@@ -313,13 +312,13 @@ describe('roots on block devices from the warm pool', () => {
         assert.ok(ro, 'the pool VM has a read-only directory in its jail');
         assert.match(ro[5] ?? '', /^ro(,|$)/);
       }
-      await until('pool refilled', ready, 120_000);
+      await p.waitPool(1, 120_000);
       // A restart keeps its disk: not for the pool of new containers (a pre-mounted copy of a blank
       // disk) but for the one of the placeholder template, which the first such start fills.
       const mode = () => p.run(['inspect', '-f', '{{.HyperBox.Start.mode}}', id]).then((r) => r.stdout.trim());
       assert.equal((await p.run(['restart', '-t', '0', id])).code, 0);
       assert.equal(await mode(), 'clone');
-      await until('the restart pool filled', async () => /^Warm Pool: 2 ready of 1$/m.test((await p.run(['info'])).stdout), 120_000);
+      await p.waitPool(2, 120_000);
       assert.equal((await p.run(['restart', '-t', '0', id])).code, 0);
       assert.equal(await mode(), 'pool', 'the second restart took a pool VM');
       assert.equal((await p.run(['exec', id, 'cat', '/state'])).stdout, 'pooled\npooled\npooled\n', 'the disk it got is the container\'s own');

@@ -101,16 +101,16 @@ describe('instant clone', () => {
     await p.start();
     try {
       await p.importBusybox();
-      const ready = async () => /^Warm Pool: 1 ready of 1$/m.test((await p.run(['info'])).stdout);
       for (let i = 0; i < 2; i++) {
-        await until('pool ready', ready);
+        await p.waitPool(1);
         const id = (await p.run(['run', '-d', 'busybox', 'sh', '-c', 'echo from-pool; sleep 1000'])).stdout.trim();
         assert.equal((await p.run(['inspect', '-f', '{{.HyperBox.Start.mode}}', id])).stdout.trim(), 'pool');
         await until('output', async () => (await p.run(['logs', id])).stdout === 'from-pool\n');
         assert.equal((await p.run(['exec', id, 'cat', '/etc/hostname'])).stdout, `${id.slice(0, 12)}\n`);
         assert.equal((await p.run(['rm', '-f', id])).code, 0);
       }
-      await until('pool refilled', ready);
+      await p.waitPool(1);
+      assert.match((await p.run(['info'])).stdout, /^Warm Pool: 1 ready of 1 \(1 per shape, 1 shape\)$/m);
       if (process.getuid?.() === 0) {
         // As root the pool VMs have TAPs: they serve bridge networks and published ports too.
         const hostPort = await freePort();
@@ -120,7 +120,7 @@ describe('instant clone', () => {
         assert.equal((await p.run(['inspect', '-f', '{{.HyperBox.Start.mode}}', id])).stdout.trim(), 'pool');
         assert.equal(await until('the page', () => fetchText(`http://127.0.0.1:${hostPort}/`).catch(() => undefined), 20_000), 'pooled-web\n');
         assert.equal((await p.run(['rm', '-f', id])).code, 0);
-        await until('pool refilled', ready);
+        await p.waitPool(1);
       }
     } finally {
       await p.stop();

@@ -113,9 +113,7 @@ describe('volumes', () => {
     try {
       await p.importBusybox();
       // A cold boot under TCG on a loaded 2-core machine can take a while; the daemon's log says why if it never comes.
-      await until('pool ready', async () => /^Warm Pool: 1 ready of 1$/m.test((await p.run(['info'])).stdout), 150_000).catch((err: Error) => {
-        throw new Error(`${err.message}\n--- daemon log tail\n${p.log.split('\n').slice(-30).join('\n')}`);
-      });
+      await p.waitPool(1);
       const id = (await p.run(['run', '-d', '-v', `${share}:/mnt`, 'busybox', 'sh', '-c', 'cat /mnt/f; cat /proc/net/route | wc -l; echo w > /mnt/back; sleep 1000'])).stdout.trim();
       assert.equal((await p.run(['inspect', '-f', '{{.HyperBox.Start.mode}}', id])).stdout.trim(), 'pool');
       await until('output', async () => (await p.run(['logs', id])).stdout === 'seen by the pool VM\n3\n');
@@ -146,9 +144,8 @@ describe('volumes', () => {
       // The first start with binds finds that pool empty (a clone) and makes it fill.
       const first = await p.run(['run', '--rm', '-v', 'pooled:/data', 'busybox', 'sh', '-c', 'echo from-the-clone > /data/v']);
       assert.equal(first.code, 0, first.stderr);
-      await until('both pools ready', async () => /^Warm Pool: 2 ready of 1$/m.test((await p.run(['info'])).stdout), 150_000).catch((err: Error) => {
-        throw new Error(`${err.message}\n--- daemon log tail\n${p.log.split('\n').slice(-30).join('\n')}`);
-      });
+      await p.waitPool(2);
+      assert.match((await p.run(['info'])).stdout, /^Warm Pool: 2 ready of 2 \(1 per shape, 2 shapes\)$/m);
       const script = [
         'cat /data/v /mnt/f /etc/hostfile; echo from-the-pool >> /data/v; echo back > /mnt/back',
         'echo x > /ro/no 2>/dev/null || echo ro-refused',

@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { invalid, notImplemented } from '../common/errors.js';
+import { invalid } from '../common/errors.js';
 import type { Engine } from '../engine/engine.js';
 import { familiarName, parseReference } from '../images/reference.js';
 import { BuildCache } from './cache.js';

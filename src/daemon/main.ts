@@ -2,7 +2,6 @@
  * `hyperboxd`: owns the VMs and state and serves the Docker Engine API on a
  * unix socket. Flags follow dockerd where they apply.
  */
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';

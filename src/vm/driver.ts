@@ -231,9 +231,10 @@ export interface VmDriver {
   copyPremountedUpper(shape: GuestShape, dest: string): Promise<string>;
   /** Starts warm pool VMs for a shape (no-op without a pool). */
   fillPool(shape: GuestShape): void;
-  /** Warm-pool VMs kept per shape, and how many are ready now. */
+  /** Warm-pool VMs kept per shape, how many are ready now (all shapes), and the shapes that have a pool. */
   readonly poolSize: number;
   readonly poolReady: number;
+  readonly poolShapes: number;
   /** Stops the warm pool. */
   drainPool(): Promise<void>;
   /** Daemon shutdown: the warm pool and template guests still booting are stopped. */

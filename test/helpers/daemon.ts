@@ -155,6 +155,18 @@ export class TestDaemon {
     if (r.code !== 0) throw new Error(`import failed: ${r.stderr}`);
   }
 
+  /** Warm-pool VMs ready now, of every shape (`info`). */
+  async poolReady(): Promise<number> {
+    return Number(/^Warm Pool: (\d+) ready/m.exec((await this.run(['info'])).stdout)?.[1] ?? 0);
+  }
+
+  /** Waits until READY warm-pool VMs are ready; a timeout says what the daemon logged last. */
+  async waitPool(ready: number, timeoutMs = 150_000): Promise<void> {
+    await waitFor(async () => (await this.poolReady()) >= ready, { what: `${ready} warm-pool VMs ready`, timeoutMs }).catch((err: Error) => {
+      throw new Error(`${err.message}\n--- daemon log tail\n${this.log.split('\n').slice(-30).join('\n')}`);
+    });
+  }
+
   /** Runs the hyperbox CLI against this daemon. */
   run(args: string[], opts: { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
     return new Promise((resolve, reject) => {

@@ -24,7 +24,6 @@ import {
   ensureContainerDisk,
   ensureErofs,
   imageFsKey,
-  removeContainerDisk,
 } from '../../src/images/blockfs.js';
 import type { Image } from '../../src/images/store.js';
 

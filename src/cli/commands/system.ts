@@ -5,6 +5,13 @@ import { renderTemplate } from '../format.js';
 
 export const CLIENT_VERSION = '0.1.0';
 
+/** `Warm Pool: 2 ready of 2 (1 per shape, 2 shapes)`: the pool size is per guest shape, and shapes fill on first need. */
+function warmPoolLine(h: { PoolSize: number; PoolReady: number; PoolShapes?: number }): string {
+  if (!h.PoolSize) return 'Warm Pool: off';
+  const shapes = h.PoolShapes ?? 1;
+  return `Warm Pool: ${h.PoolReady} ready of ${h.PoolSize * shapes} (${h.PoolSize} per shape, ${shapes} ${shapes === 1 ? 'shape' : 'shapes'})`;
+}
+
 export function registerSystemCommands(program: Command, act: Act): void {
   program
     .command('info')
@@ -12,7 +19,7 @@ export function registerSystemCommands(program: Command, act: Act): void {
     .option('-f, --format <template>', 'format output using a Go-style template')
     .action(
       act(async (o: { format?: string }) => {
-        const i = await api<Record<string, unknown> & { HyperBox: { Accelerator: string; AcceleratorReason: string; QemuVersion: string; Templates: number; PoolSize: number; PoolReady: number } }>('GET', '/info');
+        const i = await api<Record<string, unknown> & { HyperBox: { Accelerator: string; AcceleratorReason: string; QemuVersion: string; Templates: number; PoolSize: number; PoolReady: number; PoolShapes: number } }>('GET', '/info');
         if (o.format) {
           process.stdout.write(renderTemplate(o.format, i) + '\n');
           return 0;
@@ -25,7 +32,7 @@ export function registerSystemCommands(program: Command, act: Act): void {
           `Accelerator: ${i.HyperBox.Accelerator}`,
           `Accelerator Reason: ${i.HyperBox.AcceleratorReason}`,
           `Templates: ${i.HyperBox.Templates}`,
-          `Warm Pool: ${i.HyperBox.PoolReady} ready of ${i.HyperBox.PoolSize}`,
+          warmPoolLine(i.HyperBox),
           `Storage Driver: ${i.Driver}`,
           `Root Dir: ${i.DockerRootDir}`,
           `CPUs: ${i.NCPU}`,

@@ -109,6 +109,10 @@ export class QemuDriver implements VmDriver {
     return this.pool?.readyCount ?? 0;
   }
 
+  get poolShapes(): number {
+    return this.pool?.shapeCount ?? 0;
+  }
+
   async drainPool(): Promise<void> {
     await this.pool?.drain();
   }

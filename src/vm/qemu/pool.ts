@@ -127,6 +127,11 @@ export class ClonePool {
   get readyCount(): number {
     return [...this.ready.values()].reduce((n, l) => n + l.length, 0);
   }
+
+  /** Shapes with a pool: the default one from the start, others since a start first asked for one. */
+  get shapeCount(): number {
+    return new Set([...this.ready.keys(), ...this.filling.keys()]).size;
+  }
 }
 
 /**

@@ -95,6 +95,7 @@ export function systemRoutes(r: RouteTable, engine: Engine, info: ServerInfo): v
         Templates: engine.driver.templates.list().length,
         PoolSize: engine.driver.poolSize,
         PoolReady: engine.driver.poolReady,
+        PoolShapes: engine.driver.poolShapes,
       },
     });
   });
