@@ -32,11 +32,12 @@
  * and a container's disk is written only by its guest.
  */
 import { execFile } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { internal, invalid } from '../common/errors.js';
+import { copyViaSpare, publish, seal, temporaryName } from '../common/published-files.js';
 import type { Image } from './store.js';
 
 const run = promisify(execFile);
@@ -85,42 +86,6 @@ function toolError(what: string, err: unknown): Error {
   const e = err as { code?: string; stderr?: string; message?: string; path?: string };
   if (e.code === 'ENOENT') return internal(`${what}: ${e.path ?? 'a tool'} is not installed (apt-get install erofs-utils e2fsprogs)`);
   return internal(`${what}: ${String(e.stderr || e.message || err).trim()}`);
-}
-
-/**
- * Readies a finished temporary file for publishing: root-owned (if we are
- * root; a daemon run as another user keeps its own files), 0600, and on disk
- * (a crash after the rename must not leave a complete name over missing data).
- */
-function seal(file: string): void {
-  fs.chmodSync(file, 0o600);
-  if (process.getuid?.() === 0) fs.chownSync(file, 0, 0);
-  const fd = fs.openSync(file, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-/** Renames TMP to FINAL and makes the rename durable. */
-function publish(tmp: string, final: string): void {
-  fs.renameSync(tmp, final);
-  try {
-    const fd = fs.openSync(path.dirname(final), 'r');
-    try {
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-  } catch {
-    /* a directory that cannot be synced: the rename stands */
-  }
-}
-
-/** A temporary name beside FINAL, hidden, removed by sweepTemporaries once stale. */
-function temporaryName(final: string): string {
-  return path.join(path.dirname(final), `.${path.basename(final)}.tmp-${randomBytes(4).toString('hex')}`);
 }
 
 /** Temporary files of crashed builds in DIR whose final name matches FINAL, untouched for MAX_AGE_MS. */
@@ -256,35 +221,11 @@ export function ensureContainerDisk(containerDir: string, bytes: number, blankDi
     if (fs.existsSync(final)) return final;
     const blank = await ensureBlankExt4(blankDir, bytes);
     sweepTemporaries(containerDir, DISK_RE, 0);
-    try {
-      publish(`${blank}.spare`, final);
-    } catch {
-      // none ready (or another filesystem): a copy of our own
-      await copyBlank(blank, final).catch((err) => {
-        throw toolError("cannot create the container's writable disk", err);
-      });
-    }
-    const spare = `${blank}.spare`;
-    void spareCopies.run(spare, async () => (fs.existsSync(spare) ? spare : copyBlank(blank, spare))).catch(() => undefined);
+    await copyViaSpare(blank, final).catch((err) => {
+      throw toolError("cannot create the container's writable disk", err);
+    });
     return final;
   });
-}
-
-const spareCopies = new Once();
-
-/** A sparse copy of BLANK published as FINAL. */
-async function copyBlank(blank: string, final: string): Promise<string> {
-  const tmp = temporaryName(final);
-  try {
-    // --reflink=auto shares the blocks outright on btrfs/xfs; elsewhere a sparse copy.
-    await run('cp', ['--reflink=auto', '--sparse=always', blank, tmp]);
-    seal(tmp);
-    publish(tmp, final);
-  } catch (err) {
-    fs.rmSync(tmp, { force: true });
-    throw err;
-  }
-  return final;
 }
 
 /** Frees a container's writable disk (and a copy a crash left behind). */

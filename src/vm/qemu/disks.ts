@@ -1,11 +1,9 @@
 /**
  * Disk files of a VM whose root is on block devices, on the QEMU side.
  */
-import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
+import { copyViaSpare } from '../../common/published-files.js';
 import type { RootDisks } from '../driver.js';
 import type { QemuVm } from './process.js';
 import { QmpClient } from './qmp.js';
@@ -56,40 +54,15 @@ export async function swapDisks(vm: QemuVm, runDir: string, readOnlyDir: string,
   }
 }
 
-const run = promisify(execFile);
-/** The pre-mounted upper disk in a template's directory, and the copy kept ready beside it. */
+/** The pre-mounted upper disk in a template's directory (a spare copy is kept beside it). */
 export const PREMOUNT_BASE = 'upper-base.img';
-const spareOf = (base: string) => `${base}.spare`;
-let spareFill: Promise<unknown> | undefined;
 
 /**
  * DEST (new, mode 0600) as a byte-for-byte copy of a template's pre-mounted
- * upper disk BASE: the spare copy made ahead if one is ready (a rename), else
- * a sparse copy (`cp`: reflinks where the filesystem can). The base itself is
- * read-only (0400) and never given to a VM that runs.
+ * upper disk BASE (see copyViaSpare). The base itself is read-only (0400) and
+ * never given to a VM that runs.
  */
 export async function copyPremountBase(base: string, dest: string): Promise<void> {
   if (fs.existsSync(dest)) throw new Error(`${dest} exists already`);
-  const spare = spareOf(base);
-  try {
-    fs.renameSync(spare, dest); // one taker only: a second rename finds no spare
-  } catch {
-    await sparseCopy(base, dest);
-  }
-  fs.chmodSync(dest, 0o600);
-  spareFill ??= (fs.existsSync(spare) ? Promise.resolve() : sparseCopy(base, spare))
-    .catch(() => undefined)
-    .finally(() => (spareFill = undefined));
-}
-
-/** A sparse copy of SRC published as DEST, mode 0600 (a hard link: an existing DEST is kept, and this fails). */
-export async function sparseCopy(src: string, dest: string): Promise<void> {
-  const tmp = `${dest}.tmp-${randomBytes(4).toString('hex')}`;
-  try {
-    await run('cp', ['--reflink=auto', '--sparse=always', src, tmp]);
-    fs.chmodSync(tmp, 0o600);
-    fs.linkSync(tmp, dest);
-  } finally {
-    fs.rmSync(tmp, { force: true });
-  }
+  await copyViaSpare(base, dest);
 }
