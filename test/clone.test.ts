@@ -13,7 +13,14 @@ describe('instant clone', () => {
   before(async () => {
     // Its own template directory: these tests build, corrupt and replace templates.
     d = await startDaemonWithBusybox([], { ownTemplates: true });
-    assert.equal((await d.run(['template', 'create'])).code, 0);
+    // Every template this daemon's containers clone from (under the block driver: new and
+    // restarted containers' shapes), the same ones the daemon makes ahead at start.
+    const created = await d.run(['template', 'create']);
+    assert.equal(created.code, 0, created.stderr);
+    const keys = (s: string) => s.trim().split('\n').filter(Boolean).sort();
+    const block = /^Storage Driver: block$/m.test((await d.run(['info'])).stdout);
+    assert.equal(keys(created.stdout).length, block ? 2 : 1, created.stdout);
+    assert.deepEqual(keys((await d.run(['template', 'ls', '-q'])).stdout), keys(created.stdout));
   });
   after(async () => {
     await d?.stop();

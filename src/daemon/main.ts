@@ -10,7 +10,6 @@ import { z } from 'zod';
 import { createDockerApiServer, listenTcp, listenUnix, type TlsFiles } from '../api/docker/server.js';
 import { createLogger, parseLogLevel, type Logger, type LogLevel } from '../common/logger.js';
 import { defaultConfigFile, defaultDataRoot, defaultHost, parseHost, type DaemonAddress } from '../common/paths.js';
-import { DEFAULT_DISK_BYTES } from '../images/blockfs.js';
 import { Engine } from '../engine/engine.js';
 import { chooseAccelerator, createDriver, locateGuestAssets, parseAccel } from '../vm/index.js';
 
@@ -225,13 +224,12 @@ async function run(argv: string[]): Promise<void> {
   // disks of a root on block devices under --storage-driver block: new containers' shape).
   // Under the block driver that is a template whose guest has a blank upper disk mounted ahead (a new container's default disk).
   if (clone) {
-    const base = { assets, accel: accel.accel, memoryMiB: defaultMemoryMiB, cpus: 1 };
-    void (storageDriver === 'block' ? engine.blocks.ensureBlank(DEFAULT_DISK_BYTES).then((blank) => ({ ...base, root: 'disks' as const, premountUpper: blank })) : Promise.resolve(base))
-      .then(async (shape) => {
-        await driver.templates.ensure(shape);
-        driver.fillPool(shape);
-        // Then the one for restarted containers (their disk exists): a placeholder upper, made ahead as well.
-        if ('premountUpper' in shape) await driver.templates.ensure({ ...shape, premountUpper: undefined });
+    void engine
+      .templateShapes()
+      .then(async ([first, ...others]) => {
+        await driver.templates.ensure(first!);
+        driver.fillPool(first!); // the others' pools fill on first need
+        for (const shape of others) await driver.templates.ensure(shape);
       })
       .catch((err: Error) => logger.warn(`template: ${err.message}`));
   }

@@ -17,7 +17,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { BlockStorage } from '../images/blockfs.js';
+import { BlockStorage, DEFAULT_DISK_BYTES } from '../images/blockfs.js';
 import { RootfsBuilder } from '../images/rootfs.js';
 import { ContentStore, type Image } from '../images/store.js';
 import { locateGuestAssets, type GuestAssets, type GuestShape, type VmDriver } from '../vm/index.js';
@@ -185,6 +185,22 @@ export class Engine {
   /** The guest shape a container with this much memory and these vCPUs runs in. */
   guestShape(memoryMiB = this.opts.defaultMemoryMiB, cpus = 1): GuestShape {
     return { assets: this.currentAssets(), accel: this.opts.accel.accel, memoryMiB, cpus };
+  }
+
+  /**
+   * The shapes this daemon's containers clone from, in the order to make their
+   * templates: under the block driver, new containers' (their default-size upper
+   * disk mounted ahead) and then restarted containers' (a placeholder upper: their
+   * disk exists); else the one shape.
+   */
+  async templateShapes(memoryMiB?: number, cpus?: number): Promise<GuestShape[]> {
+    const base = this.guestShape(memoryMiB, cpus);
+    if (this.opts.storageDriver !== 'block') return [base];
+    const blank = await this.blocks.ensureBlank(DEFAULT_DISK_BYTES);
+    return [
+      { ...base, root: 'disks', premountUpper: blank },
+      { ...base, root: 'disks' },
+    ];
   }
 
   /** Daemon shutdown: stops every VM (containers are recorded as exited), or

@@ -42,8 +42,10 @@ export function nativeRoutes(r: RouteTable, engine: Engine): void {
 
   r.add('POST', '/hyperbox/templates', async (ctx) => {
     const b = await ctx.json(createTemplateSchema, true);
-    const t = await engine.driver.templates.ensure(engine.guestShape(b.MemoryMiB, b.Cpus));
-    ctx.send(201, { Key: t.key, Created: t.created, BootMs: t.bootMs });
+    // Every template a container of that shape may clone from (two under the block driver).
+    const made = [];
+    for (const shape of await engine.templateShapes(b.MemoryMiB, b.Cpus)) made.push(await engine.driver.templates.ensure(shape));
+    ctx.send(201, { Key: made[0]!.key, Created: made[0]!.created, BootMs: made[0]!.bootMs, Keys: made.map((t) => t.key) });
   });
 
   r.add('DELETE', '/hyperbox/templates/:key', (ctx) => {

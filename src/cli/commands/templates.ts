@@ -20,14 +20,14 @@ export function registerTemplateCommands(program: Command, act: Act): void {
     );
   template
     .command('create')
-    .description('create the template for a guest shape ahead of time')
+    .description('create the templates of a guest shape ahead of time (their keys, a line each)')
     .option('-m, --memory <bytes>', 'guest memory')
     .option('--cpus <n>', 'vCPUs')
     .action(
       act(async (o: { memory?: string; cpus?: string }) => {
         const body = { MemoryMiB: o.memory ? Math.round(parseBytes(o.memory, '-m, --memory') / 1048576) : undefined, Cpus: o.cpus ? Math.round(parseCpus(o.cpus) / 1e9) : undefined };
-        const r = await api<{ Key: string }>('POST', '/hyperbox/templates', { body });
-        process.stdout.write(`${r.Key}\n`);
+        const r = await api<{ Key: string; Keys?: string[] }>('POST', '/hyperbox/templates', { body });
+        process.stdout.write((r.Keys ?? [r.Key]).map((k) => `${k}\n`).join(''));
         return 0;
       }),
     );
