@@ -172,7 +172,7 @@ describe('agent: container root on virtio-blk disks (overlay of a read-only imag
         'mkdir /sockdir && ln -s /sockdir/log /dev/log && (syslogd -n -O /tmp/messages & pid=$!; sleep 1; logger via-socket; sleep 1; test -S /sockdir/log && echo socket ok; grep -c via-socket /tmp/messages; kill $pid) || true',
         'cat /etc/hostname; grep db /etc/hosts',
         'cat /data/hello /data/sub/nested /etc/app.conf',
-        'if echo x > /etc/app.conf 2>/dev/null; then echo app.conf writable; else echo app.conf ro; fi',
+        'if (echo x > /etc/app.conf) 2>/dev/null; then echo app.conf writable; else echo app.conf ro; fi', // the subshell: a failed > reports before a 2>/dev/null after it applies
         'echo into-share > /data/written',
         'grep " / " /proc/mounts | grep -c nosuid || true',
       ].join('\n');

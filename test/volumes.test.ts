@@ -148,7 +148,7 @@ describe('volumes', () => {
       assert.match((await p.run(['info'])).stdout, /^Warm Pool: 2 ready of 2 \(1 per shape, 2 shapes\)$/m);
       const script = [
         'cat /data/v /mnt/f /etc/hostfile; echo from-the-pool >> /data/v; echo back > /mnt/back',
-        'echo x > /ro/no 2>/dev/null || echo ro-refused',
+        '(echo x > /ro/no) 2>/dev/null || echo ro-refused',
         `wget -qO- http://thehost:${port}/; exec sleep 1000`,
       ].join('; ');
       const binds = ['-v', 'pooled:/data', '-v', `${share}:/mnt`, '-v', `${share}:/ro:ro`, '-v', `${share}/f:/etc/hostfile:ro`];
