@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { repo, TestDaemon } from './helpers/daemon.js';
+import { removeDefaultBridge, repo, TestDaemon } from './helpers/daemon.js';
 
 describe('hyperboxd', () => {
   const daemons: TestDaemon[] = [];
@@ -59,6 +59,7 @@ describe('hyperboxd', () => {
     daemons.push(d);
     await d.start();
     const r = spawnSync(path.join(repo, 'bin/hyperboxd'), ['-H', d.host, '--data-root', path.join(d.dataRoot, 'other')], { encoding: 'utf8', timeout: 30000 });
+    removeDefaultBridge(path.join(d.dataRoot, 'other')); // it set up its network before it found the socket taken
     assert.equal(r.status, 1);
     assert.match(r.stderr, /already listening/);
     assert.equal((await d.run(['ps'])).code, 0);

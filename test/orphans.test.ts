@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { qemuProcesses, repo, TestDaemon, until } from './helpers/daemon.js';
+import { qemuProcesses, removeDefaultBridge, repo, TestDaemon, until } from './helpers/daemon.js';
 
 /** QEMU processes whose command line names DIR. */
 function qemusOf(dir: string): string[] {
@@ -63,6 +63,7 @@ describe('no orphans', () => {
     } finally {
       for (const pid of qemuProcesses(`${dataRoot}/`)) process.kill(pid, 'SIGKILL');
       fs.rmSync(memDirOf(dataRoot), { recursive: true, force: true });
+      removeDefaultBridge(path.join(dataRoot, 'data'));
       fs.rmSync(dataRoot, { recursive: true, force: true });
     }
   });

@@ -246,7 +246,7 @@ export class TestDaemon {
  * finished test daemons' bridges fill the default bridges' 10.88.0.0/16 (16 /20s) and
  * later daemons fall back to the user-mode network.
  */
-function removeDefaultBridge(dataRoot: string): void {
+export function removeDefaultBridge(dataRoot: string): void {
   const bridge = defaultBridgeName(dataRoot);
   const brif = `/sys/class/net/${bridge}/brif`;
   if (!fs.existsSync(brif)) return;
