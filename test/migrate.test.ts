@@ -99,7 +99,7 @@ describe('live migration', () => {
     let r = await migrate(a, name, a);
     assert.match(r.stderr, /the destination is the daemon the container runs on/);
     r = await a.run(['migrate', name, `unix://${a.dataRoot}/nobody.sock`]);
-    assert.match(r.stderr, /destination refused the migration: Cannot connect/);
+    assert.match(r.stderr, /destination did not take the migration: Cannot connect/);
     const squatter = await b.run(['create', '--name', name, 'busybox', 'true']);
     assert.equal(squatter.code, 0, squatter.stderr);
     r = await migrate(a, name, b);

@@ -14,6 +14,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { PassThrough, type Readable } from 'node:stream';
 import { ApiClient, type ClientTls } from '../common/api-client.js';
 import { conflict, HyperboxError, invalid } from '../common/errors.js';
@@ -70,7 +71,7 @@ export async function migrateContainer(ctx: EngineContext, c: Container, target:
       Source: instanceId,
     };
     const { Id: migration } = await peer.request<{ Id: string }>('POST', '/hyperbox/migrations', { body: offer }).catch((err: Error) => {
-      throw new HyperboxError('conflict', `the destination refused the migration: ${err.message}`);
+      throw new HyperboxError('conflict', `the destination did not take the migration: ${err.message}`);
     });
     const sockets = { ram: path.join(vm.runDir, 'out-ram.sock'), disk: path.join(vm.runDir, 'out-disk.sock') };
     const listening: OneShotSocket[] = [];
@@ -89,7 +90,9 @@ export async function migrateContainer(ctx: EngineContext, c: Container, target:
       relays.forEach((r) => r.catch((err: Error) => ctx.logger.warn(`migration ${c.id.slice(0, 12)}: relay: ${err.message}`)));
       const stats = await vm.migrateOut!(sockets, MIGRATION_TIMEOUT_MS);
       try {
-        // The guest is stopped here: what it printed is all in the log now.
+        // The guest is stopped here: what it printed reaches the log once the agent
+        // channel's last bytes are read (a turn of the event loop) and the writer is idle.
+        await sleep(20);
         await c.log?.flushed();
         await peer.request('POST', `/hyperbox/migrations/${migration}/commit`, { stream: logHistory(c), headers: { 'Content-Type': 'application/octet-stream' } });
       } catch (err) {
