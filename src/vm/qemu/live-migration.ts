@@ -76,7 +76,14 @@ export async function migrateOut(qmp: Qmp, sockets: MigrationSockets, timeoutMs:
       return j.status === 'ready' ? j : undefined;
     });
     const diskMs = Date.now() - t0;
-    await qmp('migrate-set-capabilities', { capabilities: [{ capability: 'pause-before-switchover', state: true }] });
+    // A clone keeps the `x-ignore-shared` its restore set, which changes the stream's format: the
+    // destination starts without it (its RAM is private anyway, so every page goes).
+    await qmp('migrate-set-capabilities', {
+      capabilities: [
+        { capability: 'pause-before-switchover', state: true },
+        { capability: 'x-ignore-shared', state: false },
+      ],
+    });
     await qmp('migrate', { uri: `unix:${sockets.ram}` });
     await migrationIn(qmp, ['pre-switchover'], deadline);
     // The guest is stopped: the mirror's last dirty blocks go, and the job ends without pivoting.
