@@ -128,7 +128,8 @@ describe('live migration', () => {
     await b.start(); // the new daemon stops the orphaned incoming VM and drops its files
     await until('no VM left at the destination', () => qemuOf(b).length === 0);
     assert.equal((await b.run(['ps', '-aq'])).stdout.trim(), '');
-    assert.deepEqual(fs.readdirSync(path.join(b.dataRoot, 'data', 'containers')), []);
+    const left = path.join(b.dataRoot, 'data', 'containers');
+    assert.deepEqual(fs.readdirSync(left), [], fs.readdirSync(left).map((d) => `${d}: ${fs.readdirSync(path.join(left, d)).join(' ')}`).join('; '));
 
     // Now for real.
     const t0 = Date.now();

@@ -5,7 +5,7 @@
  * image's filesystem the destination builds must be the source's, block for
  * block (the guest has it mounted and cached).
  */
-import { createReadStream } from 'node:fs';
+import fs from 'node:fs';
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { invalid } from '../common/errors.js';
@@ -87,19 +87,34 @@ export function whyNotMigratable(ctx: EngineContext, c: Container): string | und
 }
 
 /**
- * sha256 of an erofs image without the fields mkfs.erofs makes differ between
- * two builds of one tree (superblock checksum, build time, UUID): equal digests
- * mean the same filesystem, block for block.
+ * sha256 of an erofs image without what two mkfs.erofs runs on one image make
+ * differ: the superblock's checksum, build time and UUID, and the root
+ * directory's mtime (the unpacked tree's root is made at unpack time; a
+ * container never sees it, overlayfs shows its upper directory's). Equal
+ * digests: the same filesystem, block for block, where the guest reads it.
  */
 export async function erofsDigest(file: string): Promise<string> {
+  const masked: Array<[number, number]> = [
+    [1028, 1032],
+    [1048, 1060],
+    [1072, 1088],
+  ];
+  const sb = Buffer.alloc(2048);
+  const fd = fs.openSync(file, 'r');
+  try {
+    fs.readSync(fd, sb, 0, sb.length, 0);
+    // The root inode: at meta_blkaddr * block size + root_nid * 32; an extended one (i_format bit 0) has its mtime at 32..44.
+    const root = sb.readUInt32LE(1064) * 2 ** sb[1036]! + sb.readUInt16LE(1038) * 32;
+    const format = Buffer.alloc(2);
+    fs.readSync(fd, format, 0, 2, root);
+    if (format.readUInt16LE(0) & 1) masked.push([root + 32, root + 44]);
+  } finally {
+    fs.closeSync(fd);
+  }
   const hash = createHash('sha256');
   let offset = 0;
-  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
-    for (const [from, to] of [
-      [1028, 1032],
-      [1048, 1060],
-      [1072, 1088],
-    ] as const) {
+  for await (const chunk of fs.createReadStream(file, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
+    for (const [from, to] of masked) {
       const a = Math.max(from - offset, 0);
       const b = Math.min(to - offset, chunk.length);
       if (a < b) chunk.fill(0, a, b);

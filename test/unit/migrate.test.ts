@@ -40,6 +40,25 @@ describe('live migration', () => {
     for (const at of [1024, 1040, 1060, 1088, 4096, (2 << 20) + 5]) assert.notEqual(await write(`c${at}`, (b) => (b[at] = 1)), base, `byte ${at}`);
   });
 
+  it("leaves out the root directory's mtime (an extended inode's, at meta_blkaddr and root_nid)", async () => {
+    const img = Buffer.alloc(1 << 20, 7);
+    img[1036] = 12; // 4 KiB blocks
+    img.writeUInt32LE(0, 1064); // meta_blkaddr
+    img.writeUInt16LE(36, 1038); // root_nid: the inode at 1152
+    img.writeUInt16LE(1, 1152); // extended
+    const digest = (name: string, edit: (b: Buffer) => void) => {
+      const b = Buffer.from(img);
+      edit(b);
+      fs.writeFileSync(path.join(tmp, name), b);
+      return erofsDigest(path.join(tmp, name));
+    };
+    const base = await digest('r', () => undefined);
+    assert.equal(await digest('r1', (b) => b.fill(1, 1184, 1196)), base);
+    assert.notEqual(await digest('r2', (b) => (b[1196] = 1)), base, 'i_nlink counts');
+    const compact = await digest('r0', (b) => b.writeUInt16LE(0, 1152));
+    assert.notEqual(await digest('r3', (b) => (b.writeUInt16LE(0, 1152), b.fill(1, 1184, 1196))), compact, 'a compact inode has no mtime there');
+  });
+
   it('refuses an offer that is not a block root, or names a bad ID', () => {
     const offer = {
       Record: { Id: 'a'.repeat(64), Name: '/web', ImageId: `sha256:${'b'.repeat(64)}`, MainProcId: 1, Storage: 'block', Config: {} },
