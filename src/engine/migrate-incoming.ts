@@ -116,7 +116,8 @@ export class IncomingMigrations {
    * history) are written, the guest resumes here, its agent and main process
    * are taken over, and the container is registered.
    */
-  async commit(id: string, logs: Readable): Promise<void> {
+  async commit(id: string, logs: Readable): Promise<{ ResumedAfterMs: number }> {
+    const t0 = Date.now();
     const p = this.get(id);
     const { ctx } = this;
     const rec = structuredClone(p.offer.Record) as unknown as ContainerRecord;
@@ -127,6 +128,7 @@ export class IncomingMigrations {
       await pipeline(logs, fs.createWriteStream(c.logFile, { mode: 0o600 }));
       this.checkFree(rec, id);
       c.record.State.Pid = vm.pid;
+      const resumedAfterMs = Date.now() - t0; // attachMigratedVm resumes the guest first
       const sandbox = await attachMigratedVm(vm, ctx.driver.layout.shares[0]!.tag, [rec.MainProcId!], rec.StartInfo ?? { mode: 'cold', accel: ctx.opts.accel.accel, phases: {} });
       this.forget(id);
       ctx.registry.add(c);
@@ -134,6 +136,7 @@ export class IncomingMigrations {
       this.lifecycle.adoptMain(c, sandbox, rec.MainProcId!);
       ctx.events.container(c, 'start');
       ctx.logger.info(`migration ${id.slice(0, 8)}: container ${rec.Id.slice(0, 12)} runs here now`);
+      return { ResumedAfterMs: resumedAfterMs };
     } catch (err) {
       this.abort(id, (err as Error).message);
       throw err;

@@ -35,8 +35,7 @@ export function migrateRoutes(r: RouteTable, engine: Engine): void {
   });
 
   r.add('POST', '/hyperbox/migrations/:id/commit', async (ctx) => {
-    await engine.migrations.commit(ctx.params.id!, ctx.req);
-    ctx.send(204);
+    ctx.send(200, await engine.migrations.commit(ctx.params.id!, ctx.req));
   });
 
   r.add('DELETE', '/hyperbox/migrations/:id', (ctx) => {

@@ -35,8 +35,8 @@ export function registerMigrateCommand(program: Command, act: Act): void {
         const ca = readPem(o.destTlscacert, '--dest-tlscacert');
         if ((o.destTlscert || o.destTlskey) && !ca) throw new ExitError(125, '--dest-tlscert and --dest-tlskey need --dest-tlscacert');
         const body = { Destination: destination, TLS: ca ? { CA: ca, Cert: readPem(o.destTlscert, '--dest-tlscert'), Key: readPem(o.destTlskey, '--dest-tlskey') } : undefined };
-        const r = await api<{ Id: string; totalMs: number; downtimeMs: number; ramBytes: number }>('POST', `/hyperbox/containers/${encodeURIComponent(container)}/migrate`, { body });
-        if (!o.quiet) process.stdout.write(`${r.Id.slice(0, 12)} migrated to ${destination} in ${r.totalMs} ms (downtime ${r.downtimeMs} ms, ${Math.round(r.ramBytes / 1048576)} MiB of RAM sent)\n`);
+        const r = await api<{ Id: string; totalMs: number; downtimeMs: number; pausedMs: number; ramBytes: number }>('POST', `/hyperbox/containers/${encodeURIComponent(container)}/migrate`, { body });
+        if (!o.quiet) process.stdout.write(`${r.Id.slice(0, 12)} migrated to ${destination} in ${r.totalMs} ms (guest paused ${r.pausedMs} ms, QEMU downtime ${r.downtimeMs} ms, ${Math.round(r.ramBytes / 1048576)} MiB of RAM sent)\n`);
         return 0;
       }),
     );
