@@ -12,33 +12,13 @@
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { qemuProcesses, TestDaemon, until } from './helpers/daemon.js';
+import { makeCerts } from './helpers/certs.js';
 import { docker } from './helpers/docker.js';
-
-/** A free TCP port on the host. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-    s.once('error', reject);
-  });
-}
-
-/** The body of an HTTP GET to 127.0.0.1:PORT (busybox httpd), or '' if it fails. */
-async function httpGet(port: number): Promise<string> {
-  try {
-    const res = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(3000) });
-    return await res.text();
-  } catch {
-    return '';
-  }
-}
+import { fetchText, freePort } from './helpers/net.js';
 
 const ticks = (logs: string) => [...logs.matchAll(/^tick (\d+)$/gm)].map((m) => Number(m[1]));
 
@@ -46,12 +26,19 @@ describe('live migration', () => {
   let a: TestDaemon;
   let b: TestDaemon;
   let port: number;
+  let tlsPort: number;
+  let certs: string;
   const name = `mig-${process.pid}`;
   const qemuOf = (d: TestDaemon) => qemuProcesses(`${d.dataRoot}/`);
 
   before(async () => {
+    certs = fs.mkdtempSync(path.join(os.tmpdir(), 'hbt-mig-tls-'));
+    makeCerts(certs);
+    tlsPort = await freePort('127.0.0.1');
     a = new TestDaemon(['--storage-driver', 'block']);
-    b = new TestDaemon(['--storage-driver', 'block']);
+    // The destination also listens on TCP with TLS, clients verified: the successful migration goes that way.
+    const tls = ['--tlsverify', '--tlscacert', path.join(certs, 'ca.pem'), '--tlscert', path.join(certs, 'server-cert.pem'), '--tlskey', path.join(certs, 'server-key.pem')];
+    b = new TestDaemon(['--storage-driver', 'block', '-H', `tcp://127.0.0.1:${tlsPort}`, ...tls]);
     await a.start();
     await b.start();
     await a.importBusybox();
@@ -61,13 +48,14 @@ describe('live migration', () => {
     const loaded = await b.run(['load', '-i', saved]);
     assert.equal(loaded.code, 0, loaded.stderr);
     fs.rmSync(path.dirname(saved), { recursive: true, force: true });
-    port = await freePort();
+    port = await freePort('127.0.0.1');
   });
   after(async () => {
     for (const d of [a, b]) {
       for (const c of (await d?.run(['ps', '-aq']))?.stdout.split('\n').filter(Boolean) ?? []) await d.run(['rm', '-f', c]);
       await d?.stop();
     }
+    fs.rmSync(certs, { recursive: true, force: true });
   });
 
   const migrate = (from: TestDaemon, container: string, to: TestDaemon, timeoutMs = 120_000) => from.run(['migrate', container, to.host], { timeoutMs });
@@ -100,6 +88,8 @@ describe('live migration', () => {
     assert.match(r.stderr, /the destination is the daemon the container runs on/);
     r = await a.run(['migrate', name, `unix://${a.dataRoot}/nobody.sock`]);
     assert.match(r.stderr, /destination did not take the migration: Cannot connect/);
+    r = await a.run(['migrate', name, `tcp://127.0.0.1:${tlsPort}`]);
+    assert.match(r.stderr, /a tcp:\/\/ destination needs TLS/);
     const squatter = await b.run(['create', '--name', name, 'busybox', 'true']);
     assert.equal(squatter.code, 0, squatter.stderr);
     r = await migrate(a, name, b);
@@ -131,9 +121,10 @@ describe('live migration', () => {
     const left = path.join(b.dataRoot, 'data', 'containers');
     assert.deepEqual(fs.readdirSync(left), [], fs.readdirSync(left).map((d) => `${d}: ${fs.readdirSync(path.join(left, d)).join(' ')}`).join('; '));
 
-    // Now for real.
+    // Now for real, over TCP with TLS and a client certificate.
     const t0 = Date.now();
-    r = await migrate(a, name, b);
+    const dest = ['--dest-tlscacert', path.join(certs, 'ca.pem'), '--dest-tlscert', path.join(certs, 'client-cert.pem'), '--dest-tlskey', path.join(certs, 'client-key.pem')];
+    r = await a.run(['migrate', name, `tcp://127.0.0.1:${tlsPort}`, ...dest], { timeoutMs: 120_000 });
     assert.equal(r.code, 0, r.stderr);
     const took = Date.now() - t0;
     const atSwitch = Math.max(...ticks((await docker(b, ['logs', name])).stdout));
@@ -153,7 +144,7 @@ describe('live migration', () => {
     assert.equal(exec.stdout.trim(), 'on-root');
     const published = Number((await docker(b, ['port', name, '80'])).stdout.trim().split(':').pop());
     assert.ok(published > 0);
-    assert.equal(await httpGet(published), 'served\n', 'the published port is re-published at the destination');
+    assert.equal(await fetchText(`http://127.0.0.1:${published}/`), 'served\n', 'the published port is re-published at the destination');
     assert.equal((await docker(b, ['stop', '-t', '1', name])).code, 0);
     assert.equal((await docker(b, ['rm', name])).code, 0);
     await until('the destination VM to be gone', () => qemuOf(b).length === 0);
