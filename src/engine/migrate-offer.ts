@@ -31,6 +31,9 @@ export const offerSchema = z.object({
       ImageId: z.string().regex(/^sha256:[0-9a-f]{64}$/),
       MainProcId: z.number().int().positive(),
       Storage: z.literal('block'),
+      // What the source refuses to move, refused here too (the record is kept as it is).
+      PodId: z.undefined().optional(),
+      MountPoints: z.array(z.object({ Type: z.literal('tmpfs') }).passthrough()).optional(),
     })
     .passthrough(),
   Guest: z.object({ assets: z.string().max(128), qemu: z.string().max(64), accel: z.string().max(16), layout: z.number().int() }).strict(),

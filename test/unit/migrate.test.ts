@@ -74,6 +74,9 @@ describe('live migration', () => {
     assert.equal(offerSchema.safeParse({ ...offer, Record: { ...offer.Record, Storage: '9p' } }).success, false);
     assert.equal(offerSchema.safeParse({ ...offer, Record: { ...offer.Record, Id: '../x' } }).success, false);
     assert.equal(offerSchema.safeParse({ ...offer, Record: { ...offer.Record, Name: '/a/../b' } }).success, false);
+    assert.equal(offerSchema.safeParse({ ...offer, Record: { ...offer.Record, PodId: 'p' } }).success, false);
+    assert.equal(offerSchema.safeParse({ ...offer, Record: { ...offer.Record, MountPoints: [{ Type: 'bind', Source: '/' }] } }).success, false);
+    assert.ok(offerSchema.safeParse({ ...offer, Record: { ...offer.Record, MountPoints: [{ Type: 'tmpfs', Destination: '/run' }] } }).success);
   });
 
   it('starts the incoming VM paused, with RAM as the `mem` backend a clone has', () => {
