@@ -16,6 +16,14 @@ import { qemuArgs } from '../../src/vm/qemu/args.js';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hb-unit-mig-'));
 process.once('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 
+/** erofsDigest of a copy of IMG, edited, written as NAME. */
+function digestOf(img: Buffer, name: string, edit: (b: Buffer) => void): Promise<string> {
+  const b = Buffer.from(img);
+  edit(b);
+  fs.writeFileSync(path.join(tmp, name), b);
+  return erofsDigest(path.join(tmp, name));
+}
+
 describe('live migration', () => {
   const ours = { assets: 'a'.repeat(64), qemu: '7.2.22', accel: 'tcg', layout: 3 };
 
@@ -28,12 +36,7 @@ describe('live migration', () => {
 
   it('digests an erofs image without its build time, UUID and superblock checksum', async () => {
     const img = Buffer.alloc(3 << 20, 7);
-    const write = (name: string, edit: (b: Buffer) => void) => {
-      const b = Buffer.from(img);
-      edit(b);
-      fs.writeFileSync(path.join(tmp, name), b);
-      return erofsDigest(path.join(tmp, name));
-    };
+    const write = (name: string, edit: (b: Buffer) => void) => digestOf(img, name, edit);
     const base = await write('a', () => undefined);
     // Checksum (1028), build time (1048, ns at 1056) and UUID (1072..1087) differ between two builds of one tree.
     assert.equal(await write('b', (b) => b.fill(9, 1028, 1032).fill(9, 1048, 1060).fill(9, 1072, 1088)), base);
@@ -46,12 +49,7 @@ describe('live migration', () => {
     img.writeUInt32LE(0, 1064); // meta_blkaddr
     img.writeUInt16LE(36, 1038); // root_nid: the inode at 1152
     img.writeUInt16LE(1, 1152); // extended
-    const digest = (name: string, edit: (b: Buffer) => void) => {
-      const b = Buffer.from(img);
-      edit(b);
-      fs.writeFileSync(path.join(tmp, name), b);
-      return erofsDigest(path.join(tmp, name));
-    };
+    const digest = (name: string, edit: (b: Buffer) => void) => digestOf(img, name, edit);
     const base = await digest('r', () => undefined);
     assert.equal(await digest('r1', (b) => b.fill(1, 1184, 1196)), base);
     assert.notEqual(await digest('r2', (b) => (b[1196] = 1)), base, 'i_nlink counts');
