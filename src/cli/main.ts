@@ -15,6 +15,7 @@ import { registerArchiveCommands } from './commands/archive.js';
 import { registerBuildCommands } from './commands/build.js';
 import { registerRegistryCommands } from './commands/registry.js';
 import { registerImageCommands } from './commands/images.js';
+import { registerMigrateCommand } from './commands/migrate.js';
 import { registerNetworkCommands } from './commands/networks.js';
 import { registerPodCommands } from './commands/pods.js';
 import { CLIENT_VERSION, registerSystemCommands } from './commands/system.js';
@@ -103,6 +104,7 @@ function buildProgram(setStatus: (n: number) => void): Command {
   registerBuildCommands(program, act);
   registerRegistryCommands(program, act);
   registerNetworkCommands(program, act);
+  registerMigrateCommand(program, act);
   registerPodCommands(program, act);
   registerSystemCommands(program, act);
   registerTemplateCommands(program, act);

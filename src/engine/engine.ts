@@ -15,6 +15,7 @@
  *   images      pull, push, import, tag, save, load, rm (image-service.ts)
  *   events      the event bus                           (events.ts)
  */
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { BlockStorage, DEFAULT_DISK_BYTES } from '../images/blockfs.js';
@@ -28,6 +29,8 @@ import { ImageService } from './image-service.js';
 import { processEnv } from './create-spec.js';
 import { ContainerFiles } from './fs-ops.js';
 import { Lifecycle } from './lifecycle.js';
+import { migrateContainer, type MigrateResult, type MigrateTarget } from './migrate.js';
+import { IncomingMigrations } from './migrate-incoming.js';
 import { MetadataStore } from './metadata.js';
 import { NetworkManager } from './net/networks.js';
 import { NetworkService } from './network-service.js';
@@ -62,6 +65,8 @@ export class Engine {
   readonly pods: PodService;
   readonly volumes: VolumeService;
   readonly images: ImageService;
+  /** Live migrations coming in (migrate-incoming.ts). */
+  readonly migrations: IncomingMigrations;
   private readonly recovery: Recovery;
   private readonly ctx: EngineContext;
   private assets: GuestAssets;
@@ -155,7 +160,14 @@ export class Engine {
     this.images = new ImageService(this.ctx);
     this.query = new ContainerQuery(this.ctx);
     this.recovery = new Recovery(this.ctx, this.lifecycle);
+    this.migrations = new IncomingMigrations(this.ctx, this.lifecycle, randomBytes(16).toString('hex'));
     loadContainers(this.ctx);
+  }
+
+  /** `migrate`: moves a running container to another daemon, live (migrate.ts). */
+  migrate(idOrName: string, target: MigrateTarget): Promise<MigrateResult> {
+    const c = this.registry.get(idOrName);
+    return migrateContainer(this.ctx, c, target, this.migrations.instanceId, (gone) => this.containers.remove(gone.id, { force: true }));
   }
 
   /** Live restore and clean-up after a daemon start (recovery.ts). */
@@ -207,6 +219,7 @@ export class Engine {
    * with live restore leaves containers running for the next daemon. */
   async shutdown(opts: { liveRestore?: boolean } = {}): Promise<void> {
     this.shuttingDown = true;
+    this.migrations.abortAll();
     for (const c of this.registry.all()) this.restarts.clearTimer(c);
     if (opts.liveRestore) {
       await this.ctx.networks.shutdown({ keepBridges: true });

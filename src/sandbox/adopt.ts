@@ -228,6 +228,15 @@ export async function adoptVm(driver: VmDriver, rec: AdoptRecord): Promise<Sandb
   }
 }
 
+/**
+ * The sandbox of a VM that a live migration brought in (paused, its guest
+ * mid-run): resumed, its agent attached, the recorded processes adopted.
+ */
+export async function attachMigratedVm(vm: VmHandle, rootTag: string, procIds: number[], info: StartInfo): Promise<Sandbox> {
+  const agent = await resumeAndConnect(vm, procIds, ADOPT_TIMEOUT_MS, true);
+  return new Sandbox(vm, agent, info, rootTag, stopAndRemove(vm, vm.runDir));
+}
+
 /** adoptVm for a VM that has no disk a write can stop (a pod's): a stalled one is an error. */
 export async function adoptSandbox(driver: VmDriver, rec: AdoptRecord): Promise<Sandbox> {
   const adopted = await adoptVm(driver, rec);

@@ -138,6 +138,41 @@ export interface VmHandle extends EventEmitter<VmEvents> {
   hostUsage(): HostUsage;
   /** The tail of the VM's own log and console, for error messages. */
   diagnostics(maxBytes?: number): string;
+  /**
+   * Live migration out (a root on disks, no shares): the writable disk and the
+   * RAM go to the sockets the caller listens on; on success the VM is stopped
+   * here, on failure it runs on. `cancelMigration` undoes one that completed.
+   */
+  migrateOut?(sockets: MigrationSockets, timeoutMs: number): Promise<MigrationStats>;
+  cancelMigration?(): Promise<void>;
+}
+
+/** Unix sockets of a live migration: RAM and device state, and the writable disk (NBD). */
+export interface MigrationSockets {
+  ram: string;
+  disk: string;
+}
+
+export interface MigrationStats {
+  /** From the start to the switch-over. */
+  totalMs: number;
+  /** Until the disk mirror was in step (before RAM started). */
+  diskSyncMs: number;
+  /** How long the guest was stopped, as QEMU measured it. */
+  downtimeMs: number;
+  ramBytes: number;
+}
+
+/** A VM waiting for a live migration: its QEMU listens on SOCKETS; finish() waits for the end (the VM is left paused). */
+export interface IncomingVm {
+  vm: VmHandle;
+  sockets: MigrationSockets;
+  finish(timeoutMs: number): Promise<void>;
+}
+
+/** A VM for an incoming live migration: the source's RAM layout (a clone's RAM is the `mem` backend) and disks. */
+export interface IncomingRequest extends LaunchRequest {
+  ramBackend: boolean;
 }
 
 export interface LaunchRequest {
@@ -212,6 +247,8 @@ export interface VmDriver {
    * the next clone builds a good one.
    */
   clone(req: LaunchRequest & { paused?: boolean }): Promise<VmHandle>;
+  /** Starts a VM that waits, paused, for a live migration into it (see VmHandle.migrateOut). */
+  launchIncoming?(req: IncomingRequest): Promise<IncomingVm>;
   /**
    * A ready paused clone from the warm pool whose NIC backend is of KIND (a
    * TAP, or the built-in network without forwards), if one is; the pool

@@ -202,6 +202,16 @@ export class Ctx {
     };
   }
 
+  /** Takes over an upgraded connection as it is: the socket, for a byte relay (a live migration's streams). */
+  hijackRaw(): Duplex {
+    if (!this.socket) throw invalid('this endpoint needs a connection upgrade (Connection: Upgrade, Upgrade: tcp)');
+    this.answered = true;
+    const headers = Object.entries(this.commonHeaders).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+    this.socket.write(`HTTP/1.1 101 UPGRADED\r\nContent-Type: application/octet-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n${headers}\r\n`);
+    if (this.head?.length) this.socket.unshift(this.head);
+    return this.socket;
+  }
+
   /** Takes over the connection for raw bidirectional streaming (attach, exec start). */
   hijack(contentType: string): ClientStream {
     this.answered = true;

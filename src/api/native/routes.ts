@@ -7,6 +7,7 @@ import { invalid, notFound } from '../../common/errors.js';
 import type { Engine } from '../../engine/engine.js';
 import type { Pod } from '../../engine/pods.js';
 import type { RouteTable } from '../docker/server.js';
+import { migrateRoutes } from './migrate-routes.js';
 
 const createTemplateSchema = z.object({
   MemoryMiB: z.number().int().min(64).max(1 << 20).optional(),
@@ -38,6 +39,7 @@ function presentPod(engine: Engine, pod: Pod) {
 }
 
 export function nativeRoutes(r: RouteTable, engine: Engine): void {
+  migrateRoutes(r, engine);
   r.add('GET', '/hyperbox/templates', (ctx) => ctx.send(200, engine.driver.templates.list()));
 
   r.add('POST', '/hyperbox/templates', async (ctx) => {

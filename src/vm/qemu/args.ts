@@ -69,6 +69,10 @@ export interface VmSpec {
   memoryFile?: { path: string; shared: boolean };
   /** Start paused, waiting for `migrate-incoming` (clones). */
   incoming?: boolean;
+  /** Stay paused after an incoming migration until `cont` (-S: a live migration's disk must be complete first). */
+  startPaused?: boolean;
+  /** Guest RAM as the anonymous backend `mem` (a live migration into a clone's RAM layout). */
+  ramBackend?: boolean;
   /** The NIC's backend (forwards differ per VM; the NIC is always present). */
   net?: NetSpec;
   /** The built-in network through passt (passt.ts): QEMU's fd carrying its socket. */
@@ -131,6 +135,9 @@ export function qemuArgs(spec: VmSpec, layout: DeviceLayout = layoutFor(spec.sha
   if (spec.memoryFile) {
     machine += ',memory-backend=mem';
     memArgs.push('-object', `memory-backend-file,id=mem,size=${shape.memoryMiB}M,mem-path=${spec.memoryFile.path},share=${spec.memoryFile.shared ? 'on' : 'off'}`);
+  } else if (spec.ramBackend) {
+    machine += ',memory-backend=mem';
+    memArgs.push('-object', `memory-backend-ram,id=mem,size=${shape.memoryMiB}M`);
   }
   const args = [
     '-name', `hyperbox,debug-threads=off`,
@@ -161,6 +168,7 @@ export function qemuArgs(spec: VmSpec, layout: DeviceLayout = layoutFor(spec.sha
     '-device', 'virtio-net-device,netdev=net0,mac=52:54:00:12:34:56',
   ];
   if (spec.incoming) args.push('-incoming', 'defer');
+  if (spec.startPaused) args.push('-S');
   for (const disk of layout.disks ?? []) {
     const file = spec.disks?.[disk.role];
     if (!file) throw new Error(`the ${disk.role} disk of the device layout has no file`);

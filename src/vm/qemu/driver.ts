@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../../common/logger.js';
-import type { BuiltinNetwork, DeviceLayout, GuestShape, LaunchRequest, PoolNetProvider, VmDriver, VmHandle, WarmVm } from '../driver.js';
+import type { BuiltinNetwork, DeviceLayout, GuestShape, IncomingRequest, IncomingVm, LaunchRequest, PoolNetProvider, VmDriver, VmHandle, WarmVm } from '../driver.js';
 import { layoutFor, QEMU_BINARY, QEMU_LAYOUT, USER_NET_INFO, vmPaths } from './args.js';
 import { sweepEmptyCgroups } from './cgroup.js';
 import { jailUnavailable, releaseJail } from './jail.js';
@@ -15,6 +15,7 @@ import { hostAddress, PASST } from './passt.js';
 import { ClonePool } from './pool.js';
 import { copyPremountBase } from './disks.js';
 import { findQemu, QemuVm } from './process.js';
+import { finishIncoming, serveIncoming } from './live-migration.js';
 import { startClone, TemplateCorruptError, TemplateStore } from './template.js';
 
 export interface QemuDriverOptions {
@@ -74,6 +75,20 @@ export class QemuDriver implements VmDriver {
       if (err instanceof TemplateCorruptError) this.templates.remove(template.key);
       throw err;
     }
+  }
+
+  async launchIncoming(req: IncomingRequest): Promise<IncomingVm> {
+    if (layoutFor(req.shape).shares.length) throw new Error('a VM with a shared directory cannot migrate');
+    const vm = QemuVm.launch({ runDir: req.runDir, shape: req.shape, sharePaths: [], net: req.net, disks: req.disks, incoming: true, startPaused: true, ramBackend: req.ramBackend });
+    const sockets = { ram: path.join(req.runDir, 'in-ram.sock'), disk: path.join(req.runDir, 'in-disk.sock') };
+    const qmp = (c: string, a?: Record<string, unknown>) => vm.qmp(c, a);
+    try {
+      await serveIncoming(qmp, sockets);
+    } catch (err) {
+      vm.stop();
+      throw new Error(`the incoming VM did not start: ${(err as Error).message}; ${vm.diagnostics(300)}`);
+    }
+    return { vm, sockets, finish: (timeoutMs) => finishIncoming(qmp, timeoutMs) };
   }
 
   async copyPremountedUpper(shape: GuestShape, dest: string): Promise<string> {

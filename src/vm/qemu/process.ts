@@ -9,11 +9,12 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { HostUsage, VmEvents, VmHandle, VmRunState, VmState } from '../driver.js';
+import type { HostUsage, MigrationSockets, MigrationStats, VmEvents, VmHandle, VmRunState, VmState } from '../driver.js';
 import { QEMU_BINARY, qemuArgs, vmPaths, type VmSpec } from './args.js';
 import { PASST, PASST_FD, startPasst } from './passt.js';
 import { jailedCommand, releaseJail, type JailRecord } from './jail.js';
 import { QmpClient } from './qmp.js';
+import { cancelOutgoing, migrateOut } from './live-migration.js';
 
 /** Whether PID is a live QEMU process (not its jail's monitor) whose command line names RUNDIR. */
 export function isQemuOf(pid: number, runDir: string): boolean {
@@ -245,6 +246,14 @@ export class QemuVm extends EventEmitter<VmEvents> implements VmHandle {
     const stalls = this.ioErrors;
     // QEMU may stop again on a write error before it answers `cont` (its event came first).
     return this.qmp('cont').then(() => void (this.ioErrors === stalls && (this.vcpus = 'running')));
+  }
+
+  migrateOut(sockets: MigrationSockets, timeoutMs: number): Promise<MigrationStats> {
+    return migrateOut((c, a) => this.qmp(c, a), sockets, timeoutMs);
+  }
+
+  cancelMigration(): Promise<void> {
+    return cancelOutgoing((c, a) => this.qmp(c, a));
   }
 
   /** Runs one QMP command on this VM (pause is "stop", resume is "cont"). */
