@@ -1,0 +1,24 @@
+/* Output kept until the host acknowledges it: see keep.c. */
+#ifndef HB_KEEP_H
+#define HB_KEEP_H
+#include <stddef.h>
+#include <stdint.h>
+
+#define KEEP_MAX (512 * 1024) /* bytes kept per process (records and their headers); the process then waits */
+#define KEEP_RECORD 32768     /* largest record: a resent frame */
+
+struct keep {
+  uint8_t *buf;  /* KEEP_MAX bytes */
+  size_t len;    /* bytes of records in buf */
+  size_t last;   /* offset of the last record */
+  uint64_t base; /* position of the first kept byte: everything before it is acknowledged */
+  uint64_t end;  /* position after the last byte kept */
+};
+int keep_init(struct keep *k); /* 0, or -1 (no memory) */
+void keep_free(struct keep *k);
+size_t keep_room(const struct keep *k); /* output bytes that can be kept now */
+void keep_append(struct keep *k, uint8_t type, const uint8_t *p, size_t n);
+void keep_ack(struct keep *k, uint64_t pos); /* drops what is before POS (at most END) */
+typedef void keep_fn(uint8_t type, const uint8_t *p, size_t n, void *ctx);
+void keep_each(const struct keep *k, keep_fn *fn, void *ctx); /* every kept record, in order */
+#endif
