@@ -5,7 +5,10 @@
 #include <stdint.h>
 
 #define KEEP_MAX (512 * 1024) /* bytes kept per process (records and their headers); the process then waits */
-#define KEEP_RECORD 32768     /* largest record: a resent frame */
+/* Largest record, and largest read of a process's output: a frame of it with its
+ * header is one 32 KiB virtio-serial write (a longer one is split, and a host that
+ * dies between the parts leaves the next one half a frame). */
+#define KEEP_RECORD (32768 - 12)
 
 struct keep {
   uint8_t *buf;  /* KEEP_MAX bytes */

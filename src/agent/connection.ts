@@ -79,10 +79,7 @@ export interface ConnectOptions {
    * kept while no host was connected reach them, held until `release()`.
    */
   adopt?: number[];
-  /**
-   * Of those, the ones whose agent keeps their output until acknowledged, with
-   * the position the host has (its log): the agent resends what is past it.
-   */
+  /** Of those, the ones whose output the agent keeps, with the position the host has (its log): the rest is resent. */
   resume?: Map<number, number>;
 }
 
