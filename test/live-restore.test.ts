@@ -21,14 +21,16 @@ after(async () => d?.stop());
 
 describe('live restore', () => {
   it('re-attaches running containers after the daemon is killed with SIGKILL, losing no line', async () => {
-    // Fast tickers: lines are in flight whenever the daemon is killed (the agent
+    // Fast tickers: lines are in flight when the daemon is killed (the agent
     // keeps output until the daemon has it in the log: guest/PROTOCOL.md).
     const ticker = 'i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.02; done';
+    // ...and one that prints in bursts of 50 lines (about 2000 a second).
+    const burst = 'i=0; while true; do i=$((i+1)); echo tick $i; [ $((i % 50)) = 0 ] && sleep 0.02; done';
     // The leaver is told to go through a bind (a root on disks is not a host directory).
     const sig = path.join(d.dataRoot, 'sig');
     fs.mkdirSync(sig);
     for (const args of [
-      ['-d', '--name', 'tick', 'busybox', 'sh', '-c', ticker],
+      ['-d', '--name', 'tick', 'busybox', 'sh', '-c', burst],
       ['-d', '-t', '--name', 'tty', 'busybox', 'sh', '-c', ticker],
       ['-d', '--name', 'sleeper', 'busybox', 'sleep', '1000'],
       ['-d', '--name', 'quiet', 'busybox', 'sh', '-c', 'while true; do sleep 1; done'],
