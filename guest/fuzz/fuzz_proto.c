@@ -175,7 +175,7 @@ static void check_record(uint8_t type, const uint8_t *p, size_t n, void *ctx) {
 
 static void check_keep(void) {
   struct walk w = {kept.base};
-  CHECK(kept.base <= kept.end && kept.len <= KEEP_MAX);
+  CHECK(kept.base <= kept.end && kept.head <= kept.len && kept.len <= 2 * KEEP_MAX && kept.len - kept.head <= KEEP_MAX);
   keep_each(&kept, check_record, &w);
   CHECK(w.pos == kept.end); /* exactly the bytes not acknowledged, in order */
 }
