@@ -150,6 +150,7 @@ int main(void) {
       if (map[i].which == 1 && pr->out_fd == fds[i].fd) pump_output(pr, &pr->out_fd, HB_STDOUT);
       else if (map[i].which == 2 && pr->err_fd == fds[i].fd) pump_output(pr, &pr->err_fd, HB_STDERR);
       else if (map[i].which == 0 && pr->in_fd == fds[i].fd) flush_stdin(pr);
+      if (pr->exited && !pr->exit_sent) finish_if_done(pr); /* one whose last output waited for room */
     }
   }
 }
