@@ -10,8 +10,45 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { openRuntime, ROOT_NAME } from '../src/sandbox/index.js';
+import { openRuntime, ROOT_NAME, type Sandbox } from '../src/sandbox/index.js';
 import { busyboxTar } from './helpers/daemon.js';
+
+/**
+ * Output kept by the agent until acknowledged (guest/PROTOCOL.md): a process
+ * printing 2 MB while the host acknowledges nothing gets as far as the agent's
+ * bound (512 KiB kept) and waits there; acknowledged, it runs to its end, with
+ * every byte delivered once, in order.
+ */
+async function keptUntilAcknowledged(sandbox: Sandbox): Promise<void> {
+  const total = 2_000_000;
+  const proc = await sandbox.exec({ root: ROOT_NAME, args: ['sh', '-c', `head -c ${total} /dev/zero | tr '\\0' x; echo done`], env: ['PATH=/bin'], cwd: '/', user: '', tty: false, stdin: false, keepOutput: true });
+  assert.equal(proc.keeps, true, 'the agent keeps its output');
+  proc.ackByOwner();
+  const chunks: Buffer[] = [];
+  let got = 0;
+  let acking = false;
+  proc.on('stdout', (b, position) => {
+    chunks.push(b);
+    got += b.length;
+    assert.equal(position, got, 'positions count the bytes delivered');
+    if (acking) proc.ack(position);
+  });
+  const exited = new Promise<number>((r) => proc.on('exit', (st) => r(st.code)));
+  proc.release();
+  // Unacknowledged: the output stops short of the bound and stays there.
+  for (let seen = -1; seen !== got; ) {
+    seen = got;
+    await new Promise((r) => setTimeout(r, 1500));
+  }
+  assert.ok(got > 400 * 1024 && got <= 512 * 1024, `the agent sent ${got} bytes unacknowledged (bound 512 KiB)`);
+  assert.equal(proc.exited, undefined, 'the process waits on its pipe');
+  acking = true;
+  proc.ack(got);
+  assert.equal(await exited, 0);
+  const out = Buffer.concat(chunks).toString();
+  assert.equal(out.length, total + 'done\n'.length);
+  assert.ok(out.endsWith('xdone\n') && /^x+done\n$/.test(out), 'every byte once, in order');
+}
 
 describe('sandbox library (no daemon)', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hbsb-'));
@@ -33,6 +70,7 @@ describe('sandbox library (no daemon)', () => {
       proc.release();
       assert.equal(await exited, 3);
       assert.equal(out, 'hello from libbox\nthe host wrote this\n');
+      await keptUntilAcknowledged(sandbox);
     } finally {
       sandbox.release();
       await sandbox.waitExit();

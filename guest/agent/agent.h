@@ -11,6 +11,7 @@
  *   spawn.c      START: fork, pty/pipes, chroot, exec
  *   contain.c    PID namespaces, the container's /proc, capabilities, --init
  *   stdio.c      the process table, output pumping, stdin flow control, reaping
+ *   keep.c       output kept until the host acknowledges it (ack.c: HB_ACK, HB_RESEND)
  *   sigretry.c   signals that a starting main process would lose, delivered again
  *   user.c, stats.c, limits.c: user lookup, STATS, the cgroups (memory, and a root's own limits) */
 #ifndef HB_AGENT_H
@@ -18,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include "keep.h"
 
 #define MAX_PROCS 256
 #define STDIN_BUF 65536 /* equals the host's stdin window: the host never sends more */
@@ -44,6 +46,10 @@ struct proc {
   long long started_ms;  /* CLOCK_MONOTONIC at its start */
   uint64_t retry_sigs;   /* signals to deliver again once it catches them (sigretry.c) */
   char root[80];    /* the container root it runs in */
+  int keeps;        /* T_ACKED: its output (and EXIT) kept until acknowledged */
+  struct keep keep;
+  int exit_sent;    /* its EXIT is out; a keeping slot stays until that is acknowledged */
+  int oom;          /* its EXIT's T_OOM */
 };
 extern struct proc procs[MAX_PROCS];
 struct proc *find_proc(uint32_t id);
@@ -52,6 +58,12 @@ int pump_output(struct proc *pr, int *fd, uint8_t type);
 void flush_stdin(struct proc *pr);
 void queue_stdin(struct proc *pr, const uint8_t *p, size_t n);
 void reap_children(void);
+void finish_if_done(struct proc *pr); /* an exited process: its last output, then EXIT */
+void send_exit(struct proc *pr);
+void free_proc(struct proc *pr);
+/* ack.c */
+void handle_ack(struct proc *pr, const uint8_t *p, size_t n);
+void handle_resend(uint32_t id, struct proc *pr, const uint8_t *p, size_t n);
 
 /* sigretry.c: signals to a main process that is still starting */
 long long now_ms(void); /* CLOCK_MONOTONIC */

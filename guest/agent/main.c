@@ -44,6 +44,8 @@ static void handle_frame(uint8_t type, uint32_t id, const uint8_t *p, size_t n, 
     if (reboot(RB_POWER_OFF) < 0) agent_log("power off: %s", strerror(errno));
     break;
   case HB_START: handle_start(id, p, n); break;
+  case HB_ACK: handle_ack(pr, p, n); break;
+  case HB_RESEND: handle_resend(id, pr, p, n); break;
   case HB_STDIN: queue_stdin(pr, p, n); break;
   case HB_STDIN_EOF:
     if (pr) { pr->in_eof = 1; flush_stdin(pr); }
@@ -126,8 +128,10 @@ int main(void) {
     for (int i = 0; i < MAX_PROCS; i++) {
       struct proc *pr = &procs[i];
       if (!pr->id) continue;
-      if (pr->out_fd >= 0) { map[nf].pr = pr; map[nf].which = 1; fds[nf++] = (struct pollfd){pr->out_fd, POLLIN, 0}; }
-      if (pr->err_fd >= 0) { map[nf].pr = pr; map[nf].which = 2; fds[nf++] = (struct pollfd){pr->err_fd, POLLIN, 0}; }
+      /* A process whose kept output reached the bound waits (on its pipe) for the host's acks. */
+      int full = pr->keeps && keep_room(&pr->keep) < 4096;
+      if (pr->out_fd >= 0 && !full) { map[nf].pr = pr; map[nf].which = 1; fds[nf++] = (struct pollfd){pr->out_fd, POLLIN, 0}; }
+      if (pr->err_fd >= 0 && !full) { map[nf].pr = pr; map[nf].which = 2; fds[nf++] = (struct pollfd){pr->err_fd, POLLIN, 0}; }
       if (pr->in_fd >= 0 && pr->inlen > 0) { map[nf].pr = pr; map[nf].which = 0; fds[nf++] = (struct pollfd){pr->in_fd, POLLOUT, 0}; }
     }
     int retrying = signals_pending();
@@ -146,6 +150,7 @@ int main(void) {
       if (map[i].which == 1 && pr->out_fd == fds[i].fd) pump_output(pr, &pr->out_fd, HB_STDOUT);
       else if (map[i].which == 2 && pr->err_fd == fds[i].fd) pump_output(pr, &pr->err_fd, HB_STDERR);
       else if (map[i].which == 0 && pr->in_fd == fds[i].fd) flush_stdin(pr);
+      if (pr->exited && !pr->exit_sent) finish_if_done(pr); /* one whose last output waited for room */
     }
   }
 }

@@ -22,6 +22,7 @@ enum hb_type {
   HB_EXIT = 0x34,         /* TLV: T_STATUS, T_SIGNAL, T_OOM (1 if the memory cgroup OOM-killed during its life) */
   HB_STDIN_WINDOW = 0x35, /* TLV: T_COUNT bytes the process consumed */
   HB_PONG = 0x36,
+  HB_RESENT = 0x37,       /* TLV: T_OFFSET the resend starts at, or T_ERRNO (no such process, or one that keeps nothing) */
   /* host -> guest */
   HB_CONFIGURE = 0x20,    /* TLV: T_HOSTNAME, T_TIME, T_SEED, T_IPV4 (addr/prefix), T_GATEWAY, T_DNS, T_MEMLIMIT (u64 bytes) */
   HB_MOUNT_ROOT = 0x21,   /* TLV: T_TAG (9p mount tag), T_NAME (container root name), T_SUBDIR (optional), T_TMPFS* ("/path[:opts]"), T_EXTRA_HOST* ("IP NAME"),
@@ -37,6 +38,8 @@ enum hb_type {
   HB_STDIN_EOF = 0x12,
   HB_SIGNAL = 0x13,       /* TLV: T_SIGNAL */
   HB_RESIZE = 0x14,       /* TLV: T_ROWS, T_COLS */
+  HB_ACK = 0x15,          /* TLV: T_OFFSET: output up to there is the host's (a T_ACKED process) */
+  HB_RESEND = 0x16,       /* TLV: T_OFFSET the host has: answered by HB_RESENT, then what is kept past it */
 };
 
 enum hb_tag {
@@ -54,6 +57,8 @@ enum hb_tag {
   T_PREMOUNT = 54,   /* HB_MOUNT_ROOT with T_BLOCK_UPPER alone (a template): mount that disk's ext4 ahead, no root */
   T_PREMOUNTED = 55, /* HB_MOUNT_ROOT of a block root: its upper disk may be the one mounted ahead (T_PREMOUNT) */
   T_GROUP_ADD = 60, /* HB_START: an extra group of the process (name in the root's /etc/group, or a number) */
+  T_ACKED = 61,     /* HB_START, HB_STARTED: the process's output is kept until acknowledged (HB_ACK) */
+  T_OFFSET = 62,    /* u64 position in a process's output (HB_ACK, HB_RESEND, HB_RESENT) */
 };
 
 /* Builder for an outgoing TLV payload. Silently refuses to grow past the limit;

@@ -1,4 +1,4 @@
-/* Parsers of HB_LIMITS and of START's sysctls (request.h): pure, as the rest
+/* Parsers of HB_LIMITS, of START's sysctls and of HB_ACK's and HB_RESEND's offset (request.h): pure, as the rest
  * of request.c, and fuzzed with it (guest/fuzz/fuzz_proto.c). */
 #include "request.h"
 #include <string.h>
@@ -46,4 +46,17 @@ int parse_sysctl(const char *kv, char *path, size_t cap, const char **value) {
   if (path[k - 1] == '/') return -1;
   *value = eq + 1;
   return 0;
+}
+
+/* ---- ack, resend --------------------------------------------------------------- */
+
+int parse_offset(const uint8_t *p, size_t n, uint64_t *pos) {
+  struct tlv_in it = {p, n};
+  uint8_t tag;
+  const uint8_t *d;
+  uint32_t len;
+  int r, found = 0;
+  while ((r = tlv_next(&it, &tag, &d, &len)) == 1)
+    if (tag == T_OFFSET && len == 8) { *pos = be64(d); found = 1; }
+  return r == 0 && found ? 0 : -1;
 }

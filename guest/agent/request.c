@@ -290,6 +290,7 @@ int parse_start(const uint8_t *p, size_t n, struct start_req *r) {
       r->seccomp_len = len;
       break;
     case T_NO_NEW_PRIVS: r->no_new_privs = len == 4 && be32(d); break;
+    case T_ACKED: r->acked = len == 4 && be32(d); break;
     default: break; /* a tag this agent does not know */
     }
   }

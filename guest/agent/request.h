@@ -97,6 +97,7 @@ struct start_req {
   const uint8_t *seccomp;
   uint32_t seccomp_len;
   int no_new_privs; /* T_NO_NEW_PRIVS: PR_SET_NO_NEW_PRIVS before exec */
+  int acked;        /* T_ACKED: output kept until the host acknowledges it (keep.c) */
   char strings[HB_MAX_PAYLOAD + 1024]; /* argv/env storage, bounded by the frame */
   size_t used;
 };
@@ -124,6 +125,10 @@ int start_caps(const struct start_req *r, uint64_t *mask, char *msg, size_t cap)
 /* The number of a capability name ("net_admin", "CAP_NET_ADMIN"), -2 for
  * "ALL", -1 if unknown. */
 int cap_number(const char *name);
+
+/* HB_ACK, HB_RESEND: the T_OFFSET field. 0 and *POS set, or -1 (missing, not
+ * 8 bytes, or a malformed list). */
+int parse_offset(const uint8_t *p, size_t n, uint64_t *pos);
 
 /* The PATH of the request's environment, or the default one. */
 const char *env_path(const struct start_req *r);

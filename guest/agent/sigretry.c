@@ -42,6 +42,7 @@ static int sig_masks(pid_t pid, uint64_t *caught, uint64_t *ignored) {
 }
 
 void deliver_signal(struct proc *pr, int sig) {
+  if (pr->exited) return; /* reaped: its pid may be another process's now */
   uint64_t caught, ignored, bit = 1ull << (sig - 1);
   int retry = pr->main && sig != SIGKILL && sig != SIGSTOP && now_ms() - pr->started_ms < STARTUP_MS &&
               sig_masks(pr->pid, &caught, &ignored) == 0 && !((caught | ignored) & bit);

@@ -236,9 +236,12 @@ void handle_start(uint32_t id, const uint8_t *p, size_t n) {
   if (slot->err_fd >= 0) set_nonblock(slot->err_fd);
   slot->inbuf = inbuf;
   inbuf = NULL;
+  /* Without memory for it the output is not kept, and STARTED says so. */
+  slot->keeps = r.acked && keep_init(&slot->keep) == 0;
   struct tlv_out t;
   tlv_reset(&t);
   tlv_put_u32(&t, T_PID, (uint32_t)pid);
+  if (slot->keeps) tlv_put_u32(&t, T_ACKED, 1);
   hb_send_tlv(HB_STARTED, id, &t);
 out:
   if (what) start_failed(id, e, what);

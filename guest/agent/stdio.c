@@ -1,7 +1,9 @@
-/* The process table and the stdio relay: output is forwarded as it comes,
- * stdin is buffered up to the window the host respects (STDIN_BUF) and
- * acknowledged as the process consumes it, and a process is reported as
- * exited after its last output. */
+/* The process table and the stdio relay: output is forwarded as it comes
+ * (and, for a T_ACKED process, kept until the host acknowledges it: keep.c;
+ * at KEEP_MAX the process's pipes are not read, so it waits), stdin is
+ * buffered up to the window the host respects (STDIN_BUF) and acknowledged as
+ * the process consumes it, and a process is reported as exited after its last
+ * output. */
 #define _GNU_SOURCE
 #include "agent.h"
 #include "proto.h"
@@ -29,9 +31,15 @@ struct proc *free_proc_slot(void) {
 /* Reads what is available on one output fd and forwards it. Returns 0 on EOF or
  * a terminal error (the fd is then closed), 1 if more may come. */
 int pump_output(struct proc *pr, int *fd, uint8_t type) {
-  static uint8_t buf[32768];
-  ssize_t n = read(*fd, buf, sizeof buf);
-  if (n > 0) { hb_send(type, pr->id, buf, (size_t)n); return 1; }
+  static uint8_t buf[KEEP_RECORD];
+  size_t want = pr->keeps && keep_room(&pr->keep) < sizeof buf ? keep_room(&pr->keep) : sizeof buf;
+  if (want == 0) return 1; /* kept to the bound: read again once the host acknowledges */
+  ssize_t n = read(*fd, buf, want);
+  if (n > 0) {
+    if (pr->keeps) keep_append(&pr->keep, type, buf, (size_t)n);
+    hb_send(type, pr->id, buf, (size_t)n); /* a write the host misses is resent (HB_RESEND) */
+    return 1;
+  }
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 1;
   /* EOF, or EIO from a pty master whose slave side is all closed */
   if (*fd != pr->in_fd) close(*fd);
@@ -75,41 +83,50 @@ void queue_stdin(struct proc *pr, const uint8_t *p, size_t n) {
   flush_stdin(pr);
 }
 
-static void finish_if_done(struct proc *pr) {
-  if (!pr->exited) return;
+/* Reads what is left on one of an exited process's fds; 1 if more is waiting. */
+static int drain(struct proc *pr, int *fd, uint8_t type) {
+  int was = *fd, avail = 0;
+  return pump_output(pr, fd, type) && *fd == was && ioctl(was, FIONREAD, &avail) == 0 && avail > 0;
+}
+
+void finish_if_done(struct proc *pr) {
+  if (!pr->exited || pr->exit_sent) return;
   /* The process is gone: forward what is still buffered, then report. Output
    * of background children that outlive it is not waited for (as with Docker). */
   for (int rounds = 0; rounds < 64 && (pr->out_fd >= 0 || pr->err_fd >= 0); rounds++) {
     int more = 0;
-    if (pr->out_fd >= 0) {
-      int fd = pr->out_fd;
-      if (pump_output(pr, &pr->out_fd, HB_STDOUT) && pr->out_fd == fd) {
-        int avail = 0;
-        if (ioctl(fd, FIONREAD, &avail) == 0 && avail > 0) more = 1;
-      }
-    }
-    if (pr->err_fd >= 0) {
-      int fd = pr->err_fd;
-      if (pump_output(pr, &pr->err_fd, HB_STDERR) && pr->err_fd == fd) {
-        int avail = 0;
-        if (ioctl(fd, FIONREAD, &avail) == 0 && avail > 0) more = 1;
-      }
-    }
+    if (pr->out_fd >= 0) more |= drain(pr, &pr->out_fd, HB_STDOUT);
+    if (pr->err_fd >= 0) more |= drain(pr, &pr->err_fd, HB_STDERR);
     if (!more) break;
+    if (pr->keeps && keep_room(&pr->keep) == 0) return; /* again after the host's next HB_ACK */
   }
+  int shared = pr->in_fd == pr->out_fd; /* a pty master */
   if (pr->out_fd >= 0) close(pr->out_fd);
   if (pr->err_fd >= 0) close(pr->err_fd);
-  if (pr->in_fd >= 0 && pr->in_fd != pr->out_fd) close(pr->in_fd);
+  if (pr->in_fd >= 0 && !shared) close(pr->in_fd);
+  pr->in_fd = pr->out_fd = pr->err_fd = -1;
   free(pr->inbuf);
+  pr->inbuf = NULL;
   /* A block root's disk holds what its main process wrote once its EXIT is
    * out: a host that stops the VM then loses nothing written so far. */
   if (pr->main) blk_sync_root(pr->root);
+  pr->oom = limits_oom_kills(pr->root) > pr->oom_before;
+  pr->exit_sent = 1;
+  send_exit(pr);
+  if (!pr->keeps) free_proc(pr); /* else kept until the host acknowledges the EXIT */
+}
+
+void send_exit(struct proc *pr) {
   struct tlv_out t;
   tlv_reset(&t);
   tlv_put_u32(&t, T_STATUS, (uint32_t)pr->status);
   tlv_put_u32(&t, T_SIGNAL, (uint32_t)pr->signal);
-  if (limits_oom_kills(pr->root) > pr->oom_before) tlv_put_u32(&t, T_OOM, 1);
+  if (pr->oom) tlv_put_u32(&t, T_OOM, 1);
   hb_send_tlv(HB_EXIT, pr->id, &t);
+}
+
+void free_proc(struct proc *pr) {
+  if (pr->keeps) keep_free(&pr->keep);
   memset(pr, 0, sizeof *pr);
 }
 
@@ -121,7 +138,7 @@ void reap_children(void) {
   while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
     for (int i = 0; i < MAX_PROCS; i++) {
       struct proc *pr = &procs[i];
-      if (!pr->id || pr->pid != pid) continue;
+      if (!pr->id || pr->exited || pr->pid != pid) continue;
       pr->exited = 1;
       if (WIFSIGNALED(st)) { pr->signal = WTERMSIG(st); pr->status = 128 + pr->signal; }
       else pr->status = WEXITSTATUS(st);

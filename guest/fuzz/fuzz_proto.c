@@ -8,7 +8,10 @@
  * AddressSanitizer catches a parser reading one byte past its frame (in the
  * agent the frame sits in a larger static buffer, where it would go unseen).
  * Besides memory errors, the harness checks the parsers' promises and traps
- * when one is broken. */
+ * when one is broken. It also drives the kept-output buffer (keep.c) as a
+ * stream of output (STDOUT, STDERR payloads) and acknowledgements (HB_ACK,
+ * HB_RESEND offsets), checked against a plain copy of everything appended. */
+#include "keep.h"
 #include "proto.h"
 #include "request.h"
 #include <arpa/inet.h>
@@ -157,6 +160,46 @@ static void fuzz_limits(const uint8_t *p, size_t n) {
   CHECK(l.cpu_weight <= 10000);
 }
 
+/* The kept-output model of one input: every byte appended, by position. */
+static struct keep kept;
+static uint8_t shadow[1 << 21];
+static uint8_t shadow_type[1 << 21];
+struct walk { uint64_t pos; };
+
+static void check_record(uint8_t type, const uint8_t *p, size_t n, void *ctx) {
+  struct walk *w = ctx;
+  CHECK((type == HB_STDOUT || type == HB_STDERR) && n > 0 && n <= KEEP_RECORD);
+  for (size_t i = 0; i < n; i++) CHECK(p[i] == shadow[w->pos + i] && shadow_type[w->pos + i] == type);
+  w->pos += n;
+}
+
+static void check_keep(void) {
+  struct walk w = {kept.base};
+  CHECK(kept.base <= kept.end && kept.head <= kept.len && kept.len <= 2 * KEEP_MAX && kept.len - kept.head <= KEEP_MAX);
+  keep_each(&kept, check_record, &w);
+  CHECK(w.pos == kept.end); /* exactly the bytes not acknowledged, in order */
+}
+
+static void fuzz_keep_output(uint8_t type, const uint8_t *p, size_t n) {
+  if (!kept.buf) return;
+  size_t take = n < keep_room(&kept) ? n : keep_room(&kept);
+  if (kept.end + take > sizeof shadow) return;
+  memcpy(shadow + kept.end, p, take);
+  memset(shadow_type + kept.end, type, take);
+  keep_append(&kept, type, p, take);
+  check_keep();
+}
+
+static void fuzz_offset(const uint8_t *p, size_t n) {
+  uint64_t pos = 0;
+  if (parse_offset(p, n, &pos) < 0 || !kept.buf) return;
+  uint64_t base = kept.base;
+  /* as the agent does: a small offset scaled into the kept range, to hit it often */
+  keep_ack(&kept, pos < (1u << 24) ? base + pos % (kept.end - base + 1) : pos);
+  CHECK(kept.base >= base && kept.base <= kept.end);
+  check_keep();
+}
+
 static void on_frame(uint8_t type, uint32_t proc, const uint8_t *payload, size_t len, void *ctx) {
   (void)proc; (void)ctx;
   CHECK(len <= HB_MAX_PAYLOAD);
@@ -169,6 +212,8 @@ static void on_frame(uint8_t type, uint32_t proc, const uint8_t *payload, size_t
   case HB_MOUNT_ROOT: fuzz_mount_root(p, len); break;
   case HB_START: fuzz_start(p, len); break;
   case HB_LIMITS: fuzz_limits(p, len); break;
+  case HB_STDOUT: case HB_STDERR: fuzz_keep_output(type, p, len); break;
+  case HB_ACK: case HB_RESEND: fuzz_offset(p, len); break;
   case HB_SIGNAL: {
     struct tlv_in it = {p, len};
     int sig, count = 0;
@@ -188,6 +233,7 @@ static void on_frame(uint8_t type, uint32_t proc, const uint8_t *payload, size_t
     fuzz_mount_root(p, len);
     fuzz_start(p, len);
     fuzz_limits(p, len);
+    fuzz_offset(p, len);
   }
   free(p);
 }
@@ -196,7 +242,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* The stream as one read(), then again as two, split where the first byte
    * says: the agent keeps a partial frame for the next read. */
   size_t used = 0;
+  if (keep_init(&kept) < 0) return 0;
   int r = hb_split_frames(data, size, &used, on_frame, NULL);
+  keep_free(&kept); /* the second pass, below, only re-splits */
   CHECK(used <= size);
   if (r < 0) CHECK(size - used >= HB_HEADER_SIZE);
   if (size > 1 && r == 0) {

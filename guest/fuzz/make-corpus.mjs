@@ -9,9 +9,9 @@ const dir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'corpus');
 const T = { Hostname: 8, Time: 9, Seed: 10, Tag: 11, Name: 12, Arg: 13, Env: 14, Cwd: 15, User: 16, Tty: 17,
   Rows: 18, Cols: 19, Stdin: 20, Subdir: 21, Ipv4: 26, Gateway: 27, Dns: 28, Tmpfs: 29, MemLimit: 30, Signal: 6,
   Mac: 32, Isolate: 33, CapAdd: 35, CapDrop: 36, Privileged: 37, Init: 38, Exec: 39,
-  ExtraHost: 34, BlockLower: 40, BlockUpper: 41, Bind: 42, ReadOnly: 43 };
+  ExtraHost: 34, BlockLower: 40, BlockUpper: 41, Bind: 42, ReadOnly: 43, Acked: 61, Offset: 62 };
 const M = { Configure: 0x20, MountRoot: 0x21, Ping: 0x22, Poweroff: 0x23, Stats: 0x24, Start: 0x10, Stdin: 0x11,
-  StdinEof: 0x12, Signal: 0x13, Resize: 0x14 };
+  StdinEof: 0x12, Signal: 0x13, Resize: 0x14, Ack: 0x15, Resend: 0x16, Stdout: 0x32, Stderr: 0x33 };
 
 function tlv(fields) {
   return Buffer.concat(fields.flatMap(([tag, v]) => {
@@ -61,11 +61,18 @@ const frames = {
   'stdin-eof': frame(M.StdinEof, 7),
   signal: frame(M.Signal, 7, tlv([[T.Signal, 15], [T.Signal, 9]])),
   resize: frame(M.Resize, 8, tlv([[T.Rows, 40], [T.Cols, 100]])),
+  'start-acked': frame(M.Start, 11, tlv([[T.Name, 'c1'], [T.Arg, 'sh'], [T.Acked, 1]])),
+  ack: frame(M.Ack, 11, tlv([[T.Offset, 6n]])),
+  resend: frame(M.Resend, 11, tlv([[T.Offset, 3n]])),
   ping: frame(M.Ping, 0),
   stats: frame(M.Stats, 0),
 };
 frames.stream = Buffer.concat([frames.configure, frames['mount-root'], frames.start, frames.stdin, frames['stdin-eof'],
   frames.signal, frames.ping]);
+// Output kept and acknowledged (the fuzzer feeds STDOUT/STDERR payloads to keep.c).
+frames['kept-output'] = Buffer.concat([frames['start-acked'], frame(M.Stdout, 11, Buffer.from('one\ntwo\n')),
+  frame(M.Stderr, 11, Buffer.from('err\n')), frames.ack, frame(M.Stdout, 11, Buffer.from('three\n')), frames.resend,
+  frame(M.Ack, 11, tlv([[T.Offset, 2n]]))]);
 fs.mkdirSync(dir, { recursive: true });
 for (const [name, bytes] of Object.entries(frames)) fs.writeFileSync(path.join(dir, name), bytes);
 console.log(`${Object.keys(frames).length} seeds in ${dir}`);

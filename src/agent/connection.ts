@@ -79,6 +79,8 @@ export interface ConnectOptions {
    * kept while no host was connected reach them, held until `release()`.
    */
   adopt?: number[];
+  /** Of those, the ones whose output the agent keeps, with the position the host has (its log): the rest is resent. */
+  resume?: Map<number, number>;
 }
 
 export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }> {
@@ -111,6 +113,8 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
       conn.adoptedProcs.set(id, proc);
       // Ids the old daemon may have used for execs are skipped.
       conn.nextProc = Math.max(conn.nextProc, id + 1 + 1_000_000);
+      const from = opts.resume?.get(id);
+      if (from !== undefined) proc.keepOutput(from);
     }
     const ready = new Promise<string>((resolve) => (conn.hello = resolve));
     conn.send(MsgType.Ping, 0);
@@ -274,6 +278,7 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
     for (const p of spec.readonlyPaths ?? []) fields.push([Tag.RoPath, p]);
     if (spec.seccomp) fields.push([Tag.Seccomp, spec.seccomp]);
     if (spec.noNewPrivs) fields.push([Tag.NoNewPrivs, 1]);
+    if (spec.keepOutput) fields.push([Tag.Acked, 1]);
     const frame = await new Promise<Frame>((resolve, reject) => {
       if (this.closed) return reject(new Error('agent channel closed'));
       // A start the guest does not answer fails after a while; if the process
@@ -298,6 +303,7 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
       throw new StartError(f.u32(Tag.Errno) ?? 0, f.str(Tag.Message, 1024) ?? 'process start failed');
     }
     proc.pid = f.u32(Tag.Pid) ?? 0;
+    if (spec.keepOutput && f.u32(Tag.Acked) === 1) proc.keepOutput();
     return proc;
   }
 
@@ -350,8 +356,12 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
       case MsgType.Stdout:
       case MsgType.Stderr: {
         const p = this.procs.get(f.proc);
-        const stream = f.type === MsgType.Stdout ? 'stdout' : 'stderr';
-        if (p) p.deliver(() => p.emit(stream, f.payload));
+        p?.output(f.type === MsgType.Stdout ? 'stdout' : 'stderr', f.payload);
+        return;
+      }
+      case MsgType.Resent: {
+        const fields = Fields.of(f.payload);
+        this.procs.get(f.proc)?.resent(fields.u64(Tag.Offset), fields.u32(Tag.Errno) ?? 0);
         return;
       }
       case MsgType.StdinWindow: {
@@ -361,7 +371,8 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
       }
       case MsgType.Exit: {
         const p = this.procs.get(f.proc);
-        if (!p) return;
+        // Before the answer to RESEND: it comes again, after the output kept before it.
+        if (!p || p.resyncing) return;
         const fields = Fields.of(f.payload);
         const code = Math.min(fields.u32(Tag.Status) ?? 255, 255);
         const signal = Math.min(fields.u32(Tag.Signal) ?? 0, 64);

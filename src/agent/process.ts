@@ -4,12 +4,10 @@
  * that arrive before the owner listens are held until `release()`.
  */
 import { EventEmitter } from 'node:events';
+import { AckBatcher, OutputCursor, type FrameSender } from './output-acks.js';
 import { encodeTlv, MsgType, STDIN_WINDOW, Tag } from './protocol.js';
 
-/** What a process needs of its channel. */
-export interface FrameSender {
-  send(type: number, proc: number, payload?: Buffer): void;
-}
+export type { FrameSender } from './output-acks.js';
 
 export interface ProcessSpec {
   /** Name of the container root (as mounted with mountRoot). */
@@ -51,6 +49,12 @@ export interface ProcessSpec {
   /** A classic BPF seccomp program (struct sock_filter[], little endian), installed just before exec. */
   seccomp?: Buffer;
   noNewPrivs?: boolean;
+  /**
+   * The agent keeps the output (and exit) until the host acknowledges it, so a
+   * host that dies loses none of it: the next one asks for it again (RESEND).
+   * Whether the agent does is `GuestProcess.keeps` (an older agent does not).
+   */
+  keepOutput?: boolean;
 }
 
 /** A root's own cgroup limits (HB_LIMITS); a field left out is left as it is, 0 means none. */
@@ -95,12 +99,22 @@ export class StartError extends Error {
 
 /** One process running in the guest, as seen from the host. */
 export class GuestProcess extends EventEmitter<{
-  stdout: [Buffer];
-  stderr: [Buffer];
+  /** Output, with the position it ends at (guest/PROTOCOL.md, "Output kept until acknowledged"). */
+  stdout: [Buffer, number];
+  stderr: [Buffer, number];
   exit: [ExitStatus];
+  /** A re-attach found output missing between what the host had and what the agent kept (bytes). */
+  gap: [number];
 }> {
   pid = 0;
   exited: ExitStatus | undefined;
+  /** The agent keeps this process's output until acknowledged. */
+  keeps = false;
+  /** Output positions: where the host is, and what it acknowledged. */
+  private cursor = new OutputCursor();
+  private acks: AckBatcher | undefined;
+  /** The owner acknowledges (`ack`) once the output is safe (in a log file); else it is acknowledged on receipt. */
+  private ownerAcks = false;
   /** Output and exit that arrive before the owner has attached its listeners
    * (they can come in the same read as STARTED) are held until `release()`. */
   private held: Array<() => void> | undefined = [];
@@ -137,6 +151,62 @@ export class GuestProcess extends EventEmitter<{
 
   resize(rows: number, cols: number): void {
     this.conn.send(MsgType.Resize, this.id, encodeTlv([[Tag.Rows, rows], [Tag.Cols, cols]]));
+  }
+
+  /**
+   * The agent keeps this process's output until acknowledged. RESUME_FROM (a
+   * re-attach): the host has the output up to there; the agent is asked to
+   * resend the rest, and what it sends before that answer is dropped.
+   */
+  keepOutput(resumeFrom?: number): void {
+    this.keeps = true;
+    this.acks = new AckBatcher(this.conn, this.id, resumeFrom ?? 0);
+    if (resumeFrom === undefined) return;
+    this.cursor = new OutputCursor(resumeFrom, true);
+    this.conn.send(MsgType.Resend, this.id, encodeTlv([[Tag.Offset, BigInt(resumeFrom)]]));
+  }
+
+  /** From now on the owner acknowledges output with `ack` (call before `release()`). */
+  ackByOwner(): void {
+    this.ownerAcks = true;
+  }
+
+  /** Acknowledges the output up to POSITION (cumulative; batched per event-loop turn). */
+  ack(position: number): void {
+    this.acks?.ack(position);
+  }
+
+  /** Acknowledges everything, the exit included: the owner has recorded it. */
+  ackExit(): void {
+    if (this.exited) this.acks?.ack(this.cursor.position + 1);
+  }
+
+  /** A STDOUT or STDERR payload from the channel. */
+  output(stream: 'stdout' | 'stderr', payload: Buffer): void {
+    const data = this.cursor.take(payload);
+    if (!data) return;
+    const position = this.cursor.position;
+    this.deliver(() => {
+      if (!this.ownerAcks) this.ack(position);
+      this.emit(stream, data, position);
+    });
+  }
+
+  /** Whether an EXIT now is one to drop (it comes again after RESENT). */
+  get resyncing(): boolean {
+    return this.cursor.waiting;
+  }
+
+  /** RESENT: the resend starts at FROM, or (ERRNO) the agent has nothing for this process. */
+  resent(from: number | undefined, errno: number): void {
+    if (from === undefined) {
+      this.cursor.giveUp();
+      // ESRCH: the agent does not know it (gone with an exit nobody recorded).
+      if (errno === 3) this.finish({ code: 137, signal: 0 });
+      return;
+    }
+    const lost = this.cursor.resent(from);
+    if (lost) this.deliver(() => this.emit('gap', lost));
   }
 
   /** Delivers held events; from now on events are emitted as they come. */
@@ -180,7 +250,10 @@ export class GuestProcess extends EventEmitter<{
     if (this.exited) return;
     this.exited = status;
     for (const w of this.drainWaiters.splice(0)) w();
-    this.deliver(() => this.emit('exit', status));
+    this.deliver(() => {
+      if (!this.ownerAcks) this.ackExit();
+      this.emit('exit', status);
+    });
   }
 }
 

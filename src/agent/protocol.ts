@@ -21,6 +21,8 @@ export const MsgType = {
   Exit: 0x34,
   StdinWindow: 0x35,
   Pong: 0x36,
+  /** The position a resend starts at (OFFSET), or ERRNO: no such process, or one that keeps nothing. */
+  Resent: 0x37,
   Configure: 0x20,
   MountRoot: 0x21,
   Ping: 0x22,
@@ -32,6 +34,10 @@ export const MsgType = {
   StdinEof: 0x12,
   Signal: 0x13,
   Resize: 0x14,
+  /** Output up to OFFSET is the host's (a process started with ACKED). */
+  Ack: 0x15,
+  /** After a re-attach: the host has output up to OFFSET; answered by RESENT and what is kept past it. */
+  Resend: 0x16,
 } as const;
 
 export const Tag = {
@@ -93,6 +99,10 @@ export const Tag = {
   /** MOUNT_ROOT of a block root whose upper disk is a copy of the one mounted ahead. */
   Premounted: 55,
   GroupAdd: 60,
+  /** START: keep this process's output until acknowledged; STARTED: the agent does. */
+  Acked: 61,
+  /** u64 position in a process's output (ACK, RESEND, RESENT). */
+  Offset: 62,
 } as const;
 
 export interface Frame {
@@ -189,6 +199,11 @@ export class Fields {
   u32(tag: number): number | undefined {
     const f = this.fields.find(([t, d]) => t === tag && d.length === 4);
     return f ? f[1].readUInt32BE(0) : undefined;
+  }
+  /** A u64 field as a number (positions stay far below 2^53). */
+  u64(tag: number): number | undefined {
+    const f = this.fields.find(([t, d]) => t === tag && d.length === 8);
+    return f ? Number(f[1].readBigUInt64BE(0)) : undefined;
   }
   str(tag: number, max = 4096): string | undefined {
     const f = this.fields.find(([t]) => t === tag);

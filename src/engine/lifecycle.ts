@@ -5,6 +5,7 @@
  * waits for it instead of polling, and every state change is a transition of
  * the state machine. Removal is removal.ts's; creation, create.ts's.
  */
+import { randomBytes } from 'node:crypto';
 import type { GuestProcess } from '../agent/connection.js';
 import { conflict, HyperboxError, internal, notModified } from '../common/errors.js';
 import { sizedLayerUsage } from '../images/rootfs.js';
@@ -13,6 +14,7 @@ import type { Attachment, Container } from './container.js';
 import type { EngineContext } from './context.js';
 import type { ExecManager } from './exec.js';
 import { forwardStdin } from './exec.js';
+import { acknowledgeLogged } from './log-acks.js';
 import { LogWriter, parseLogOptions } from './logs.js';
 import type { RestartManager } from './restart-manager.js';
 import { parseSignal } from './signals.js';
@@ -87,6 +89,7 @@ export class Lifecycle {
       // A pod member's VM is the pod's: the pod keeps its run directory; the member its process.
       c.record.VmRunDir = pod ? undefined : sandbox.runDir;
       c.record.MainProcId = main.id;
+      c.record.MainLogRun = main.keeps ? randomBytes(6).toString('hex') : undefined;
       transition(c.record.State, 'running', { pid: sandbox.pid });
       c.save();
       this.wireMainProcess(c, main);
@@ -115,13 +118,16 @@ export class Lifecycle {
     const log = c.log!;
     // A log writer that falls behind stops this VM's channel from being read (see AgentConnection.hold).
     log.onPressure = (on) => sandbox.agent.hold(log, on);
-    const forward = (stream: 'stdout' | 'stderr') => (data: Buffer) => {
-      log.write(stream, data);
+    const run = main.keeps ? c.record.MainLogRun : undefined;
+    const forward = (stream: 'stdout' | 'stderr') => (data: Buffer, position: number) => {
+      log.write(stream, data, run ? { run, position } : undefined);
       for (const a of c.attachments) a[stream]?.(data);
     };
     main.on('stdout', forward('stdout'));
     main.on('stderr', forward('stderr'));
     main.on('exit', (st) => this.onExit(c, st.code, '', st.oomKilled));
+    if (run) acknowledgeLogged(main, log, run);
+    main.on('gap', (bytes) => this.ctx.logger.warn(`container ${c.id.slice(0, 12)}: ${bytes} bytes of output were missing from its log at re-attach`));
     // A VM that dies under us (QEMU killed, guest panic) is a container killed.
     sandbox.vm.once('exit', (_code, signal) => {
       if (c.main === main) this.onExit(c, 137, `VM exited unexpectedly${signal ? ` (${signal})` : ''}`);

@@ -1,6 +1,10 @@
 /**
  * Container logs: JSON records, one a line, like Docker's json-file driver but
- * binary-safe (base64 payload): {"s":stream,"t":ISO time,"b":base64}. A record
+ * binary-safe (base64 payload): {"s":stream,"t":ISO time,"b":base64}; output of
+ * a main process whose agent keeps it until acknowledged also carries
+ * "r": the run (one per start) and "o": the position in that run's output
+ * the record ends at, which a daemon re-attaching after a crash asks the agent
+ * to resend from (log-acks.ts). A record
  * holds one chunk of output as it came from the guest (one or more lines, or a
  * partial one); readers split it into lines (log-reader.ts). Files written by
  * earlier versions hold one line per record and read the same.
@@ -26,6 +30,13 @@ export interface LogRecord {
   stream: StreamName;
   time: string;
   data: Buffer;
+  /** The run and output position this record ends at (see above). */
+  mark?: LogMark;
+}
+
+export interface LogMark {
+  run: string;
+  position: number;
 }
 
 /** Splits output into lines (each keeping its "\n"; a trailing partial line too). */
@@ -155,10 +166,11 @@ export class LogWriter extends EventEmitter<{ batch: [LogRecord[]] }> {
     }
   }
 
-  /** Queues output; it reaches the file within a tick or two, in order. */
-  write(stream: StreamName, data: Buffer): void {
+  /** Queues output; it reaches the file within a tick or two, in order. The
+   * 'batch' event then lists the records written (or whose write failed). */
+  write(stream: StreamName, data: Buffer, mark?: LogMark): void {
     if (this.closed || data.length === 0) return;
-    this.queue.push({ stream, time: new Date().toISOString(), data });
+    this.queue.push({ stream, time: new Date().toISOString(), data, mark });
     this.queued += data.length;
     if (!this.pressured && this.queued > HIGH_WATER) {
       this.pressured = true;
@@ -220,8 +232,11 @@ export class LogWriter extends EventEmitter<{ batch: [LogRecord[]] }> {
     const segs = [cur];
     let used = this.size;
     for (const r of records) {
+      let left = r.data.length;
       for (const piece of cutChunk(r.data, this.recordCap)) {
-        const line = JSON.stringify({ s: r.stream, t: r.time, b: piece.toString('base64') }) + '\n';
+        left -= piece.length;
+        const mark = r.mark && { r: r.mark.run, o: r.mark.position - left };
+        const line = JSON.stringify({ s: r.stream, t: r.time, b: piece.toString('base64'), ...mark }) + '\n';
         if (used + cur.len > 0 && used + cur.len + line.length > this.rotation.maxSize) {
           cur = { rotate: true, lines: [], len: 0 };
           segs.push(cur);

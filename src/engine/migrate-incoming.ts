@@ -20,6 +20,7 @@ import { attachMigratedVm } from '../sandbox/adopt.js';
 import type { IncomingVm } from '../vm/index.js';
 import type { EngineContext } from './context.js';
 import type { Lifecycle } from './lifecycle.js';
+import { loggedPosition } from './log-acks.js';
 import { checkProfile, erofsDigest, offerSchema, profileOf, type Offer } from './migrate-offer.js';
 import { allocatePorts, networkModeOf } from './ports.js';
 import { containerOf } from './removal.js';
@@ -129,7 +130,10 @@ export class IncomingMigrations {
       this.checkFree(rec, id);
       c.record.State.Pid = vm.pid;
       const resumedAfterMs = Date.now() - t0; // attachMigratedVm resumes the guest first
-      const sandbox = await attachMigratedVm(vm, ctx.driver.layout.shares[0]!.tag, [rec.MainProcId!], rec.StartInfo ?? { mode: 'cold', accel: ctx.opts.accel.accel, phases: {} });
+      // Output its agent kept and the source's log did not get yet is resent (log-acks.ts).
+      const resume = rec.MainLogRun ? new Map([[rec.MainProcId!, loggedPosition(c.logFile, rec.MainLogRun)]]) : undefined;
+      const info = rec.StartInfo ?? { mode: 'cold' as const, accel: ctx.opts.accel.accel, phases: {} };
+      const sandbox = await attachMigratedVm(vm, ctx.driver.layout.shares[0]!.tag, { procIds: [rec.MainProcId!], resume, info });
       this.forget(id);
       ctx.registry.add(c);
       c.save();

@@ -105,7 +105,7 @@ export class PodManager {
    * the given main processes of their containers adopted. A pod whose VM is gone
    * is marked exited. Returns the run directories of the VMs kept.
    */
-  async recover(mainProcesses: (pod: Pod) => number[]): Promise<Set<string>> {
+  async recover(mainProcesses: (pod: Pod) => { procIds: number[]; resume?: Map<number, number> }): Promise<Set<string>> {
     const kept = new Set<string>();
     for (const pod of this.pods.values()) {
       if (pod.record.State.Status !== 'running') continue;
@@ -122,10 +122,10 @@ export class PodManager {
     return kept;
   }
 
-  private async reattach(pod: Pod, procIds: number[]): Promise<void> {
+  private async reattach(pod: Pod, procs: { procIds: number[]; resume?: Map<number, number> }): Promise<void> {
     const { VmPid: pid, VmRunDir: runDir } = pod.record;
     if (!pid || !runDir) throw new Error('no live-restore record');
-    const sandbox = await adoptSandbox(this.host.driver, { pid, runDir, procIds, info: pod.record.StartInfo ?? { mode: 'cold', accel: 'tcg', phases: {} } });
+    const sandbox = await adoptSandbox(this.host.driver, { pid, runDir, ...procs, info: pod.record.StartInfo ?? { mode: 'cold', accel: 'tcg', phases: {} } });
     const endpoint = pod.record.Endpoint;
     if (endpoint) {
       this.host.networks().adopt(endpoint);

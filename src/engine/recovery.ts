@@ -2,7 +2,7 @@
  * What a daemon start finds: the database reconciled with the disk, and live
  * restore of the containers and pods whose VMs outlived the previous daemon
  * (their control channel, main process, logs and exit code come back; the
- * agent kept what they printed meanwhile). VMs nobody owns are stopped.
+ * agent kept what they printed and the daemon had not logged, and resends it). VMs nobody owns are stopped.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -13,6 +13,7 @@ import type { Container } from './container.js';
 import type { EngineContext } from './context.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { Pod } from './pods.js';
+import { loggedPosition } from './log-acks.js';
 import { forwardsOf } from './ports.js';
 import { containerOf } from './removal.js';
 import { releaseStorage } from './start-vm.js';
@@ -52,6 +53,19 @@ export function loadContainers(ctx: EngineContext): void {
   }
 }
 
+/**
+ * Of CONTAINERS' main processes, those whose agent keeps their output until
+ * acknowledged, with how much of it their logs hold: the agent resends the rest.
+ */
+function resumeFrom(containers: Container[]): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const c of containers) {
+    const { MainProcId: id, MainLogRun: run } = c.record;
+    if (id && run) out.set(id, loggedPosition(c.logFile, run));
+  }
+  return out;
+}
+
 export class Recovery {
   constructor(
     private readonly ctx: EngineContext,
@@ -67,12 +81,10 @@ export class Recovery {
     const { ctx } = this;
     const owned = new Set<number>();
     // Pod VMs first: their members' processes are adopted on the pod's one agent channel.
-    const podRunDirs = await ctx.pods.recover((pod) =>
-      ctx.registry
-        .podMembers(pod.id)
-        .filter((c) => c.record.State.Running && c.record.MainProcId)
-        .map((c) => c.record.MainProcId!),
-    );
+    const podRunDirs = await ctx.pods.recover((pod) => {
+      const members = ctx.registry.podMembers(pod.id).filter((c) => c.record.State.Running && c.record.MainProcId);
+      return { procIds: members.map((c) => c.record.MainProcId!), resume: resumeFrom(members) };
+    });
     const running = [...ctx.registry.all()].filter((c) => c.record.State.Running);
     await Promise.all(
       running.map(async (c) => {
@@ -120,6 +132,7 @@ export class Recovery {
       pid,
       runDir,
       procIds: [procId],
+      resume: resumeFrom([c]),
       paused: c.record.State.Paused,
       info: c.record.StartInfo ?? { mode: 'cold', accel: this.ctx.opts.accel.accel, phases: {} },
     });

@@ -166,6 +166,8 @@ export async function startMainProcess(c: Container, sandbox: Sandbox, root: str
       capDrop: hc.CapDrop,
       privileged: hc.Privileged,
       init: hc.Init,
+      // Its log is acknowledged as written: no line lost to a daemon killed (live restore).
+      keepOutput: true,
     });
   } catch (err) {
     sandbox.release();

@@ -101,6 +101,9 @@ export interface ContainerRecord {
    * process: what a restarted daemon needs to re-attach (live restore). */
   VmRunDir?: string;
   MainProcId?: number;
+  /** Set when the agent keeps the main process's output until acknowledged: this
+   * start's run id, which marks its log records (logs.ts, log-acks.ts). */
+  MainLogRun?: string;
   /** The pod whose VM this container runs in. */
   PodId?: string;
   /** Extra names on a user-defined network (`--network-alias`). */

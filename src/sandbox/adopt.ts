@@ -22,6 +22,8 @@ export interface AdoptRecord {
   runDir: string;
   /** The processes to adopt on the agent channel. */
   procIds: number[];
+  /** Of those, the ones whose agent keeps their output, with the position the host has (ConnectOptions.resume). */
+  resume?: Map<number, number>;
   /** The owner had paused it: it is paused again after the handshake. */
   paused?: boolean;
   info: StartInfo;
@@ -81,6 +83,7 @@ export class StalledVm extends VmTies {
     const handshake = (this.handshake ??= AgentConnection.connect(this.vm.controlSocket, {
       timeoutMs: HANDSHAKE_KEEP_MS,
       adopt: this.rec.procIds,
+      resume: this.rec.resume,
       signal: this.giveUp.signal,
     }));
     handshake.catch(() => {
@@ -182,10 +185,10 @@ function answerWithin(handshake: Promise<AgentConnection>, timeoutMs: number, si
   });
 }
 
-/** Resumes VM and waits for its agent's hello, adopting PROCIDS; VmStalledError if it stops on a write error meanwhile. */
-function resumeAndConnect(vm: VmHandle, procIds: number[], timeoutMs: number, resume: boolean): Promise<AgentConnection> {
+/** Resumes VM and waits for its agent's hello, adopting REC's processes; VmStalledError if it stops on a write error meanwhile. */
+function resumeAndConnect(vm: VmHandle, rec: AdoptRecord, timeoutMs: number, resume: boolean): Promise<AgentConnection> {
   return resumeWatched(vm, resume, async (signal) => {
-    const agent = await AgentConnection.connect(vm.controlSocket, { timeoutMs, adopt: procIds, signal });
+    const agent = await AgentConnection.connect(vm.controlSocket, { timeoutMs, adopt: rec.procIds, resume: rec.resume, signal });
     // The agent answered, but the VM stopped meanwhile: the channel is not kept (QEMU serves one client).
     if (signal.aborted) agent.close();
     return agent;
@@ -219,7 +222,7 @@ export async function adoptVm(driver: VmDriver, rec: AdoptRecord): Promise<Sandb
   const now = await vm.runState().catch(() => undefined);
   if (now?.state === 'io-error') return stalledVm(now.error);
   try {
-    const agent = await resumeAndConnect(vm, rec.procIds, ADOPT_TIMEOUT_MS, now ? now.state === 'paused' : !!rec.paused);
+    const agent = await resumeAndConnect(vm, rec, ADOPT_TIMEOUT_MS, now ? now.state === 'paused' : !!rec.paused);
     if (rec.paused) await vm.pause();
     return new Sandbox(vm, agent, rec.info, rootTag, stopAndRemove(vm, rec.runDir));
   } catch (err) {
@@ -230,11 +233,12 @@ export async function adoptVm(driver: VmDriver, rec: AdoptRecord): Promise<Sandb
 
 /**
  * The sandbox of a VM that a live migration brought in (paused, its guest
- * mid-run): resumed, its agent attached, the recorded processes adopted.
+ * mid-run): resumed, its agent attached, the recorded processes adopted (and
+ * output the agent kept beyond what the log that came along holds, resent).
  */
-export async function attachMigratedVm(vm: VmHandle, rootTag: string, procIds: number[], info: StartInfo): Promise<Sandbox> {
-  const agent = await resumeAndConnect(vm, procIds, ADOPT_TIMEOUT_MS, true);
-  return new Sandbox(vm, agent, info, rootTag, stopAndRemove(vm, vm.runDir));
+export async function attachMigratedVm(vm: VmHandle, rootTag: string, rec: Pick<AdoptRecord, 'procIds' | 'resume' | 'info'>): Promise<Sandbox> {
+  const agent = await resumeAndConnect(vm, { ...rec, pid: vm.pid, runDir: vm.runDir }, ADOPT_TIMEOUT_MS, true);
+  return new Sandbox(vm, agent, rec.info, rootTag, stopAndRemove(vm, vm.runDir));
 }
 
 /** adoptVm for a VM that has no disk a write can stop (a pod's): a stalled one is an error. */
