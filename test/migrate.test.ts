@@ -76,7 +76,7 @@ describe('live migration', () => {
   });
 
   it('moves a running container live: memory, root, logs and port come along; the source lets go', async () => {
-    const script = 'mkdir -p /www && echo served > /www/index.html && httpd -p 80 -h /www && i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.2; done';
+    const script = 'mkdir -p /www && echo served > /www/index.html && httpd -p 80 -h /www && i=0; while :; do i=$((i+1)); echo tick $i; if [ -f /burst ]; then rm /burst; yes burst-line | head -n 100000; fi; sleep 0.2; done';
     const run = await a.run(['run', '-d', '--name', name, '--network', 'slirp', '-p', '127.0.0.1::80', 'busybox', 'sh', '-c', script], { timeoutMs: 120_000 });
     assert.equal(run.code, 0, run.stderr);
     const id = run.stdout.trim();
@@ -144,6 +144,11 @@ describe('live migration', () => {
     assert.deepEqual(all, all.map((_, i) => i + 1), 'one counter, no restart, no gap');
     const exec = await docker(b, ['exec', name, 'cat', '/kept.txt']);
     assert.equal(exec.stdout.trim(), 'on-root');
+    // Its agent keeps output until this daemon's log has it (512 KiB at most, then the process
+    // waits): this daemon acknowledges it, so more than that goes through.
+    assert.equal((await docker(b, ['exec', name, 'touch', '/burst'])).code, 0);
+    const burst = async () => ((await docker(b, ['logs', name])).stdout.match(/^burst-line$/gm) ?? []).length;
+    await until('1.1 MB of output after the move', async () => (await burst()) === 100_000, 60_000);
     const published = Number((await docker(b, ['port', name, '80'])).stdout.trim().split(':').pop());
     assert.ok(published > 0);
     assert.equal(await fetchText(`http://127.0.0.1:${published}/`), 'served\n', 'the published port is re-published at the destination');
