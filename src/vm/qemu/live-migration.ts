@@ -15,8 +15,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { MigrationSockets, MigrationStats } from '../driver.js';
-
-type Qmp = (command: string, args?: Record<string, unknown>) => Promise<unknown>;
+import { migrationIn, type MigrateInfo, type Qmp } from './migration.js';
 
 const TARGET = 'mig-target';
 const JOB = 'mig-upper';
@@ -24,13 +23,6 @@ const EXPORT = 'mig-upper';
 /** The disk that moves: the container's writable one (the lower is read-only and rebuilt there). */
 const NODE = 'upper';
 
-interface MigrateInfo {
-  status?: string;
-  'error-desc'?: string;
-  downtime?: number;
-  'total-time'?: number;
-  ram?: { transferred?: number };
-}
 interface JobInfo {
   id: string;
   status: string;
@@ -48,15 +40,6 @@ async function until<T>(what: string, deadline: number, check: () => Promise<T |
 }
 
 const job = async (qmp: Qmp): Promise<JobInfo | undefined> => ((await qmp('query-jobs')) as JobInfo[]).find((j) => j.id === JOB);
-
-/** Waits for the migration to reach one of WANTED; a failed or cancelled one throws. */
-function migrationIn(qmp: Qmp, wanted: string[], deadline: number): Promise<MigrateInfo> {
-  return until(`migration (${wanted.join(', ')})`, deadline, async () => {
-    const st = (await qmp('query-migrate')) as MigrateInfo;
-    if (st.status === 'failed' || st.status === 'cancelled') throw new Error(`migration ${st.status}${st['error-desc'] ? `: ${st['error-desc']}` : ''}`);
-    return wanted.includes(st.status ?? '') ? st : undefined;
-  });
-}
 
 /**
  * Moves the running VM out: its disk to SOCKETS.disk (an NBD server behind it),

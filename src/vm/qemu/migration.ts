@@ -4,18 +4,30 @@
  * kills it if it tries to spawn a process (`-sandbox ...,spawn=deny`).
  */
 import fs from 'node:fs';
-import net from 'node:net';
 import { pipeline } from 'node:stream/promises';
-import { connectWhenReady } from '../../common/unix-socket.js';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { listenOnce } from '../../common/relay.js';
+import { connectWhenReady } from '../../common/unix-socket.js';
 import type { QmpClient } from './qmp.js';
 
-async function waitMigration(qmp: QmpClient, deadline: number): Promise<void> {
+/** One QMP command: a QmpClient's, or a VM's own connection's. */
+export type Qmp = (command: string, args?: Record<string, unknown>) => Promise<unknown>;
+
+export interface MigrateInfo {
+  status?: string;
+  'error-desc'?: string;
+  downtime?: number;
+  'total-time'?: number;
+  ram?: { transferred?: number };
+}
+
+/** Waits for an outgoing migration to reach one of WANTED; a failed or cancelled one throws. */
+export async function migrationIn(qmp: Qmp, wanted: string[], deadline: number): Promise<MigrateInfo> {
   for (;;) {
-    const st = (await qmp.execute('query-migrate')) as { status?: string; 'error-desc'?: string };
-    if (st.status === 'completed') return;
-    if (st.status === 'failed' || st.status === 'cancelled') throw new Error(`migration ${st.status}: ${st['error-desc'] ?? ''}`);
-    if (Date.now() > deadline) throw new Error('migration timed out');
+    const st = (await qmp('query-migrate')) as MigrateInfo;
+    if (st.status === 'failed' || st.status === 'cancelled') throw new Error(`migration ${st.status}${st['error-desc'] ? `: ${st['error-desc']}` : ''}`);
+    if (wanted.includes(st.status ?? '')) return st;
+    if (Date.now() > deadline) throw new Error(`migration (${wanted.join(', ')}) timed out`);
     await sleep(5);
   }
 }
@@ -23,25 +35,15 @@ async function waitMigration(qmp: QmpClient, deadline: number): Promise<void> {
 /** Saves a paused VM's device state to FILE: QEMU connects to SOCKET, the daemon writes what it sends. */
 export async function saveState(qmp: QmpClient, socketPath: string, file: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  fs.rmSync(socketPath, { force: true });
-  const server = net.createServer();
-  const received = new Promise<void>((resolve, reject) => {
-    server.once('connection', (s) => {
-      server.close(); // one stream only
-      pipeline(s, fs.createWriteStream(file, { mode: 0o600 })).then(resolve, reject);
-    });
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(socketPath, () => resolve());
-  });
+  const socket = await listenOnce(socketPath);
+  const received = socket.accepted.then((s) => pipeline(s, fs.createWriteStream(file, { mode: 0o600 })));
+  received.catch(() => undefined); // awaited below, unless the migration failed first
   try {
     await qmp.execute('migrate', { uri: `unix:${socketPath}` });
-    await waitMigration(qmp, deadline);
+    await migrationIn((c, a) => qmp.execute(c, a), ['completed'], deadline);
     await Promise.race([received, sleep(Math.max(0, deadline - Date.now())).then(() => Promise.reject(new Error('the device state did not arrive')))]);
   } finally {
-    server.close();
-    fs.rmSync(socketPath, { force: true });
+    socket.close();
   }
 }
 
