@@ -127,7 +127,9 @@ describe('live migration', () => {
     const t0 = Date.now();
     const dest = ['--dest-tlscacert', path.join(certs, 'ca.pem'), '--dest-tlscert', path.join(certs, 'client-cert.pem'), '--dest-tlskey', path.join(certs, 'client-key.pem')];
     r = await a.run(['migrate', name, `tcp://127.0.0.1:${tlsPort}`, ...dest], { timeoutMs: 120_000 });
-    assert.equal(r.code, 0, r.stderr);
+    // A failure here once said only that a QMP socket had gone: what both daemons logged goes with it.
+    const said = (d: TestDaemon) => d.log.split('\n').filter((l) => !l.includes('level=debug')).slice(-12).join('\n');
+    assert.equal(r.code, 0, `${r.stderr}\n--- source daemon\n${said(a)}\n--- destination daemon\n${said(b)}`);
     const took = Date.now() - t0;
     const atSwitch = Math.max(...ticks((await docker(b, ['logs', name])).stdout));
     console.log(`# migrated in ${took} ms: ${r.stdout.trim()}`);

@@ -124,7 +124,9 @@ export class IncomingMigrations {
     const rec = structuredClone(p.offer.Record) as unknown as ContainerRecord;
     const vm = p.incoming.vm;
     try {
-      await p.incoming.finish(60_000);
+      await p.incoming.finish(60_000).catch((err: Error) => {
+        throw vm.exited ? new Error(`the incoming VM exited: ${vm.diagnostics(300).replace(/\s+/g, ' ') || 'it left no message'}`) : err;
+      });
       const c = containerOf(ctx, { ...rec, Ports: p.ports, VmPid: vm.pid, VmRunDir: vm.runDir, Endpoint: undefined });
       await pipeline(logs, fs.createWriteStream(c.logFile, { mode: 0o600 }));
       this.checkFree(rec, id);
@@ -152,7 +154,9 @@ export class IncomingMigrations {
     const p = this.pending.get(id);
     if (!p) return;
     this.forget(id);
-    this.ctx.logger.warn(`migration ${id.slice(0, 8)} dropped: ${why}`);
+    // What QEMU said goes with its run directory: an incoming VM that ended by itself (a stream it could not load) tells why here.
+    const said = p.incoming.vm.exited ? p.incoming.vm.diagnostics(600) : '';
+    this.ctx.logger.warn(`migration ${id.slice(0, 8)} dropped: ${why}${said ? `; QEMU: ${said.replace(/\s+/g, ' ')}` : ''}`);
     p.incoming.vm.stop();
     for (const t of p.tunnels) t.destroy();
     void p.incoming.vm.waitExit().then(() => {

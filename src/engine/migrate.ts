@@ -112,6 +112,11 @@ export async function migrateContainer(ctx: EngineContext, c: Container, target:
       return { ...stats, pausedMs: stats.downtimeMs + resumedAfterMs, Id: c.id, Name: c.shortName };
     } catch (err) {
       void peer.request('DELETE', `/hyperbox/migrations/${migration}`).catch(() => undefined);
+      if (vm.exited) {
+        const said = vm.diagnostics(300).replace(/\s+/g, ' ');
+        ctx.logger.warn(`migration of ${c.id.slice(0, 12)} failed and its VM exited: ${(err as Error).message}; QEMU: ${said}`);
+        throw new HyperboxError('conflict', `migration failed and the container's VM exited here: ${(err as Error).message}`);
+      }
       ctx.logger.warn(`migration of ${c.id.slice(0, 12)} failed, it runs on here: ${(err as Error).message}`);
       throw new HyperboxError('conflict', `migration failed, the container keeps running here: ${(err as Error).message}`);
     } finally {

@@ -128,6 +128,8 @@ export class TestDaemon {
       });
     }
     TestDaemon.live.add(this);
+    // This start's log: after a kill, the previous daemon's "API listen on" must not pass for this one's.
+    this.log = '';
     this.proc = spawn(daemonBin, ['-H', this.host, '--data-root', path.join(this.dataRoot, 'data'), '--log-level', 'debug', ...this.extraArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...(this.sharedTemplates ? { HYPERBOX_TEMPLATE_DIR: sharedTemplateDir } : {}), ...this.env },
@@ -203,7 +205,6 @@ export class TestDaemon {
   /** Stops the daemon (SIGTERM, or SIGKILL) and starts it again on the same data root. */
   async restart(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     await this.terminate(signal);
-    this.log = '';
     await this.start();
   }
 
