@@ -6,15 +6,20 @@
  * on there: the counter continues, the file, the log history and the port come
  * along, and exec, logs, stop and rm work there (the docker CLI drives the
  * destination); the source has nothing left. Refused with nothing lost: a
- * stopped container, one with a volume, one on a bridge, the same daemon, an
- * unreachable one, a name taken on the destination, and a destination killed
- * mid-migration (the source keeps running it).
+ * stopped container, one with a volume, the same daemon, an unreachable one, a
+ * name taken on the destination, and a destination killed mid-migration (the
+ * source keeps running it). A container on the default bridge moves too: it
+ * takes an address of the destination's bridge (the two test daemons' bridges
+ * have different subnets), its port is published there and it reaches that
+ * bridge's gateway; one on a user network the destination lacks is refused.
  */
+import http from 'node:http';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { defaultBridgeName } from '../src/engine/net/networks.js';
 import { qemuProcesses, TestDaemon, until } from './helpers/daemon.js';
 import { makeCerts } from './helpers/certs.js';
 import { docker } from './helpers/docker.js';
@@ -69,10 +74,7 @@ describe('live migration', () => {
     const withVolume = (await a.run(['create', '-v', '/data', '--network', 'slirp', 'busybox', 'true'])).stdout.trim();
     r = await migrate(a, withVolume, b);
     assert.match(r.stderr, /volumes or bind mounts.*QEMU cannot migrate a VM with a 9p device/);
-    const onBridge = (await a.run(['create', 'busybox', 'true'])).stdout.trim();
-    r = await migrate(a, onBridge, b);
-    assert.match(r.stderr, /bridge network/);
-    for (const id of [created.stdout.trim(), withVolume, onBridge]) assert.equal((await a.run(['rm', id])).code, 0);
+    for (const id of [created.stdout.trim(), withVolume]) assert.equal((await a.run(['rm', id])).code, 0);
   });
 
   it('moves a running container live: memory, root, logs and port come along; the source lets go', async () => {
@@ -157,5 +159,64 @@ describe('live migration', () => {
     assert.equal((await docker(b, ['stop', '-t', '1', name])).code, 0);
     assert.equal((await docker(b, ['rm', name])).code, 0);
     await until('the destination VM to be gone', () => qemuOf(b).length === 0);
+  });
+
+  it('moves a container on the default bridge: an address of the destination bridge, its port, its gateway', async () => {
+    // A user network the destination lacks: refused up front, by name, and the container runs on here.
+    const net = `mig-net-${process.pid}`;
+    assert.equal((await a.run(['network', 'create', net])).code, 0);
+    const onNet = await a.run(['run', '-d', '--network', net, 'busybox', 'sleep', '600'], { timeoutMs: 120_000 });
+    assert.equal(onNet.code, 0, onNet.stderr);
+    let r = await migrate(a, onNet.stdout.trim(), b);
+    assert.match(r.stderr, new RegExp(`network ${net} does not exist on the destination`));
+    assert.equal((await a.run(['inspect', '-f', '{{.State.Status}}', onNet.stdout.trim()])).stdout.trim(), 'running');
+    assert.equal((await a.run(['rm', '-f', onNet.stdout.trim()])).code, 0);
+    assert.equal((await a.run(['network', 'rm', net])).code, 0);
+
+    const bridgeOf = async (d: TestDaemon) => JSON.parse((await docker(d, ['network', 'inspect', 'bridge'])).stdout)[0].IPAM.Config[0] as { Subnet: string; Gateway: string };
+    const there = await bridgeOf(b);
+    // A page served on the host at the destination bridge's gateway, which the guest reaches by its --add-host name.
+    const page = http.createServer((_, res) => res.end('gateway here\n'));
+    await new Promise<void>((resolve) => page.listen(0, there.Gateway, resolve));
+    const pagePort = (page.address() as { port: number }).port;
+    const bname = `${name}-br`;
+    try {
+      const script = 'mkdir -p /www && echo bridged > /www/index.html && httpd -p 80 -h /www && i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.2; done';
+      const run = await a.run(['run', '-d', '--name', bname, '-p', '127.0.0.1::80', '--add-host', 'gw:host-gateway', 'busybox', 'sh', '-c', script], { timeoutMs: 120_000 });
+      assert.equal(run.code, 0, run.stderr);
+      const brif = `/sys/class/net/${defaultBridgeName(path.join(a.dataRoot, 'data'))}/brif`;
+      assert.equal(fs.readdirSync(brif).length, 1, 'its TAP is on the source bridge');
+      const oldPort = Number((await a.run(['port', bname, '80'])).stdout.trim().split(':').pop());
+      assert.equal(await fetchText(`http://127.0.0.1:${oldPort}/`), 'bridged\n');
+      await until('the counter to run', async () => ticks((await a.run(['logs', bname])).stdout).length >= 3);
+
+      r = await migrate(a, bname, b);
+      assert.equal(r.code, 0, `${r.stderr}\n--- destination daemon\n${b.log.split('\n').filter((l) => !l.includes('level=debug')).slice(-12).join('\n')}`);
+      console.log(`# bridge container migrated: ${r.stdout.trim()}`);
+      const atSwitch = Math.max(...ticks((await docker(b, ['logs', bname])).stdout));
+      // The source let go of its endpoint: no TAP on its bridge, no proxy on its port.
+      await until('the source TAP to go', () => fs.readdirSync(brif).length === 0);
+      await assert.rejects(fetchText(`http://127.0.0.1:${oldPort}/`));
+
+      await until('the counter to go on at the destination', async () => Math.max(...ticks((await docker(b, ['logs', bname])).stdout)) > atSwitch + 2);
+      const all = ticks((await docker(b, ['logs', bname])).stdout);
+      assert.deepEqual(all, all.map((_, i) => i + 1), 'one counter, no restart, no gap');
+      const settings = JSON.parse((await docker(b, ['inspect', '-f', '{{json .NetworkSettings}}', bname])).stdout);
+      const [subnet, prefix] = there.Subnet.split('/');
+      const toInt = (ip: string) => ip.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+      const mask = 2 ** 32 - 2 ** (32 - Number(prefix));
+      assert.equal((toInt(settings.IPAddress) & mask) >>> 0, toInt(subnet!), `${settings.IPAddress} is in the destination's ${there.Subnet}`);
+      assert.equal(settings.Gateway, there.Gateway);
+      const published = Number(settings.Ports['80/tcp'][0].HostPort);
+      assert.equal(await fetchText(`http://127.0.0.1:${published}/`), 'bridged\n', 'its port is published from the destination');
+      // Inside: the new address on eth0, its gateway reached (by the --add-host name, rewritten), DNS on it.
+      assert.match((await docker(b, ['exec', bname, 'ip', '-4', 'addr', 'show', 'eth0'])).stdout, new RegExp(`inet ${settings.IPAddress.replace(/\./g, '\\.')}/`));
+      const got = await docker(b, ['exec', bname, 'wget', '-qO-', '-T', '10', `http://gw:${pagePort}/`]);
+      assert.equal(got.stdout, 'gateway here\n', got.stderr);
+      assert.equal((await docker(b, ['exec', bname, 'cat', '/etc/resolv.conf'])).stdout.trim(), `nameserver ${there.Gateway}`);
+      assert.equal((await docker(b, ['rm', '-f', bname])).code, 0);
+    } finally {
+      page.close();
+    }
   });
 });

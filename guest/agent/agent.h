@@ -2,7 +2,7 @@
  *   main.c       init and the poll()/dispatch loop
  *   util.c       logging, RESULT replies, small fd helpers
  *   request.c    pure parsers of request payloads (request.h; fuzzed; request-limits.c: LIMITS, sysctls)
- *   configure.c  CONFIGURE: hostname, clock, RNG seed, memory limit, network
+ *   configure.c  CONFIGURE: hostname, clock, RNG seed, memory limit, network; READDRESS
  *   net.c        lo and eth0 with ioctls
  *   mounts.c     the agent's own mounts and MOUNT_ROOT (proc, sys, dev, /etc files, tmpfs)
  *   inroot.c     path resolution confined to a container root (openat2)
@@ -76,11 +76,14 @@ void handle_configure(const uint8_t *p, size_t n);
 const char *configured_dns(void); /* "" until CONFIGURE gave DNS */
 void loopback_up(void);
 int configure_eth0(const char *cidr, const char *gw, const uint8_t *mac, const char **what);
+int readdress_eth0(const char *cidr, const char *gw, const uint8_t *mac, const char **what);
+void handle_readdress(const uint8_t *p, size_t n);
 
 /* mounts.c, inroot.c, rootns.c */
 void early_mounts(void);
 int mkdir_p(const char *path, mode_t mode);
 void handle_mount_root(const uint8_t *p, size_t n);
+int rewrite_etc_files(const char *cname, const char *extra_hosts); /* READDRESS: hosts, resolv.conf in place */
 int open_in_root(int rootfd, const char *rel, int flags);
 int mkdir_in_root(int rootfd, const char *rel, mode_t mode);
 int mount_in_root(int rootfd, const char *rel, const char *src, const char *type, unsigned long flags,

@@ -70,3 +70,27 @@ void handle_configure(const uint8_t *p, size_t n) {
   }
   send_result(0, NULL);
 }
+
+/* HB_READDRESS: a VM that moved to another host's bridge (live migration) gets
+ * that bridge's address, gateway and DNS, and root NAME's /etc/hosts (its
+ * --add-host lines, host-gateway among them) and /etc/resolv.conf follow. */
+void handle_readdress(const uint8_t *p, size_t n) {
+  struct readdress_req r;
+  if (parse_readdress(p, n, &r) < 0) { send_result(EINVAL, r.why); return; }
+  const char *what = "";
+  char msg[128];
+  int err = readdress_eth0(r.net.ipv4, r.net.gw, r.net.have_mac ? r.net.mac : NULL, &what);
+  if (err) {
+    snprintf(msg, sizeof msg, "network: eth0 %s: %s", what, strerror(err));
+    send_result(err, msg);
+    return;
+  }
+  if (r.net.have_dns) snprintf(dns_server, sizeof dns_server, "%s", r.net.dns);
+  err = rewrite_etc_files(r.name, r.hosts);
+  if (err) {
+    snprintf(msg, sizeof msg, "/etc files of %s: %s", r.name, strerror(err));
+    send_result(err, msg);
+    return;
+  }
+  send_result(0, NULL);
+}

@@ -39,6 +39,7 @@ static void handle_frame(uint8_t type, uint32_t id, const uint8_t *p, size_t n, 
   case HB_PING: hb_send(HB_PONG, id, NULL, 0); break;
   case HB_STATS: handle_stats(); break;
   case HB_LIMITS: handle_limits(p, n); break;
+  case HB_READDRESS: handle_readdress(p, n); break;
   case HB_POWEROFF:
     shutdown_roots(); /* syncs; block roots unmounted so their disks are clean */
     if (reboot(RB_POWER_OFF) < 0) agent_log("power off: %s", strerror(errno));

@@ -112,18 +112,47 @@ static void bind_etc_file(const char *root, int rootfd, const char *cname, const
   close(dst);
 }
 
+/* /etc/hosts of root CNAME: localhost, its hostname, then EXTRA_HOSTS. */
+static void hosts_content(char *buf, size_t cap, const char *extra_hosts) {
+  char host[65] = "";
+  if (gethostname(host, sizeof host - 1) < 0) agent_log("gethostname: %s", strerror(errno));
+  snprintf(buf, cap, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t%s\n%s", host, extra_hosts);
+}
+
 static void provide_etc_files(const char *root, int rootfd, const char *cname, const char *extra_hosts) {
   char host[65] = "", buf[512 + sizeof ((struct mount_req *)0)->hosts];
   const char *dns = configured_dns();
   if (gethostname(host, sizeof host - 1) < 0) agent_log("gethostname: %s", strerror(errno));
   snprintf(buf, sizeof buf, "%s\n", host);
   bind_etc_file(root, rootfd, cname, "hostname", buf);
-  snprintf(buf, sizeof buf, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t%s\n%s", host, extra_hosts);
+  hosts_content(buf, sizeof buf, extra_hosts);
   bind_etc_file(root, rootfd, cname, "hosts", buf);
   if (*dns) {
     snprintf(buf, sizeof buf, "nameserver %s\n", dns);
     bind_etc_file(root, rootfd, cname, "resolv.conf", buf);
   }
+}
+
+/* Rewrites root CNAME's /etc/hosts and /etc/resolv.conf in place (the files
+ * provide_etc_files bound: the container sees the new content at once) after
+ * its address moved. A file that was never made is left alone. 0 or an errno. */
+int rewrite_etc_files(const char *cname, const char *extra_hosts) {
+  char path[256], buf[512 + sizeof ((struct mount_req *)0)->hosts];
+  const char *dns = configured_dns();
+  const char *files[2] = {"hosts", "resolv.conf"};
+  for (int i = 0; i < 2; i++) {
+    if (i == 0) hosts_content(buf, sizeof buf, extra_hosts);
+    else if (*dns) snprintf(buf, sizeof buf, "nameserver %s\n", dns);
+    else continue;
+    snprintf(path, sizeof path, "/run/etc-%s/%s", cname, files[i]);
+    int fd = open(path, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) { if (errno == ENOENT) continue; return errno; }
+    size_t len = strlen(buf);
+    int err = write(fd, buf, len) == (ssize_t)len ? 0 : (errno ? errno : EIO);
+    close(fd);
+    if (err) return err;
+  }
+  return 0;
 }
 
 /* Mounts a tmpfs for a "PATH[:OPTS]" spec. The host created PATH as a real

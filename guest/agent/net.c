@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 static int if_flags_up(int sk, const char *ifname) {
@@ -81,4 +82,29 @@ int configure_eth0(const char *cidr, const char *gw, const uint8_t *mac, const c
 out:
   close(sk);
   return err;
+}
+
+/* A migrated VM on another host's bridge: eth0 goes down (its neighbours and
+ * routes flushed: the old gateway's MAC is not the new one's, even at the same
+ * address), then is configured as at boot. arp_notify makes the link's coming
+ * up announce the address (a gratuitous ARP), so the new bridge learns it. */
+int readdress_eth0(const char *cidr, const char *gw, const uint8_t *mac, const char **what) {
+  *what = "link down";
+  int sk = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sk < 0) return errno;
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  snprintf(ifr.ifr_name, IFNAMSIZ, "eth0");
+  int err = 0;
+  if (ioctl(sk, SIOCGIFFLAGS, &ifr) < 0) err = errno;
+  else {
+    ifr.ifr_flags &= ~IFF_UP;
+    if (ioctl(sk, SIOCSIFFLAGS, &ifr) < 0) err = errno;
+  }
+  close(sk);
+  if (err) return err;
+  int fd = open("/proc/sys/net/ipv4/conf/eth0/arp_notify", O_WRONLY | O_CLOEXEC);
+  if (fd < 0 || write(fd, "1", 1) != 1) agent_log("arp_notify: %s", strerror(errno));
+  if (fd >= 0) close(fd);
+  return configure_eth0(cidr, gw, mac, what);
 }

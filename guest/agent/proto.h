@@ -31,6 +31,7 @@ enum hb_type {
   HB_POWEROFF = 0x23,
   HB_STATS = 0x24,        /* answered by HB_RESULT with T_MEMINFO, T_CPUSTAT, T_UPTIME, T_PROCESS* */
   HB_LIMITS = 0x25,       /* TLV: T_NAME, T_MEMLIMIT, T_CPU_MAX, T_CPU_WEIGHT, T_PIDS_MAX: the root's own cgroup; HB_RESULT */
+  HB_READDRESS = 0x26,    /* TLV: T_NAME, T_IPV4, T_GATEWAY, T_DNS, T_MAC, T_EXTRA_HOST*: eth0 renumbered (a migrated VM), root NAME's /etc files follow; HB_RESULT */
   HB_START = 0x10,        /* TLV: T_NAME, T_ARG*, T_ENV*, T_CWD, T_USER, T_TTY, T_ROWS, T_COLS, T_STDIN,
                            * T_CAP_ADD*, T_CAP_DROP*, T_PRIVILEGED, T_INIT, T_EXEC, T_TOOL,
                            * T_GROUP_ADD*, T_SYSCTL*, T_MASK_PATH*, T_RO_PATH*, T_SECCOMP, T_NO_NEW_PRIVS */

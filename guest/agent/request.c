@@ -88,6 +88,25 @@ static int add_host_line(const uint8_t *d, uint32_t len, char *out, size_t cap) 
   return 0;
 }
 
+int parse_readdress(const uint8_t *p, size_t n, struct readdress_req *r) {
+  struct tlv_in it = {p, n};
+  uint8_t tag;
+  const uint8_t *d;
+  uint32_t len;
+  int k;
+  r->name[0] = 0;
+  r->hosts[0] = 0;
+  r->why = "malformed readdress";
+  if (parse_configure(p, n, &r->net) < 0) return -1;
+  while ((k = tlv_next(&it, &tag, &d, &len)) == 1) {
+    if (tag == T_NAME && (field_str(d, len, r->name, sizeof r->name) || !valid_name(r->name))) { r->why = "bad root name"; return -1; }
+    if (tag == T_EXTRA_HOST && add_host_line(d, len, r->hosts, sizeof r->hosts) < 0) { r->why = "bad extra host"; return -1; }
+  }
+  if (k < 0) return -1;
+  if (!*r->name || !*r->net.ipv4) { r->why = "readdress needs a root name and an address"; return -1; }
+  return 0;
+}
+
 int path_depth(const char *path) {
   int d = 0;
   for (const char *c = path; *c; c++)

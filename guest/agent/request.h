@@ -25,6 +25,16 @@ struct configure_req {
 };
 /* 0, or -1 if the payload is malformed; the fields before the fault are kept. */
 int parse_configure(const uint8_t *p, size_t n, struct configure_req *c);
+/* HB_READDRESS: the network fields of CONFIGURE, the root NAME and its
+ * T_EXTRA_HOST lines. -1 (with WHY set) if malformed, a name or an extra host
+ * is not valid, or NAME or IPV4 is missing. */
+struct readdress_req {
+  struct configure_req net; /* T_IPV4, T_GATEWAY, T_DNS, T_MAC used */
+  char name[80];
+  char hosts[32 * 80];
+  const char *why;
+};
+int parse_readdress(const uint8_t *p, size_t n, struct readdress_req *r);
 /* "a.b.c.d[/prefix]" (prefix 24 if absent) -> address and netmask. 0 or EINVAL. */
 int parse_ipv4_cidr(const char *cidr, struct in_addr *addr, struct in_addr *mask);
 

@@ -69,6 +69,15 @@ static void fuzz_configure(const uint8_t *p, size_t n) {
   }
 }
 
+static void fuzz_readdress(const uint8_t *p, size_t n) {
+  struct readdress_req r;
+  if (parse_readdress(p, n, &r) < 0) { CHECK(r.why != NULL); return; }
+  CHECK(valid_name(r.name) && *r.net.ipv4);
+  check_str(r.name, sizeof r.name);
+  check_str(r.hosts, sizeof r.hosts);
+  check_str(r.net.ipv4, sizeof r.net.ipv4);
+}
+
 static void fuzz_mount_root(const uint8_t *p, size_t n) {
   struct mount_req m;
   struct tmpfs_spec t;
@@ -212,6 +221,7 @@ static void on_frame(uint8_t type, uint32_t proc, const uint8_t *payload, size_t
   case HB_MOUNT_ROOT: fuzz_mount_root(p, len); break;
   case HB_START: fuzz_start(p, len); break;
   case HB_LIMITS: fuzz_limits(p, len); break;
+  case HB_READDRESS: fuzz_readdress(p, len); break;
   case HB_STDOUT: case HB_STDERR: fuzz_keep_output(type, p, len); break;
   case HB_ACK: case HB_RESEND: fuzz_offset(p, len); break;
   case HB_SIGNAL: {

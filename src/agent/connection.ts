@@ -197,8 +197,16 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
     ];
     if (opts.memoryLimit) fields.push([Tag.MemLimit, BigInt(opts.memoryLimit)]);
     if (opts.network) fields.push([Tag.Ipv4, opts.network.ipv4], [Tag.Gateway, opts.network.gateway], [Tag.Dns, opts.network.dns]);
-    if (opts.network?.mac) fields.push([Tag.Mac, Buffer.from(opts.network.mac.split(':').map((h) => parseInt(h, 16)))]);
+    if (opts.network?.mac) fields.push([Tag.Mac, macBytes(opts.network.mac)]);
     return this.checkedRequest(MsgType.Configure, fields);
+  }
+
+  /** A VM that moved to another host's bridge: eth0 takes NETWORK, root NAME's /etc/hosts (HOSTS: "IP NAME" lines) and resolv.conf follow. */
+  readdress(name: string, network: GuestNetwork, hosts: string[]): Promise<void> {
+    const fields: Array<[number, TlvValue]> = [[Tag.Name, name], [Tag.Ipv4, network.ipv4], [Tag.Gateway, network.gateway], [Tag.Dns, network.dns]];
+    if (network.mac) fields.push([Tag.Mac, macBytes(network.mac)]);
+    for (const h of hosts) fields.push([Tag.ExtraHost, h]);
+    return this.checkedRequest(MsgType.Readdress, fields);
   }
 
   /** A template's step: the agent mounts the ext4 of the disk with serial UPPER ahead (upper/ and work/ made, synced). */
@@ -403,3 +411,4 @@ export class AgentConnection extends EventEmitter<{ close: [Error | undefined] }
     return list;
   }
 }
+const macBytes = (mac: string): Buffer => Buffer.from(mac.split(':').map((h) => parseInt(h, 16)));

@@ -29,6 +29,8 @@ export const MsgType = {
   Poweroff: 0x23,
   Stats: 0x24,
   Limits: 0x25,
+  /** A migrated VM's new bridge endpoint: eth0 renumbered, a root's /etc/hosts and resolv.conf rewritten. */
+  Readdress: 0x26,
   Start: 0x10,
   Stdin: 0x11,
   StdinEof: 0x12,

@@ -17,11 +17,14 @@ import { conflict, internal, invalid, notFound } from '../common/errors.js';
 import { connectWhenReady } from '../common/unix-socket.js';
 import { containerDiskPath } from '../images/blockfs.js';
 import { attachMigratedVm } from '../sandbox/adopt.js';
-import type { IncomingVm } from '../vm/index.js';
+import { ROOT_NAME } from '../sandbox/sandbox.js';
+import type { IncomingVm, PortForward } from '../vm/index.js';
 import type { EngineContext } from './context.js';
 import type { Lifecycle } from './lifecycle.js';
 import { loggedPosition } from './log-acks.js';
 import { checkProfile, erofsDigest, offerSchema, profileOf, type Offer } from './migrate-offer.js';
+import { extraHostLines } from './create-spec.js';
+import { guestNetworkOf, type Endpoint, type NetworkRecord } from './net/networks.js';
 import { allocatePorts, networkModeOf } from './ports.js';
 import { containerOf } from './removal.js';
 import type { ContainerRecord } from './types.js';
@@ -31,6 +34,9 @@ interface Pending {
   dir: string;
   incoming: IncomingVm;
   ports: ContainerRecord['Ports'];
+  /** Its endpoint on this host's bridge (a TAP, an address), if it came from one; proxies open at the commit. */
+  endpoint?: Endpoint;
+  forwards: PortForward[];
   tunnels: Set<net.Socket>;
   timer: NodeJS.Timeout;
 }
@@ -56,6 +62,7 @@ export class IncomingMigrations {
     const { ctx } = this;
     if (offer.Source === this.instanceId) throw invalid('the destination is the daemon the container runs on');
     checkProfile(offer.Guest, profileOf(ctx));
+    const bridge = offer.Network && this.bridgeHere(offer.Network);
     const rec = offer.Record as unknown as ContainerRecord;
     this.checkFree(rec, undefined);
     let image;
@@ -69,13 +76,15 @@ export class IncomingMigrations {
       throw conflict(`the filesystem of image ${rec.ImageRef} built here differs from the source's (other erofs-utils, or another unpacking of the image)`);
     }
     const hc = rec.HostConfig;
-    const restrict = networkModeOf(hc.NetworkMode) === 'none';
+    const restrict = !bridge && networkModeOf(hc.NetworkMode) === 'none';
     // Published ports are bound here now: a port taken here refuses the migration up front.
     const { ports, forwards } = restrict ? { ports: {}, forwards: [] } : await allocatePorts(hc.PortBindings ?? {}, rec.Config.ExposedPorts ?? {}, !!hc.PublishAllPorts);
+    // On a bridge: a TAP and an address of this host's bridge (its old address if free here); QEMU's NIC backend is that TAP.
+    const endpoint = bridge ? ctx.networks.attach(bridge, rec.Id, undefined, rec.Config.MacAddress, offer.Network!.IPAddress) : undefined;
     const dir = path.join(ctx.containersDir, rec.Id);
-    fs.mkdirSync(dir, { recursive: true });
     let incoming: IncomingVm;
     try {
+      fs.mkdirSync(dir, { recursive: true });
       const upper = containerDiskPath(dir);
       const fd = fs.openSync(upper, 'wx', 0o600);
       fs.ftruncateSync(fd, offer.UpperBytes);
@@ -86,17 +95,18 @@ export class IncomingMigrations {
         runDir: path.join(ctx.runRoot, rec.Id.slice(0, 12)),
         shape,
         rootDir: '',
-        net: { forwards, restrict },
+        net: endpoint ? { forwards: [], tap: endpoint.Tap } : { forwards, restrict },
         disks: { lower, upper },
         ramBackend: offer.RamBackend,
       });
     } catch (err) {
       fs.rmSync(dir, { recursive: true, force: true });
+      if (endpoint) ctx.networks.detach(endpoint);
       throw err;
     }
     const id = randomBytes(16).toString('hex');
     const timer = setTimeout(() => this.abort(id, 'the source went silent'), PENDING_TIMEOUT_MS).unref();
-    this.pending.set(id, { offer, dir, incoming, ports, tunnels: new Set(), timer });
+    this.pending.set(id, { offer, dir, incoming, ports, endpoint, forwards, tunnels: new Set(), timer });
     // An incoming QEMU that fails to load the stream exits: nothing to keep then.
     incoming.vm.once('exit', () => this.abort(id, 'its VM exited'));
     this.ctx.logger.info(`migration ${id.slice(0, 8)}: waiting for container ${rec.Id.slice(0, 12)} (${rec.Name})`);
@@ -127,7 +137,10 @@ export class IncomingMigrations {
       await p.incoming.finish(60_000).catch((err: Error) => {
         throw vm.exited ? new Error(`the incoming VM exited: ${vm.diagnostics(300).replace(/\s+/g, ' ') || 'it left no message'}`) : err;
       });
-      const c = containerOf(ctx, { ...rec, Ports: p.ports, VmPid: vm.pid, VmRunDir: vm.runDir, Endpoint: undefined });
+      const ep = p.endpoint;
+      // A user network is named here by its name (the source's ID for it means nothing here).
+      if (ep && !p.offer.Network!.Default) rec.HostConfig.NetworkMode = ep.NetworkName;
+      const c = containerOf(ctx, { ...rec, Ports: p.ports, VmPid: vm.pid, VmRunDir: vm.runDir, Endpoint: ep });
       await pipeline(logs, fs.createWriteStream(c.logFile, { mode: 0o600 }));
       this.checkFree(rec, id);
       c.record.State.Pid = vm.pid;
@@ -136,6 +149,11 @@ export class IncomingMigrations {
       const resume = rec.MainLogRun ? new Map([[rec.MainProcId!, loggedPosition(c.logFile, rec.MainLogRun)]]) : undefined;
       const info = rec.StartInfo ?? { mode: 'cold' as const, accel: ctx.opts.accel.accel, phases: {} };
       const sandbox = await attachMigratedVm(vm, ctx.driver.layout.shares[0]!.tag, { procIds: [rec.MainProcId!], resume, info });
+      if (ep) {
+        // The guest still has the source's address, gateway and DNS: it takes this bridge's (and its --add-host host-gateway follows).
+        await sandbox.agent.readdress(ROOT_NAME, guestNetworkOf(ep), extraHostLines(rec.HostConfig.ExtraHosts, ep.Gateway));
+        await ctx.networks.bindToVm(sandbox, ep, p.forwards);
+      }
       this.forget(id);
       ctx.registry.add(c);
       c.save();
@@ -160,6 +178,7 @@ export class IncomingMigrations {
     p.incoming.vm.stop();
     for (const t of p.tunnels) t.destroy();
     void p.incoming.vm.waitExit().then(() => {
+      if (p.endpoint) this.ctx.networks.detach(p.endpoint);
       fs.rmSync(p.dir, { recursive: true, force: true });
       fs.rmSync(p.incoming.vm.runDir, { recursive: true, force: true });
     });
@@ -181,6 +200,18 @@ export class IncomingMigrations {
     const p = this.pending.get(id);
     if (!p) throw notFound(`no pending migration ${id}`);
     return p;
+  }
+
+  /** The network the container comes from, here: the default bridge, or a user-defined network of that name. */
+  private bridgeHere(n: NonNullable<Offer['Network']>): NetworkRecord {
+    if (n.Default) {
+      const def = this.ctx.networks.defaultBridge;
+      if (!def) throw conflict('the container is on the default bridge, and the destination has none (it runs without root or with --bridge none)');
+      return def;
+    }
+    const net = this.ctx.networks.find(n.Name);
+    if (net?.Name !== n.Name) throw notFound(`network ${n.Name} does not exist on the destination: create it there first (network create ${n.Name})`);
+    return net;
   }
 
   /** The container's ID and name must be free here (and not coming in by another migration). */

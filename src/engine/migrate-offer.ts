@@ -44,6 +44,11 @@ export const offerSchema = z.object({
   UpperBytes: z.number().int().min(1 << 20).max(2 ** 44),
   LowerDigest: z.string().regex(/^[0-9a-f]{64}$/),
   Source: z.string().max(64),
+  /** The bridge network it is on: the default one, or a user-defined one that must exist by that name at the destination. */
+  Network: z
+    .object({ Name: z.string().max(128), Default: z.boolean(), IPAddress: z.ipv4() })
+    .strict()
+    .optional(),
 });
 export type Offer = z.infer<typeof offerSchema>;
 
@@ -70,8 +75,8 @@ export function vmSizeOf(ctx: EngineContext, record: Pick<ContainerRecord, 'Host
 
 /**
  * Why C cannot move live, or undefined. QEMU refuses to migrate a VM with a
- * 9p share; a pod's VM is not the container's alone; a bridge endpoint's
- * address belongs to this host's bridge.
+ * 9p share; a pod's VM is not the container's alone; legacy links name
+ * containers of this host.
  */
 export function whyNotMigratable(ctx: EngineContext, c: Container): string | undefined {
   const hc = c.record.HostConfig;
@@ -80,9 +85,8 @@ export function whyNotMigratable(ctx: EngineContext, c: Container): string | und
   if ((c.record.MountPoints ?? []).some((m) => m.Type !== 'tmpfs')) {
     return `container ${c.shortName} has volumes or bind mounts: they are 9p shares of host directories, and QEMU cannot migrate a VM with a 9p device`;
   }
-  if (hc.NetworkMode?.startsWith('container:') || ctx.networks.bridgeFor(hc.NetworkMode)) {
-    return `container ${c.shortName} is on a bridge network (${hc.NetworkMode || 'default'}): its address belongs to this host's bridge; only containers on the built-in network (--network slirp) or none move live`;
-  }
+  if (hc.NetworkMode?.startsWith('container:')) return `container ${c.shortName} shares the network of ${hc.NetworkMode.slice(10)}: it cannot move without it`;
+  if (hc.Links?.length) return `container ${c.shortName} has --link entries: they name containers of this host`;
   if (!c.running || !c.sandbox) return `container ${c.shortName} is not running: only a running container moves live (a stopped one: commit or export it, and create it there)`;
   if (c.record.State.Paused) return `container ${c.shortName} is paused: unpause it first`;
   if (!c.sandbox.vm.migrateOut) return 'this VM driver cannot migrate';

@@ -66,6 +66,8 @@ export async function migrateContainer(ctx: EngineContext, c: Container, target:
     const image = ctx.store.resolve(c.record.ImageId);
     const upper = containerDiskPath(c.dir);
     const size = vmSizeOf(ctx, c.record);
+    const bridge = ctx.networks.bridgeFor(c.record.HostConfig.NetworkMode);
+    const ep = c.record.Endpoint;
     const offer: Offer = {
       Record: { ...c.record, VmPid: undefined, VmRunDir: undefined, Endpoint: undefined } as Offer['Record'],
       Guest: profileOf(ctx),
@@ -75,6 +77,7 @@ export async function migrateContainer(ctx: EngineContext, c: Container, target:
       UpperBytes: fs.statSync(upper).size,
       LowerDigest: await erofsDigest(await ctx.blocks.ensureImageFs(image)),
       Source: instanceId,
+      Network: bridge && ep ? { Name: bridge.Name, Default: !!bridge.Default, IPAddress: ep.IPAddress } : undefined,
     };
     const { Id: migration } = await peer.request<{ Id: string }>('POST', '/hyperbox/migrations', { body: offer }).catch((err: Error) => {
       throw new HyperboxError('conflict', `the destination did not take the migration: ${err.message}`);

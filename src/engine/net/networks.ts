@@ -236,15 +236,20 @@ export class NetworkManager {
     return poolTapProvider(this.tapPrefix);
   }
 
-  /** Gives a starting VM an address and a TAP device on the network (TAP: a warm-pool VM's, moved onto the bridge). */
-  private attach(net: NetworkRecord, containerId: string, tap?: string, wantedMac?: string): Endpoint {
+  /**
+   * Gives a VM an address and a TAP device on the network (TAP: a warm-pool
+   * VM's, moved onto the bridge): WANTEDIP if it is free there (a migrated VM
+   * keeps its address when it can), else the first free one.
+   */
+  attach(net: NetworkRecord, containerId: string, tap?: string, wantedMac?: string, wantedIp?: string): Endpoint {
     const leased = this.leasesOf(net.Id);
     const used = new Set([...this.host.members(net.Id).map((m) => m.endpoint.IPAddress), ...leased]);
     const base = ipToInt(net.Subnet.split('/')[0]!);
     const size = 2 ** (32 - Number(net.Subnet.split('/')[1]));
     const gw = ipToInt(net.Gateway);
-    let ip: string | undefined;
-    for (let i = 1; i < size - 1 && !ip; i++) if (base + i !== gw && !used.has(intToIp(base + i))) ip = intToIp(base + i);
+    const free = (n: number) => n > base && n < base + size - 1 && n !== gw && !used.has(intToIp(n));
+    let ip = wantedIp && free(ipToInt(wantedIp)) ? wantedIp : undefined;
+    for (let i = 1; i < size - 1 && !ip; i++) if (free(base + i)) ip = intToIp(base + i);
     if (!ip) throw conflict(`network ${net.Name} has no free address left`);
     // Docker's convention: 02:42 and the IPv4 address, unique on the network; or the one asked for (--mac-address).
     const mac = wantedMac ?? ['02', '42', ...ip.split('.').map((o) => Number(o).toString(16).padStart(2, '0'))].join(':');
@@ -314,7 +319,7 @@ export class NetworkManager {
     sandbox.afterExit(() => this.detach(ep));
   }
 
-  private detach(ep: Endpoint): void {
+  detach(ep: Endpoint): void {
     unprotectEndpoint(ep.Tap);
     deleteTap(ep.Tap);
     this.leasesOf(ep.NetworkId).delete(ep.IPAddress);
@@ -395,6 +400,6 @@ export class NetworkManager {
 }
 
 /** What the agent configures on eth0 for a bridge endpoint: the network's DNS is on its gateway. */
-function guestNetworkOf(ep: Endpoint): GuestNetwork {
+export function guestNetworkOf(ep: Endpoint): GuestNetwork {
   return { ipv4: `${ep.IPAddress}/${ep.IPPrefixLen}`, gateway: ep.Gateway, dns: ep.Gateway, mac: ep.MacAddress };
 }
