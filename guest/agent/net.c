@@ -16,12 +16,14 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-static int if_flags_up(int sk, const char *ifname) {
+/* Brings IFNAME up (UP != 0) or down. 0, or -1 with errno. */
+static int if_set_up(int sk, const char *ifname, int up) {
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
   snprintf(ifr.ifr_name, IFNAMSIZ, "%s", ifname);
   if (ioctl(sk, SIOCGIFFLAGS, &ifr) < 0) return -1;
-  ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+  if (up) ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+  else ifr.ifr_flags &= ~IFF_UP;
   return ioctl(sk, SIOCSIFFLAGS, &ifr);
 }
 
@@ -35,7 +37,7 @@ static void set_sin(struct sockaddr *sa, struct in_addr a) {
 void loopback_up(void) {
   int sk = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (sk < 0) { agent_log("socket: %s", strerror(errno)); return; }
-  if (if_flags_up(sk, "lo") < 0) agent_log("lo up: %s", strerror(errno));
+  if (if_set_up(sk, "lo", 1) < 0) agent_log("lo up: %s", strerror(errno));
   close(sk);
 }
 
@@ -65,7 +67,7 @@ int configure_eth0(const char *cidr, const char *gw, const uint8_t *mac, const c
   set_sin(&ifr.ifr_netmask, m);
   if (ioctl(sk, SIOCSIFNETMASK, &ifr) < 0) { err = errno; goto out; }
   *what = "link up";
-  if (if_flags_up(sk, "eth0") < 0) { err = errno; goto out; }
+  if (if_set_up(sk, "eth0", 1) < 0) { err = errno; goto out; }
   if (gw && *gw) {
     *what = "gateway";
     if (inet_pton(AF_INET, gw, &g) != 1) { err = EINVAL; goto out; }
@@ -92,15 +94,7 @@ int readdress_eth0(const char *cidr, const char *gw, const uint8_t *mac, const c
   *what = "link down";
   int sk = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (sk < 0) return errno;
-  struct ifreq ifr;
-  memset(&ifr, 0, sizeof ifr);
-  snprintf(ifr.ifr_name, IFNAMSIZ, "eth0");
-  int err = 0;
-  if (ioctl(sk, SIOCGIFFLAGS, &ifr) < 0) err = errno;
-  else {
-    ifr.ifr_flags &= ~IFF_UP;
-    if (ioctl(sk, SIOCSIFFLAGS, &ifr) < 0) err = errno;
-  }
+  int err = if_set_up(sk, "eth0", 0) < 0 ? errno : 0;
   close(sk);
   if (err) return err;
   int fd = open("/proc/sys/net/ipv4/conf/eth0/arp_notify", O_WRONLY | O_CLOEXEC);
