@@ -75,6 +75,21 @@ describe('live migration', () => {
     assert.equal(offerSchema.safeParse({ ...offer, Record: { ...offer.Record, PodId: 'p' } }).success, false);
     assert.equal(offerSchema.safeParse({ ...offer, Record: { ...offer.Record, MountPoints: [{ Type: 'bind', Source: '/' }] } }).success, false);
     assert.ok(offerSchema.safeParse({ ...offer, Record: { ...offer.Record, MountPoints: [{ Type: 'tmpfs', Destination: '/run' }] } }).success);
+    // A bridge container's network: its name and address, nothing else.
+    const onBridge = { ...offer, Network: { Name: 'bridge', Default: true, IPAddress: '10.88.0.2' } };
+    assert.ok(offerSchema.safeParse(onBridge).success);
+    assert.equal(offerSchema.safeParse({ ...onBridge, Network: { ...onBridge.Network, IPAddress: '10.88.0.2/20' } }).success, false);
+    assert.equal(offerSchema.safeParse({ ...onBridge, Network: { ...onBridge.Network, Tap: 'eth0' } }).success, false);
+  });
+
+  it("gives an incoming VM on a bridge the netdevs a bridge VM has (its TAP, the idle slirp): the device state loads", () => {
+    const assets = { kernel: '/k/vmlinux', initrd: '/k/initrd.img', fingerprint: 'fp' };
+    const shape = { assets, accel: 'tcg' as const, memoryMiB: 256, cpus: 1 };
+    const netdevs = (a: string[]) => a.flatMap((x, i) => (x === '-netdev' ? [a[i + 1]!] : []));
+    const net = { forwards: [], tap: 'ht1234abcdef' };
+    const incoming = netdevs(qemuArgs({ runDir: '/run/hb/in', shape, sharePaths: [], net, incoming: true, startPaused: true, ramBackend: true }));
+    assert.deepEqual(incoming, netdevs(qemuArgs({ runDir: '/run/hb/c', shape, sharePaths: [], net })));
+    assert.deepEqual(incoming, ['tap,id=net0,ifname=ht1234abcdef,script=no,downscript=no', 'user,id=slirp0,restrict=on,ipv6=off']);
   });
 
   it('starts the incoming VM paused, with RAM as the `mem` backend a clone has', () => {
