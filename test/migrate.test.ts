@@ -11,7 +11,8 @@
  * source keeps running it). A container on the default bridge moves too: it
  * takes an address of the destination's bridge (the two test daemons' bridges
  * have different subnets), its port is published there and it reaches that
- * bridge's gateway; one on a user network the destination lacks is refused.
+ * bridge's gateway; one on a user network moves once the destination has a
+ * network of that name (refused before).
  */
 import http from 'node:http';
 import assert from 'node:assert/strict';
@@ -161,7 +162,7 @@ describe('live migration', () => {
     await until('the destination VM to be gone', () => qemuOf(b).length === 0);
   });
 
-  it('moves a container on the default bridge: an address of the destination bridge, its port, its gateway', async () => {
+  it('moves containers on bridges: a user network of the same name there, or the default one (its address, port and gateway there)', async () => {
     // A user network the destination lacks: refused up front, by name, and the container runs on here.
     const net = `mig-net-${process.pid}`;
     assert.equal((await a.run(['network', 'create', net])).code, 0);
@@ -170,8 +171,14 @@ describe('live migration', () => {
     let r = await migrate(a, onNet.stdout.trim(), b);
     assert.match(r.stderr, new RegExp(`network ${net} does not exist on the destination`));
     assert.equal((await a.run(['inspect', '-f', '{{.State.Status}}', onNet.stdout.trim()])).stdout.trim(), 'running');
-    assert.equal((await a.run(['rm', '-f', onNet.stdout.trim()])).code, 0);
-    assert.equal((await a.run(['network', 'rm', net])).code, 0);
+    // Made there (another subnet: one host), it moves onto it.
+    assert.equal((await b.run(['network', 'create', net])).code, 0);
+    r = await migrate(a, onNet.stdout.trim(), b);
+    assert.equal(r.code, 0, r.stderr);
+    const netThere = JSON.parse((await docker(b, ['network', 'inspect', net])).stdout)[0];
+    assert.deepEqual(Object.keys(netThere.Containers), [onNet.stdout.trim()], 'a member of that network there');
+    assert.equal((await b.run(['rm', '-f', onNet.stdout.trim()])).code, 0);
+    for (const d of [a, b]) assert.equal((await d.run(['network', 'rm', net])).code, 0);
 
     const bridgeOf = async (d: TestDaemon) => JSON.parse((await docker(d, ['network', 'inspect', 'bridge'])).stdout)[0].IPAM.Config[0] as { Subnet: string; Gateway: string };
     const there = await bridgeOf(b);
@@ -216,7 +223,10 @@ describe('live migration', () => {
       assert.equal(got.stdout, 'gateway here\n', `${got.code} ${got.stderr}`);
       assert.match((await docker(b, ['exec', bname, 'cat', '/etc/hosts'])).stdout, new RegExp(`^${there.Gateway.replace(/\./g, '\\.')}\tgw$`, 'm'));
       assert.equal((await docker(b, ['exec', bname, 'cat', '/etc/resolv.conf'])).stdout.trim(), `nameserver ${there.Gateway}`);
+      const brifThere = `/sys/class/net/${defaultBridgeName(path.join(b.dataRoot, 'data'))}/brif`;
+      assert.equal(fs.readdirSync(brifThere).length, 1, 'its TAP is on the destination bridge');
       assert.equal((await docker(b, ['rm', '-f', bname])).code, 0);
+      await until('its TAP there to go with it', () => fs.readdirSync(brifThere).length === 0);
     } finally {
       page.close();
     }
