@@ -20,6 +20,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { ipToInt } from '../src/engine/net/addresses.js';
 import { defaultBridgeName } from '../src/engine/net/networks.js';
 import { qemuProcesses, TestDaemon, until } from './helpers/daemon.js';
 import { makeCerts } from './helpers/certs.js';
@@ -210,9 +211,8 @@ describe('live migration', () => {
       assert.deepEqual(all, all.map((_, i) => i + 1), 'one counter, no restart, no gap');
       const settings = JSON.parse((await docker(b, ['inspect', '-f', '{{json .NetworkSettings}}', bname])).stdout);
       const [subnet, prefix] = there.Subnet.split('/');
-      const toInt = (ip: string) => ip.split('.').reduce((n, o) => n * 256 + Number(o), 0);
       const mask = 2 ** 32 - 2 ** (32 - Number(prefix));
-      assert.equal((toInt(settings.IPAddress) & mask) >>> 0, toInt(subnet!), `${settings.IPAddress} is in the destination's ${there.Subnet}`);
+      assert.equal((ipToInt(settings.IPAddress) & mask) >>> 0, ipToInt(subnet!), `${settings.IPAddress} is in the destination's ${there.Subnet}`);
       assert.equal(settings.Gateway, there.Gateway);
       const published = Number(settings.Ports['80/tcp'][0].HostPort);
       assert.equal(await fetchText(`http://127.0.0.1:${published}/`), 'bridged\n', 'its port is published from the destination');

@@ -10,6 +10,7 @@ import { HyperboxError } from '../../src/common/errors.js';
 import type { Logger } from '../../src/common/logger.js';
 import type { MetadataStore } from '../../src/engine/metadata.js';
 import { hostIpv4Networks } from '../../src/engine/net/bridge.js';
+import { freeAddress } from '../../src/engine/net/addresses.js';
 import { NetworkManager, type NetworkRecord } from '../../src/engine/net/networks.js';
 
 type Pick = (subnet?: string, gateway?: string) => { subnet: string; gateway: string };
@@ -78,5 +79,20 @@ describe('bridge subnet picker', () => {
     assert.throws(() => picker(['10.128.5.0/24'])('10.128.0.0/16'), kind('conflict', /overlaps/), 'a wider request over a narrower network');
     const host = hostNets.find((n) => !n.startsWith('127.'));
     if (host) assert.throws(() => picker([])(`${host.split('/')[0]}/24`), kind('conflict', /overlaps/), `the host's ${host}`);
+  });
+});
+
+describe('bridge address allocation', () => {
+  const net = { Subnet: '10.88.16.0/28', Gateway: '10.88.16.1' };
+  it('keeps a wanted address (a migrated container\'s) when it is a free host address of the subnet', () => {
+    assert.equal(freeAddress(net, new Set(), '10.88.16.9'), '10.88.16.9');
+    assert.equal(freeAddress(net, new Set(['10.88.16.9']), '10.88.16.9'), '10.88.16.2', 'taken: the first free one');
+  });
+  it('never hands out the network address, the gateway, the broadcast address or one outside the subnet', () => {
+    for (const wanted of ['10.88.16.0', '10.88.16.1', '10.88.16.15', '10.88.0.2', '10.88.16.300', 'x']) assert.equal(freeAddress(net, new Set(), wanted), '10.88.16.2', wanted);
+    const all = new Set(Array.from({ length: 13 }, (_, i) => `10.88.16.${i + 2}`));
+    assert.equal(freeAddress(net, all), undefined);
+    all.delete('10.88.16.14');
+    assert.equal(freeAddress(net, all, '10.88.16.3'), '10.88.16.14');
   });
 });

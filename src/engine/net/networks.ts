@@ -16,6 +16,7 @@ import type { VmTies } from '../../sandbox/ties.js';
 import type { NetSpec, PoolNetProvider, PortForward } from '../../vm/index.js';
 import { moveTapTo, poolTapProvider } from './pool-taps.js';
 import { DEFAULT_NETWORK } from '../ports.js';
+import { freeAddress, intToIp, ipToInt, overlaps } from './addresses.js';
 import { NetworkDns } from './dns.js';
 import { PortProxy } from './proxy.js';
 
@@ -72,18 +73,6 @@ function defaultNetworkId(dataRoot: string): string {
 /** The Linux bridge of a data root's default network. */
 export function defaultBridgeName(dataRoot: string): string {
   return `${BRIDGE_PREFIX}d${defaultNetworkId(dataRoot).slice(0, 8)}`;
-}
-
-function ipToInt(ip: string): number {
-  return ip.split('.').reduce((n, o) => n * 256 + Number(o), 0);
-}
-function intToIp(n: number): string {
-  return [24, 16, 8, 0].map((s) => (n >>> s) & 255).join('.');
-}
-function overlaps(aNet: number, aPrefix: number, bNet: number, bPrefix: number): boolean {
-  const p = Math.min(aPrefix, bPrefix);
-  const mask = p === 0 ? 0 : (0xffffffff << (32 - p)) >>> 0;
-  return ((aNet & mask) >>> 0) === ((bNet & mask) >>> 0);
 }
 
 export class NetworkManager {
@@ -243,13 +232,7 @@ export class NetworkManager {
    */
   attach(net: NetworkRecord, containerId: string, tap?: string, wantedMac?: string, wantedIp?: string): Endpoint {
     const leased = this.leasesOf(net.Id);
-    const used = new Set([...this.host.members(net.Id).map((m) => m.endpoint.IPAddress), ...leased]);
-    const base = ipToInt(net.Subnet.split('/')[0]!);
-    const size = 2 ** (32 - Number(net.Subnet.split('/')[1]));
-    const gw = ipToInt(net.Gateway);
-    const free = (n: number) => n > base && n < base + size - 1 && n !== gw && !used.has(intToIp(n));
-    let ip = wantedIp && free(ipToInt(wantedIp)) ? wantedIp : undefined;
-    for (let i = 1; i < size - 1 && !ip; i++) if (free(base + i)) ip = intToIp(base + i);
+    const ip = freeAddress(net, new Set([...this.host.members(net.Id).map((m) => m.endpoint.IPAddress), ...leased]), wantedIp);
     if (!ip) throw conflict(`network ${net.Name} has no free address left`);
     // Docker's convention: 02:42 and the IPv4 address, unique on the network; or the one asked for (--mac-address).
     const mac = wantedMac ?? ['02', '42', ...ip.split('.').map((o) => Number(o).toString(16).padStart(2, '0'))].join(':');
