@@ -10,7 +10,7 @@ const T = { Hostname: 8, Time: 9, Seed: 10, Tag: 11, Name: 12, Arg: 13, Env: 14,
   Rows: 18, Cols: 19, Stdin: 20, Subdir: 21, Ipv4: 26, Gateway: 27, Dns: 28, Tmpfs: 29, MemLimit: 30, Signal: 6,
   Mac: 32, Isolate: 33, CapAdd: 35, CapDrop: 36, Privileged: 37, Init: 38, Exec: 39,
   ExtraHost: 34, BlockLower: 40, BlockUpper: 41, Bind: 42, ReadOnly: 43, Acked: 61, Offset: 62 };
-const M = { Configure: 0x20, MountRoot: 0x21, Ping: 0x22, Poweroff: 0x23, Stats: 0x24, Start: 0x10, Stdin: 0x11,
+const M = { Configure: 0x20, MountRoot: 0x21, Readdress: 0x26, Ping: 0x22, Poweroff: 0x23, Stats: 0x24, Start: 0x10, Stdin: 0x11,
   StdinEof: 0x12, Signal: 0x13, Resize: 0x14, Ack: 0x15, Resend: 0x16, Stdout: 0x32, Stderr: 0x33 };
 
 function tlv(fields) {
@@ -40,6 +40,8 @@ const frames = {
   configure: frame(M.Configure, 0, tlv([[T.Hostname, 'c0ffee'], [T.Time, 1700000000000000000n], [T.Seed, seed],
     [T.MemLimit, 268435456n], [T.Ipv4, '10.88.0.2/16'], [T.Gateway, '10.88.0.1'], [T.Dns, '10.88.0.1'],
     [T.Mac, Buffer.from([0x02, 0x42, 0x0a, 0x58, 0x00, 0x02])]])),
+  readdress: frame(M.Readdress, 0, tlv([[T.Name, 'root'], [T.Ipv4, '10.88.16.2/20'], [T.Gateway, '10.88.16.1'],
+    [T.Dns, '10.88.16.1'], [T.Mac, Buffer.from([0x02, 0x42, 0x0a, 0x58, 0x10, 0x02])], [T.ExtraHost, '10.88.16.1 gw']])),
   'configure-min': frame(M.Configure, 0, tlv([[T.Hostname, 'h'], [T.Time, 1n], [T.Seed, Buffer.alloc(0)]])),
   'mount-root': frame(M.MountRoot, 0, tlv([[T.Tag, 'root'], [T.Name, 'c1']])),
   'mount-root-pod': frame(M.MountRoot, 0, tlv([[T.Tag, 'pod'], [T.Name, 'web'], [T.Subdir, 'web'], [T.Isolate, 1],
