@@ -78,7 +78,7 @@ export function vmSizeOf(ctx: EngineContext, record: Pick<ContainerRecord, 'Host
  * 9p share; a pod's VM is not the container's alone; legacy links name
  * containers of this host.
  */
-export function whyNotMigratable(ctx: EngineContext, c: Container): string | undefined {
+export function whyNotMigratable(c: Container): string | undefined {
   const hc = c.record.HostConfig;
   if (c.record.PodId) return `container ${c.shortName} is in a pod: a pod's VM is shared, it cannot move one member`;
   if (c.record.Storage !== 'block') return `container ${c.shortName} has its root on a 9p share (--storage-driver overlay): QEMU cannot migrate a VM with a 9p device`;

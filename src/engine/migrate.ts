@@ -60,7 +60,7 @@ export async function migrateContainer(ctx: EngineContext, c: Container, target:
   if (address.kind === 'tcp' && !target.tls) throw invalid('a tcp:// destination needs TLS (its CA, and a client certificate if it verifies clients)');
   const peer = new ApiClient(address, target.tls);
   const result = await c.lock.run('migrate', async () => {
-    const why = whyNotMigratable(ctx, c);
+    const why = whyNotMigratable(c);
     if (why) throw conflict(`cannot migrate: ${why}`);
     const vm = c.sandbox!.vm;
     const image = ctx.store.resolve(c.record.ImageId);
