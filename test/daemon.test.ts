@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
+import { defaultBridgeName } from '../src/engine/net/networks.js';
 import { removeDefaultBridge, repo, TestDaemon } from './helpers/daemon.js';
 
 describe('hyperboxd', () => {
@@ -58,11 +59,31 @@ describe('hyperboxd', () => {
     const d = new TestDaemon();
     daemons.push(d);
     await d.start();
-    const r = spawnSync(path.join(repo, 'bin/hyperboxd'), ['-H', d.host, '--data-root', path.join(d.dataRoot, 'other')], { encoding: 'utf8', timeout: 30000 });
-    removeDefaultBridge(path.join(d.dataRoot, 'other')); // it set up its network before it found the socket taken
+    const other = path.join(d.dataRoot, 'other');
+    const r = spawnSync(path.join(repo, 'bin/hyperboxd'), ['-H', d.host, '--data-root', other], { encoding: 'utf8', timeout: 30000 });
+    const bridgeLeft = fs.existsSync(`/sys/class/net/${defaultBridgeName(other)}`);
+    removeDefaultBridge(other);
     assert.equal(r.status, 1);
     assert.match(r.stderr, /already listening/);
+    assert.ok(!bridgeLeft, 'it found the socket taken before it set up a network');
     assert.equal((await d.run(['ps'])).code, 0);
+  });
+
+  it('refuses a second daemon on the data root of a running one, which keeps its containers', async () => {
+    const d = new TestDaemon();
+    daemons.push(d);
+    await d.start();
+    await d.importBusybox();
+    const run = await d.run(['run', '-d', 'busybox', 'sleep', '600'], { timeoutMs: 120_000 });
+    assert.equal(run.code, 0, run.stderr);
+    const r = spawnSync(path.join(repo, 'bin/hyperboxd'), ['-H', `unix://${d.dataRoot}/second.sock`, '--data-root', path.join(d.dataRoot, 'data')], { encoding: 'utf8', timeout: 30000 });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, new RegExp(`another hyperboxd \\(pid ${d.pid}\\) is running on data root`));
+    assert.equal((await d.run(['exec', run.stdout.trim(), 'echo', 'still here'])).stdout, 'still here\n');
+    // A killed daemon's pid file names no live daemon: the next one starts.
+    await d.kill();
+    await d.start();
+    assert.equal((await d.run(['ps', '-q'])).code, 0);
   });
 
   it('tells the user when no daemon answers on -H', async () => {

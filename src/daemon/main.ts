@@ -7,10 +7,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { z } from 'zod';
-import { createDockerApiServer, listenTcp, listenUnix, type TlsFiles } from '../api/docker/server.js';
+import { checkSocketFree, createDockerApiServer, listenTcp, listenUnix, type TlsFiles } from '../api/docker/server.js';
 import { createLogger, parseLogLevel, type Logger, type LogLevel } from '../common/logger.js';
 import { defaultConfigFile, defaultDataRoot, defaultHost, parseHost, type DaemonAddress } from '../common/paths.js';
 import { Engine } from '../engine/engine.js';
+import { claimDataRoot } from './claim.js';
 import { chooseAccelerator, createDriver, locateGuestAssets, parseAccel } from '../vm/index.js';
 
 const VERSION = '0.1.0';
@@ -187,6 +188,9 @@ async function run(argv: string[]): Promise<void> {
   for (const a of addresses) checkTcpSafety(a, tls, !!o.allowInsecureTcp || config['allow-insecure-tcp'] === true, logger);
   const dataRoot = path.resolve(o.dataRoot ?? config['data-root'] ?? defaultDataRoot());
   checkDataRoot(dataRoot);
+  // Before anything is set up (networks, recovery of VMs): a daemon that cannot serve leaves the host as it found it.
+  for (const a of addresses) if (a.kind === 'unix') await checkSocketFree(a.path);
+  const releaseDataRoot = claimDataRoot(dataRoot);
   const requested = parseAccel(o.accel ?? process.env.HYPERBOX_ACCEL ?? config.accel);
   const assets = locateGuestAssets({ kernel: config.kernel, initrd: config.initrd });
   const accel = await chooseAccelerator({ requested, assets, cacheDir: cacheDir() });
@@ -250,7 +254,6 @@ async function run(argv: string[]): Promise<void> {
     const where = a.kind === 'unix' ? a.path : `tcp://${a.host}:${a.port}${tls ? (tls.ca ? ' (TLS, client certificates verified)' : ' (TLS)') : ''}`;
     logger.info(`API listen on ${where} (data root ${dataRoot})`);
   }
-  fs.writeFileSync(path.join(dataRoot, 'hyperboxd.pid'), String(process.pid));
   engine.restarts.onDaemonStart();
 
   let stopping = false;
@@ -261,7 +264,7 @@ async function run(argv: string[]): Promise<void> {
     for (const server of servers) server.close();
     await engine.shutdown({ liveRestore });
     for (const socket of sockets) fs.rmSync(socket, { force: true });
-    fs.rmSync(path.join(dataRoot, 'hyperboxd.pid'), { force: true });
+    releaseDataRoot();
     process.exit(0);
   };
   process.off('SIGTERM', early).off('SIGINT', early);

@@ -136,7 +136,7 @@ export class Lifecycle {
       if (c.main === main) this.stalls.mark(c, e);
     });
     sandbox.agent.once('close', (err) => {
-      if (c.main === main && err) {
+      if (c.main === main && err && !sandbox.forced) {
         this.ctx.logger.warn(`container ${c.id.slice(0, 12)}: agent channel failed: ${err.message}; stopping its VM`);
         sandbox.vm.stop();
       }

@@ -144,8 +144,12 @@ export class Sandbox extends VmTies {
     this.runHooks();
   }
 
+  /** Whether forceStop was called: its agent channel then closes as expected, not as a failure. */
+  forced = false;
+
   /** Ends it for certain when its processes do not stop: the VM is stopped. */
   forceStop(): void {
+    this.forced = true;
     if (this.forceStopOverride) this.forceStopOverride();
     else this.vm.stop();
   }

@@ -198,6 +198,11 @@ export class TestDaemon {
   }
 
   /** Kills the daemon (SIGKILL, as a crash) and waits until it is gone; its VMs live on. */
+  /** The daemon's pid (hyperboxd is node running bin/hyperboxd, not a wrapper). */
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
   async kill(): Promise<void> {
     await this.terminate('SIGKILL');
   }

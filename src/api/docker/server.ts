@@ -133,21 +133,25 @@ export function createDockerApiServer(engine: Engine, info: ServerInfo, logger: 
 }
 
 /** Listens on a unix socket, refusing to steal one a live daemon is using. */
+/** Throws if a daemon answers on SOCKETPATH (a stale socket file is no one's). */
+export async function checkSocketFree(socketPath: string): Promise<void> {
+  if (!fs.existsSync(socketPath)) return;
+  const alive = await new Promise<boolean>((resolve) => {
+    const req = http.request({ socketPath, path: '/_ping', method: 'GET', timeout: 1000 }, (res) => {
+      res.resume();
+      resolve(true);
+    });
+    req.on('error', () => resolve(false));
+    req.on('timeout', () => (req.destroy(), resolve(false)));
+    req.end();
+  });
+  if (alive) throw new Error(`another daemon is already listening on ${socketPath}`);
+}
+
 export async function listenUnix(server: http.Server, socketPath: string): Promise<void> {
   fs.mkdirSync(path.dirname(socketPath), { recursive: true });
-  if (fs.existsSync(socketPath)) {
-    const alive = await new Promise<boolean>((resolve) => {
-      const req = http.request({ socketPath, path: '/_ping', method: 'GET', timeout: 1000 }, (res) => {
-        res.resume();
-        resolve(true);
-      });
-      req.on('error', () => resolve(false));
-      req.on('timeout', () => (req.destroy(), resolve(false)));
-      req.end();
-    });
-    if (alive) throw new Error(`another daemon is already listening on ${socketPath}`);
-    fs.rmSync(socketPath, { force: true });
-  }
+  await checkSocketFree(socketPath);
+  fs.rmSync(socketPath, { force: true });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(socketPath, () => resolve());
