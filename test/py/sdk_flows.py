@@ -329,7 +329,8 @@ def networks_and_aliases():
         srv = client.containers.run(IMAGE, ["sh", "-c", "echo hi-from-srv > /www; exec httpd -f -p 80 -h /"], detach=True,
                                     network="sdk-net", name="sdk-srv")
         try:
-            out = client.containers.run(IMAGE, ["sh", "-c", "for i in 1 2 3 4 5; do wget -qO- http://sdk-srv/www && exit 0; sleep 1; done; exit 1"],
+            # Tries for 30 s, not 5 times a second apart: on a busy machine the server may take longer to answer.
+            out = client.containers.run(IMAGE, ["sh", "-c", "i=0; while [ $i -lt 150 ]; do wget -qO- http://sdk-srv/www && exit 0; i=$((i+1)); sleep 0.2; done; exit 1"],
                                         network="sdk-net", remove=True)
             assert out == b"hi-from-srv\n", out
             net.reload()
