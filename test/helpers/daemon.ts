@@ -145,7 +145,8 @@ export class TestDaemon {
     };
     this.proc.stdout!.on('data', keep);
     this.proc.stderr!.on('data', keep);
-    const deadline = Date.now() + 60_000;
+    // Seconds here; a 3x slower CI machine recovering containers while others boot must not hit it.
+    const deadline = Date.now() + 120_000;
     while (!this.log.includes('API listen on')) {
       if (this.proc.exitCode !== null || this.proc.signalCode !== null) throw new Error(`hyperboxd exited: ${this.log}`);
       if (Date.now() > deadline) throw new Error(`hyperboxd did not start: ${this.log}`);
