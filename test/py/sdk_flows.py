@@ -12,7 +12,44 @@ import time
 import traceback
 
 import docker
+import docker.utils.socket
+from docker.api.client import APIClient
 from docker.errors import APIError, ImageNotFound, NotFound
+
+
+class BufferedStream:
+    """An upgraded (exec or attach) response read through http.client's buffered reader.
+
+    The SDK reads such a stream from the raw socket under that reader, so output that
+    came in the same read as the 101 headers is lost (docker/docker-py#3332, open): a
+    short exec's whole output, when a busy machine lets the exec finish before Python
+    parses the headers. Seen here as an empty exec_run on a loaded machine. The
+    daemon's bytes are all read; nothing it sends is assumed or skipped.
+    """
+
+    def __init__(self, response):
+        self.fp = response.raw._fp.fp
+        self._sock = self.fp.raw._sock
+
+    def fileno(self):
+        return self._sock.fileno()
+
+
+_sdk_read = docker.utils.socket.read
+docker.utils.socket.read = lambda sock, n=4096: sock.fp.read1(n) if isinstance(sock, BufferedStream) else _sdk_read(sock, n)
+_sdk_read_from_socket = APIClient._read_from_socket
+
+
+def _read_from_socket(self, response, *args, **kwargs):
+    self._raise_for_status(response)
+    self._get_raw_response_socket = BufferedStream  # for this call only: attach_socket keeps the real one
+    try:
+        return _sdk_read_from_socket(self, response, *args, **kwargs)
+    finally:
+        del self._get_raw_response_socket
+
+
+APIClient._read_from_socket = _read_from_socket
 
 client = docker.from_env(timeout=120)
 api = client.api
