@@ -82,7 +82,8 @@ async function run(vm: Vm, script: string, root = 'c1', user = ''): Promise<{ co
  */
 async function powerOff(vm: Vm): Promise<void> {
   vm.conn.poweroff();
-  const deadline = Date.now() + 30_000;
+  // Normally seconds; the deadline only ends a guest that never halts (a 3x slower machine must not hit it).
+  const deadline = Date.now() + 120_000;
   const consoleFile = vmPaths(vm.runDir).console;
   while (vm.qemu.exitCode === null && Date.now() < deadline && !/reboot: (Power down|System halted)/.test(fs.readFileSync(consoleFile, 'utf8'))) await new Promise((r) => setTimeout(r, 100));
   vm.qemu.kill('SIGKILL');
@@ -169,7 +170,8 @@ describe('agent: container root on virtio-blk disks (overlay of a read-only imag
         'ln /from-upper /hardlink && test "$(stat -c %h /from-upper)" = 2 && echo hardlink ok',
         'chown 1000:1001 /from-upper && stat -c "%u:%g" /from-upper',
         'cp /bin/busybox /suid && chmod 4755 /suid && stat -c %a /suid',
-        'mkdir /sockdir && ln -s /sockdir/log /dev/log && (syslogd -n -O /tmp/messages & pid=$!; sleep 1; logger via-socket; sleep 1; test -S /sockdir/log && echo socket ok; grep -c via-socket /tmp/messages; kill $pid) || true',
+        // Waits for syslogd's socket and its line (bounded: 30 s), not for a second each: a busy guest is slower.
+        'mkdir /sockdir && ln -s /sockdir/log /dev/log && (syslogd -n -O /tmp/messages & pid=$!; i=0; until test -S /sockdir/log || [ $i = 300 ]; do i=$((i+1)); sleep 0.1; done; logger via-socket; i=0; until grep -q via-socket /tmp/messages 2>/dev/null || [ $i = 300 ]; do i=$((i+1)); sleep 0.1; done; test -S /sockdir/log && echo socket ok; grep -c via-socket /tmp/messages; kill $pid) || true',
         'cat /etc/hostname; grep db /etc/hosts',
         'cat /data/hello /data/sub/nested /etc/app.conf',
         'if (echo x > /etc/app.conf) 2>/dev/null; then echo app.conf writable; else echo app.conf ro; fi', // the subshell: a failed > reports before a 2>/dev/null after it applies
@@ -190,9 +192,10 @@ describe('agent: container root on virtio-blk disks (overlay of a read-only imag
       assert.equal(dump, 'written\n');
       // Still running at POWEROFF, with a file of the upper open for writing:
       // the agent kills it, then unmounts.
-      const busy = await vm.conn.start({ root: 'c1', args: ['sh', '-c', 'echo held > /busy; exec 3>>/busy; exec sleep 1000'], env: ['PATH=/bin'], cwd: '/', user: '', tty: false, stdin: false });
+      const busy = await vm.conn.start({ root: 'c1', args: ['sh', '-c', 'echo held > /busy; exec 3>>/busy; echo open; exec sleep 1000'], env: ['PATH=/bin'], cwd: '/', user: '', tty: false, stdin: false });
+      const open = new Promise<void>((r) => busy.on('stdout', (b: Buffer) => b.toString().includes('open') && r()));
       busy.release();
-      await new Promise((r) => setTimeout(r, 1000));
+      await open; // the file is written and held open (a fixed second was too short on a busy machine)
     } finally {
       await powerOff(vm);
     }

@@ -4,6 +4,8 @@
  * `docker search`, and dockerode's attach (whose JSON request body is not stdin).
  */
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Docker from 'dockerode';
 import { busyboxTar, startDaemonWithBusybox, until, type TestDaemon } from './helpers/daemon.js';
@@ -169,13 +171,14 @@ describe('docker ps --filter as dockerd', () => {
 
 describe('docker update', () => {
   it('changes the restart policy, which the next exit follows', async () => {
-    // The exit waits a second after /go appears: the exec that creates it must have
-    // reported its own exit first (an exec still running when the main process exits
-    // is killed with the container, 137, as with runc).
-    await ok(['run', '-d', '--name', 'f-u', 'busybox', 'sh', '-c', 'while [ ! -e /go ]; do sleep 0.2; done; sleep 1; exit 1']);
+    // Told to exit through a bind, by the host: an exec creating the file raced the exit it
+    // caused (an exec still running when the main process exits is killed with the
+    // container, 137, as with runc), and a fixed second's grace is a guess at a busy machine.
+    const sig = fs.mkdtempSync(path.join(d.dataRoot, 'sig-'));
+    await ok(['run', '-d', '--name', 'f-u', '-v', `${sig}:/sig`, 'busybox', 'sh', '-c', 'while [ ! -e /sig/go ]; do sleep 0.2; done; exit 1']);
     assert.equal((await ok(['update', '--restart', 'on-failure:1', 'f-u'])).trim(), 'f-u');
     assert.equal((await ok(['inspect', '-f', '{{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}', 'f-u'])).trim(), 'on-failure:1');
-    await ok(['exec', 'f-u', 'touch', '/go']);
+    fs.writeFileSync(path.join(sig, 'go'), '');
     // One restart (the file is still there, so it exits again at once), then it stays down.
     await until('the restart policy to restart it once', async () => (await ok(['inspect', '-f', '{{.RestartCount}} {{.State.Status}}', 'f-u'])).trim() === '1 exited', 120_000);
     await ok(['update', '--restart', 'always', 'f-u']);

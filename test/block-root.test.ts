@@ -65,8 +65,11 @@ describe('roots on block devices', () => {
     assert.match(id, /^[0-9a-f]{64}$/);
     assert.doesNotMatch(await qemuCmdline(id), /virtio-9p/, 'no 9p device');
     assert.match(await qemuCmdline(id), /virtio-blk-device.*serial=hb-lower.*virtio-blk-device.*serial=hb-upper/);
+    // Each run's write, waited for: `run -d` and `restart` return once the process started, and
+    // a restart before the first write (a busy machine) would leave one line.
+    await until('the write of the first run', async () => (await d.run(['exec', id, 'cat', '/state'])).stdout === 'kept\n');
     assert.equal((await d.run(['restart', '-t', '0', id])).code, 0);
-    assert.equal((await d.run(['exec', id, 'cat', '/state'])).stdout, 'kept\nkept\n');
+    await until('the write of the second run', async () => (await d.run(['exec', id, 'cat', '/state'])).stdout === 'kept\nkept\n');
     const graph = JSON.parse((await d.run(['inspect', '-f', '{{json .GraphDriver}}', id])).stdout);
     assert.equal(graph.Name, 'block');
     const containerDir = path.join(d.dataRoot, 'data', 'containers', id);

@@ -322,9 +322,10 @@ describe('other clients and a hostile context', () => {
     await new Promise<void>((resolve) => child.stdout.on('data', (c: Buffer) => ((out += c), out.includes('Running in') && resolve())));
     const t0 = Date.now();
     child.kill('SIGKILL');
-    // Within seconds, not the step's 120 s: the step was killed and its container removed.
-    await until('the aborted build to remove its step container', async () => (await plain(['ps', '-a', '-q'])).stdout.trim() === '', 30_000);
-    assert.ok(Date.now() - t0 < 30_000);
+    // Before the step's 120 s were up: the step was killed and its container removed
+    // (seconds here; the deadline leaves a 3x slower machine room and stays well short of 120 s).
+    await until('the aborted build to remove its step container', async () => (await plain(['ps', '-a', '-q'])).stdout.trim() === '', 90_000);
+    assert.ok(Date.now() - t0 < 90_000);
   });
 
   it('build prune clears the cache and the step images (image prune keeps them, as Docker)', async () => {

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { startDaemonWithBusybox, type TestDaemon } from './helpers/daemon.js';
+import { startDaemonWithBusybox, type TestDaemon, until } from './helpers/daemon.js';
 
 /** [mount point, per-mount options] of every mount under DIR. */
 function mountsUnder(dir: string): Array<[string, string[]]> {
@@ -47,7 +47,11 @@ for (const driver of ['overlay', 'block']) describe(`host-side mounts of contain
     await start(['--read-only', '--tmpfs', '/tmp', '-v', `${hostDir}:/ro:ro`]);
     assert.equal((await d.run(['pod', 'create', '--name', 'suidpod'])).code, 0);
     await start(['--pod', 'suidpod']);
-    const logs = await d.run(['logs', ids[0]!]);
+    // `run -d` returns once the process started, not once it printed.
+    const logs = await until('the first container\'s ls', async () => {
+      const r = await d.run(['logs', ids[0]!]);
+      return r.stdout.includes('/sb') && r;
+    });
     assert.match(logs.stdout, /^-rwsr-xr-x/m, 'the guest sees the setuid bit it set');
     const mounts = mountsUnder(d.dataRoot);
     assert.ok(mounts.length >= 6, JSON.stringify(mounts));

@@ -25,8 +25,8 @@ function resetPeak(pid: number): void {
   fs.writeFileSync(`/proc/${pid}/clear_refs`, '5');
 }
 
-/** `docker logs ARGS` with its output counted, not kept: bytes, lines, and the last line. */
-function countLogs(d: TestDaemon, args: string[]): Promise<{ code: number; bytes: number; lines: number; last: string }> {
+/** `docker logs ARGS` with its output counted, not kept: bytes, lines, and the last line (ONLINES: the count so far). */
+function countLogs(d: TestDaemon, args: string[], onLines?: (lines: number) => void): Promise<{ code: number; bytes: number; lines: number; last: string }> {
   return new Promise((resolve) => {
     const child = spawn('docker', ['logs', ...args], { env: dockerEnv(d), stdio: ['ignore', 'pipe', 'ignore'] });
     let bytes = 0;
@@ -36,6 +36,7 @@ function countLogs(d: TestDaemon, args: string[]): Promise<{ code: number; bytes
       bytes += c.length;
       for (let i = c.indexOf(10); i !== -1; i = c.indexOf(10, i + 1)) lines++;
       tail = Buffer.concat([tail, c]).subarray(-256);
+      onLines?.(lines);
     });
     child.on('close', (code) => resolve({ code: code ?? -1, bytes, lines, last: tail.toString().trimEnd().split('\n').at(-1) ?? '' }));
   });
@@ -142,9 +143,13 @@ describe('container logs at volume', () => {
   });
 
   it('follows a flooding container from its tail and stops with it', async () => {
-    const r = await docker(d, ['run', '-d', 'busybox', 'sh', '-c', 'seq 1 300000; sleep 2; echo done']);
+    // The last line waits for the host's word (through a bind), given once the follower has the
+    // tail: a follower that started late (a busy machine) would find the container gone already.
+    const sig = fs.mkdtempSync(path.join(d.dataRoot, 'sig-'));
+    const r = await docker(d, ['run', '-d', '-v', `${sig}:/sig`, 'busybox', 'sh', '-c', 'seq 1 300000; until [ -e /sig/go ]; do sleep 0.1; done; echo done']);
     const id = r.stdout.trim();
-    const f = await countLogs(d, ['-f', '--tail', '10', id]);
+    const go = path.join(sig, 'go');
+    const f = await countLogs(d, ['-f', '--tail', '10', id], (lines) => lines >= 10 && !fs.existsSync(go) && fs.writeFileSync(go, ''));
     assert.equal(f.code, 0);
     assert.equal(f.last, 'done');
     assert.ok(f.lines >= 11, `followed ${f.lines} lines`);

@@ -16,6 +16,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
 import { removeBridge } from '../../src/engine/net/bridge.js';
 import { defaultBridgeName } from '../../src/engine/net/networks.js';
 import { waitFor } from './wait.js';
@@ -144,7 +145,8 @@ export class TestDaemon {
     };
     this.proc.stdout!.on('data', keep);
     this.proc.stderr!.on('data', keep);
-    const deadline = Date.now() + 60_000;
+    // Seconds here; a 3x slower CI machine recovering containers while others boot must not hit it.
+    const deadline = Date.now() + 120_000;
     while (!this.log.includes('API listen on')) {
       if (this.proc.exitCode !== null || this.proc.signalCode !== null) throw new Error(`hyperboxd exited: ${this.log}`);
       if (Date.now() > deadline) throw new Error(`hyperboxd did not start: ${this.log}`);
@@ -220,6 +222,7 @@ export class TestDaemon {
     spawnSync('pkill', ['-9', '-f', `qemu-system.*${this.dataRoot}/`]);
     spawnSync('sh', ['-c', `grep -o '${this.dataRoot}[^ ]*' /proc/mounts | sort -r | xargs -r umount -l`]);
     removeDefaultBridge(path.join(this.dataRoot, 'data'));
+    removeNetworkBridges(path.join(this.dataRoot, 'data'));
     // Guest RAM of a template directory of its own lives in /dev/shm, outside the data root.
     const own = path.join(this.dataRoot, 'data', 'templates');
     fs.rmSync(`/dev/shm/hyperbox-${createHash('sha256').update(own).digest('hex').slice(0, 12)}`, { recursive: true, force: true });
@@ -258,13 +261,45 @@ export function removeDefaultBridge(dataRoot: string): void {
   if (!fs.existsSync(brif)) return;
   const addr = spawnSync('ip', ['-4', '-o', 'addr', 'show', 'dev', bridge], { encoding: 'utf8' }).stdout;
   const m = /inet (\d+\.\d+\.\d+\.\d+)\/(\d+)/.exec(addr);
-  for (const tap of fs.readdirSync(brif)) spawnSync('ip', ['link', 'del', tap]);
+  deleteTaps(bridge);
   if (!m) {
     spawnSync('ip', ['link', 'del', bridge]);
     return;
   }
   // iptables masks the host bits of `-s`, so the gateway's CIDR names the subnet's NAT rule.
   removeBridge({ bridge, subnet: `${m[1]!}/${m[2]!}`, gateway: m[1]!, prefix: Number(m[2]), internal: false });
+}
+
+/** The TAPs on BRIDGE (a killed daemon leaves its VMs' TAPs). */
+function deleteTaps(bridge: string): void {
+  const brif = `/sys/class/net/${bridge}/brif`;
+  if (fs.existsSync(brif)) for (const tap of fs.readdirSync(brif)) spawnSync('ip', ['link', 'del', tap]);
+}
+
+/**
+ * The bridges of the networks a test daemon created (`network create`, a compose
+ * project's): a daemon keeps them when it stops, as it keeps its default bridge, and
+ * a test that does not remove its networks (or fails before it does) left them and
+ * their NAT rules on the host for the rest of the run (two dozen on a busy machine,
+ * each a /24 of the 10.89.0.0/16 every later network is picked from).
+ */
+function removeNetworkBridges(dataRoot: string): void {
+  const file = path.join(dataRoot, 'hyperbox.db');
+  if (!fs.existsSync(file)) return;
+  let rows: Array<{ record: string }>;
+  try {
+    const db = new Database(file, { readonly: true });
+    rows = db.prepare('SELECT record FROM networks').all() as Array<{ record: string }>;
+    db.close();
+  } catch {
+    return; // no networks table yet
+  }
+  for (const { record } of rows) {
+    const n = JSON.parse(record) as { Bridge?: string; Subnet?: string; Gateway?: string; Internal?: boolean };
+    if (!n.Bridge || !n.Subnet || !n.Gateway) continue;
+    deleteTaps(n.Bridge);
+    removeBridge({ bridge: n.Bridge, subnet: n.Subnet, gateway: n.Gateway, prefix: Number(n.Subnet.split('/')[1]), internal: !!n.Internal });
+  }
 }
 
 export async function startDaemonWithBusybox(extraArgs: string[] = [], opts: TestDaemonOptions = {}): Promise<TestDaemon> {
