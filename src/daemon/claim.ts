@@ -32,16 +32,23 @@ export function dataRootHolder(dataRoot: string): number | undefined {
   return Number.isInteger(pid) && pid > 0 && pid !== process.pid && isHyperboxd(pid) ? pid : undefined;
 }
 
-/** Takes DATAROOT for this process; throws if a live daemon holds it. Returns the release. */
-export function claimDataRoot(dataRoot: string): () => void {
+/**
+ * Takes DATAROOT for this process; throws if a live daemon holds it. Returns the
+ * release. The file is rewritten in place (its old block is reused): a daemon must
+ * start on a full filesystem, to recover the VMs a full disk paused; if even that
+ * write fails, it starts unrecorded and WARN says so.
+ */
+export function claimDataRoot(dataRoot: string, warn: (msg: string) => void): () => void {
   const holder = dataRootHolder(dataRoot);
   if (holder !== undefined) {
     throw new Error(`another hyperboxd (pid ${holder}) is running on data root ${dataRoot}: stop it first, or give this one its own --data-root`);
   }
   const file = path.join(dataRoot, PID_FILE);
-  const tmp = `${file}.${process.pid}`;
-  fs.writeFileSync(tmp, String(process.pid));
-  fs.renameSync(tmp, file);
+  try {
+    fs.writeFileSync(file, String(process.pid));
+  } catch (err) {
+    warn(`${file}: ${(err as Error).message}: a second daemon on this data root would not be refused`);
+  }
   return () => {
     const mine = fs.existsSync(file) && fs.readFileSync(file, 'utf8').trim() === String(process.pid);
     if (mine) fs.rmSync(file, { force: true });

@@ -190,7 +190,7 @@ async function run(argv: string[]): Promise<void> {
   checkDataRoot(dataRoot);
   // Before anything is set up (networks, recovery of VMs): a daemon that cannot serve leaves the host as it found it.
   for (const a of addresses) if (a.kind === 'unix') await checkSocketFree(a.path);
-  const releaseDataRoot = claimDataRoot(dataRoot);
+  const releaseDataRoot = claimDataRoot(dataRoot, (msg) => logger.warn(msg));
   const requested = parseAccel(o.accel ?? process.env.HYPERBOX_ACCEL ?? config.accel);
   const assets = locateGuestAssets({ kernel: config.kernel, initrd: config.initrd });
   const accel = await chooseAccelerator({ requested, assets, cacheDir: cacheDir() });
